@@ -1,0 +1,7 @@
+//! Adapters: the AWS and embedded implementations of each port.
+
+pub mod dynamodb;
+pub mod embedded;
+pub mod local_fs;
+pub mod s3;
+pub mod sqs;

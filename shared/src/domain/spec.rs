@@ -1,0 +1,350 @@
+//! The activation spec, typed. `domain::config` parses and validates the YAML
+//! file into these; nothing else constructs them from outside input.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::model::Millis;
+
+/// A validated activation spec.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ActivationSpec {
+    pub version: u32,
+    /// SHA-256 (hex) of the file's bytes: stamped on every run record.
+    pub config_hash: String,
+    pub destinations: BTreeMap<String, DestinationSpec>,
+    pub exports: BTreeMap<String, ExportSpec>,
+    /// Reporting-webhook metrics that feed suppression exports, e.g.
+    /// `email.unsubscribed -> [email_suppression]`.
+    #[serde(default)]
+    pub reporting_feeds: Vec<ReportingFeed>,
+}
+
+impl ActivationSpec {
+    pub fn export(&self, name: &str) -> Option<&ExportSpec> {
+        self.exports.get(name)
+    }
+    pub fn destination(&self, name: &str) -> Option<&DestinationSpec> {
+        self.destinations.get(name)
+    }
+    /// Exports that list `event` among their exit events.
+    pub fn exports_exiting_on<'a>(&'a self, event: &'a str) -> impl Iterator<Item = &'a ExportSpec> + 'a {
+        self.exports
+            .values()
+            .filter(move |e| e.exit_on.iter().any(|n| n == event))
+    }
+    /// Exports that must never contain members of `export`.
+    pub fn exports_suppressed_by<'a>(&'a self, export: &'a str) -> impl Iterator<Item = &'a ExportSpec> + 'a {
+        self.exports
+            .values()
+            .filter(move |e| e.suppress.iter().any(|n| n == export))
+    }
+}
+
+/// A reporting metric (object_type + metric) that enters people into exports.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReportingFeed {
+    /// `customer`, `email`, ... or `*`.
+    pub object_type: String,
+    pub metric: String,
+    pub exports: Vec<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DestinationKind {
+    Warehouse,
+    Clevertap,
+    MetaAudience,
+    GoogleCustomerMatch,
+    Webhook,
+}
+
+impl DestinationKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DestinationKind::Warehouse => "warehouse",
+            DestinationKind::Clevertap => "clevertap",
+            DestinationKind::MetaAudience => "meta_audience",
+            DestinationKind::GoogleCustomerMatch => "google_customer_match",
+            DestinationKind::Webhook => "webhook",
+        }
+    }
+    /// Ad platforms: hashed identifiers, remove the old identifier on change.
+    pub fn is_ad_platform(self) -> bool {
+        matches!(
+            self,
+            DestinationKind::MetaAudience | DestinationKind::GoogleCustomerMatch
+        )
+    }
+}
+
+/// A destination: where and how to send. Secrets are named by environment
+/// variable, never given.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DestinationSpec {
+    pub name: String,
+    pub kind: DestinationKind,
+    /// Override of the API base URL (tests and the demo point it at `sim/`).
+    #[serde(default)]
+    pub base_url: Option<String>,
+    /// People per request; each kind has a default and a hard maximum.
+    pub batch_size: usize,
+    /// Concurrent requests at most (the destination's rate limit).
+    pub max_concurrency: u32,
+    /// Delivery attempts before a job is dead-lettered.
+    pub max_attempts: u32,
+    pub settings: DestinationSettings,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum DestinationSettings {
+    Warehouse {
+        /// A local directory, or `s3://bucket/prefix`.
+        location: String,
+    },
+    Clevertap {
+        /// `us1`, `in1`, `sg1`, `aps3`, `mec1`, `eu1`.
+        region: String,
+        account_id_env: String,
+        passcode_env: String,
+    },
+    MetaAudience {
+        api_version: String,
+        ad_account_id: String,
+        access_token_env: String,
+    },
+    GoogleCustomerMatch {
+        api_version: String,
+        /// 10 digits, no dashes.
+        customer_id: String,
+        #[serde(default)]
+        login_customer_id: Option<String>,
+        developer_token_env: String,
+        access_token_env: String,
+        /// Remove dots from gmail.com local parts before hashing.
+        #[serde(default)]
+        gmail_remove_dots: bool,
+    },
+    Webhook {
+        url: String,
+        secret_env: String,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ExportSource {
+    /// A Customer.io segment, read in batch from the App API (and fed in
+    /// real time by webhook actions naming this export).
+    Segment { segment_id: u64 },
+    /// Webhook actions only (no batch source).
+    Action,
+    /// Events by name (events / conversions mode).
+    Events { names: Vec<String> },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExportMode {
+    Membership,
+    Attributes,
+    Events,
+    Conversions,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IdKind {
+    Id,
+    Email,
+    Phone,
+    CioId,
+}
+
+impl IdKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IdKind::Id => "id",
+            IdKind::Email => "email",
+            IdKind::Phone => "phone",
+            IdKind::CioId => "cio_id",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdentitySpec {
+    pub golden: IdKind,
+    #[serde(default)]
+    pub fallbacks: Vec<IdKind>,
+    /// Default phone region for numbers without a country code (ISO alpha-2).
+    #[serde(default)]
+    pub default_phone_region: Option<String>,
+}
+
+/// Match keys a destination may be sent (Meta's multi-key schema, Google's
+/// identifiers). Attribute-backed keys name the export attribute to read.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MatchKey {
+    Email,
+    Phone,
+    ExternId,
+    FirstName,
+    LastName,
+    City,
+    State,
+    Zip,
+    Country,
+    Gender,
+    DateOfBirth,
+}
+
+impl MatchKey {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            MatchKey::Email => "email",
+            MatchKey::Phone => "phone",
+            MatchKey::ExternId => "extern_id",
+            MatchKey::FirstName => "first_name",
+            MatchKey::LastName => "last_name",
+            MatchKey::City => "city",
+            MatchKey::State => "state",
+            MatchKey::Zip => "zip",
+            MatchKey::Country => "country",
+            MatchKey::Gender => "gender",
+            MatchKey::DateOfBirth => "date_of_birth",
+        }
+    }
+    /// Keys read from export attributes (not from identifiers).
+    pub fn attribute_backed(&self) -> bool {
+        !matches!(self, MatchKey::Email | MatchKey::Phone | MatchKey::ExternId)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Transform {
+    /// Passed as the source gives it (a string).
+    Identity,
+    /// A number from the source string.
+    Number,
+    /// `true` / `false` from the source string.
+    Bool,
+    /// Lowercased, trimmed string.
+    Lowercase,
+    /// A Unix-seconds or RFC 3339 source value, emitted as `YYYY-MM-DD`.
+    Date,
+    /// A number bucketed by ascending edges: `[50, 100, 150]` gives
+    /// `lt_50`, `50_100`, `100_150`, `gte_150`.
+    Bucket { edges: Vec<f64> },
+    /// One of the listed values, else the fallback (or dropped).
+    Enum {
+        values: Vec<String>,
+        #[serde(default)]
+        fallback: Option<String>,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AttributeSpec {
+    /// Name the destinations see.
+    pub name: String,
+    /// Customer.io attribute (or webhook action attribute) read.
+    pub from: String,
+    pub transform: Transform,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum TierRule {
+    /// Time since entry in `[min_age, max_age)`.
+    Age { min_age_ms: Millis, max_age_ms: Millis },
+    /// A numeric export attribute at or above `min`.
+    Value { attribute: String, min: f64 },
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TierSpec {
+    pub name: String,
+    pub rule: TierRule,
+}
+
+/// How an export lands in one destination.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ExportDestination {
+    pub destination: String,
+    /// The audience for all members: Meta audience id, Google user list id,
+    /// CleverTap profile property, warehouse table label.
+    pub audience: String,
+    /// Audiences per tier; a tier not listed is not sent to this destination.
+    #[serde(default)]
+    pub tier_audiences: BTreeMap<String, String>,
+    /// Match keys sent (ad platforms); empty means the kind's default.
+    #[serde(default)]
+    pub keys: Vec<MatchKey>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct GuardRails {
+    /// Expected audience size band; a run outside it is held.
+    #[serde(default)]
+    pub min_size: Option<u64>,
+    #[serde(default)]
+    pub max_size: Option<u64>,
+    /// (adds + removes) / current size, in percent; above it the run is held.
+    #[serde(default)]
+    pub max_churn_pct: Option<f64>,
+    /// Below it reconciliation alarms (0.0..=1.0).
+    #[serde(default)]
+    pub min_match_rate: Option<f64>,
+    /// Refuse to remove everyone because the source came back empty.
+    #[serde(default = "yes")]
+    pub refuse_empty_source: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cadence {
+    /// Webhook actions and exit events apply at once.
+    #[serde(default)]
+    pub realtime: bool,
+    /// Batch every N minutes (EventBridge `rate()`), if any.
+    #[serde(default)]
+    pub every_minutes: Option<u32>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ExportSpec {
+    pub name: String,
+    pub source: ExportSource,
+    pub mode: ExportMode,
+    pub cadence: Cadence,
+    pub identity: IdentitySpec,
+    /// The governed allow-list; nothing else travels.
+    pub attributes: Vec<AttributeSpec>,
+    pub tiers: Vec<TierSpec>,
+    /// Events that remove a person from this export (and every tier) at once.
+    pub exit_on: Vec<String>,
+    /// Exports whose members this export must never contain.
+    pub suppress: Vec<String>,
+    pub destinations: Vec<ExportDestination>,
+    pub guard_rails: GuardRails,
+    /// Person ids of canary profiles, always delivered first.
+    pub test_profiles: Vec<String>,
+}
+
+impl ExportSpec {
+    pub fn binding(&self, destination: &str) -> Option<&ExportDestination> {
+        self.destinations.iter().find(|d| d.destination == destination)
+    }
+    pub fn attribute(&self, name: &str) -> Option<&AttributeSpec> {
+        self.attributes.iter().find(|a| a.name == name)
+    }
+}

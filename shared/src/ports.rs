@@ -1,0 +1,326 @@
+//! Ports: a trait at every IO seam. Each has an AWS adapter and an embedded
+//! adapter (`adapters/`), and one conformance suite (`conformance`) that both
+//! must pass.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use thiserror::Error;
+
+use crate::domain::model::{
+    DeliveryJob, Identifiers, MembershipRecord, Millis, Person, PersonKey, QuarantineEntry,
+    ReconcileReport, RunRecord,
+};
+
+// ---------------------------------------------------------------- clock
+
+pub trait Clock: Send + Sync {
+    fn now_ms(&self) -> Millis;
+}
+
+/// Wall-clock time.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> Millis {
+        chrono::Utc::now().timestamp_millis()
+    }
+}
+
+/// A clock tests and simulations move by hand.
+#[derive(Debug, Default)]
+pub struct ManualClock(AtomicI64);
+
+impl ManualClock {
+    pub fn new(start_ms: Millis) -> Self {
+        Self(AtomicI64::new(start_ms))
+    }
+    pub fn set(&self, ms: Millis) {
+        self.0.store(ms, Ordering::SeqCst);
+    }
+    pub fn advance(&self, by: Duration) {
+        self.0.fetch_add(by.as_millis() as i64, Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now_ms(&self) -> Millis {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+// ---------------------------------------------------------------- state store
+
+#[derive(Debug, Error)]
+pub enum StateError {
+    /// Throttling, timeouts, transient IO: the caller may retry.
+    #[error("state store temporarily unavailable: {message}")]
+    Retryable {
+        message: String,
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
+    /// Corrupt data, bad configuration, a bug.
+    #[error("state store error: {message}")]
+    Permanent {
+        message: String,
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
+}
+
+impl StateError {
+    pub fn retryable(message: impl Into<String>) -> Self {
+        StateError::Retryable {
+            message: message.into(),
+            source: None,
+        }
+    }
+    pub fn permanent(message: impl Into<String>) -> Self {
+        StateError::Permanent {
+            message: message.into(),
+            source: None,
+        }
+    }
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, StateError::Retryable { .. })
+    }
+}
+
+/// Result of a conditional membership write.
+#[derive(Clone, Debug, PartialEq)]
+pub enum MembershipWrite {
+    /// Written: it was newer than what was stored (or the same change again).
+    Applied,
+    /// Refused: the store holds a newer change. Carries what is stored.
+    Stale { current: Box<MembershipRecord> },
+}
+
+/// Result of starting an idempotent operation (Powertools' layout: a key,
+/// a status, an expiry, and an in-progress expiry).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IdempotencyStart {
+    /// First time (or a previous attempt expired): go ahead.
+    Started,
+    /// Another attempt holds it and has not expired.
+    InProgress,
+    /// Done before: skip.
+    Completed,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// Opaque cursor of the next page; `None` at the end.
+    pub next: Option<String>,
+}
+
+#[async_trait]
+pub trait StateStore: Send + Sync {
+    // -- membership
+    async fn get_membership(
+        &self,
+        export: &str,
+        person: &PersonKey,
+    ) -> Result<Option<MembershipRecord>, StateError>;
+
+    /// Write iff nothing is stored, or the stored `source_ts` is older, or it
+    /// is the very same change (`source_ts` and `change_id` equal).
+    async fn put_membership(&self, record: &MembershipRecord) -> Result<MembershipWrite, StateError>;
+
+    /// Every record of an export (members and former members), in key order.
+    async fn list_memberships(
+        &self,
+        export: &str,
+        cursor: Option<String>,
+        limit: usize,
+    ) -> Result<Page<MembershipRecord>, StateError>;
+
+    /// Records whose `member` flag is set.
+    async fn count_members(&self, export: &str) -> Result<u64, StateError>;
+
+    // -- batch staging (phase 1 of a run)
+    /// Stage source people under a run, keyed by person key (re-staging the
+    /// same person overwrites).
+    async fn stage_people(&self, run_id: &str, people: &[(PersonKey, Person)]) -> Result<(), StateError>;
+    async fn list_staged(
+        &self,
+        run_id: &str,
+        cursor: Option<String>,
+        limit: usize,
+    ) -> Result<Page<(PersonKey, Person)>, StateError>;
+    async fn clear_staged(&self, run_id: &str) -> Result<(), StateError>;
+
+    // -- runs
+    async fn put_run(&self, run: &RunRecord) -> Result<(), StateError>;
+    async fn get_run(&self, run_id: &str) -> Result<Option<RunRecord>, StateError>;
+    /// Newest first.
+    async fn list_runs(&self, export: &str, limit: usize) -> Result<Vec<RunRecord>, StateError>;
+
+    // -- idempotency (dedup keys with expiry)
+    /// Claim `key`. Expired records (past `expires_at`) count as absent even
+    /// if the store has not yet deleted them.
+    async fn idempotency_start(
+        &self,
+        key: &str,
+        now: Millis,
+        in_progress_until: Millis,
+        expires_at: Millis,
+    ) -> Result<IdempotencyStart, StateError>;
+    async fn idempotency_complete(&self, key: &str, expires_at: Millis) -> Result<(), StateError>;
+    /// Give a claim back after a failed attempt, so a retry can start at once.
+    async fn idempotency_release(&self, key: &str) -> Result<(), StateError>;
+
+    // -- counters (atomic adds)
+    async fn add_counters(&self, scope: &str, deltas: &[(&str, i64)]) -> Result<(), StateError>;
+    async fn get_counters(&self, scope: &str) -> Result<BTreeMap<String, i64>, StateError>;
+
+    // -- reports
+    async fn put_report(&self, report: &ReconcileReport) -> Result<(), StateError>;
+    async fn latest_report(&self) -> Result<Option<ReconcileReport>, StateError>;
+
+    // -- quarantine
+    async fn put_quarantine(&self, entry: &QuarantineEntry) -> Result<(), StateError>;
+    async fn get_quarantine(&self, id: &str) -> Result<Option<QuarantineEntry>, StateError>;
+    /// Newest first.
+    async fn list_quarantine(&self, limit: usize) -> Result<Vec<QuarantineEntry>, StateError>;
+}
+
+// ---------------------------------------------------------------- job queue
+
+#[derive(Debug, Error)]
+pub enum QueueError {
+    #[error("queue temporarily unavailable: {message}")]
+    Retryable {
+        message: String,
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
+    #[error("queue error: {message}")]
+    Permanent {
+        message: String,
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
+}
+
+impl QueueError {
+    pub fn retryable(message: impl Into<String>) -> Self {
+        QueueError::Retryable {
+            message: message.into(),
+            source: None,
+        }
+    }
+    pub fn permanent(message: impl Into<String>) -> Self {
+        QueueError::Permanent {
+            message: message.into(),
+            source: None,
+        }
+    }
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, QueueError::Retryable { .. })
+    }
+}
+
+/// A received job: hidden from other consumers until acked, retried or its
+/// visibility timeout passes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReceivedJob {
+    pub message_id: String,
+    /// Handle for ack / retry (SQS receipt handle).
+    pub receipt: String,
+    /// 1 on first delivery.
+    pub receive_count: u32,
+    pub job: DeliveryJob,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct QueueDepth {
+    /// Ready to receive (including delayed ones whose delay passed).
+    pub visible: u64,
+    /// Received, not yet acked, or waiting out a retry delay.
+    pub in_flight: u64,
+    /// In the dead-letter queue.
+    pub dead: u64,
+}
+
+/// One queue per destination, each with a dead-letter queue. At-least-once:
+/// a job not acked within the visibility timeout comes back; after
+/// `max_receives` receives it moves to the dead-letter queue.
+#[async_trait]
+pub trait JobQueue: Send + Sync {
+    async fn send(&self, queue: &str, jobs: &[DeliveryJob]) -> Result<(), QueueError>;
+    async fn receive(&self, queue: &str, max: usize) -> Result<Vec<ReceivedJob>, QueueError>;
+    async fn ack(&self, queue: &str, receipt: &str) -> Result<(), QueueError>;
+    /// Make the job visible again after `delay` (retry with backoff).
+    async fn retry_later(&self, queue: &str, receipt: &str, delay: Duration) -> Result<(), QueueError>;
+    async fn depth(&self, queue: &str) -> Result<QueueDepth, QueueError>;
+    /// Read (without removing) up to `max` dead-lettered jobs.
+    async fn dead_letters(&self, queue: &str, max: usize) -> Result<Vec<DeliveryJob>, QueueError>;
+    /// Move dead-lettered jobs back to the queue; returns how many.
+    async fn redrive(&self, queue: &str) -> Result<u64, QueueError>;
+}
+
+// ---------------------------------------------------------------- source
+
+#[derive(Debug, Error)]
+pub enum SourceError {
+    #[error("source temporarily unavailable: {message}")]
+    Retryable {
+        message: String,
+        retry_after: Option<Duration>,
+    },
+    #[error("source refused the request: {message}")]
+    Permanent { message: String },
+}
+
+impl SourceError {
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, SourceError::Retryable { .. })
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MembershipPage {
+    pub people: Vec<Identifiers>,
+    pub next: Option<String>,
+}
+
+/// The batch source: Customer.io's App API.
+#[async_trait]
+pub trait SegmentSource: Send + Sync {
+    async fn segment_count(&self, segment_id: u64) -> Result<u64, SourceError>;
+    async fn membership_page(
+        &self,
+        segment_id: u64,
+        start: Option<&str>,
+        limit: u32,
+    ) -> Result<MembershipPage, SourceError>;
+    /// Attributes of these people (at most 100 per call); people the source
+    /// does not know are left out.
+    async fn attributes(&self, people: &[Identifiers]) -> Result<Vec<Person>, SourceError>;
+}
+
+// ---------------------------------------------------------------- object store
+
+#[derive(Debug, Error)]
+pub enum ObjectStoreError {
+    #[error("object store temporarily unavailable: {message}")]
+    Retryable { message: String },
+    #[error("object store error: {message}")]
+    Permanent { message: String },
+}
+
+/// Where the warehouse destination writes: a local directory or S3.
+#[async_trait]
+pub trait ObjectStore: Send + Sync {
+    /// Write an object whole; writing the same key again replaces it.
+    async fn put(&self, key: &str, body: Vec<u8>, content_type: &str) -> Result<(), ObjectStoreError>;
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, ObjectStoreError>;
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, ObjectStoreError>;
+    /// Human-readable location of a key (a path or an s3:// URL).
+    fn locate(&self, key: &str) -> String;
+}
