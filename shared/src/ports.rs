@@ -324,3 +324,61 @@ pub trait ObjectStore: Send + Sync {
     /// Human-readable location of a key (a path or an s3:// URL).
     fn locate(&self, key: &str) -> String;
 }
+
+// ---------------------------------------------------------------- secrets
+
+/// A secret value: never printed by `Debug` or `Display`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// Where API keys come from: environment variables locally, SSM / Secrets
+/// Manager references resolved into the environment on AWS.
+pub trait Secrets: Send + Sync {
+    /// `None` when the named secret is absent or blank.
+    fn get(&self, name: &str) -> Option<Secret>;
+}
+
+/// Secrets from the process environment.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct EnvSecrets;
+
+impl Secrets for EnvSecrets {
+    fn get(&self, name: &str) -> Option<Secret> {
+        std::env::var(name)
+            .ok()
+            .filter(|v| !v.trim().is_empty())
+            .map(Secret)
+    }
+}
+
+/// Secrets from a map (the demo and tests).
+#[derive(Clone, Debug, Default)]
+pub struct MapSecrets(pub BTreeMap<String, Secret>);
+
+impl MapSecrets {
+    pub fn with(mut self, name: &str, value: &str) -> Self {
+        self.0.insert(name.to_string(), Secret::new(value));
+        self
+    }
+}
+
+impl Secrets for MapSecrets {
+    fn get(&self, name: &str) -> Option<Secret> {
+        self.0.get(name).cloned()
+    }
+}
