@@ -18,3 +18,5 @@ pub mod domain;
 pub mod pipeline;
 pub mod ports;
 pub mod telemetry;
+pub mod aws;
+pub mod local;

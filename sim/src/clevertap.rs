@@ -1,1 +1,740 @@
-//! (in progress)
+//! CleverTap upload API simulator (`POST /1/upload`), per API-CONTRACTS §2.
+//!
+//! Fails the way the real API does, so a client bug shows up in tests:
+//! * wrong or missing `X-CleverTap-Account-Id` / `X-CleverTap-Passcode` → 401
+//!   `{"status":"fail","error":"invalid credentials or URL","code":401}` (the
+//!   same answer a wrong region gives);
+//! * content type other than `application/json`, malformed JSON, missing or
+//!   empty `d`, more records than `max_records` (default 100) → 400;
+//! * more than `max_concurrent` (15) requests in flight → 429, no `Retry-After`;
+//! * per record: the codes of the contract table (509, 512, 514, 515, 516,
+//!   522, 523, 524, 525), answered with HTTP 200 and the failed records in
+//!   `unprocessed`. When some records passed, `status` is `"success"` by
+//!   default (the real API's surprising answer that clients must survive);
+//!   [`ClevertapSimConfig::partial_status`] switches it to `"partial"`. When
+//!   none passed, `status` is `"fail"`.
+//!
+//! `?dryRun=1` validates and stores nothing.
+//!
+//! Accepted profiles are merged per identity (profileData keys upserted);
+//! accepted events are appended. Tests read them through [`ClevertapState`],
+//! inject whole-request failures with [`ClevertapState::fail_next`] and
+//! per-record 555s with [`ClevertapState::fail_records_555`].
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use bytes::Bytes;
+use serde_json::{json, Map, Value};
+
+use crate::RunningSim;
+
+/// The identifier keys of a record; exactly one must be present.
+pub const IDENTITY_KEYS: [&str; 4] = ["identity", "objectId", "FBID", "GPID"];
+
+const MAX_KEY_BYTES: usize = 120;
+const MAX_VALUE_BYTES: usize = 512;
+const MAX_EVENT_PROPERTIES: usize = 100;
+/// Unix seconds at or above this are taken as milliseconds sent by mistake.
+const MAX_TS_SECONDS: i64 = 10_000_000_000;
+const HARD_MAX_RECORDS: usize = 1000;
+
+/// What `status` says when some records passed and some failed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PartialStatus {
+    /// `"success"` with a non-empty `unprocessed` (default: the trap).
+    #[default]
+    Success,
+    /// `"partial"`.
+    Partial,
+}
+
+#[derive(Clone, Debug)]
+pub struct ClevertapSimConfig {
+    pub account_id: String,
+    pub passcode: String,
+    /// Records per request; clamped to 1..=1000 (docs say 1000, the official
+    /// library batches 100).
+    pub max_records: usize,
+    /// Concurrent requests per account before 429.
+    pub max_concurrent: usize,
+    pub partial_status: PartialStatus,
+    /// Hold every request this long before answering (lets tests overlap
+    /// requests to hit the concurrency limit).
+    pub response_delay: Option<Duration>,
+}
+
+impl Default for ClevertapSimConfig {
+    fn default() -> Self {
+        Self {
+            account_id: "TEST-ACC-1".to_string(),
+            passcode: "TEST-PASSCODE".to_string(),
+            max_records: 100,
+            max_concurrent: 15,
+            partial_status: PartialStatus::Success,
+            response_delay: None,
+        }
+    }
+}
+
+/// A stored profile: merged profileData of every accepted profile record.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredProfile {
+    /// `identity`, `objectId`, `FBID` or `GPID`.
+    pub key_kind: String,
+    pub key: String,
+    pub data: Map<String, Value>,
+    /// `ts` of the last accepted record, if it carried one.
+    pub last_ts: Option<i64>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredEvent {
+    pub key_kind: String,
+    pub key: String,
+    pub name: String,
+    pub data: Map<String, Value>,
+    pub ts: Option<i64>,
+}
+
+/// Counters for assertions.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ClevertapCounters {
+    /// Every request that reached `/1/upload`, whatever the answer.
+    pub requests: u64,
+    /// Requests answered 200.
+    pub uploads: u64,
+    pub records_received: u64,
+    pub records_accepted: u64,
+    pub records_rejected: u64,
+    /// Requests refused with 429 for concurrency.
+    pub throttled: u64,
+}
+
+#[derive(Default)]
+struct Inner {
+    profiles: BTreeMap<(String, String), StoredProfile>,
+    events: Vec<StoredEvent>,
+    counters: ClevertapCounters,
+    fail_next: VecDeque<u16>,
+    /// identity value → how many more of its records fail with 555.
+    flaky: HashMap<String, u32>,
+}
+
+/// Shared state of a running CleverTap simulator.
+pub struct ClevertapState {
+    config: ClevertapSimConfig,
+    inner: Mutex<Inner>,
+    in_flight: AtomicUsize,
+}
+
+impl ClevertapState {
+    pub fn new(mut config: ClevertapSimConfig) -> Self {
+        config.max_records = config.max_records.clamp(1, HARD_MAX_RECORDS);
+        Self {
+            config,
+            inner: Mutex::new(Inner::default()),
+            in_flight: AtomicUsize::new(0),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panicking test thread must not hide the state from the others.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn config(&self) -> &ClevertapSimConfig {
+        &self.config
+    }
+
+    /// Answer the next `n` requests with `status` (429, 500, 503, ...)
+    /// before any other check.
+    pub fn fail_next(&self, n: usize, status: u16) {
+        let mut inner = self.lock();
+        inner.fail_next.extend(std::iter::repeat_n(status, n));
+    }
+
+    /// The next `times` records whose key value is `identity` fail with
+    /// per-record code 555 (after passing validation).
+    pub fn fail_records_555(&self, identity: &str, times: u32) {
+        self.lock().flaky.insert(identity.to_string(), times);
+    }
+
+    pub fn counters(&self) -> ClevertapCounters {
+        self.lock().counters
+    }
+
+    /// The profile stored under `identity` (the `identity` key kind).
+    pub fn profile(&self, identity: &str) -> Option<StoredProfile> {
+        self.lock()
+            .profiles
+            .get(&("identity".to_string(), identity.to_string()))
+            .cloned()
+    }
+
+    pub fn profiles(&self) -> Vec<StoredProfile> {
+        self.lock().profiles.values().cloned().collect()
+    }
+
+    pub fn events(&self) -> Vec<StoredEvent> {
+        self.lock().events.clone()
+    }
+}
+
+/// The router, for embedding the simulator in a bigger app (the demo).
+pub fn router(state: Arc<ClevertapState>) -> Router {
+    Router::new()
+        .route("/1/upload", post(upload))
+        .layer(DefaultBodyLimit::max(16 * 1024 * 1024))
+        .with_state(state)
+}
+
+/// Serve a CleverTap simulator on 127.0.0.1.
+pub async fn start(
+    config: ClevertapSimConfig,
+) -> anyhow::Result<(RunningSim, Arc<ClevertapState>)> {
+    let state = Arc::new(ClevertapState::new(config));
+    let running = crate::serve(router(state.clone())).await?;
+    Ok((running, state))
+}
+
+fn fail(status: StatusCode, error: &str) -> Response {
+    let body = json!({"status": "fail", "error": error, "code": status.as_u16()});
+    (status, Json(body)).into_response()
+}
+
+/// Releases a concurrency slot when the request ends, however it ends.
+struct Slot<'a>(&'a AtomicUsize);
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+async fn upload(
+    State(state): State<Arc<ClevertapState>>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let injected = {
+        let mut inner = state.lock();
+        inner.counters.requests += 1;
+        inner.fail_next.pop_front()
+    };
+    if let Some(code) = injected {
+        let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        return fail(status, "injected failure");
+    }
+
+    let in_flight = state.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+    let _slot = Slot(&state.in_flight);
+    if in_flight > state.config.max_concurrent {
+        state.lock().counters.throttled += 1;
+        return fail(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many concurrent requests",
+        );
+    }
+    if let Some(delay) = state.config.response_delay {
+        tokio::time::sleep(delay).await;
+    }
+
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    if header("X-CleverTap-Account-Id") != Some(state.config.account_id.as_str())
+        || header("X-CleverTap-Passcode") != Some(state.config.passcode.as_str())
+    {
+        return fail(StatusCode::UNAUTHORIZED, "invalid credentials or URL");
+    }
+    let json_content = header("content-type")
+        .and_then(|ct| ct.split(';').next())
+        .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"));
+    if !json_content {
+        return fail(
+            StatusCode::BAD_REQUEST,
+            "Content-Type must be application/json",
+        );
+    }
+    let parsed: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => return fail(StatusCode::BAD_REQUEST, &format!("malformed JSON: {e}")),
+    };
+    let Some(records) = parsed.get("d").and_then(Value::as_array) else {
+        return fail(StatusCode::BAD_REQUEST, "payload must be {\"d\":[...]}");
+    };
+    if records.is_empty() {
+        return fail(StatusCode::BAD_REQUEST, "d is empty");
+    }
+    if records.len() > state.config.max_records {
+        let msg = format!(
+            "too many records: {} (max {})",
+            records.len(),
+            state.config.max_records
+        );
+        return fail(StatusCode::BAD_REQUEST, &msg);
+    }
+    let dry_run =
+        query.as_deref().unwrap_or("").split('&').any(|kv| {
+            kv.eq_ignore_ascii_case("dryRun=1") || kv.eq_ignore_ascii_case("dryRun=true")
+        });
+
+    let mut inner = state.lock();
+    let mut unprocessed = Vec::new();
+    let mut processed = 0u64;
+    for record in records {
+        let outcome = validate(record).and_then(|valid| {
+            if dry_run {
+                return Ok(valid);
+            }
+            match inner.flaky.get_mut(&valid.key) {
+                Some(left) if *left > 0 => {
+                    *left -= 1;
+                    Err((555, "miscellaneous server error".to_string()))
+                }
+                _ => Ok(valid),
+            }
+        });
+        match outcome {
+            Ok(valid) => {
+                processed += 1;
+                if !dry_run {
+                    store(&mut inner, valid);
+                }
+            }
+            Err((code, error)) => unprocessed.push(json!({
+                "status": "fail",
+                "code": code,
+                "error": error,
+                "record": record,
+            })),
+        }
+    }
+    inner.counters.uploads += 1;
+    inner.counters.records_received += records.len() as u64;
+    inner.counters.records_accepted += processed;
+    inner.counters.records_rejected += unprocessed.len() as u64;
+    drop(inner);
+
+    let status = if processed == 0 {
+        "fail"
+    } else if unprocessed.is_empty() {
+        "success"
+    } else {
+        match state.config.partial_status {
+            PartialStatus::Success => "success",
+            PartialStatus::Partial => "partial",
+        }
+    };
+    Json(json!({"status": status, "processed": processed, "unprocessed": unprocessed}))
+        .into_response()
+}
+
+/// A record that passed validation.
+struct Valid {
+    key_kind: String,
+    key: String,
+    ts: Option<i64>,
+    body: ValidBody,
+}
+
+enum ValidBody {
+    Profile(Map<String, Value>),
+    Event {
+        name: String,
+        data: Map<String, Value>,
+    },
+}
+
+type RecordError = (u16, String);
+
+fn validate(record: &Value) -> Result<Valid, RecordError> {
+    let Some(obj) = record.as_object() else {
+        return Err((524, "record is not an object".into()));
+    };
+    let present: Vec<(&str, String)> = IDENTITY_KEYS
+        .iter()
+        .filter_map(|k| {
+            let v = obj.get(*k)?;
+            let s = match v {
+                Value::String(s) if !s.trim().is_empty() => s.clone(),
+                Value::Number(n) => n.to_string(),
+                _ => return None,
+            };
+            Some((*k, s))
+        })
+        .collect();
+    let [(key_kind, key)] = present.as_slice() else {
+        return Err((
+            523,
+            format!(
+                "exactly one of identity, objectId, FBID, GPID required (found {})",
+                present.len()
+            ),
+        ));
+    };
+    let kind = obj.get("type").and_then(Value::as_str);
+    if !matches!(kind, Some("profile") | Some("event")) {
+        return Err((524, "type must be profile or event".into()));
+    }
+    let ts = match obj.get("ts") {
+        None => None,
+        Some(v) => match v.as_i64() {
+            Some(t) if (0..MAX_TS_SECONDS).contains(&t) => Some(t),
+            _ => return Err((525, "ts must be integer Unix seconds".into())),
+        },
+    };
+    let body = if kind == Some("event") {
+        let name = match obj.get("evtName").and_then(Value::as_str) {
+            Some(n) if !n.trim().is_empty() => n.to_string(),
+            _ => return Err((509, "event name missing".into())),
+        };
+        let data = match obj.get("evtData") {
+            None => Map::new(),
+            Some(Value::Object(m)) => m.clone(),
+            Some(_) => return Err((512, "evtData must be an object".into())),
+        };
+        if data.len() > MAX_EVENT_PROPERTIES {
+            return Err((522, "too many event properties".into()));
+        }
+        for (k, v) in &data {
+            check_sizes(k, v)?;
+            if v.is_object() || v.is_array() {
+                return Err((512, format!("event property {k} is nested")));
+            }
+        }
+        ValidBody::Event { name, data }
+    } else {
+        let data = match obj.get("profileData") {
+            Some(Value::Object(m)) => m.clone(),
+            _ => return Err((512, "profileData must be an object".into())),
+        };
+        for (k, v) in &data {
+            check_sizes(k, v)?;
+            check_profile_value(k, v)?;
+        }
+        ValidBody::Profile(data)
+    };
+    Ok(Valid {
+        key_kind: key_kind.to_string(),
+        key: key.clone(),
+        ts,
+        body,
+    })
+}
+
+fn check_sizes(key: &str, value: &Value) -> Result<(), RecordError> {
+    if key.len() > MAX_KEY_BYTES {
+        return Err((512, format!("key longer than {MAX_KEY_BYTES} bytes")));
+    }
+    let too_long = match value {
+        Value::String(s) => s.len() > MAX_VALUE_BYTES,
+        Value::Array(items) => items
+            .iter()
+            .any(|i| i.as_str().is_some_and(|s| s.len() > MAX_VALUE_BYTES)),
+        _ => false,
+    };
+    if too_long {
+        return Err((
+            512,
+            format!("value of {key} longer than {MAX_VALUE_BYTES} bytes"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_profile_value(key: &str, value: &Value) -> Result<(), RecordError> {
+    match value {
+        Value::Object(_) => return Err((512, format!("profile property {key} is an object"))),
+        // Multi-value properties: arrays of scalars only.
+        Value::Array(items) if items.iter().any(|i| i.is_object() || i.is_array()) => {
+            return Err((
+                512,
+                format!("profile property {key} nests arrays or objects"),
+            ))
+        }
+        _ => {}
+    }
+    match key {
+        "Phone" if !value.as_str().is_some_and(is_e164) => {
+            Err((516, "Phone must be E.164 with a leading +".into()))
+        }
+        "Email" if !value.as_str().is_some_and(is_email) => Err((515, "Email invalid".into())),
+        "Gender" if !matches!(value.as_str(), Some("M") | Some("F")) => {
+            Err((514, "Gender must be M or F".into()))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// `+` then 8 to 15 digits, the first not zero.
+fn is_e164(s: &str) -> bool {
+    let Some(digits) = s.strip_prefix('+') else {
+        return false;
+    };
+    (8..=15).contains(&digits.len())
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && !digits.starts_with('0')
+}
+
+fn is_email(s: &str) -> bool {
+    let Some((local, domain)) = s.split_once('@') else {
+        return false;
+    };
+    !local.is_empty()
+        && !domain.contains('@')
+        && !s.chars().any(char::is_whitespace)
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+}
+
+fn store(inner: &mut Inner, valid: Valid) {
+    match valid.body {
+        ValidBody::Profile(data) => {
+            let entry = inner
+                .profiles
+                .entry((valid.key_kind.clone(), valid.key.clone()))
+                .or_insert_with(|| StoredProfile {
+                    key_kind: valid.key_kind,
+                    key: valid.key,
+                    data: Map::new(),
+                    last_ts: None,
+                });
+            entry.data.extend(data);
+            if valid.ts.is_some() {
+                entry.last_ts = valid.ts;
+            }
+        }
+        ValidBody::Event { name, data } => inner.events.push(StoredEvent {
+            key_kind: valid.key_kind,
+            key: valid.key,
+            name,
+            data,
+            ts: valid.ts,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn post(base: &str, passcode: &str, body: &Value) -> anyhow::Result<(u16, Value)> {
+        let resp = reqwest::Client::new()
+            .post(format!("{base}/1/upload"))
+            .header("X-CleverTap-Account-Id", "TEST-ACC-1")
+            .header("X-CleverTap-Passcode", passcode)
+            .header("Content-Type", "application/json; charset=utf-8")
+            .body(serde_json::to_vec(body)?)
+            .send()
+            .await?;
+        let status = resp.status().as_u16();
+        let json = serde_json::from_slice(&resp.bytes().await?).unwrap_or(Value::Null);
+        Ok((status, json))
+    }
+
+    fn profile(identity: &str, data: Value) -> Value {
+        json!({"type": "profile", "identity": identity, "profileData": data})
+    }
+
+    #[tokio::test]
+    async fn wrong_passcode_is_401_invalid_credentials() -> anyhow::Result<()> {
+        let (sim, state) = start(ClevertapSimConfig::default()).await?;
+        let (status, body) = post(
+            &sim.base_url,
+            "nope",
+            &json!({"d": [profile("u1", json!({}))]}),
+        )
+        .await?;
+        assert_eq!(status, 401);
+        assert_eq!(body["error"], "invalid credentials or URL");
+        assert!(state.profiles().is_empty());
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn oversized_batch_is_400_and_stores_nothing() -> anyhow::Result<()> {
+        let (sim, state) = start(ClevertapSimConfig {
+            max_records: 2,
+            ..Default::default()
+        })
+        .await?;
+        let d: Vec<Value> = (0..3)
+            .map(|i| profile(&format!("u{i}"), json!({"a": 1})))
+            .collect();
+        let (status, _) = post(&sim.base_url, "TEST-PASSCODE", &json!({ "d": d })).await?;
+        assert_eq!(status, 400);
+        assert!(state.profiles().is_empty());
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn missing_d_and_malformed_json_are_400() -> anyhow::Result<()> {
+        let (sim, _state) = start(ClevertapSimConfig::default()).await?;
+        let (status, _) = post(&sim.base_url, "TEST-PASSCODE", &json!({"data": []})).await?;
+        assert_eq!(status, 400);
+        let resp = reqwest::Client::new()
+            .post(format!("{}/1/upload", sim.base_url))
+            .header("X-CleverTap-Account-Id", "TEST-ACC-1")
+            .header("X-CleverTap-Passcode", "TEST-PASSCODE")
+            .header("Content-Type", "application/json")
+            .body("{\"d\":[")
+            .send()
+            .await?;
+        assert_eq!(resp.status().as_u16(), 400);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn bad_records_land_in_unprocessed_while_status_says_success() -> anyhow::Result<()> {
+        let (sim, state) = start(ClevertapSimConfig::default()).await?;
+        let d = json!([
+            profile("u1", json!({"Phone": "+14155551234", "seg": true})),
+            profile("u2", json!({"Phone": "4155551234"})),
+            {"type": "event", "identity": "u3", "evtData": {}},
+            {"type": "profile", "identity": "u4", "objectId": "x", "profileData": {}},
+            {"type": "thing", "identity": "u5"},
+            {"type": "event", "identity": "u6", "ts": 1_700_000_000_000i64, "evtName": "x"},
+            {"type": "event", "identity": "u7", "evtName": "x", "evtData": {"a": {"b": 1}}},
+            profile("u8", json!({"Email": "not-an-email"})),
+            profile("u9", json!({"Gender": "male"})),
+            {"type": "event", "identity": "u1", "ts": 1_700_000_000, "evtName": "Charged", "evtData": {"v": 3}},
+        ]);
+        let (status, body) = post(&sim.base_url, "TEST-PASSCODE", &json!({ "d": d })).await?;
+        assert_eq!(status, 200);
+        assert_eq!(body["status"], "success");
+        assert_eq!(body["processed"], 2);
+        let codes: Vec<u64> = body["unprocessed"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|u| u["code"].as_u64()).collect())
+            .unwrap_or_default();
+        assert_eq!(codes, vec![516, 509, 523, 524, 525, 512, 515, 514]);
+        assert_eq!(body["unprocessed"][0]["record"]["identity"], "u2");
+        let u1 = state
+            .profile("u1")
+            .ok_or_else(|| anyhow::anyhow!("u1 not stored"))?;
+        assert_eq!(u1.data["seg"], true);
+        assert_eq!(state.events().len(), 1);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn all_records_failing_says_fail_and_partial_is_configurable() -> anyhow::Result<()> {
+        let (sim, _) = start(ClevertapSimConfig {
+            partial_status: PartialStatus::Partial,
+            ..Default::default()
+        })
+        .await?;
+        let (_, body) = post(
+            &sim.base_url,
+            "TEST-PASSCODE",
+            &json!({"d": [profile("u1", json!({"Phone": "1"}))]}),
+        )
+        .await?;
+        assert_eq!(body["status"], "fail");
+        let d = json!([
+            profile("u1", json!({"Phone": "1"})),
+            profile("u2", json!({}))
+        ]);
+        let (_, body) = post(&sim.base_url, "TEST-PASSCODE", &json!({ "d": d })).await?;
+        assert_eq!(body["status"], "partial");
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn profiles_merge_by_identity_and_dry_run_stores_nothing() -> anyhow::Result<()> {
+        let (sim, state) = start(ClevertapSimConfig::default()).await?;
+        post(
+            &sim.base_url,
+            "TEST-PASSCODE",
+            &json!({"d": [profile("u1", json!({"a": 1, "b": 1}))]}),
+        )
+        .await?;
+        post(
+            &sim.base_url,
+            "TEST-PASSCODE",
+            &json!({"d": [profile("u1", json!({"b": 2}))]}),
+        )
+        .await?;
+        let resp = reqwest::Client::new()
+            .post(format!("{}/1/upload?dryRun=1", sim.base_url))
+            .header("X-CleverTap-Account-Id", "TEST-ACC-1")
+            .header("X-CleverTap-Passcode", "TEST-PASSCODE")
+            .header("Content-Type", "application/json")
+            .body(serde_json::to_vec(
+                &json!({"d": [profile("u1", json!({"a": 9}))]}),
+            )?)
+            .send()
+            .await?;
+        assert_eq!(resp.status().as_u16(), 200);
+        let u1 = state
+            .profile("u1")
+            .ok_or_else(|| anyhow::anyhow!("u1 not stored"))?;
+        assert_eq!(u1.data["a"], 1);
+        assert_eq!(u1.data["b"], 2);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn injected_failures_and_flaky_555_are_served_in_order() -> anyhow::Result<()> {
+        let (sim, state) = start(ClevertapSimConfig::default()).await?;
+        state.fail_next(1, 503);
+        state.fail_records_555("u1", 1);
+        let body = json!({"d": [profile("u1", json!({}))]});
+        let (status, _) = post(&sim.base_url, "TEST-PASSCODE", &body).await?;
+        assert_eq!(status, 503);
+        let (_, first) = post(&sim.base_url, "TEST-PASSCODE", &body).await?;
+        assert_eq!(first["unprocessed"][0]["code"], 555);
+        let (_, second) = post(&sim.base_url, "TEST-PASSCODE", &body).await?;
+        assert_eq!(second["status"], "success");
+        assert_eq!(state.counters().requests, 3);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn more_than_max_concurrent_requests_get_429() -> anyhow::Result<()> {
+        let (sim, state) = start(ClevertapSimConfig {
+            max_concurrent: 2,
+            response_delay: Some(Duration::from_millis(300)),
+            ..Default::default()
+        })
+        .await?;
+        let body = json!({"d": [profile("u1", json!({}))]});
+        let handles: Vec<_> = (0..4)
+            .map(|_| {
+                let base = sim.base_url.clone();
+                let body = body.clone();
+                tokio::spawn(
+                    async move { post(&base, "TEST-PASSCODE", &body).await.map(|(s, _)| s) },
+                )
+            })
+            .collect();
+        let mut statuses = Vec::new();
+        for h in handles {
+            statuses.push(h.await??);
+        }
+        let throttled = statuses.iter().filter(|s| **s == 429).count();
+        assert!(throttled >= 1, "expected a 429, got {statuses:?}");
+        assert!(statuses.contains(&200));
+        assert_eq!(state.counters().throttled as usize, throttled);
+        Ok(())
+    }
+
+    #[test]
+    fn e164_and_email_checks() {
+        assert!(is_e164("+14155551234"));
+        assert!(!is_e164("14155551234"));
+        assert!(!is_e164("+0123456789"));
+        assert!(is_email("a@b.co"));
+        assert!(!is_email("a@b"));
+        assert!(!is_email("a b@c.de"));
+    }
+}

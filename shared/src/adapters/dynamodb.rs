@@ -1,1 +1,1122 @@
-//! (in progress)
+//! DynamoDB adapter of the state store: one table, string keys `pk` / `sk`,
+//! on-demand billing, TTL on the Number attribute `expires_at` (epoch
+//! seconds). The SAM template creates the same table; [`DynamoStateStore::create_table`]
+//! does it for tests and local setups.
+//!
+//! # Layout
+//!
+//! | item | `pk` | `sk` | attributes |
+//! |---|---|---|---|
+//! | membership | `MEMBER#<export>` | `<person_key>` | `member` (BOOL), `source_ts` (N), `change_id` (S), `record` (S, JSON) |
+//! | staged person | `STAGE#<run_id>` | `<person_key>` | `person` (S, JSON) |
+//! | run | `RUN#<run_id>` | `RUN` | `record`, `index_pk`, `index_sk` |
+//! | run, by export | `RUNS#<export>` | `<time>#<run_id>` | `record` |
+//! | idempotency | `IDEM#<key>` | `IDEM` | `status` (INPROGRESS / COMPLETED), `expires_at` (N, s, TTL), `expires_at_ms` (N), `in_progress_expiration` (N, ms) |
+//! | counters | `COUNTERS#<scope>` | `COUNTERS` | one Number `c#<name>` per counter |
+//! | report | `REPORT#<report_id>` | `REPORT` | `record`, `index_pk`, `index_sk` |
+//! | report, by time | `REPORTS` | `<time>#<report_id>` | `record` |
+//! | quarantine | `QUAR#<id>` | `QUAR` | `record`, `index_pk`, `index_sk` |
+//! | quarantine, by time | `QUARANTINE` | `<time>#<id>` | `record` |
+//!
+//! `<time>` is the Unix millisecond time mapped order-preservingly to a
+//! 20-digit number, so a descending Query lists newest first. Items keyed by
+//! id carry where their time-ordered copy lives (`index_pk`, `index_sk`);
+//! both are written in one transaction, guarded by a condition on the id
+//! item, so a re-put that moves the time never leaves a stale copy.
+//!
+//! # Choices
+//!
+//! * Membership writes are one conditional PutItem (`attribute_not_exists(pk)
+//!   OR source_ts < :ts OR (source_ts = :ts AND change_id = :cid)`); a refusal
+//!   reads the stored record back and returns it as `Stale`.
+//! * `count_members` is a Query of the export's partition with a filter on
+//!   `member` and `Select=COUNT`: no counter to keep in step on every write
+//!   (that would need a transaction per change), at the price of reading the
+//!   partition once per call (reconciliation calls it once a day).
+//! * Idempotency follows Powertools: a claim succeeds when no record exists,
+//!   or it expired, or it is in progress past its in-progress expiry.
+//!   Conditions use `expires_at_ms` (exact); `expires_at` only drives TTL,
+//!   whose deletion lags, so a present but expired record counts as absent.
+//! * Staged people carry no TTL: a held run may wait days for approval, and
+//!   a staged set that vanished half-way would read as mass exits.
+//!   `clear_staged` removes them.
+//! * Counter adds (`UpdateItem ADD`) are not idempotent: a call retried after
+//!   a timeout may count twice. Counters feed reports, not decisions.
+//! * Throttling, 5xx and timeouts are retried here (exponential backoff, on
+//!   top of the SDK's own retry policy), then surface as `Retryable`;
+//!   everything else is `Permanent` with the SDK error as source.
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, Delete, DeleteRequest, KeySchemaElement,
+    KeyType, Put, PutRequest, ScalarAttributeType, Select, TimeToLiveSpecification,
+    TransactWriteItem, WriteRequest,
+};
+use aws_sdk_dynamodb::Client;
+use backon::{BackoffBuilder, ExponentialBuilder, Retryable};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::domain::model::{
+    MembershipRecord, Millis, Person, PersonKey, QuarantineEntry, ReconcileReport, RunRecord,
+};
+use crate::ports::{IdempotencyStart, MembershipWrite, Page, StateError, StateStore};
+
+/// Partition key attribute.
+pub const PK: &str = "pk";
+/// Sort key attribute.
+pub const SK: &str = "sk";
+/// TTL attribute: Number, epoch seconds.
+pub const TTL_ATTRIBUTE: &str = "expires_at";
+
+/// BatchWriteItem takes at most 25 requests.
+const BATCH_WRITE_MAX: usize = 25;
+const IN_PROGRESS: &str = "INPROGRESS";
+const COMPLETED: &str = "COMPLETED";
+const COUNTER_PREFIX: &str = "c#";
+/// Attempts of a write that loses a race (membership read-back, idempotency
+/// claim, id-indexed put) before giving up as retryable.
+const CONTENDED_ATTEMPTS: usize = 5;
+
+type Item = HashMap<String, AttributeValue>;
+
+/// Error codes that mean "slow down or try again", whatever the service.
+const TRANSIENT_CODES: &[&str] = &[
+    "ProvisionedThroughputExceededException",
+    "ThrottlingException",
+    "Throttling",
+    "ThrottledException",
+    "RequestThrottled",
+    "RequestThrottledException",
+    "RequestLimitExceeded",
+    "TooManyRequestsException",
+    "SlowDown",
+    "InternalServerError",
+    "InternalError",
+    "ServiceUnavailable",
+    "TransactionConflictException",
+    "TransactionInProgressException",
+    "AWS.SimpleQueueService.ServiceUnavailable",
+    "KmsThrottled",
+];
+
+/// Whether an SDK error is worth retrying: throttling, 5xx, timeouts and IO
+/// failures. Shared by the AWS adapters (DynamoDB, SQS, S3).
+pub(crate) fn sdk_error_is_transient<E: ProvideErrorMetadata>(err: &SdkError<E>) -> bool {
+    match err {
+        SdkError::TimeoutError(_) | SdkError::ResponseError(_) => true,
+        SdkError::DispatchFailure(failure) => !failure.is_user(),
+        SdkError::ServiceError(ctx) => {
+            ctx.raw().status().as_u16() >= 500
+                || ctx.raw().status().as_u16() == 429
+                || err.code().is_some_and(|c| TRANSIENT_CODES.contains(&c))
+        }
+        _ => false,
+    }
+}
+
+/// One line describing an SDK error: code and message when the service sent
+/// them, else the whole cause chain.
+pub(crate) fn describe_sdk_error<E>(err: &SdkError<E>) -> String
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    match (err.code(), err.message()) {
+        (Some(code), Some(message)) => format!("{code}: {message}"),
+        (Some(code), None) => code.to_string(),
+        _ => DisplayErrorContext(err).to_string(),
+    }
+}
+
+fn build_err(what: &str, err: aws_sdk_dynamodb::error::BuildError) -> StateError {
+    StateError::Permanent {
+        message: format!("{what}: could not build the request: {err}"),
+        source: Some(Box::new(err)),
+    }
+}
+
+fn classify<E>(what: &str, err: SdkError<E>) -> StateError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let transient = sdk_error_is_transient(&err);
+    let message = format!("{what}: {}", describe_sdk_error(&err));
+    let source: Option<Box<dyn std::error::Error + Send + Sync>> = Some(Box::new(err));
+    if transient {
+        StateError::Retryable { message, source }
+    } else {
+        StateError::Permanent { message, source }
+    }
+}
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn n(v: i64) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+fn key(pk: impl Into<String>, sk: impl Into<String>) -> Item {
+    HashMap::from([(PK.to_string(), s(pk)), (SK.to_string(), s(sk))])
+}
+
+fn get_s<'a>(item: &'a Item, name: &str, what: &str) -> Result<&'a str, StateError> {
+    match item.get(name) {
+        Some(AttributeValue::S(v)) => Ok(v),
+        _ => Err(StateError::permanent(format!(
+            "{what}: stored item has no string attribute `{name}`"
+        ))),
+    }
+}
+
+fn get_n(item: &Item, name: &str, what: &str) -> Result<i64, StateError> {
+    match item.get(name) {
+        Some(AttributeValue::N(v)) => v.parse().map_err(|_| {
+            StateError::permanent(format!("{what}: attribute `{name}` is not an integer"))
+        }),
+        _ => Err(StateError::permanent(format!(
+            "{what}: stored item has no number attribute `{name}`"
+        ))),
+    }
+}
+
+fn to_json<T: Serialize>(what: &str, value: &T) -> Result<String, StateError> {
+    serde_json::to_string(value).map_err(|e| StateError::Permanent {
+        message: format!("{what}: cannot encode: {e}"),
+        source: Some(Box::new(e)),
+    })
+}
+
+fn from_blob<T: DeserializeOwned>(item: &Item, attr: &str, what: &str) -> Result<T, StateError> {
+    let json = get_s(item, attr, what)?;
+    // Only the position: serde's message may quote stored values.
+    serde_json::from_str(json).map_err(|e| {
+        StateError::permanent(format!(
+            "{what}: attribute `{attr}` is not valid JSON of the expected shape (line {}, column {})",
+            e.line(),
+            e.column()
+        ))
+    })
+}
+
+/// Order-preserving text form of a time, for sort keys.
+fn time_key(ms: Millis, id: &str) -> String {
+    format!("{:020}#{id}", (ms as u64) ^ (1 << 63))
+}
+
+/// Epoch seconds, rounded up, for the TTL attribute (never expire early).
+fn ttl_seconds(ms: Millis) -> i64 {
+    ms.div_euclid(1000) + i64::from(ms.rem_euclid(1000) > 0)
+}
+
+fn encode_cursor(sk: &str) -> String {
+    URL_SAFE_NO_PAD.encode(sk.as_bytes())
+}
+
+fn decode_cursor(cursor: &str) -> Result<String, StateError> {
+    URL_SAFE_NO_PAD
+        .decode(cursor)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or_else(|| StateError::permanent("page cursor is not one this store issued"))
+}
+
+fn limit_i32(limit: usize) -> i32 {
+    i32::try_from(limit).unwrap_or(i32::MAX)
+}
+
+/// Backoff of in-adapter retries of transient failures.
+fn backoff() -> ExponentialBuilder {
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(50))
+        .with_max_delay(Duration::from_secs(2))
+        .with_max_times(3)
+        .with_jitter()
+}
+
+/// Backoff of BatchWriteItem's unprocessed items.
+fn unprocessed_backoff() -> ExponentialBuilder {
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(25))
+        .with_max_delay(Duration::from_secs(2))
+        .with_max_times(8)
+        .with_jitter()
+}
+
+/// Where an id-keyed record and its time-ordered copy live.
+struct Indexed {
+    what: &'static str,
+    id_pk: String,
+    id_sk: &'static str,
+    index_pk: String,
+    index_sk: String,
+}
+
+/// The state store on a DynamoDB table (layout in the module docs).
+#[derive(Clone, Debug)]
+pub struct DynamoStateStore {
+    client: Client,
+    table: String,
+    requests: Arc<AtomicU64>,
+}
+
+impl DynamoStateStore {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+            requests: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// DynamoDB requests sent so far (retries included): sizes the bill.
+    pub fn request_count(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    /// Create the table with the layout above (tests and local setups; the
+    /// SAM template does it on AWS). An existing table is left as it is.
+    pub async fn create_table(client: &Client, table: &str) -> Result<(), StateError> {
+        let what = "create table";
+        let attr = |name: &str| {
+            AttributeDefinition::builder()
+                .attribute_name(name)
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .map_err(|e| build_err(what, e))
+        };
+        let schema = |name: &str, kind: KeyType| {
+            KeySchemaElement::builder()
+                .attribute_name(name)
+                .key_type(kind)
+                .build()
+                .map_err(|e| build_err(what, e))
+        };
+        let created = client
+            .create_table()
+            .table_name(table)
+            .attribute_definitions(attr(PK)?)
+            .attribute_definitions(attr(SK)?)
+            .key_schema(schema(PK, KeyType::Hash)?)
+            .key_schema(schema(SK, KeyType::Range)?)
+            .billing_mode(BillingMode::PayPerRequest)
+            .send()
+            .await;
+        match created {
+            Ok(_) => {}
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_resource_in_use_exception()) => {}
+            Err(e) => return Err(classify(what, e)),
+        }
+        let ttl = TimeToLiveSpecification::builder()
+            .enabled(true)
+            .attribute_name(TTL_ATTRIBUTE)
+            .build()
+            .map_err(|e| build_err(what, e))?;
+        match client
+            .update_time_to_live()
+            .table_name(table)
+            .time_to_live_specification(ttl)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            // Already enabled on an existing table.
+            Err(e) if e.code() == Some("ValidationException") => Ok(()),
+            Err(e) => Err(classify("enable TTL", e)),
+        }
+    }
+
+    /// Run one request with in-adapter retries of transient failures,
+    /// counting every attempt.
+    async fn retrying<T, F, Fut>(&self, what: &'static str, mut f: F) -> Result<T, StateError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, StateError>>,
+    {
+        let requests = Arc::clone(&self.requests);
+        (move || {
+            requests.fetch_add(1, Ordering::Relaxed);
+            f()
+        })
+        .retry(backoff())
+        .sleep(tokio::time::sleep)
+        .when(StateError::is_retryable)
+        .notify(|e, delay| {
+            tracing::warn!(
+                operation = what,
+                error = %e,
+                delay_ms = delay.as_millis() as u64,
+                "state store call failed; retrying"
+            );
+        })
+        .await
+    }
+
+    async fn get_item(
+        &self,
+        what: &'static str,
+        pk: &str,
+        sk: &str,
+    ) -> Result<Option<Item>, StateError> {
+        self.retrying(what, || async {
+            self.client
+                .get_item()
+                .table_name(&self.table)
+                .set_key(Some(key(pk, sk)))
+                .consistent_read(true)
+                .send()
+                .await
+                .map(|out| out.item)
+                .map_err(|e| classify(what, e))
+        })
+        .await
+    }
+
+    async fn delete_item(&self, what: &'static str, pk: &str, sk: &str) -> Result<(), StateError> {
+        self.retrying(what, || async {
+            self.client
+                .delete_item()
+                .table_name(&self.table)
+                .set_key(Some(key(pk, sk)))
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| classify(what, e))
+        })
+        .await
+    }
+
+    /// One Query page of a partition, ascending or descending from `start`.
+    async fn query(
+        &self,
+        what: &'static str,
+        pk: &str,
+        start: Option<Item>,
+        limit: Option<usize>,
+        forward: bool,
+    ) -> Result<(Vec<Item>, Option<Item>), StateError> {
+        self.retrying(what, || async {
+            self.client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("#pk = :pk")
+                .expression_attribute_names("#pk", PK)
+                .expression_attribute_values(":pk", s(pk))
+                .consistent_read(true)
+                .scan_index_forward(forward)
+                .set_limit(limit.map(limit_i32))
+                .set_exclusive_start_key(start.clone())
+                .send()
+                .await
+                .map(|out| (out.items.unwrap_or_default(), out.last_evaluated_key))
+                .map_err(|e| classify(what, e))
+        })
+        .await
+    }
+
+    /// A page of `limit` items of a partition in key order. Asks for one
+    /// more than needed so the last page says it is the last.
+    async fn page(
+        &self,
+        what: &'static str,
+        pk: &str,
+        cursor: Option<String>,
+        limit: usize,
+    ) -> Result<(Vec<Item>, Option<String>), StateError> {
+        let limit = limit.max(1);
+        let mut start = match cursor {
+            Some(c) => Some(key(pk, decode_cursor(&c)?)),
+            None => None,
+        };
+        let mut items = Vec::new();
+        loop {
+            let want = limit + 1 - items.len();
+            let (got, last) = self.query(what, pk, start.take(), Some(want), true).await?;
+            items.extend(got);
+            match last {
+                Some(last) if items.len() <= limit => start = Some(last),
+                _ => break,
+            }
+        }
+        let next = if items.len() > limit {
+            items.truncate(limit);
+            match items.last() {
+                Some(last) => Some(encode_cursor(get_s(last, SK, what)?)),
+                None => None,
+            }
+        } else {
+            None
+        };
+        Ok((items, next))
+    }
+
+    /// The newest `limit` items of a time-ordered partition.
+    async fn newest(
+        &self,
+        what: &'static str,
+        pk: &str,
+        limit: usize,
+    ) -> Result<Vec<Item>, StateError> {
+        let mut items = Vec::new();
+        let mut start = None;
+        while items.len() < limit {
+            let (got, last) = self
+                .query(what, pk, start.take(), Some(limit - items.len()), false)
+                .await?;
+            items.extend(got);
+            match last {
+                Some(last) => start = Some(last),
+                None => break,
+            }
+        }
+        items.truncate(limit);
+        Ok(items)
+    }
+
+    /// BatchWriteItem in chunks of 25, re-sending unprocessed items with
+    /// backoff until none are left.
+    async fn batch_write(
+        &self,
+        what: &'static str,
+        requests: Vec<WriteRequest>,
+    ) -> Result<(), StateError> {
+        for chunk in requests.chunks(BATCH_WRITE_MAX) {
+            let mut pending = chunk.to_vec();
+            let mut delays = unprocessed_backoff().build();
+            loop {
+                let unprocessed = self
+                    .retrying(what, || async {
+                        self.client
+                            .batch_write_item()
+                            .request_items(&self.table, pending.clone())
+                            .send()
+                            .await
+                            .map(|out| out.unprocessed_items)
+                            .map_err(|e| classify(what, e))
+                    })
+                    .await?
+                    .and_then(|mut m| m.remove(&self.table))
+                    .unwrap_or_default();
+                if unprocessed.is_empty() {
+                    break;
+                }
+                let Some(delay) = delays.next() else {
+                    return Err(StateError::retryable(format!(
+                        "{what}: {} items still unprocessed after retries",
+                        unprocessed.len()
+                    )));
+                };
+                tracing::debug!(
+                    operation = what,
+                    left = unprocessed.len(),
+                    "re-sending unprocessed items"
+                );
+                pending = unprocessed;
+                tokio::time::sleep(delay).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Put an id-keyed record and its time-ordered copy in one transaction,
+    /// moving the copy when its sort key changed.
+    async fn put_indexed(&self, at: Indexed, record: String) -> Result<(), StateError> {
+        let what = at.what;
+        let build = |e| build_err(what, e);
+        for _ in 0..CONTENDED_ATTEMPTS {
+            let old = self.get_item(what, &at.id_pk, at.id_sk).await?;
+            let old_index = match &old {
+                Some(item) => Some((
+                    get_s(item, "index_pk", what)?.to_string(),
+                    get_s(item, "index_sk", what)?.to_string(),
+                )),
+                None => None,
+            };
+            let mut id_item = key(at.id_pk.clone(), at.id_sk);
+            id_item.insert("record".into(), s(record.clone()));
+            id_item.insert("index_pk".into(), s(at.index_pk.clone()));
+            id_item.insert("index_sk".into(), s(at.index_sk.clone()));
+            let id_put = Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(id_item));
+            let id_put = match &old_index {
+                None => id_put
+                    .condition_expression("attribute_not_exists(#pk)")
+                    .expression_attribute_names("#pk", PK),
+                Some((opk, osk)) => id_put
+                    .condition_expression("index_pk = :opk AND index_sk = :osk")
+                    .expression_attribute_values(":opk", s(opk.clone()))
+                    .expression_attribute_values(":osk", s(osk.clone())),
+            };
+            let mut index_item = key(at.index_pk.clone(), at.index_sk.clone());
+            index_item.insert("record".into(), s(record.clone()));
+            let mut actions = vec![
+                TransactWriteItem::builder()
+                    .put(id_put.build().map_err(build)?)
+                    .build(),
+                TransactWriteItem::builder()
+                    .put(
+                        Put::builder()
+                            .table_name(&self.table)
+                            .set_item(Some(index_item))
+                            .build()
+                            .map_err(build)?,
+                    )
+                    .build(),
+            ];
+            if let Some((opk, osk)) =
+                old_index.filter(|(p, k)| *p != at.index_pk || *k != at.index_sk)
+            {
+                let delete = Delete::builder()
+                    .table_name(&self.table)
+                    .set_key(Some(key(opk, osk)))
+                    .build()
+                    .map_err(build)?;
+                actions.push(TransactWriteItem::builder().delete(delete).build());
+            }
+            let written = self
+                .retrying(what, || async {
+                    match self
+                        .client
+                        .transact_write_items()
+                        .set_transact_items(Some(actions.clone()))
+                        .send()
+                        .await
+                    {
+                        Ok(_) => Ok(true),
+                        Err(e) => {
+                            let lost_race = e
+                                .as_service_error()
+                                .and_then(|se| match se {
+                                    aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(tc) => Some(tc),
+                                    _ => None,
+                                })
+                                .is_some_and(|tc| {
+                                    tc.cancellation_reasons().is_empty()
+                                        || tc
+                                            .cancellation_reasons()
+                                            .iter()
+                                            .any(|r| r.code() == Some("ConditionalCheckFailed"))
+                                });
+                            if lost_race {
+                                Ok(false)
+                            } else if e.code() == Some("TransactionCanceledException") {
+                                // Cancelled for throttling or a conflict.
+                                Err(StateError::Retryable {
+                                    message: format!("{what}: {}", describe_sdk_error(&e)),
+                                    source: Some(Box::new(e)),
+                                })
+                            } else {
+                                Err(classify(what, e))
+                            }
+                        }
+                    }
+                })
+                .await?;
+            if written {
+                return Ok(());
+            }
+        }
+        Err(StateError::retryable(format!(
+            "{what}: concurrent writers kept changing the record"
+        )))
+    }
+
+    async fn put_conditional(
+        &self,
+        what: &'static str,
+        item: Item,
+        condition: &str,
+        names: &[(&str, &str)],
+        values: &[(&str, AttributeValue)],
+    ) -> Result<bool, StateError> {
+        self.retrying(what, || async {
+            let mut req = self
+                .client
+                .put_item()
+                .table_name(&self.table)
+                .set_item(Some(item.clone()))
+                .condition_expression(condition);
+            for (k, v) in names {
+                req = req.expression_attribute_names(*k, *v);
+            }
+            for (k, v) in values {
+                req = req.expression_attribute_values(*k, v.clone());
+            }
+            match req.send().await {
+                Ok(_) => Ok(true),
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
+                {
+                    Ok(false)
+                }
+                Err(e) => Err(classify(what, e)),
+            }
+        })
+        .await
+    }
+}
+
+fn membership_pk(export: &str) -> String {
+    format!("MEMBER#{export}")
+}
+
+fn stage_pk(run_id: &str) -> String {
+    format!("STAGE#{run_id}")
+}
+
+fn idem_pk(key: &str) -> String {
+    format!("IDEM#{key}")
+}
+
+fn counters_pk(scope: &str) -> String {
+    format!("COUNTERS#{scope}")
+}
+
+const RUN_SK: &str = "RUN";
+const IDEM_SK: &str = "IDEM";
+const COUNTERS_SK: &str = "COUNTERS";
+const REPORTS_PK: &str = "REPORTS";
+const QUARANTINE_PK: &str = "QUARANTINE";
+
+#[async_trait]
+impl StateStore for DynamoStateStore {
+    async fn get_membership(
+        &self,
+        export: &str,
+        person: &PersonKey,
+    ) -> Result<Option<MembershipRecord>, StateError> {
+        let what = "get membership";
+        match self
+            .get_item(what, &membership_pk(export), person.as_str())
+            .await?
+        {
+            Some(item) => Ok(Some(from_blob(&item, "record", what)?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn put_membership(
+        &self,
+        record: &MembershipRecord,
+    ) -> Result<MembershipWrite, StateError> {
+        let what = "put membership";
+        let mut item = key(membership_pk(&record.export), record.person_key.as_str());
+        item.insert("member".into(), AttributeValue::Bool(record.current.member));
+        item.insert("source_ts".into(), n(record.source_ts));
+        item.insert("change_id".into(), s(record.change_id.clone()));
+        item.insert("record".into(), s(to_json(what, record)?));
+        for _ in 0..CONTENDED_ATTEMPTS {
+            let written = self
+                .put_conditional(
+                    what,
+                    item.clone(),
+                    "attribute_not_exists(#pk) OR source_ts < :ts OR (source_ts = :ts AND change_id = :cid)",
+                    &[("#pk", PK)],
+                    &[(":ts", n(record.source_ts)), (":cid", s(record.change_id.clone()))],
+                )
+                .await?;
+            if written {
+                return Ok(MembershipWrite::Applied);
+            }
+            if let Some(current) = self
+                .get_membership(&record.export, &record.person_key)
+                .await?
+            {
+                tracing::debug!(
+                    export = %record.export,
+                    person = %record.person_key.log_safe(),
+                    "older membership change refused"
+                );
+                return Ok(MembershipWrite::Stale {
+                    current: Box::new(current),
+                });
+            }
+            // Deleted between the write and the read: try again.
+        }
+        Err(StateError::retryable(format!(
+            "{what}: the record kept changing under the write"
+        )))
+    }
+
+    async fn list_memberships(
+        &self,
+        export: &str,
+        cursor: Option<String>,
+        limit: usize,
+    ) -> Result<Page<MembershipRecord>, StateError> {
+        let what = "list memberships";
+        let (items, next) = self
+            .page(what, &membership_pk(export), cursor, limit)
+            .await?;
+        let items = items
+            .iter()
+            .map(|item| from_blob(item, "record", what))
+            .collect::<Result<_, _>>()?;
+        Ok(Page { items, next })
+    }
+
+    async fn count_members(&self, export: &str) -> Result<u64, StateError> {
+        let what = "count members";
+        let pk = membership_pk(export);
+        let mut total: u64 = 0;
+        let mut start: Option<Item> = None;
+        loop {
+            let (count, last) = self
+                .retrying(what, || async {
+                    self.client
+                        .query()
+                        .table_name(&self.table)
+                        .key_condition_expression("#pk = :pk")
+                        .filter_expression("#member = :yes")
+                        .expression_attribute_names("#pk", PK)
+                        .expression_attribute_names("#member", "member")
+                        .expression_attribute_values(":pk", s(pk.clone()))
+                        .expression_attribute_values(":yes", AttributeValue::Bool(true))
+                        .select(Select::Count)
+                        .consistent_read(true)
+                        .set_exclusive_start_key(start.clone())
+                        .send()
+                        .await
+                        .map(|out| (out.count, out.last_evaluated_key))
+                        .map_err(|e| classify(what, e))
+                })
+                .await?;
+            total += u64::try_from(count).unwrap_or(0);
+            match last {
+                Some(last) => start = Some(last),
+                None => return Ok(total),
+            }
+        }
+    }
+
+    async fn stage_people(
+        &self,
+        run_id: &str,
+        people: &[(PersonKey, Person)],
+    ) -> Result<(), StateError> {
+        let what = "stage people";
+        // One batch may not name a key twice: the last staging of a person wins.
+        let mut latest: BTreeMap<&str, &Person> = BTreeMap::new();
+        for (key, person) in people {
+            latest.insert(key.as_str(), person);
+        }
+        let pk = stage_pk(run_id);
+        let mut requests = Vec::with_capacity(latest.len());
+        for (person_key, person) in latest {
+            let mut item = key(pk.clone(), person_key);
+            item.insert("person".into(), s(to_json(what, person)?));
+            let put = PutRequest::builder()
+                .set_item(Some(item))
+                .build()
+                .map_err(|e| build_err(what, e))?;
+            requests.push(WriteRequest::builder().put_request(put).build());
+        }
+        self.batch_write(what, requests).await
+    }
+
+    async fn list_staged(
+        &self,
+        run_id: &str,
+        cursor: Option<String>,
+        limit: usize,
+    ) -> Result<Page<(PersonKey, Person)>, StateError> {
+        let what = "list staged";
+        let (items, next) = self.page(what, &stage_pk(run_id), cursor, limit).await?;
+        let items = items
+            .iter()
+            .map(|item| {
+                Ok((
+                    PersonKey(get_s(item, SK, what)?.to_string()),
+                    from_blob(item, "person", what)?,
+                ))
+            })
+            .collect::<Result<_, StateError>>()?;
+        Ok(Page { items, next })
+    }
+
+    async fn clear_staged(&self, run_id: &str) -> Result<(), StateError> {
+        let what = "clear staged";
+        let pk = stage_pk(run_id);
+        let mut start = None;
+        loop {
+            let (items, last) = self.query(what, &pk, start.take(), None, true).await?;
+            let mut deletes = Vec::with_capacity(items.len());
+            for item in &items {
+                let del = DeleteRequest::builder()
+                    .set_key(Some(key(pk.clone(), get_s(item, SK, what)?)))
+                    .build()
+                    .map_err(|e| build_err(what, e))?;
+                deletes.push(WriteRequest::builder().delete_request(del).build());
+            }
+            self.batch_write(what, deletes).await?;
+            match last {
+                Some(last) => start = Some(last),
+                None => return Ok(()),
+            }
+        }
+    }
+
+    async fn put_run(&self, run: &RunRecord) -> Result<(), StateError> {
+        let at = Indexed {
+            what: "put run",
+            id_pk: format!("RUN#{}", run.run_id),
+            id_sk: RUN_SK,
+            index_pk: format!("RUNS#{}", run.export),
+            index_sk: time_key(run.started_at, &run.run_id),
+        };
+        self.put_indexed(at, to_json("put run", run)?).await
+    }
+
+    async fn get_run(&self, run_id: &str) -> Result<Option<RunRecord>, StateError> {
+        let what = "get run";
+        match self
+            .get_item(what, &format!("RUN#{run_id}"), RUN_SK)
+            .await?
+        {
+            Some(item) => Ok(Some(from_blob(&item, "record", what)?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn list_runs(&self, export: &str, limit: usize) -> Result<Vec<RunRecord>, StateError> {
+        let what = "list runs";
+        self.newest(what, &format!("RUNS#{export}"), limit)
+            .await?
+            .iter()
+            .map(|item| from_blob(item, "record", what))
+            .collect()
+    }
+
+    async fn idempotency_start(
+        &self,
+        key_: &str,
+        now: Millis,
+        in_progress_until: Millis,
+        expires_at: Millis,
+    ) -> Result<IdempotencyStart, StateError> {
+        let what = "idempotency start";
+        let pk = idem_pk(key_);
+        let mut item = key(pk.clone(), IDEM_SK);
+        item.insert("status".into(), s(IN_PROGRESS));
+        item.insert(TTL_ATTRIBUTE.into(), n(ttl_seconds(expires_at)));
+        item.insert("expires_at_ms".into(), n(expires_at));
+        item.insert("in_progress_expiration".into(), n(in_progress_until));
+        for _ in 0..CONTENDED_ATTEMPTS {
+            let claimed = self
+                .put_conditional(
+                    what,
+                    item.clone(),
+                    "attribute_not_exists(#pk) OR expires_at_ms <= :now \
+                     OR (#status = :in_progress AND in_progress_expiration <= :now)",
+                    &[("#pk", PK), ("#status", "status")],
+                    &[(":now", n(now)), (":in_progress", s(IN_PROGRESS))],
+                )
+                .await?;
+            if claimed {
+                return Ok(IdempotencyStart::Started);
+            }
+            let Some(stored) = self.get_item(what, &pk, IDEM_SK).await? else {
+                continue;
+            };
+            if get_n(&stored, "expires_at_ms", what)? <= now {
+                continue;
+            }
+            match get_s(&stored, "status", what)? {
+                COMPLETED => return Ok(IdempotencyStart::Completed),
+                IN_PROGRESS if get_n(&stored, "in_progress_expiration", what)? > now => {
+                    return Ok(IdempotencyStart::InProgress)
+                }
+                IN_PROGRESS => continue,
+                other => {
+                    return Err(StateError::permanent(format!(
+                        "{what}: unknown idempotency status `{other}`"
+                    )))
+                }
+            }
+        }
+        Err(StateError::retryable(format!(
+            "{what}: the claim kept changing under the write"
+        )))
+    }
+
+    async fn idempotency_complete(&self, key_: &str, expires_at: Millis) -> Result<(), StateError> {
+        let what = "idempotency complete";
+        let mut item = key(idem_pk(key_), IDEM_SK);
+        item.insert("status".into(), s(COMPLETED));
+        item.insert(TTL_ATTRIBUTE.into(), n(ttl_seconds(expires_at)));
+        item.insert("expires_at_ms".into(), n(expires_at));
+        item.insert("in_progress_expiration".into(), n(expires_at));
+        self.retrying(what, || async {
+            self.client
+                .put_item()
+                .table_name(&self.table)
+                .set_item(Some(item.clone()))
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| classify(what, e))
+        })
+        .await
+    }
+
+    async fn idempotency_release(&self, key_: &str) -> Result<(), StateError> {
+        self.delete_item("idempotency release", &idem_pk(key_), IDEM_SK)
+            .await
+    }
+
+    async fn add_counters(&self, scope: &str, deltas: &[(&str, i64)]) -> Result<(), StateError> {
+        let what = "add counters";
+        // ADD may not name one attribute twice: sum repeated names first.
+        let mut merged: BTreeMap<&str, i64> = BTreeMap::new();
+        for (name, delta) in deltas {
+            let slot = merged.entry(name).or_insert(0);
+            *slot = slot.saturating_add(*delta);
+        }
+        if merged.is_empty() {
+            return Ok(());
+        }
+        let mut names = HashMap::new();
+        let mut values = HashMap::new();
+        let mut clauses = Vec::with_capacity(merged.len());
+        for (i, (name, delta)) in merged.iter().enumerate() {
+            names.insert(format!("#n{i}"), format!("{COUNTER_PREFIX}{name}"));
+            values.insert(format!(":v{i}"), n(*delta));
+            clauses.push(format!("#n{i} :v{i}"));
+        }
+        let update = format!("ADD {}", clauses.join(", "));
+        let pk = counters_pk(scope);
+        self.retrying(what, || async {
+            self.client
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(key(pk.clone(), COUNTERS_SK)))
+                .update_expression(&update)
+                .set_expression_attribute_names(Some(names.clone()))
+                .set_expression_attribute_values(Some(values.clone()))
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| classify(what, e))
+        })
+        .await
+    }
+
+    async fn get_counters(&self, scope: &str) -> Result<BTreeMap<String, i64>, StateError> {
+        let what = "get counters";
+        let Some(item) = self
+            .get_item(what, &counters_pk(scope), COUNTERS_SK)
+            .await?
+        else {
+            return Ok(BTreeMap::new());
+        };
+        let mut out = BTreeMap::new();
+        for attr in item.keys() {
+            if let Some(name) = attr.strip_prefix(COUNTER_PREFIX) {
+                out.insert(name.to_string(), get_n(&item, attr, what)?);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn put_report(&self, report: &ReconcileReport) -> Result<(), StateError> {
+        let at = Indexed {
+            what: "put report",
+            id_pk: format!("REPORT#{}", report.report_id),
+            id_sk: "REPORT",
+            index_pk: REPORTS_PK.to_string(),
+            index_sk: time_key(report.generated_at, &report.report_id),
+        };
+        self.put_indexed(at, to_json("put report", report)?).await
+    }
+
+    async fn latest_report(&self) -> Result<Option<ReconcileReport>, StateError> {
+        let what = "latest report";
+        match self.newest(what, REPORTS_PK, 1).await?.first() {
+            Some(item) => Ok(Some(from_blob(item, "record", what)?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn put_quarantine(&self, entry: &QuarantineEntry) -> Result<(), StateError> {
+        let at = Indexed {
+            what: "put quarantine",
+            id_pk: format!("QUAR#{}", entry.id),
+            id_sk: "QUAR",
+            index_pk: QUARANTINE_PK.to_string(),
+            index_sk: time_key(entry.received_at, &entry.id),
+        };
+        self.put_indexed(at, to_json("put quarantine", entry)?)
+            .await
+    }
+
+    async fn get_quarantine(&self, id: &str) -> Result<Option<QuarantineEntry>, StateError> {
+        let what = "get quarantine";
+        match self.get_item(what, &format!("QUAR#{id}"), "QUAR").await? {
+            Some(item) => Ok(Some(from_blob(&item, "record", what)?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn list_quarantine(&self, limit: usize) -> Result<Vec<QuarantineEntry>, StateError> {
+        let what = "list quarantine";
+        self.newest(what, QUARANTINE_PK, limit)
+            .await?
+            .iter()
+            .map(|item| from_blob(item, "record", what))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_keys_sort_like_times() {
+        let times = [
+            i64::MIN,
+            -5_000,
+            -1,
+            0,
+            1,
+            999,
+            1_000,
+            1_700_000_000_000,
+            i64::MAX,
+        ];
+        let keys: Vec<String> = times.iter().map(|t| time_key(*t, "x")).collect();
+        let mut sorted = keys.clone();
+        sorted.sort();
+        assert_eq!(keys, sorted);
+        assert!(keys.iter().all(|k| k.len() == 22));
+    }
+
+    #[test]
+    fn ttl_seconds_never_round_down() {
+        assert_eq!(ttl_seconds(1_000), 1);
+        assert_eq!(ttl_seconds(1_001), 2);
+        assert_eq!(ttl_seconds(0), 0);
+        assert_eq!(ttl_seconds(-1), 0);
+    }
+
+    #[test]
+    fn cursor_round_trips_and_rejects_garbage() {
+        let c = encode_cursor("id:42#x");
+        assert_eq!(decode_cursor(&c).unwrap(), "id:42#x");
+        assert!(decode_cursor("%%%").is_err());
+    }
+}

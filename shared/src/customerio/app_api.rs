@@ -1,1 +1,1143 @@
-//! (in progress)
+//! Customer.io App API client: the batch source (API-CONTRACTS.md §1c).
+//!
+//! Reads segment counts, membership pages and people's attributes. Paces
+//! itself under the App API rate limit (10 requests/s by default, shared by
+//! every clone), retries 429 and 5xx with exponential backoff and jitter
+//! (honouring `Retry-After`), and classifies what is left as retryable or
+//! permanent. Unknown JSON keys are ignored: the API adds fields without
+//! notice. Errors and logs never carry an email, a phone or a customer id.
+//!
+//! Paging ends when `next` is empty or absent (inferred, not documented), so
+//! both that and a trailing empty page are handled; a token that does not
+//! advance is refused rather than looped on. Members come from `identifiers`
+//! when present (`ids` holds `""` for people without an `id`), else `ids`.
+//! Attribute lookups go by `id`, else `cio_id`, else email (`id_type=email`
+//! must be enabled in the workspace, or the API answers 400).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use backon::{ExponentialBuilder, Retryable as _};
+use reqwest::header::{HeaderValue, AUTHORIZATION, RETRY_AFTER};
+use reqwest::{Method, StatusCode, Url};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer};
+use serde_json::Value;
+use thiserror::Error;
+use tokio::time::Instant;
+
+use crate::domain::model::{Attributes, Identifiers, Person};
+use crate::ports::{MembershipPage, Secret, Secrets, SegmentSource, SourceError};
+
+/// Documented maximum of a membership page.
+pub const MAX_PAGE_LIMIT: u32 = 30_000;
+/// Documented maximum of ids in one bulk attributes request.
+pub const MAX_BULK_IDS: usize = 100;
+
+/// Which Customer.io data centre the workspace lives in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Region {
+    #[default]
+    Us,
+    Eu,
+}
+
+impl Region {
+    pub fn base_url(self) -> &'static str {
+        match self {
+            Region::Us => "https://api.customer.io",
+            Region::Eu => "https://api-eu.customer.io",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct AppApiConfig {
+    /// Overrides the region's host (simulators, proxies).
+    pub base_url: Option<String>,
+    pub region: Region,
+    /// Name of the secret holding the App API key.
+    pub api_key_env: String,
+    /// Client-side pace; keep at or under the workspace's limit.
+    pub requests_per_second: u32,
+    /// Retries after the first attempt, for 429, 5xx and transport errors.
+    pub max_retries: u32,
+    /// Membership page size (capped at [`MAX_PAGE_LIMIT`]).
+    pub page_limit: u32,
+    /// First backoff delay; doubles per retry, with jitter.
+    pub retry_min_delay: Duration,
+    pub retry_max_delay: Duration,
+    /// Longest `Retry-After` we wait for one retry.
+    pub max_retry_after: Duration,
+}
+
+impl Default for AppApiConfig {
+    fn default() -> Self {
+        Self {
+            base_url: None,
+            region: Region::Us,
+            api_key_env: "CIO_APP_API_KEY".to_string(),
+            requests_per_second: 10,
+            max_retries: 5,
+            page_limit: 1_000,
+            retry_min_delay: Duration::from_millis(500),
+            retry_max_delay: Duration::from_secs(30),
+            max_retry_after: Duration::from_secs(60),
+        }
+    }
+}
+
+/// What went wrong with one App API call. Converted to [`SourceError`] at the
+/// port; messages name the endpoint and status, never a person.
+#[derive(Debug, Error)]
+pub enum AppApiError {
+    #[error("{endpoint}: rate limited (429)")]
+    RateLimited {
+        endpoint: &'static str,
+        retry_after: Option<Duration>,
+    },
+    #[error("{endpoint}: server error {status}")]
+    Unavailable {
+        endpoint: &'static str,
+        status: u16,
+        retry_after: Option<Duration>,
+    },
+    #[error("{endpoint}: transport error")]
+    Transport {
+        endpoint: &'static str,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("{endpoint}: refused with {status} ({reason})")]
+    Refused {
+        endpoint: &'static str,
+        status: u16,
+        reason: &'static str,
+    },
+    #[error("{endpoint}: malformed response at line {line} column {column}")]
+    Malformed {
+        endpoint: &'static str,
+        line: usize,
+        column: usize,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("App API configuration: {0}")]
+    Config(String),
+}
+
+impl AppApiError {
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            AppApiError::RateLimited { .. }
+                | AppApiError::Unavailable { .. }
+                | AppApiError::Transport { .. }
+        )
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            AppApiError::RateLimited { retry_after, .. }
+            | AppApiError::Unavailable { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+}
+
+impl From<AppApiError> for SourceError {
+    fn from(e: AppApiError) -> Self {
+        if e.is_retryable() {
+            SourceError::Retryable {
+                retry_after: e.retry_after(),
+                message: e.to_string(),
+            }
+        } else {
+            SourceError::Permanent {
+                message: e.to_string(),
+            }
+        }
+    }
+}
+
+/// Spaces requests at least `1 / rate` apart across every clone of the
+/// client: no bursts, so a server-side token bucket of the same rate never
+/// empties. Callers queue in FIFO order (tokio's mutex is fair), and each
+/// next slot is measured from when the previous caller actually went, so a
+/// stalled process does not release a burst of overdue slots.
+#[derive(Debug)]
+struct Pacer {
+    interval: Duration,
+    next: tokio::sync::Mutex<Instant>,
+}
+
+impl Pacer {
+    fn new(per_second: u32) -> Self {
+        Self {
+            interval: Duration::from_secs(1) / per_second.max(1),
+            next: tokio::sync::Mutex::new(Instant::now()),
+        }
+    }
+
+    async fn acquire(&self) {
+        let mut next = self.next.lock().await;
+        tokio::time::sleep_until(*next).await;
+        *next = Instant::now() + self.interval;
+    }
+
+    /// After a 429 with `Retry-After`, hold every caller back, not just the
+    /// one that was refused.
+    async fn hold_for(&self, pause: Duration) {
+        let mut next = self.next.lock().await;
+        let until = Instant::now() + pause;
+        if *next < until {
+            *next = until;
+        }
+    }
+}
+
+/// The App API client. Cheap to clone; clones share the pace and the
+/// request counter.
+#[derive(Clone, Debug)]
+pub struct AppApiClient {
+    http: reqwest::Client,
+    base: Url,
+    key: Secret,
+    config: AppApiConfig,
+    pacer: Arc<Pacer>,
+    requests: Arc<AtomicU64>,
+}
+
+/// Which identifier a lookup uses (`id_type`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum IdType {
+    Id,
+    CioId,
+    Email,
+}
+
+impl IdType {
+    fn as_str(self) -> &'static str {
+        match self {
+            IdType::Id => "id",
+            IdType::CioId => "cio_id",
+            IdType::Email => "email",
+        }
+    }
+
+    /// The best identifier to look a person up by: `id`, else `cio_id`,
+    /// else email.
+    fn choose(ids: &Identifiers) -> Option<(IdType, String)> {
+        if let Some(id) = ids.id() {
+            return Some((IdType::Id, id.to_string()));
+        }
+        if let Some(cio) = ids.cio_id() {
+            return Some((IdType::CioId, cio.to_string()));
+        }
+        ids.email().map(|e| (IdType::Email, e.to_string()))
+    }
+
+    /// The key to match an answer against a request.
+    fn match_key(self, value: &str) -> String {
+        match self {
+            IdType::Email => value.trim().to_lowercase(),
+            _ => value.to_string(),
+        }
+    }
+}
+
+/// Summary of a segment from `GET /v1/segments`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct SegmentInfo {
+    pub id: u64,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default, rename = "type")]
+    pub kind: Option<String>,
+    #[serde(default)]
+    pub state: Option<String>,
+}
+
+impl AppApiClient {
+    pub fn new(
+        config: AppApiConfig,
+        secrets: &dyn Secrets,
+        http: reqwest::Client,
+    ) -> Result<Self, SourceError> {
+        let key = secrets.get(&config.api_key_env).ok_or_else(|| {
+            SourceError::from(AppApiError::Config(format!(
+                "secret {} is missing or blank",
+                config.api_key_env
+            )))
+        })?;
+        let raw = config
+            .base_url
+            .clone()
+            .unwrap_or_else(|| config.region.base_url().to_string());
+        let base = Url::parse(raw.trim_end_matches('/')).map_err(|e| {
+            SourceError::from(AppApiError::Config(format!("base url is not a URL: {e}")))
+        })?;
+        if base.cannot_be_a_base() {
+            return Err(AppApiError::Config("base url cannot hold a path".into()).into());
+        }
+        if config.requests_per_second == 0 {
+            return Err(
+                AppApiError::Config("requests_per_second must be at least 1".into()).into(),
+            );
+        }
+        Ok(Self {
+            pacer: Arc::new(Pacer::new(config.requests_per_second)),
+            requests: Arc::new(AtomicU64::new(0)),
+            http,
+            base,
+            key,
+            config,
+        })
+    }
+
+    /// HTTP requests sent so far (retries included), by this client and its
+    /// clones.
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    /// Every segment of the workspace.
+    pub async fn segments(&self) -> Result<Vec<SegmentInfo>, SourceError> {
+        #[derive(Deserialize)]
+        struct Body {
+            #[serde(default)]
+            segments: Vec<SegmentInfo>,
+        }
+        let url = self.url(&["v1", "segments"]);
+        let body: Body = self.call("list_segments", Method::GET, url, None).await?;
+        Ok(body.segments)
+    }
+
+    /// One person's attributes (`GET /v1/customers/{id}/attributes`);
+    /// `None` when the source does not know them.
+    pub async fn person(&self, ids: &Identifiers) -> Result<Option<Person>, SourceError> {
+        #[derive(Deserialize)]
+        struct Body {
+            customer: WireCustomer,
+        }
+        let Some((id_type, key)) = IdType::choose(ids) else {
+            return Ok(None);
+        };
+        let mut url = self.url(&["v1", "customers", &key, "attributes"]);
+        url.query_pairs_mut()
+            .append_pair("id_type", id_type.as_str());
+        match self
+            .call::<Body>("customer_attributes", Method::GET, url, None)
+            .await
+        {
+            Ok(body) => Ok(Some(to_person(ids, body.customer))),
+            Err(AppApiError::Refused { status: 404, .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn url(&self, segments: &[&str]) -> Url {
+        let mut url = self.base.clone();
+        if let Ok(mut path) = url.path_segments_mut() {
+            path.pop_if_empty().extend(segments);
+        }
+        url
+    }
+
+    /// One call with pacing and retries.
+    async fn call<T: DeserializeOwned>(
+        &self,
+        endpoint: &'static str,
+        method: Method,
+        url: Url,
+        body: Option<&Value>,
+    ) -> Result<T, AppApiError> {
+        let backoff = ExponentialBuilder::default()
+            .with_min_delay(self.config.retry_min_delay)
+            .with_max_delay(self.config.retry_max_delay)
+            .with_max_times(self.config.max_retries as usize)
+            .with_jitter();
+        let max_retry_after = self.config.max_retry_after;
+        let attempt = || self.attempt::<T>(endpoint, method.clone(), url.clone(), body);
+        attempt
+            .retry(backoff)
+            .when(AppApiError::is_retryable)
+            .adjust(|err, planned| {
+                // Out of retries stays out of retries; otherwise wait at
+                // least what the server asked for.
+                let planned = planned?;
+                Some(match err.retry_after() {
+                    Some(asked) => planned.max(asked.min(max_retry_after)),
+                    None => planned,
+                })
+            })
+            .notify(|err, wait| {
+                tracing::warn!(
+                    endpoint,
+                    error = %err,
+                    wait_ms = wait.as_millis() as u64,
+                    "App API call failed; retrying"
+                );
+            })
+            .await
+    }
+
+    async fn attempt<T: DeserializeOwned>(
+        &self,
+        endpoint: &'static str,
+        method: Method,
+        url: Url,
+        body: Option<&Value>,
+    ) -> Result<T, AppApiError> {
+        self.pacer.acquire().await;
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        let mut auth = HeaderValue::from_str(&format!("Bearer {}", self.key.expose()))
+            .map_err(|_| AppApiError::Config("API key is not a valid header value".into()))?;
+        auth.set_sensitive(true);
+        let mut req = self.http.request(method, url).header(AUTHORIZATION, auth);
+        if let Some(body) = body {
+            req = req.json(body);
+        }
+        let transport = |e: reqwest::Error| AppApiError::Transport {
+            endpoint,
+            source: e.without_url(),
+        };
+        let resp = req.send().await.map_err(transport)?;
+        let status = resp.status();
+        let retry_after = parse_retry_after(resp.headers().get(RETRY_AFTER));
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            if let Some(pause) = retry_after {
+                self.pacer
+                    .hold_for(pause.min(self.config.max_retry_after))
+                    .await;
+            }
+            return Err(AppApiError::RateLimited {
+                endpoint,
+                retry_after,
+            });
+        }
+        if status.is_server_error() {
+            return Err(AppApiError::Unavailable {
+                endpoint,
+                status: status.as_u16(),
+                retry_after,
+            });
+        }
+        if !status.is_success() {
+            return Err(AppApiError::Refused {
+                endpoint,
+                status: status.as_u16(),
+                reason: refusal_reason(status),
+            });
+        }
+        let bytes = resp.bytes().await.map_err(transport)?;
+        serde_json::from_slice(&bytes).map_err(|e| AppApiError::Malformed {
+            endpoint,
+            line: e.line(),
+            column: e.column(),
+            source: e,
+        })
+    }
+
+    /// One bulk request: people looked up by one id type (≤ 100).
+    async fn bulk(
+        &self,
+        id_type: IdType,
+        chunk: &[(usize, String)],
+        people: &[Identifiers],
+        out: &mut Vec<(usize, Person)>,
+    ) -> Result<(), SourceError> {
+        #[derive(Deserialize)]
+        struct Body {
+            #[serde(default)]
+            customers: Vec<BulkEntry>,
+        }
+        let mut url = self.url(&["v1", "customers", "attributes"]);
+        url.query_pairs_mut()
+            .append_pair("id_type", id_type.as_str());
+        let keys: Vec<&str> = chunk.iter().map(|(_, k)| k.as_str()).collect();
+        let body = serde_json::json!({ "ids": keys });
+        let answer: Body = self
+            .call("bulk_attributes", Method::POST, url, Some(&body))
+            .await?;
+
+        let mut wanted: HashMap<String, usize> = chunk
+            .iter()
+            .map(|(i, k)| (id_type.match_key(k), *i))
+            .collect();
+        let mut unmatched = 0usize;
+        for entry in answer.customers {
+            let customer = entry.into_customer();
+            let found = customer
+                .key(id_type)
+                .and_then(|k| wanted.remove(&id_type.match_key(&k)));
+            match found.and_then(|i| people.get(i).map(|ids| (i, ids))) {
+                Some((i, asked)) => out.push((i, to_person(asked, customer))),
+                None => unmatched += 1,
+            }
+        }
+        if unmatched > 0 {
+            tracing::debug!(
+                unmatched,
+                "bulk attributes answered people we did not ask for"
+            );
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl SegmentSource for AppApiClient {
+    async fn segment_count(&self, segment_id: u64) -> Result<u64, SourceError> {
+        #[derive(Deserialize)]
+        struct Body {
+            count: u64,
+        }
+        let url = self.url(&["v1", "segments", &segment_id.to_string(), "customer_count"]);
+        let body: Body = self.call("customer_count", Method::GET, url, None).await?;
+        Ok(body.count)
+    }
+
+    async fn membership_page(
+        &self,
+        segment_id: u64,
+        start: Option<&str>,
+        limit: u32,
+    ) -> Result<MembershipPage, SourceError> {
+        let cap = self.config.page_limit.clamp(1, MAX_PAGE_LIMIT);
+        let limit = if limit == 0 { cap } else { limit.min(cap) };
+        let mut url = self.url(&["v1", "segments", &segment_id.to_string(), "membership"]);
+        {
+            let mut q = url.query_pairs_mut();
+            if let Some(start) = start.filter(|s| !s.is_empty()) {
+                q.append_pair("start", start);
+            }
+            q.append_pair("limit", &limit.to_string());
+        }
+        let body: WireMembership = self.call("membership", Method::GET, url, None).await?;
+        let people: Vec<Identifiers> = if body.identifiers.is_empty() {
+            body.ids
+                .into_iter()
+                .flatten()
+                .map(|id| Identifiers {
+                    id: Some(id),
+                    ..Identifiers::default()
+                })
+                .collect()
+        } else {
+            body.identifiers
+                .into_iter()
+                .map(WireIdentifiers::into_ids)
+                .collect()
+        };
+        let unusable = people.iter().filter(|p| p.person_key().is_none()).count();
+        if unusable > 0 {
+            tracing::warn!(
+                segment_id,
+                unusable,
+                "members without any identifier skipped"
+            );
+        }
+        let next = body.next.filter(|n| !n.trim().is_empty());
+        if next.is_some() && next.as_deref() == start {
+            // The same token again would page forever.
+            return Err(AppApiError::Refused {
+                endpoint: "membership",
+                status: 200,
+                reason: "paging token did not advance",
+            }
+            .into());
+        }
+        Ok(MembershipPage {
+            people: people
+                .into_iter()
+                .filter(|p| p.person_key().is_some())
+                .collect(),
+            next,
+        })
+    }
+
+    async fn attributes(&self, people: &[Identifiers]) -> Result<Vec<Person>, SourceError> {
+        let mut groups: Vec<(IdType, Vec<(usize, String)>)> = Vec::new();
+        for (i, ids) in people.iter().enumerate() {
+            let Some((id_type, key)) = IdType::choose(ids) else {
+                continue;
+            };
+            match groups.iter_mut().find(|(t, _)| *t == id_type) {
+                Some((_, keys)) => keys.push((i, key)),
+                None => groups.push((id_type, vec![(i, key)])),
+            }
+        }
+        let mut found = Vec::with_capacity(people.len());
+        for (id_type, keys) in &groups {
+            for chunk in keys.chunks(MAX_BULK_IDS) {
+                self.bulk(*id_type, chunk, people, &mut found).await?;
+            }
+        }
+        found.sort_by_key(|(i, _)| *i);
+        Ok(found.into_iter().map(|(_, p)| p).collect())
+    }
+}
+
+fn refusal_reason(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        400 => "bad request: check the limit, token or id_type",
+        401 => "unauthorized: check the App API key",
+        403 => "forbidden: the key lacks access",
+        404 => "not found: unknown segment or person",
+        _ => "unexpected status",
+    }
+}
+
+/// `Retry-After` in seconds (the HTTP-date form is ignored).
+fn parse_retry_after(value: Option<&HeaderValue>) -> Option<Duration> {
+    let secs: u64 = value?.to_str().ok()?.trim().parse().ok()?;
+    Some(Duration::from_secs(secs))
+}
+
+// ---------------------------------------------------------------- wire types
+
+/// A string field that may come as a string, a number or null; blank → None.
+fn lenient_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(value_to_string(&Value::deserialize(d)?))
+}
+
+fn value_to_string(v: &Value) -> Option<String> {
+    let s = match v {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        Value::Bool(b) => b.to_string(),
+        Value::Null => return None,
+        other => other.to_string(),
+    };
+    (!s.trim().is_empty()).then_some(s)
+}
+
+fn lenient_strings<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Option<String>>, D::Error> {
+    let values: Option<Vec<Value>> = Option::deserialize(d)?;
+    Ok(values
+        .unwrap_or_default()
+        .iter()
+        .map(value_to_string)
+        .collect())
+}
+
+#[derive(Deserialize)]
+struct WireMembership {
+    #[serde(default, deserialize_with = "lenient_strings")]
+    ids: Vec<Option<String>>,
+    #[serde(default, deserialize_with = "nullable_vec")]
+    identifiers: Vec<WireIdentifiers>,
+    #[serde(default, deserialize_with = "lenient_string")]
+    next: Option<String>,
+}
+
+fn nullable_vec<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Vec<T>, D::Error> {
+    Ok(Option::<Vec<T>>::deserialize(d)?.unwrap_or_default())
+}
+
+#[derive(Clone, Default, Deserialize)]
+struct WireIdentifiers {
+    #[serde(default, deserialize_with = "lenient_string")]
+    id: Option<String>,
+    #[serde(default, deserialize_with = "lenient_string")]
+    email: Option<String>,
+    #[serde(default, deserialize_with = "lenient_string")]
+    cio_id: Option<String>,
+}
+
+impl WireIdentifiers {
+    fn into_ids(self) -> Identifiers {
+        Identifiers {
+            id: self.id,
+            email: self.email,
+            cio_id: self.cio_id,
+            phone: None,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum BulkEntry {
+    Wrapped { customer: WireCustomer },
+    Bare(WireCustomer),
+}
+
+impl BulkEntry {
+    fn into_customer(self) -> WireCustomer {
+        match self {
+            BulkEntry::Wrapped { customer } | BulkEntry::Bare(customer) => customer,
+        }
+    }
+}
+
+#[derive(Default, Deserialize)]
+struct WireCustomer {
+    #[serde(default, deserialize_with = "lenient_string")]
+    id: Option<String>,
+    #[serde(default, deserialize_with = "nullable_map")]
+    attributes: serde_json::Map<String, Value>,
+    #[serde(default)]
+    identifiers: Option<WireIdentifiers>,
+}
+
+fn nullable_map<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<serde_json::Map<String, Value>, D::Error> {
+    Ok(Option::deserialize(d)?.unwrap_or_default())
+}
+
+impl WireCustomer {
+    fn attr(&self, name: &str) -> Option<String> {
+        self.attributes.get(name).and_then(value_to_string)
+    }
+
+    /// What the answer says about the identifier of `id_type`.
+    fn key(&self, id_type: IdType) -> Option<String> {
+        let from_identifiers =
+            |f: fn(&WireIdentifiers) -> Option<String>| self.identifiers.as_ref().and_then(f);
+        match id_type {
+            IdType::Id => self
+                .id
+                .clone()
+                .or_else(|| from_identifiers(|i| i.id.clone()))
+                .or_else(|| self.attr("id")),
+            IdType::CioId => from_identifiers(|i| i.cio_id.clone()).or_else(|| self.attr("cio_id")),
+            IdType::Email => from_identifiers(|i| i.email.clone()).or_else(|| self.attr("email")),
+        }
+    }
+}
+
+/// An attribute value as a string (the API sends strings; anything else is
+/// rendered as JSON text). Null means unset.
+fn attribute_string(v: &Value) -> Option<String> {
+    match v {
+        Value::Null => None,
+        Value::String(s) => Some(s.clone()),
+        other => Some(other.to_string()),
+    }
+}
+
+/// A person from what we asked for plus what came back; every attribute
+/// value becomes a JSON string.
+fn to_person(asked: &Identifiers, customer: WireCustomer) -> Person {
+    let mut ids = Identifiers {
+        id: asked.id().map(str::to_string),
+        email: asked.email().map(str::to_string),
+        cio_id: asked.cio_id().map(str::to_string),
+        phone: asked.phone().map(str::to_string),
+    };
+    let answered = Identifiers {
+        id: customer.key(IdType::Id),
+        email: customer.key(IdType::Email),
+        cio_id: customer.key(IdType::CioId),
+        phone: customer.attr("phone"),
+    };
+    ids.merge_missing(&answered);
+    let attributes: Attributes = customer
+        .attributes
+        .iter()
+        .filter_map(|(k, v)| attribute_string(v).map(|s| (k.clone(), Value::String(s))))
+        .collect();
+    Person { ids, attributes }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use dataout_sim::customerio::{self as sim, endpoint, CioSim, CioSimConfig, CioWorkspace};
+
+    use super::*;
+    use crate::ports::MapSecrets;
+
+    const KEY: &str = "test-app-key";
+    const NOW: i64 = 1_760_000_000;
+
+    fn workspace(people: usize) -> CioWorkspace {
+        sim::demo_workspace_at(21, people, NOW)
+    }
+
+    fn config(base: &str, rate: u32) -> AppApiConfig {
+        AppApiConfig {
+            base_url: Some(base.to_string()),
+            requests_per_second: rate,
+            max_retries: 4,
+            page_limit: MAX_PAGE_LIMIT,
+            retry_min_delay: Duration::from_millis(5),
+            retry_max_delay: Duration::from_millis(40),
+            ..AppApiConfig::default()
+        }
+    }
+
+    fn client_with(config: AppApiConfig, key: &str) -> AppApiClient {
+        let secrets = MapSecrets::default().with("CIO_APP_API_KEY", key);
+        AppApiClient::new(config, &secrets, reqwest::Client::new()).unwrap()
+    }
+
+    async fn start(config: CioSimConfig) -> (CioSim, AppApiClient) {
+        let sim = sim::start(config).await.unwrap();
+        let client = client_with(config_for(&sim), KEY);
+        (sim, client)
+    }
+
+    fn config_for(sim: &CioSim) -> AppApiConfig {
+        config(sim.base_url(), 1_000)
+    }
+
+    fn fast(ws: CioWorkspace) -> CioSimConfig {
+        CioSimConfig::new(KEY, ws).rate_limit(0)
+    }
+
+    async fn all_members(
+        client: &AppApiClient,
+        segment: u64,
+        limit: u32,
+    ) -> (Vec<Identifiers>, u32) {
+        let mut people = Vec::new();
+        let mut start: Option<String> = None;
+        let mut pages = 0;
+        loop {
+            let page = client
+                .membership_page(segment, start.as_deref(), limit)
+                .await
+                .unwrap();
+            pages += 1;
+            people.extend(page.people);
+            match page.next {
+                Some(next) => start = Some(next),
+                None => return (people, pages),
+            }
+        }
+    }
+
+    fn expected_keys(ws: &CioWorkspace, segment: u64) -> Vec<String> {
+        ws.members(segment)
+            .into_iter()
+            .map(|i| {
+                let p = &ws.people[i];
+                match &p.id {
+                    Some(id) => format!("id:{id}"),
+                    None => format!("cio:{}", p.cio_id),
+                }
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn paging_collects_every_member_exactly_once_across_pages() {
+        for trailing in [false, true] {
+            let (sim, client) = start(fast(workspace(1_200)).trailing_empty_page(trailing)).await;
+            let (people, pages) = all_members(&client, 102, 25).await;
+            let keys: Vec<String> = people
+                .iter()
+                .map(|p| p.person_key().unwrap().as_str().to_string())
+                .collect();
+            let unique: BTreeSet<&String> = keys.iter().collect();
+            assert_eq!(unique.len(), keys.len(), "nobody twice");
+            assert_eq!(keys, expected_keys(&sim.handle.snapshot(), 102));
+            assert!(pages > 5);
+            assert_eq!(client.requests(), u64::from(pages));
+            assert_eq!(sim.handle.counters().page_limits.iter().max(), Some(&25));
+        }
+    }
+
+    #[tokio::test]
+    async fn members_without_id_come_through_with_cio_id_and_email() {
+        let (sim, client) = start(fast(workspace(600))).await;
+        let ws = sim.handle.snapshot();
+        let no_id: Vec<usize> = (0..ws.people.len())
+            .filter(|i| ws.people[*i].id.is_none())
+            .collect();
+        assert!(!no_id.is_empty());
+        for i in &no_id {
+            sim.handle.add_member(101, *i);
+        }
+        let (people, _) = all_members(&client, 101, 1_000).await;
+        let anonymous: Vec<&Identifiers> = people.iter().filter(|p| p.id().is_none()).collect();
+        assert_eq!(anonymous.len(), no_id.len());
+        assert!(anonymous
+            .iter()
+            .all(|p| p.cio_id().is_some() && p.email().is_some()));
+        assert!(
+            people.iter().all(|p| p.id.as_deref() != Some("")),
+            "blank ids dropped"
+        );
+
+        let owned: Vec<Identifiers> = anonymous.into_iter().cloned().collect();
+        let found = client.attributes(&owned).await.unwrap();
+        assert_eq!(found.len(), owned.len());
+        for (person, asked) in found.iter().zip(&owned) {
+            assert_eq!(person.ids.cio_id, asked.cio_id);
+            assert!(person.ids.email().is_some());
+            assert_eq!(
+                person.attributes["cio_id"],
+                Value::String(asked.cio_id.clone().unwrap())
+            );
+        }
+        let c = sim.handle.counters();
+        assert_eq!(
+            c.requests_to(endpoint::BULK_ATTRIBUTES),
+            1,
+            "looked up by cio_id in one call"
+        );
+    }
+
+    #[tokio::test]
+    async fn rate_limited_and_unavailable_answers_are_retried_and_the_run_completes() {
+        let config = fast(workspace(800))
+            .fail_next(2, 429)
+            .fail_next(1, 503)
+            .fail_next(1, 500);
+        let (sim, client) = start(config).await;
+        let count = client.segment_count(101).await.unwrap();
+        let (people, _) = all_members(&client, 101, 20).await;
+        assert_eq!(people.len() as u64, count);
+        let c = sim.handle.counters();
+        assert_eq!(c.status_429, 2);
+        assert_eq!(c.injected, 4);
+        assert_eq!(client.requests(), c.total_requests());
+    }
+
+    #[tokio::test]
+    async fn retries_stop_after_max_retries_as_retryable() {
+        let (sim, _) = start(fast(workspace(50)).fail_next(10, 503)).await;
+        let client = client_with(
+            AppApiConfig {
+                max_retries: 2,
+                ..config_for(&sim)
+            },
+            KEY,
+        );
+        let err = client.segment_count(101).await.unwrap_err();
+        assert!(err.is_retryable(), "{err}");
+        assert_eq!(sim.handle.counters().total_requests(), 3);
+    }
+
+    #[tokio::test]
+    async fn wrong_key_is_permanent_and_not_retried() {
+        let (sim, _) = start(fast(workspace(50))).await;
+        let client = client_with(config_for(&sim), "not-the-key");
+        let err = client.segment_count(101).await.unwrap_err();
+        assert!(!err.is_retryable());
+        assert!(err.to_string().contains("401"), "{err}");
+        assert_eq!(sim.handle.counters().unauthorized, 1);
+    }
+
+    #[tokio::test]
+    async fn unknown_segment_is_permanent() {
+        let (_sim, client) = start(fast(workspace(50))).await;
+        let err = client.membership_page(999, None, 10).await.unwrap_err();
+        assert!(matches!(err, SourceError::Permanent { ref message } if message.contains("404")));
+    }
+
+    #[test]
+    fn missing_key_fails_at_construction() {
+        let err = AppApiClient::new(
+            AppApiConfig::default(),
+            &MapSecrets::default(),
+            reqwest::Client::new(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("CIO_APP_API_KEY"));
+    }
+
+    #[tokio::test]
+    async fn bulk_attributes_are_chunked_to_100_and_values_are_strings() {
+        let (sim, client) = start(fast(workspace(400))).await;
+        let ws = sim.handle.snapshot();
+        let mut asked: Vec<Identifiers> = Vec::new();
+        for p in ws.people.iter().take(280) {
+            asked.push(match &p.id {
+                // Some by id, a few by cio_id, a few by email only.
+                Some(id) if asked.len() % 40 != 7 => Identifiers {
+                    id: Some(id.clone()),
+                    ..Default::default()
+                },
+                _ if asked.len() % 80 == 7 => Identifiers {
+                    email: p.email.as_ref().map(|e| e.trim().to_uppercase()),
+                    ..Default::default()
+                },
+                _ => Identifiers {
+                    cio_id: Some(p.cio_id.clone()),
+                    ..Default::default()
+                },
+            });
+        }
+        asked.push(Identifiers {
+            id: Some("cust_unknown".into()),
+            ..Default::default()
+        });
+        asked.push(Identifiers::default());
+
+        let found = client.attributes(&asked).await.unwrap();
+        assert_eq!(
+            found.len(),
+            280,
+            "unknown and unidentifiable people left out"
+        );
+        let c = sim.handle.counters();
+        assert!(
+            c.bulk_batch_sizes.iter().all(|n| *n <= 100),
+            "{:?}",
+            c.bulk_batch_sizes
+        );
+        assert_eq!(c.bulk_batch_sizes.iter().sum::<usize>(), 281);
+        assert_eq!(
+            c.requests_to(endpoint::BULK_ATTRIBUTES),
+            5,
+            "3 by id, 1 by cio_id, 1 by email"
+        );
+        for (person, source) in found.iter().zip(&ws.people) {
+            assert!(person.attributes.values().all(Value::is_string));
+            assert_eq!(person.ids.cio_id.as_deref(), Some(source.cio_id.as_str()));
+            assert_eq!(person.ids.id, source.id);
+            assert_eq!(person.ids.phone.as_ref(), source.attributes.get("phone"));
+            assert_eq!(
+                person.attributes.get("first_name"),
+                Some(&Value::String(source.attributes["first_name"].clone()))
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn single_person_lookup_finds_known_and_misses_unknown() {
+        let (sim, client) = start(fast(workspace(30))).await;
+        let ws = sim.handle.snapshot();
+        let p = ws.people.iter().find(|p| p.id.is_some()).unwrap();
+        let ids = Identifiers {
+            id: p.id.clone(),
+            ..Default::default()
+        };
+        let person = client.person(&ids).await.unwrap().unwrap();
+        assert_eq!(person.ids.cio_id.as_deref(), Some(p.cio_id.as_str()));
+        let nobody = Identifiers {
+            email: Some("nobody+x@example.com".into()),
+            ..Default::default()
+        };
+        assert!(client.person(&nobody).await.unwrap().is_none());
+        assert_eq!(client.segments().await.unwrap().len(), 3);
+    }
+
+    #[tokio::test]
+    async fn page_limit_is_capped_at_the_documented_maximum() {
+        let (sim, client) = start(fast(workspace(100))).await;
+        client.membership_page(102, None, 50_000).await.unwrap();
+        assert_eq!(sim.handle.counters().page_limits, vec![MAX_PAGE_LIMIT]);
+    }
+
+    #[tokio::test]
+    async fn retry_after_is_honoured() {
+        let config = fast(workspace(50)).retry_after(1).fail_next(1, 429);
+        let (_sim, client) = start(config).await;
+        let began = std::time::Instant::now();
+        client.segment_count(102).await.unwrap();
+        assert!(began.elapsed() >= Duration::from_millis(950));
+    }
+
+    #[tokio::test]
+    async fn client_never_exceeds_the_sim_rate_limit_in_a_burst() {
+        const RATE: u32 = 50;
+        let sim_config = CioSimConfig::new(KEY, workspace(50))
+            .rate_limit(RATE)
+            .burst(2);
+        let sim = sim::start(sim_config).await.unwrap();
+        let client = client_with(
+            AppApiConfig {
+                max_retries: 0,
+                ..config(sim.base_url(), RATE)
+            },
+            KEY,
+        );
+        let mut calls = tokio::task::JoinSet::new();
+        for _ in 0..50 {
+            let client = client.clone();
+            calls.spawn(async move { client.segment_count(101).await });
+        }
+        while let Some(done) = calls.join_next().await {
+            done.unwrap().unwrap();
+        }
+        let c = sim.handle.counters();
+        assert_eq!(c.status_429, 0);
+        assert_eq!(client.requests(), 50);
+
+        // The same burst unpaced is refused: the sim would have caught a
+        // client that went too fast.
+        let http = reqwest::Client::new();
+        let url = format!("{}/v1/segments/101/customer_count", sim.base_url());
+        let mut raw = tokio::task::JoinSet::new();
+        for _ in 0..50 {
+            let req = http.get(&url).bearer_auth(KEY);
+            raw.spawn(async move { req.send().await.map(|r| r.status().as_u16()) });
+        }
+        while raw.join_next().await.is_some() {}
+        assert!(sim.handle.counters().rate_limited > 10);
+    }
+
+    #[test]
+    fn region_picks_the_documented_host() {
+        assert_eq!(Region::Us.base_url(), "https://api.customer.io");
+        assert_eq!(Region::Eu.base_url(), "https://api-eu.customer.io");
+        let client = client_with(
+            AppApiConfig {
+                region: Region::Eu,
+                ..AppApiConfig::default()
+            },
+            KEY,
+        );
+        assert_eq!(
+            client
+                .url(&["v1", "customers", "a b+c@x.com", "attributes"])
+                .as_str(),
+            "https://api-eu.customer.io/v1/customers/a%20b+c@x.com/attributes"
+        );
+    }
+
+    #[test]
+    fn retry_after_reads_seconds_only() {
+        let v = |s: &str| HeaderValue::from_str(s).unwrap();
+        assert_eq!(
+            parse_retry_after(Some(&v("3"))),
+            Some(Duration::from_secs(3))
+        );
+        assert_eq!(
+            parse_retry_after(Some(&v("Wed, 21 Oct 2015 07:28:00 GMT"))),
+            None
+        );
+        assert_eq!(parse_retry_after(None), None);
+    }
+
+    #[test]
+    fn membership_falls_back_to_ids_and_ignores_unknown_keys() {
+        let body: WireMembership =
+            serde_json::from_str(r#"{"ids":["a",""],"next":null,"total":2,"identifiers":null}"#)
+                .unwrap();
+        assert_eq!(body.ids, vec![Some("a".to_string()), None]);
+        assert!(body.identifiers.is_empty());
+        assert!(body.next.is_none());
+    }
+
+    #[test]
+    fn bulk_answer_accepts_wrapped_and_bare_customers() {
+        let body: Vec<BulkEntry> = serde_json::from_str(
+            r#"[{"customer":{"id":7,"attributes":{"n":3,"b":true,"x":null},"devices":[]}},
+                {"id":"u2","attributes":{"email":"A@X.com"},"extra":{}}]"#,
+        )
+        .unwrap();
+        let people: Vec<Person> = body
+            .into_iter()
+            .map(|e| to_person(&Identifiers::default(), e.into_customer()))
+            .collect();
+        assert_eq!(people[0].ids.id.as_deref(), Some("7"));
+        assert_eq!(people[0].attributes["n"], Value::String("3".into()));
+        assert_eq!(people[0].attributes["b"], Value::String("true".into()));
+        assert!(!people[0].attributes.contains_key("x"));
+        assert_eq!(people[1].ids.email.as_deref(), Some("A@X.com"));
+    }
+}

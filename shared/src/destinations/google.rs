@@ -1,1 +1,1077 @@
-//! (in progress)
+//! Google Ads Customer Match through offline user data jobs, `API-CONTRACTS.md` §4.
+//!
+//! Per audience (user list) in a batch: create one job
+//! (`CUSTOMER_MATCH_USER_LIST`), add its operations in requests of at most
+//! `batch_size` operations and 100,000 identifiers (`enablePartialFailure:
+//! true`), then run it. Add / Update become `create` operations and Remove
+//! `remove`, in op order, in the same job. An operation Google names in
+//! `partialFailureError` (by `fieldPathElements[0].index`) is `Rejected` with
+//! Google's message; a person with no usable identifier is `Unmatched` and
+//! never sent; every other op is `Accepted` once the job runs. Jobs take
+//! hours: `send` does not wait for them.
+//!
+//! Identifiers come from `domain::identity::google_identifiers` (phone E.164
+//! with `+`; gmail dots per the destination's `gmail_remove_dots`).
+//!
+//! Credentials: the developer token and an OAuth2 access token are read once,
+//! from the secrets named by `developer_token_env` and `access_token_env`
+//! (e.g. `GOOGLE_ADS_ACCESS_TOKEN`). Refreshing the access token before it
+//! expires belongs to the deployment (the secret store rotates the value and
+//! a new cold start reads it); an expired token answers 401, which is
+//! permanent here and shows up as dead-lettered jobs to redrive.
+//!
+//! Errors: 401 / 403 and other request errors are permanent;
+//! RESOURCE_EXHAUSTED / UNAVAILABLE / INTERNAL / DEADLINE_EXCEEDED / ABORTED
+//! (and 408, 429, 5xx) are retryable. A retried job creates a new job and
+//! resends every operation: creates and removes are idempotent at Google.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::{json, Value};
+
+use super::{status_is_retryable, Destination, DestinationError, OpOutcome};
+use crate::domain::identity::{default_keys, google_identifiers, IdentityOptions};
+use crate::domain::model::{DeliveryOp, OpKind};
+use crate::domain::spec::{
+    DestinationKind, DestinationSettings, DestinationSpec, ExportDestination, ExportSpec, MatchKey,
+};
+use crate::ports::{Secret, Secrets};
+
+pub const DEFAULT_BASE_URL: &str = "https://googleads.googleapis.com";
+/// Most operations per addOperations request we send.
+pub const MAX_OPERATIONS_PER_REQUEST: usize = 10_000;
+/// Google's cap on identifiers per addOperations request.
+pub const MAX_IDENTIFIERS_PER_REQUEST: usize = 100_000;
+
+/// google.rpc status names worth another attempt.
+const RETRYABLE_STATUSES: &[&str] = &[
+    "RESOURCE_EXHAUSTED",
+    "UNAVAILABLE",
+    "INTERNAL",
+    "DEADLINE_EXCEEDED",
+    "ABORTED",
+];
+
+pub struct GoogleCustomerMatchDestination {
+    name: String,
+    /// Base URL with the API version, e.g. `https://googleads.googleapis.com/v26`.
+    api_url: String,
+    customer_id: String,
+    login_customer_id: Option<String>,
+    developer_token: Secret,
+    access_token: Secret,
+    gmail_remove_dots: bool,
+    batch_size: usize,
+    http: reqwest::Client,
+}
+
+impl std::fmt::Debug for GoogleCustomerMatchDestination {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GoogleCustomerMatchDestination")
+            .field("name", &self.name)
+            .field("api_url", &self.api_url)
+            .field("customer_id", &self.customer_id)
+            .field("login_customer_id", &self.login_customer_id)
+            .field("batch_size", &self.batch_size)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One operation to send, remembering which op it came from.
+struct Operation {
+    index: usize,
+    identifiers: usize,
+    body: Value,
+}
+
+fn numeric(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+fn ten_digits(s: &str) -> bool {
+    s.len() == 10 && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+impl GoogleCustomerMatchDestination {
+    pub fn new(
+        name: String,
+        spec: &DestinationSpec,
+        secrets: &dyn Secrets,
+        http: reqwest::Client,
+    ) -> Result<Self, DestinationError> {
+        let permanent = |message: String| DestinationError::Permanent {
+            destination: name.clone(),
+            message,
+        };
+        let DestinationSettings::GoogleCustomerMatch {
+            api_version,
+            customer_id,
+            login_customer_id,
+            developer_token_env,
+            access_token_env,
+            gmail_remove_dots,
+        } = &spec.settings
+        else {
+            return Err(permanent(
+                "settings are not of kind google_customer_match".into(),
+            ));
+        };
+        let secret = |env: &str| {
+            secrets.get(env).ok_or_else(|| {
+                permanent(format!(
+                    "missing secret: environment variable {env} is not set"
+                ))
+            })
+        };
+        let developer_token = secret(developer_token_env)?;
+        let access_token = secret(access_token_env)?;
+        if !ten_digits(customer_id) {
+            return Err(permanent(format!(
+                "customer_id must be 10 digits without dashes, not {customer_id:?}"
+            )));
+        }
+        if let Some(login) = login_customer_id {
+            if !ten_digits(login) {
+                return Err(permanent(format!(
+                    "login_customer_id must be 10 digits without dashes, not {login:?}"
+                )));
+            }
+        }
+        let version = api_version.trim();
+        if version.is_empty() {
+            return Err(permanent("api_version is empty".into()));
+        }
+        let version = if version.starts_with('v') {
+            version.to_string()
+        } else {
+            format!("v{version}")
+        };
+        let base = spec
+            .base_url
+            .as_deref()
+            .unwrap_or(DEFAULT_BASE_URL)
+            .trim_end_matches('/');
+        Ok(Self {
+            api_url: format!("{base}/{version}"),
+            customer_id: customer_id.clone(),
+            login_customer_id: login_customer_id.clone(),
+            developer_token,
+            access_token,
+            gmail_remove_dots: *gmail_remove_dots,
+            batch_size: spec.batch_size.clamp(1, MAX_OPERATIONS_PER_REQUEST),
+            name,
+            http,
+        })
+    }
+
+    fn permanent(&self, message: String) -> DestinationError {
+        DestinationError::Permanent {
+            destination: self.name.clone(),
+            message,
+        }
+    }
+
+    fn retryable(&self, message: String) -> DestinationError {
+        DestinationError::Retryable {
+            destination: self.name.clone(),
+            message,
+            retry_after: None,
+        }
+    }
+
+    fn transport_error(&self, e: reqwest::Error) -> DestinationError {
+        let e = e.without_url();
+        if e.is_builder() {
+            self.permanent(format!("could not build the request: {e}"))
+        } else {
+            self.retryable(format!("transport: {e}"))
+        }
+    }
+
+    /// A failed call, classified by google.rpc status, then by HTTP status.
+    fn rpc_error(
+        &self,
+        status: u16,
+        headers: &reqwest::header::HeaderMap,
+        body: &[u8],
+    ) -> DestinationError {
+        let parsed: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+        let error = parsed.get("error");
+        let rpc_status = error
+            .and_then(|e| e.get("status"))
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let detail = error
+            .and_then(|e| e.get("message"))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .unwrap_or_else(|| String::from_utf8_lossy(body).chars().take(200).collect());
+        let codes = error
+            .and_then(|e| e.get("details"))
+            .map(|d| error_codes(d).join(", "))
+            .unwrap_or_default();
+        let mut message = format!("HTTP {status}");
+        if !rpc_status.is_empty() {
+            message.push_str(&format!(" {rpc_status}"));
+        }
+        if !codes.is_empty() {
+            message.push_str(&format!(" [{codes}]"));
+        }
+        message.push_str(&format!(": {detail}"));
+        let retryable = if rpc_status.is_empty() {
+            status_is_retryable(status)
+        } else {
+            RETRYABLE_STATUSES.contains(&rpc_status)
+        };
+        if retryable {
+            DestinationError::Retryable {
+                destination: self.name.clone(),
+                message,
+                retry_after: retry_after(headers, error),
+            }
+        } else {
+            self.permanent(message)
+        }
+    }
+
+    async fn post(&self, path: &str, body: &Value) -> Result<Value, DestinationError> {
+        let mut req = self
+            .http
+            .post(format!("{}/{path}", self.api_url))
+            .bearer_auth(self.access_token.expose())
+            .header("developer-token", self.developer_token.expose())
+            .json(body);
+        if let Some(login) = &self.login_customer_id {
+            req = req.header("login-customer-id", login);
+        }
+        let resp = req.send().await.map_err(|e| self.transport_error(e))?;
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let bytes = resp.bytes().await.map_err(|e| self.transport_error(e))?;
+        if !(200..300).contains(&status) {
+            return Err(self.rpc_error(status, &headers, &bytes));
+        }
+        serde_json::from_slice(&bytes)
+            .map_err(|e| self.retryable(format!("unreadable Google Ads answer to {path}: {e}")))
+    }
+
+    /// Create, fill and run one job for one user list; fills `outcomes`.
+    async fn send_list(
+        &self,
+        list_id: &str,
+        operations: &[Operation],
+        outcomes: &mut [Option<OpOutcome>],
+    ) -> Result<(), DestinationError> {
+        let user_list = format!("customers/{}/userLists/{list_id}", self.customer_id);
+        let created = self
+            .post(
+                &format!("customers/{}/offlineUserDataJobs:create", self.customer_id),
+                &json!({
+                    "job": {
+                        "type": "CUSTOMER_MATCH_USER_LIST",
+                        "customerMatchUserListMetadata": { "userList": user_list },
+                    }
+                }),
+            )
+            .await?;
+        let job = created
+            .get("resourceName")
+            .or_else(|| created.get("resource_name"))
+            .and_then(Value::as_str)
+            .ok_or_else(|| self.retryable("job create answer has no resourceName".into()))?
+            .to_string();
+        for chunk in chunk_operations(operations, self.batch_size) {
+            let body = json!({
+                "operations": chunk.iter().map(|o| &o.body).collect::<Vec<_>>(),
+                "enablePartialFailure": true,
+            });
+            let answer = self.post(&format!("{job}:addOperations"), &body).await?;
+            let failures = partial_failures(&answer);
+            let unplaced = failures.iter().filter(|(i, _)| i.is_none()).count();
+            if unplaced > 0 {
+                tracing::warn!(
+                    destination = %self.name,
+                    job = %job,
+                    unplaced,
+                    "partial failure errors without an operation index"
+                );
+            }
+            let by_index: BTreeMap<usize, String> = failures
+                .into_iter()
+                .filter_map(|(i, m)| i.map(|i| (i, m)))
+                .collect();
+            for (pos, op) in chunk.iter().enumerate() {
+                let outcome = match by_index.get(&pos) {
+                    Some(reason) => OpOutcome::Rejected {
+                        reason: reason.clone(),
+                    },
+                    None => OpOutcome::Accepted,
+                };
+                if let Some(slot) = outcomes.get_mut(op.index) {
+                    *slot = Some(outcome);
+                }
+            }
+            tracing::info!(
+                destination = %self.name,
+                job = %job,
+                operations = chunk.len(),
+                rejected = by_index.len(),
+                "Customer Match operations added"
+            );
+        }
+        self.post(&format!("{job}:run"), &json!({})).await?;
+        tracing::info!(destination = %self.name, job = %job, "Customer Match job running");
+        Ok(())
+    }
+
+    fn operation(
+        &self,
+        keys: &[MatchKey],
+        opts: &IdentityOptions,
+        index: usize,
+        op: &DeliveryOp,
+    ) -> Result<Operation, OpOutcome> {
+        let verb = match op.op {
+            OpKind::Add | OpKind::Update => "create",
+            OpKind::Remove => "remove",
+            OpKind::Event => {
+                return Err(OpOutcome::Rejected {
+                    reason: "Customer Match takes membership ops, not events".into(),
+                })
+            }
+        };
+        let identifiers = google_identifiers(keys, &op.ids, &op.attributes, opts).map_err(|e| {
+            tracing::debug!(
+                destination = %self.name,
+                person = %op.person_key.log_safe(),
+                "no Google identifier"
+            );
+            OpOutcome::Unmatched {
+                reason: format!("no Google identifier: {e}"),
+            }
+        })?;
+        let ids: Vec<Value> = identifiers.iter().map(|i| i.to_json()).collect();
+        Ok(Operation {
+            index,
+            identifiers: ids.len(),
+            body: json!({ verb: { "userIdentifiers": ids } }),
+        })
+    }
+}
+
+/// Consecutive chunks of at most `max_ops` operations and
+/// `MAX_IDENTIFIERS_PER_REQUEST` identifiers.
+fn chunk_operations(operations: &[Operation], max_ops: usize) -> Vec<&[Operation]> {
+    let mut chunks = Vec::new();
+    let mut start = 0;
+    let mut identifiers = 0;
+    for (i, op) in operations.iter().enumerate() {
+        let full =
+            i - start >= max_ops || identifiers + op.identifiers > MAX_IDENTIFIERS_PER_REQUEST;
+        if full && i > start {
+            chunks.extend(operations.get(start..i));
+            start = i;
+            identifiers = 0;
+        }
+        identifiers += op.identifiers;
+    }
+    if start < operations.len() {
+        chunks.extend(operations.get(start..));
+    }
+    chunks
+}
+
+fn field<'a>(v: &'a Value, camel: &str, snake: &str) -> Option<&'a Value> {
+    v.get(camel).or_else(|| v.get(snake))
+}
+
+/// GoogleAdsError entries in a list of status details.
+fn ads_errors(details: &Value) -> impl Iterator<Item = &Value> {
+    details
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|d| d.get("errors").and_then(Value::as_array))
+        .flatten()
+}
+
+/// `kind=CODE` of each error, e.g. `quotaError=RESOURCE_EXHAUSTED`.
+fn error_codes(details: &Value) -> Vec<String> {
+    ads_errors(details)
+        .filter_map(|e| field(e, "errorCode", "error_code")?.as_object())
+        .flat_map(|codes| {
+            codes
+                .iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+        })
+        .collect()
+}
+
+/// (failing operation index, message) of each partial-failure error.
+fn partial_failures(answer: &Value) -> Vec<(Option<usize>, String)> {
+    let Some(status) = field(answer, "partialFailureError", "partial_failure_error") else {
+        return Vec::new();
+    };
+    let Some(details) = status.get("details") else {
+        return Vec::new();
+    };
+    ads_errors(details)
+        .map(|e| {
+            let index = field(e, "location", "location")
+                .and_then(|l| field(l, "fieldPathElements", "field_path_elements"))
+                .and_then(Value::as_array)
+                .and_then(|path| {
+                    path.iter().find(|p| {
+                        field(p, "fieldName", "field_name").and_then(Value::as_str)
+                            == Some("operations")
+                    })
+                })
+                .and_then(|p| p.get("index"))
+                .and_then(|i| match i {
+                    Value::Number(n) => n.as_u64(),
+                    Value::String(s) => s.parse().ok(),
+                    _ => None,
+                })
+                .and_then(|i| usize::try_from(i).ok());
+            let message = e
+                .get("message")
+                .and_then(Value::as_str)
+                .unwrap_or("rejected by Google Ads");
+            let code = field(e, "errorCode", "error_code")
+                .and_then(Value::as_object)
+                .and_then(|c| c.iter().next())
+                .map(|(k, v)| format!(" ({k}={})", v.as_str().unwrap_or_default()))
+                .unwrap_or_default();
+            (index, format!("{message}{code}"))
+        })
+        .collect()
+}
+
+/// `Retry-After` seconds, else a quota error's `retryDelay` ("30s").
+fn retry_after(headers: &reqwest::header::HeaderMap, error: Option<&Value>) -> Option<Duration> {
+    if let Some(secs) = headers
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+    {
+        return Some(Duration::from_secs(secs));
+    }
+    let details = error?.get("details")?;
+    ads_errors(details)
+        .filter_map(|e| {
+            let quota = field(
+                e.get("details")?,
+                "quotaErrorDetails",
+                "quota_error_details",
+            )?;
+            let delay = field(quota, "retryDelay", "retry_delay")?.as_str()?;
+            let secs: f64 = delay.strip_suffix('s')?.parse().ok()?;
+            (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs))
+        })
+        .max()
+}
+
+#[async_trait]
+impl Destination for GoogleCustomerMatchDestination {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn kind(&self) -> DestinationKind {
+        DestinationKind::GoogleCustomerMatch
+    }
+
+    fn max_batch(&self) -> usize {
+        self.batch_size
+    }
+
+    async fn send(
+        &self,
+        export: &ExportSpec,
+        binding: &ExportDestination,
+        ops: &[DeliveryOp],
+    ) -> Result<Vec<OpOutcome>, DestinationError> {
+        let keys: Vec<MatchKey> = if binding.keys.is_empty() {
+            default_keys(DestinationKind::GoogleCustomerMatch)
+        } else {
+            binding.keys.clone()
+        };
+        let opts = IdentityOptions {
+            default_phone_region: export.identity.default_phone_region.clone(),
+            gmail_remove_dots: self.gmail_remove_dots,
+        };
+        let mut outcomes: Vec<Option<OpOutcome>> = vec![None; ops.len()];
+        let mut lists: BTreeMap<&str, Vec<Operation>> = BTreeMap::new();
+        for (index, op) in ops.iter().enumerate() {
+            match self.operation(&keys, &opts, index, op) {
+                Ok(operation) => lists
+                    .entry(op.audience.as_str())
+                    .or_default()
+                    .push(operation),
+                Err(outcome) => {
+                    if let Some(slot) = outcomes.get_mut(index) {
+                        *slot = Some(outcome);
+                    }
+                }
+            }
+        }
+        if let Some(bad) = lists.keys().find(|id| !numeric(id)) {
+            return Err(self.permanent(format!("user list id must be numeric, not {bad:?}")));
+        }
+        for (list_id, operations) in &lists {
+            self.send_list(list_id, operations, &mut outcomes).await?;
+        }
+        Ok(outcomes
+            .into_iter()
+            .map(|o| {
+                o.unwrap_or(OpOutcome::Retry {
+                    reason: "not sent".into(),
+                })
+            })
+            .collect())
+    }
+
+    async fn audience_size(
+        &self,
+        _export: &ExportSpec,
+        binding: &ExportDestination,
+    ) -> Result<Option<u64>, DestinationError> {
+        let list_id = &binding.audience;
+        if !numeric(list_id) {
+            return Err(self.permanent(format!("user list id must be numeric, not {list_id:?}")));
+        }
+        let query = format!(
+            "SELECT user_list.id, user_list.size_for_search, user_list.size_for_display \
+             FROM user_list WHERE user_list.id = {list_id}"
+        );
+        let answer = self
+            .post(
+                &format!("customers/{}/googleAds:search", self.customer_id),
+                &json!({ "query": query }),
+            )
+            .await?;
+        // Google reports sizes rounded, with a lag, and 0 under 1,000 members;
+        // search size is the one Customer Match lists fill.
+        let list = answer
+            .get("results")
+            .and_then(Value::as_array)
+            .and_then(|r| r.first())
+            .and_then(|r| field(r, "userList", "user_list"));
+        let size = list.and_then(|l| {
+            [
+                "sizeForSearch",
+                "size_for_search",
+                "sizeForDisplay",
+                "size_for_display",
+            ]
+            .iter()
+            .find_map(|k| match l.get(*k)? {
+                Value::String(s) => s.parse::<u64>().ok(),
+                Value::Number(n) => n.as_u64(),
+                _ => None,
+            })
+        });
+        Ok(size)
+    }
+
+    fn describe_output(&self, _export: &ExportSpec, binding: &ExportDestination) -> String {
+        format!(
+            "Google Ads user list customers/{}/userLists/{}",
+            self.customer_id, binding.audience
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::identity::sha256_hex;
+    use crate::domain::model::{Identifiers, PersonKey};
+    use crate::domain::spec::{
+        Cadence, ExportMode, ExportSource, GuardRails, IdKind, IdentitySpec,
+    };
+    use crate::ports::MapSecrets;
+    use dataout_sim::google::{
+        GoogleFault, GoogleSim, GoogleSimConfig, JobStatus, DEFAULT_ACCESS_TOKEN,
+        DEFAULT_DEVELOPER_TOKEN,
+    };
+    use dataout_sim::RunningSim;
+
+    const CUSTOMER: &str = "1234567890";
+    const LIST: &str = "555";
+
+    fn spec(
+        base_url: &str,
+        batch_size: usize,
+        login: Option<&str>,
+        gmail_remove_dots: bool,
+    ) -> DestinationSpec {
+        DestinationSpec {
+            name: "google".into(),
+            kind: DestinationKind::GoogleCustomerMatch,
+            base_url: Some(base_url.into()),
+            batch_size,
+            max_concurrency: 1,
+            max_attempts: 3,
+            settings: DestinationSettings::GoogleCustomerMatch {
+                api_version: "v26".into(),
+                customer_id: CUSTOMER.into(),
+                login_customer_id: login.map(str::to_string),
+                developer_token_env: "GOOGLE_ADS_DEVELOPER_TOKEN".into(),
+                access_token_env: "GOOGLE_ADS_ACCESS_TOKEN".into(),
+                gmail_remove_dots,
+            },
+        }
+    }
+
+    fn binding(keys: Vec<MatchKey>) -> ExportDestination {
+        ExportDestination {
+            destination: "google".into(),
+            audience: LIST.into(),
+            tier_audiences: Default::default(),
+            keys,
+        }
+    }
+
+    fn export() -> ExportSpec {
+        ExportSpec {
+            name: "cart_abandoners".into(),
+            source: ExportSource::Segment { segment_id: 7 },
+            mode: ExportMode::Membership,
+            cadence: Cadence::default(),
+            identity: IdentitySpec {
+                golden: IdKind::Email,
+                fallbacks: vec![IdKind::Phone],
+                default_phone_region: Some("US".into()),
+            },
+            attributes: Vec::new(),
+            tiers: Vec::new(),
+            exit_on: Vec::new(),
+            suppress: Vec::new(),
+            destinations: vec![binding(Vec::new())],
+            guard_rails: GuardRails::default(),
+            test_profiles: Vec::new(),
+        }
+    }
+
+    fn op(kind: OpKind, id: Option<&str>, email: Option<&str>, phone: Option<&str>) -> DeliveryOp {
+        DeliveryOp {
+            op: kind,
+            person_key: PersonKey(format!("id:{}", id.or(email).unwrap_or("anon"))),
+            ids: Identifiers {
+                id: id.map(str::to_string),
+                email: email.map(str::to_string),
+                cio_id: None,
+                phone: phone.map(str::to_string),
+            },
+            audience: LIST.into(),
+            tier: None,
+            attributes: Default::default(),
+            event: None,
+            source_ts: 0,
+            intake_ts: 0,
+        }
+    }
+
+    struct Setup {
+        _running: RunningSim,
+        sim: GoogleSim,
+        dest: GoogleCustomerMatchDestination,
+    }
+
+    async fn setup_with(
+        config: GoogleSimConfig,
+        dest_spec: impl FnOnce(&str) -> DestinationSpec,
+        token: &str,
+    ) -> Setup {
+        let (running, sim) = GoogleSim::start(config)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        sim.create_user_list(CUSTOMER, LIST);
+        let secrets = MapSecrets::default()
+            .with("GOOGLE_ADS_DEVELOPER_TOKEN", DEFAULT_DEVELOPER_TOKEN)
+            .with("GOOGLE_ADS_ACCESS_TOKEN", token);
+        let dest = GoogleCustomerMatchDestination::new(
+            "google".into(),
+            &dest_spec(&running.base_url),
+            &secrets,
+            reqwest::Client::new(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        Setup {
+            _running: running,
+            sim,
+            dest,
+        }
+    }
+
+    async fn setup(batch_size: usize) -> Setup {
+        setup_with(
+            GoogleSimConfig::default(),
+            |url| spec(url, batch_size, None, false),
+            DEFAULT_ACCESS_TOKEN,
+        )
+        .await
+    }
+
+    #[tokio::test]
+    async fn adds_land_as_hashed_identifiers_and_removes_take_them_out() {
+        let t = setup(100).await;
+        let ops = vec![
+            op(
+                OpKind::Add,
+                None,
+                Some(" Ann@Example.com "),
+                Some("+1 650-253-0000"),
+            ),
+            op(OpKind::Update, None, Some("bob@example.com"), None),
+            op(OpKind::Add, Some("u3"), None, None),
+        ];
+        let outcomes = t
+            .dest
+            .send(&export(), &binding(Vec::new()), &ops)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(outcomes[0], OpOutcome::Accepted);
+        assert_eq!(outcomes[1], OpOutcome::Accepted);
+        assert!(
+            matches!(outcomes[2], OpOutcome::Unmatched { .. }),
+            "default keys are email and phone"
+        );
+        assert_eq!(t.sim.member_count(CUSTOMER, LIST), 2);
+        assert!(t.sim.has_member_with(
+            CUSTOMER,
+            LIST,
+            "hashedEmail",
+            &sha256_hex("ann@example.com")
+        ));
+        assert!(t.sim.has_member_with(
+            CUSTOMER,
+            LIST,
+            "hashedPhoneNumber",
+            &sha256_hex("+16502530000")
+        ));
+        assert!(!t.sim.has_member_with(
+            CUSTOMER,
+            LIST,
+            "hashedPhoneNumber",
+            &sha256_hex("16502530000")
+        ));
+
+        let remove = vec![op(OpKind::Remove, None, Some("ann@example.com"), None)];
+        let outcomes = t
+            .dest
+            .send(&export(), &binding(Vec::new()), &remove)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(outcomes, vec![OpOutcome::Accepted]);
+        assert_eq!(t.sim.member_count(CUSTOMER, LIST), 1);
+        assert!(!t.sim.has_member_with(
+            CUSTOMER,
+            LIST,
+            "hashedEmail",
+            &sha256_hex("ann@example.com")
+        ));
+        assert!(t
+            .sim
+            .jobs()
+            .iter()
+            .all(|(_, status)| *status == JobStatus::Success));
+    }
+
+    #[tokio::test]
+    async fn partial_failure_rejects_exactly_the_bad_op() {
+        let t = setup(100).await;
+        // A CONTACT_INFO list refuses a third-party user id: only op 1 carries one.
+        let keys = vec![MatchKey::Email, MatchKey::ExternId];
+        let ops = vec![
+            op(OpKind::Add, None, Some("a@example.com"), None),
+            op(OpKind::Add, Some("u2"), None, None),
+            op(OpKind::Add, None, Some("c@example.com"), None),
+        ];
+        let outcomes = t
+            .dest
+            .send(&export(), &binding(keys), &ops)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(outcomes[0], OpOutcome::Accepted);
+        match &outcomes[1] {
+            OpOutcome::Rejected { reason } => {
+                assert!(reason.contains("INCOMPATIBLE_UPLOAD_KEY_TYPE"), "{reason}")
+            }
+            other => panic!("expected rejected, got {other:?}"),
+        }
+        assert_eq!(outcomes[2], OpOutcome::Accepted);
+        assert_eq!(t.sim.member_count(CUSTOMER, LIST), 2);
+    }
+
+    #[tokio::test]
+    async fn one_job_takes_all_chunks_then_runs() {
+        let t = setup(2).await;
+        let ops: Vec<DeliveryOp> = (0..5)
+            .map(|i| op(OpKind::Add, None, Some(&format!("p{i}@example.com")), None))
+            .collect();
+        let outcomes = t
+            .dest
+            .send(&export(), &binding(Vec::new()), &ops)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(outcomes.iter().all(|o| *o == OpOutcome::Accepted));
+        assert_eq!(t.sim.member_count(CUSTOMER, LIST), 5);
+        let paths: Vec<String> = t.sim.requests().into_iter().map(|r| r.path).collect();
+        assert_eq!(paths.len(), 5, "{paths:?}");
+        assert!(paths[0].ends_with("offlineUserDataJobs:create"));
+        assert!(paths[1..4].iter().all(|p| p.ends_with(":addOperations")));
+        assert!(paths[4].ends_with(":run"));
+        let sizes: Vec<usize> = t.sim.requests().iter().map(|r| r.operations).collect();
+        assert_eq!(&sizes[1..4], &[2, 2, 1]);
+        assert_eq!(t.sim.jobs().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn wrong_token_is_permanent() {
+        let t = setup_with(
+            GoogleSimConfig::default(),
+            |url| spec(url, 100, None, false),
+            "expired",
+        )
+        .await;
+        let ops = vec![op(OpKind::Add, None, Some("a@example.com"), None)];
+        match t.dest.send(&export(), &binding(Vec::new()), &ops).await {
+            Err(DestinationError::Permanent { message, .. }) => {
+                assert!(message.contains("UNAUTHENTICATED"), "{message}")
+            }
+            other => panic!("expected permanent, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn login_customer_id_is_sent_and_a_wrong_one_is_permanent() {
+        let config = || GoogleSimConfig {
+            login_customer_id: Some("9999999999".into()),
+            ..GoogleSimConfig::default()
+        };
+        let ops = vec![op(OpKind::Add, None, Some("a@example.com"), None)];
+        let good = setup_with(
+            config(),
+            |url| spec(url, 100, Some("9999999999"), false),
+            DEFAULT_ACCESS_TOKEN,
+        )
+        .await;
+        let outcomes = good
+            .dest
+            .send(&export(), &binding(Vec::new()), &ops)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(outcomes, vec![OpOutcome::Accepted]);
+        let bad = setup_with(
+            config(),
+            |url| spec(url, 100, Some("1111111111"), false),
+            DEFAULT_ACCESS_TOKEN,
+        )
+        .await;
+        match bad.dest.send(&export(), &binding(Vec::new()), &ops).await {
+            Err(DestinationError::Permanent { message, .. }) => {
+                assert!(message.contains("PERMISSION_DENIED"), "{message}")
+            }
+            other => panic!("expected permanent, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn quota_and_server_errors_are_retryable() {
+        let t = setup(100).await;
+        let ops = vec![op(OpKind::Add, None, Some("a@example.com"), None)];
+        t.sim.fail_next(1, GoogleFault::ResourceExhausted);
+        match t.dest.send(&export(), &binding(Vec::new()), &ops).await {
+            Err(DestinationError::Retryable {
+                retry_after,
+                message,
+                ..
+            }) => {
+                assert!(message.contains("RESOURCE_EXHAUSTED"), "{message}");
+                assert_eq!(retry_after, Some(Duration::from_secs(30)));
+            }
+            other => panic!("expected retryable, got {other:?}"),
+        }
+        let outcomes = t
+            .dest
+            .send(&export(), &binding(Vec::new()), &ops)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            outcomes,
+            vec![OpOutcome::Accepted],
+            "the retried job goes through"
+        );
+        t.sim.fail_next(1, GoogleFault::Unavailable);
+        assert!(t
+            .dest
+            .send(&export(), &binding(Vec::new()), &ops)
+            .await
+            .is_err_and(|e| e.is_retryable()));
+        t.sim.fail_next(1, GoogleFault::Internal);
+        assert!(t
+            .dest
+            .send(&export(), &binding(Vec::new()), &ops)
+            .await
+            .is_err_and(|e| e.is_retryable()));
+    }
+
+    #[tokio::test]
+    async fn a_list_busy_with_another_job_is_retryable() {
+        let config = GoogleSimConfig {
+            run_completes: false,
+            ..GoogleSimConfig::default()
+        };
+        let t = setup_with(
+            config,
+            |url| spec(url, 100, None, false),
+            DEFAULT_ACCESS_TOKEN,
+        )
+        .await;
+        let ops = vec![op(OpKind::Add, None, Some("a@example.com"), None)];
+        let first = t.dest.send(&export(), &binding(Vec::new()), &ops).await;
+        assert!(first.is_ok(), "{first:?}");
+        let second = t.dest.send(&export(), &binding(Vec::new()), &ops).await;
+        assert!(second.is_err_and(|e| e.is_retryable()));
+        t.sim.complete_jobs();
+        assert_eq!(t.sim.member_count(CUSTOMER, LIST), 1);
+    }
+
+    #[tokio::test]
+    async fn gmail_dots_removed_only_when_the_destination_asks() {
+        let ops = vec![op(OpKind::Add, None, Some("John.Smith@gmail.com"), None)];
+        let plain = setup(100).await;
+        plain
+            .dest
+            .send(&export(), &binding(Vec::new()), &ops)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(plain.sim.has_member_with(
+            CUSTOMER,
+            LIST,
+            "hashedEmail",
+            &sha256_hex("john.smith@gmail.com")
+        ));
+        let dotless = setup_with(
+            GoogleSimConfig::default(),
+            |url| spec(url, 100, None, true),
+            DEFAULT_ACCESS_TOKEN,
+        )
+        .await;
+        dotless
+            .dest
+            .send(&export(), &binding(Vec::new()), &ops)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(dotless.sim.has_member_with(
+            CUSTOMER,
+            LIST,
+            "hashedEmail",
+            &sha256_hex("johnsmith@gmail.com")
+        ));
+    }
+
+    #[tokio::test]
+    async fn nothing_matchable_sends_nothing() {
+        let t = setup(100).await;
+        let ops = vec![
+            op(OpKind::Add, Some("u1"), None, None),
+            op(OpKind::Event, None, Some("a@example.com"), None),
+        ];
+        let outcomes = t
+            .dest
+            .send(&export(), &binding(Vec::new()), &ops)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(matches!(outcomes[0], OpOutcome::Unmatched { .. }));
+        assert!(matches!(outcomes[1], OpOutcome::Rejected { .. }));
+        assert_eq!(t.sim.request_count(), 0);
+    }
+
+    #[tokio::test]
+    async fn audience_size_reads_the_user_list_size() {
+        let t = setup(100).await;
+        let ops = vec![
+            op(OpKind::Add, None, Some("a@example.com"), None),
+            op(OpKind::Add, None, Some("b@example.com"), None),
+        ];
+        t.dest
+            .send(&export(), &binding(Vec::new()), &ops)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let size = t
+            .dest
+            .audience_size(&export(), &binding(Vec::new()))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(size, Some(2));
+    }
+
+    #[test]
+    fn missing_secret_is_permanent_and_names_the_variable() {
+        let secrets = MapSecrets::default().with("GOOGLE_ADS_DEVELOPER_TOKEN", "d");
+        let err = GoogleCustomerMatchDestination::new(
+            "google".into(),
+            &spec("http://127.0.0.1:1", 100, None, false),
+            &secrets,
+            reqwest::Client::new(),
+        )
+        .err();
+        match err {
+            Some(DestinationError::Permanent { message, .. }) => {
+                assert!(message.contains("GOOGLE_ADS_ACCESS_TOKEN"))
+            }
+            other => panic!("expected permanent, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn partial_failure_indices_read_in_either_field_case() {
+        let answer = json!({"partial_failure_error": {"code": 3, "details": [{
+            "errors": [{
+                "error_code": {"offline_user_data_job_error": "INVALID_SHA256_FORMAT"},
+                "message": "bad hash",
+                "location": {"field_path_elements": [
+                    {"field_name": "operations", "index": "4"},
+                    {"field_name": "create"}
+                ]}
+            }]
+        }]}});
+        let failures = partial_failures(&answer);
+        assert_eq!(failures.len(), 1);
+        assert_eq!(failures[0].0, Some(4));
+        assert!(failures[0].1.contains("bad hash"));
+    }
+
+    #[test]
+    fn chunks_respect_operation_and_identifier_caps() {
+        let ops = |n: usize, identifiers: usize| -> Vec<Operation> {
+            (0..n)
+                .map(|index| Operation {
+                    index,
+                    identifiers,
+                    body: Value::Null,
+                })
+                .collect()
+        };
+        let sizes = |ops: &[Operation], max: usize| -> Vec<usize> {
+            chunk_operations(ops, max).iter().map(|c| c.len()).collect()
+        };
+        assert_eq!(
+            sizes(&ops(7, 1), 3),
+            vec![3, 3, 1],
+            "batch_size operations at most"
+        );
+        assert_eq!(
+            sizes(&ops(7, 40_000), 3),
+            vec![2, 2, 2, 1],
+            "100,000 identifiers at most"
+        );
+        assert_eq!(sizes(&ops(2, 1), 10), vec![2]);
+        assert!(sizes(&ops(0, 1), 10).is_empty());
+    }
+}

@@ -82,3 +82,37 @@ pub trait Destination: Send + Sync {
     /// Where the output goes, for reports (a path, an audience URL).
     fn describe_output(&self, export: &ExportSpec, binding: &ExportDestination) -> String;
 }
+
+/// Build the client of one configured destination. The warehouse writes to
+/// `store` (a local directory or S3, chosen by the caller's runtime).
+pub fn build(
+    spec: &crate::domain::spec::DestinationSpec,
+    secrets: &dyn crate::ports::Secrets,
+    http: reqwest::Client,
+    store: Option<std::sync::Arc<dyn crate::ports::ObjectStore>>,
+    clock: std::sync::Arc<dyn crate::ports::Clock>,
+) -> Result<std::sync::Arc<dyn Destination>, DestinationError> {
+    use crate::domain::spec::DestinationKind as K;
+    let name = spec.name.clone();
+    Ok(match spec.kind {
+        K::Warehouse => {
+            let store = store.ok_or_else(|| DestinationError::Permanent {
+                destination: name.clone(),
+                message: "no object store configured for the warehouse".into(),
+            })?;
+            std::sync::Arc::new(warehouse::WarehouseDestination::new(name, spec, store, clock))
+        }
+        K::Clevertap => std::sync::Arc::new(clevertap::ClevertapDestination::new(
+            name, spec, secrets, http,
+        )?),
+        K::MetaAudience => std::sync::Arc::new(meta::MetaAudienceDestination::new(
+            name, spec, secrets, http,
+        )?),
+        K::GoogleCustomerMatch => std::sync::Arc::new(
+            google::GoogleCustomerMatchDestination::new(name, spec, secrets, http)?,
+        ),
+        K::Webhook => std::sync::Arc::new(webhook::WebhookDestination::new(
+            name, spec, secrets, http,
+        )?),
+    })
+}

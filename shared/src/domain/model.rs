@@ -252,6 +252,10 @@ pub struct DeliveryJob {
     pub run_id: Option<String>,
     pub created_at: Millis,
     pub config_hash: String,
+    /// 0 for a first job; a follow-up job holding only the ops a
+    /// destination asked us to retry counts up from there.
+    #[serde(default)]
+    pub attempt: u32,
     pub ops: Vec<DeliveryOp>,
 }
 
@@ -320,6 +324,10 @@ pub struct RunCheckpoint {
     /// Phase 2: number of diff chunks already committed and enqueued.
     #[serde(default)]
     pub chunks_committed: u64,
+    /// Phase 2: the last person key committed (changes go in key order, so
+    /// a resumed run skips exactly what is done, whatever else moved).
+    #[serde(default)]
+    pub committed_through: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -332,6 +340,10 @@ pub struct RunStats {
     pub unchanged: u64,
     pub tier_moves: u64,
     pub unmatched: u64,
+    /// Members kept out because a suppression export holds them, or an
+    /// exit event removed them after the source was read.
+    #[serde(default)]
+    pub suppressed: u64,
     pub jobs_enqueued: u64,
     pub ops_enqueued: u64,
 }

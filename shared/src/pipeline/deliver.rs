@@ -1,1 +1,340 @@
-//! (in progress)
+//! Delivery: take jobs off a destination's queue, fill the destination's
+//! largest batch, send, classify every outcome, count.
+//!
+//! * A job is claimed with an idempotency record keyed by its (deterministic)
+//!   id, so a redelivered or re-enqueued job is sent once.
+//! * One bad person never fails their neighbours: outcomes are per op.
+//!   Ops the destination asks us to retry travel on in a follow-up job.
+//! * A whole request that fails (rate limit, outage, bad credentials) sends
+//!   the job back with backoff; after the queue's last attempt it lands in
+//!   the dead-letter queue, where `redrive` can bring it back once fixed.
+//! * Counters are written once per completed job.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tracing::{info, info_span, warn, Instrument};
+
+use super::Deps;
+use crate::destinations::{Destination, DestinationError, OpOutcome};
+use crate::domain::model::{counter, CounterScope, DeliveryJob, OpKind};
+use crate::ports::{IdempotencyStart, ReceivedJob};
+
+/// What to do with a received job.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Disposition {
+    /// Done (delivered, or recorded as rejected): delete it from the queue.
+    Done,
+    /// Leave it on the queue; it comes back after this delay.
+    RetryAfter(Duration),
+}
+
+#[derive(Clone, Debug)]
+pub struct DeliveryOptions {
+    /// Attempts before a job is given up (the queue's max receives).
+    pub max_attempts: u32,
+    /// How long a claimed job stays claimed if its worker dies.
+    pub in_progress_ttl: Duration,
+    /// How long a delivered job id is remembered.
+    pub dedup_ttl: Duration,
+}
+
+impl Default for DeliveryOptions {
+    fn default() -> Self {
+        DeliveryOptions {
+            max_attempts: 5,
+            in_progress_ttl: Duration::from_secs(300),
+            dedup_ttl: Duration::from_secs(7 * 24 * 3600),
+        }
+    }
+}
+
+/// Totals of one call, for logs and tests.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DeliveryTotals {
+    pub jobs_done: u64,
+    pub jobs_retry: u64,
+    pub jobs_duplicate: u64,
+    pub accepted: u64,
+    pub rejected: u64,
+    pub unmatched: u64,
+    pub requests: u64,
+}
+
+/// Exponential backoff with jitter, capped at 15 minutes.
+pub fn backoff(receive_count: u32) -> Duration {
+    let base = 2u64.saturating_pow(receive_count.min(10)).min(900);
+    let jitter = rand::random::<u64>() % 1000;
+    Duration::from_millis(base * 1000 / 2 + jitter)
+}
+
+struct Claimed<'a> {
+    received: &'a ReceivedJob,
+    key: String,
+    outcomes: Vec<Option<OpOutcome>>,
+    failed: Option<DestinationError>,
+}
+
+/// Deliver a batch of received jobs to one destination. Returns one
+/// disposition per job, in order.
+pub async fn deliver_jobs(
+    deps: &Deps,
+    destination: &Arc<dyn Destination>,
+    jobs: &[ReceivedJob],
+    opts: &DeliveryOptions,
+) -> (Vec<Disposition>, DeliveryTotals) {
+    let mut totals = DeliveryTotals::default();
+    let mut dispositions = vec![Disposition::Done; jobs.len()];
+    let now = deps.clock.now_ms();
+    let mut claimed: Vec<(usize, Claimed)> = Vec::new();
+    for (i, received) in jobs.iter().enumerate() {
+        let key = format!("job:{}:{}", destination.name(), received.job.job_id);
+        let until = now + opts.in_progress_ttl.as_millis() as i64;
+        let expires = now + opts.dedup_ttl.as_millis() as i64;
+        match deps.state.idempotency_start(&key, now, until, expires).await {
+            Ok(IdempotencyStart::Started) => claimed.push((
+                i,
+                Claimed {
+                    received,
+                    key,
+                    outcomes: vec![None; received.job.ops.len()],
+                    failed: None,
+                },
+            )),
+            Ok(IdempotencyStart::Completed) => {
+                totals.jobs_duplicate += 1;
+                let scope = CounterScope::delivery(&received.job.export, destination.name());
+                let _ = deps
+                    .state
+                    .add_counters(&scope, &[(counter::JOBS_DUPLICATE, 1)])
+                    .await;
+            }
+            Ok(IdempotencyStart::InProgress) => {
+                dispositions[i] = Disposition::RetryAfter(Duration::from_secs(30));
+            }
+            Err(e) => {
+                warn!(job_id = %received.job.job_id, error = %e, "could not claim job");
+                dispositions[i] = Disposition::RetryAfter(backoff(received.receive_count));
+            }
+        }
+    }
+
+    // Fill the destination's largest batch across jobs of the same export.
+    let mut by_export: BTreeMap<&str, Vec<(usize, usize)>> = BTreeMap::new();
+    for (ci, (_, c)) in claimed.iter().enumerate() {
+        for oi in 0..c.received.job.ops.len() {
+            by_export.entry(c.received.job.export.as_str()).or_default().push((ci, oi));
+        }
+    }
+    for (export_name, refs) in by_export {
+        let export = deps.spec.export(export_name);
+        let binding = export.and_then(|e| e.binding(destination.name()));
+        let (Some(export), Some(binding)) = (export, binding) else {
+            for (ci, oi) in refs {
+                claimed[ci].1.outcomes[oi] = Some(OpOutcome::Rejected {
+                    reason: format!(
+                        "export `{export_name}` is no longer sent to `{}` in the activation spec",
+                        destination.name()
+                    ),
+                });
+            }
+            continue;
+        };
+        for chunk in refs.chunks(destination.max_batch().max(1)) {
+            let ops: Vec<_> = chunk
+                .iter()
+                .map(|(ci, oi)| claimed[*ci].1.received.job.ops[*oi].clone())
+                .collect();
+            totals.requests += 1;
+            let span = info_span!("send", export = export_name, destination = destination.name(), ops = ops.len());
+            match destination.send(export, binding, &ops).instrument(span).await {
+                Ok(outcomes) => {
+                    for ((ci, oi), outcome) in chunk.iter().zip(outcomes.into_iter().map(Some).chain(std::iter::repeat(None))) {
+                        claimed[*ci].1.outcomes[*oi] = Some(outcome.unwrap_or(OpOutcome::Retry {
+                            reason: "destination returned no outcome for this op".into(),
+                        }));
+                    }
+                }
+                Err(e) => {
+                    warn!(export = export_name, destination = destination.name(), error = %e, "request failed");
+                    for (ci, _) in chunk {
+                        if claimed[*ci].1.failed.is_none() {
+                            claimed[*ci].1.failed = Some(clone_error(&e));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    for (i, c) in claimed {
+        let job = &c.received.job;
+        if let Some(err) = &c.failed {
+            let last = c.received.receive_count >= opts.max_attempts;
+            let _ = deps.state.idempotency_release(&c.key).await;
+            if last {
+                let scope = CounterScope::delivery(&job.export, destination.name());
+                let _ = deps
+                    .state
+                    .add_counters(
+                        &scope,
+                        &[(counter::JOBS_DEAD, 1), (counter::REJECTED, job.ops.len() as i64)],
+                    )
+                    .await;
+                warn!(job_id = %job.job_id, error = %err, "job exhausted its attempts: dead-lettered");
+            }
+            let delay = match err {
+                DestinationError::Retryable {
+                    retry_after: Some(d),
+                    ..
+                } => *d,
+                _ => backoff(c.received.receive_count),
+            };
+            totals.jobs_retry += 1;
+            dispositions[i] = Disposition::RetryAfter(delay);
+            continue;
+        }
+        match finish_job(deps, destination, job, &c.outcomes, opts, &mut totals).await {
+            Ok(()) => {
+                let expires = deps.clock.now_ms() + opts.dedup_ttl.as_millis() as i64;
+                if let Err(e) = deps.state.idempotency_complete(&c.key, expires).await {
+                    warn!(job_id = %job.job_id, error = %e, "could not mark job complete");
+                }
+                totals.jobs_done += 1;
+            }
+            Err(e) => {
+                warn!(job_id = %job.job_id, error = %e, "could not record job outcome");
+                let _ = deps.state.idempotency_release(&c.key).await;
+                totals.jobs_retry += 1;
+                dispositions[i] = Disposition::RetryAfter(backoff(c.received.receive_count));
+            }
+        }
+    }
+    (dispositions, totals)
+}
+
+fn clone_error(e: &DestinationError) -> DestinationError {
+    match e {
+        DestinationError::Retryable {
+            destination,
+            message,
+            retry_after,
+        } => DestinationError::Retryable {
+            destination: destination.clone(),
+            message: message.clone(),
+            retry_after: *retry_after,
+        },
+        DestinationError::Permanent {
+            destination,
+            message,
+        } => DestinationError::Permanent {
+            destination: destination.clone(),
+            message: message.clone(),
+        },
+    }
+}
+
+/// Count a job's outcomes and pass retryable ops on in a follow-up job.
+async fn finish_job(
+    deps: &Deps,
+    destination: &Arc<dyn Destination>,
+    job: &DeliveryJob,
+    outcomes: &[Option<OpOutcome>],
+    opts: &DeliveryOptions,
+    totals: &mut DeliveryTotals,
+) -> Result<(), crate::ports::StateError> {
+    let now = deps.clock.now_ms();
+    let mut deltas: BTreeMap<String, i64> = BTreeMap::new();
+    let mut retry_ops = Vec::new();
+    for (op, outcome) in job.ops.iter().zip(outcomes) {
+        let outcome = outcome.clone().unwrap_or(OpOutcome::Retry {
+            reason: "not sent".into(),
+        });
+        match outcome {
+            OpOutcome::Accepted => {
+                totals.accepted += 1;
+                *deltas.entry(counter::SENT.into()).or_default() += 1;
+                *deltas.entry(counter::ACCEPTED.into()).or_default() += 1;
+                if op.tier.is_none() {
+                    match op.op {
+                        OpKind::Add => *deltas.entry(counter::ADDS_ACCEPTED.into()).or_default() += 1,
+                        OpKind::Remove => {
+                            *deltas.entry(counter::REMOVES_ACCEPTED.into()).or_default() += 1
+                        }
+                        _ => {}
+                    }
+                }
+                *deltas
+                    .entry(counter::latency_bucket(now - op.source_ts))
+                    .or_default() += 1;
+            }
+            OpOutcome::Rejected { reason } => {
+                totals.rejected += 1;
+                *deltas.entry(counter::SENT.into()).or_default() += 1;
+                *deltas.entry(counter::REJECTED.into()).or_default() += 1;
+                info!(job_id = %job.job_id, person = %op.person_key.log_safe(), %reason, "op rejected");
+            }
+            OpOutcome::Unmatched { reason } => {
+                totals.unmatched += 1;
+                *deltas.entry(counter::UNMATCHED.into()).or_default() += 1;
+                info!(job_id = %job.job_id, person = %op.person_key.log_safe(), %reason, "op unmatched");
+            }
+            OpOutcome::Retry { reason } => {
+                if job.attempt + 1 >= opts.max_attempts {
+                    totals.rejected += 1;
+                    *deltas.entry(counter::SENT.into()).or_default() += 1;
+                    *deltas.entry(counter::REJECTED.into()).or_default() += 1;
+                    info!(job_id = %job.job_id, person = %op.person_key.log_safe(), %reason, "op gave up after retries");
+                } else {
+                    retry_ops.push(op.clone());
+                }
+            }
+        }
+    }
+    if !retry_ops.is_empty() {
+        let follow_up = DeliveryJob {
+            job_id: format!("{}-a{}", job.job_id, job.attempt + 1),
+            attempt: job.attempt + 1,
+            ops: retry_ops,
+            created_at: now,
+            ..job.clone()
+        };
+        deps.queue
+            .send(destination.name(), std::slice::from_ref(&follow_up))
+            .await
+            .map_err(|e| crate::ports::StateError::retryable(format!("re-enqueue: {e}")))?;
+    }
+    let scope = CounterScope::delivery(&job.export, destination.name());
+    let deltas: Vec<(&str, i64)> = deltas.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+    if !deltas.is_empty() {
+        deps.state.add_counters(&scope, &deltas).await?;
+    }
+    Ok(())
+}
+
+/// Receive, deliver and settle one batch from the local queue. Returns the
+/// number of jobs received (0 when the queue was empty).
+pub async fn drain_once(
+    deps: &Deps,
+    destination: &Arc<dyn Destination>,
+    opts: &DeliveryOptions,
+    max: usize,
+) -> Result<(usize, DeliveryTotals), crate::ports::QueueError> {
+    let received = deps.queue.receive(destination.name(), max).await?;
+    if received.is_empty() {
+        return Ok((0, DeliveryTotals::default()));
+    }
+    let (dispositions, totals) = deliver_jobs(deps, destination, &received, opts).await;
+    for (job, disposition) in received.iter().zip(dispositions) {
+        match disposition {
+            Disposition::Done => deps.queue.ack(destination.name(), &job.receipt).await?,
+            Disposition::RetryAfter(d) => {
+                deps.queue
+                    .retry_later(destination.name(), &job.receipt, d)
+                    .await?
+            }
+        }
+    }
+    Ok((received.len(), totals))
+}

@@ -1,1 +1,798 @@
-//! (in progress)
+//! The job queue on one machine: SQS standard-queue semantics with a redrive
+//! policy, kept in its own redb file so jobs outlive the process.
+//!
+//! Every live message sits in a visibility index keyed by the time it may be
+//! received next: sending makes it visible now, receiving hides it for the
+//! queue's visibility timeout, `retry_later` for the delay asked. A receive
+//! that finds a message already received `max_receives` times moves it to
+//! the queue's dead-letter list instead (SQS `maxReceiveCount`). Timing reads
+//! the injected clock, so a restarted process sees its in-flight jobs come
+//! back once their timeout has passed.
+
+use std::collections::{HashMap, HashSet};
+use std::ops::Bound;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
+
+use crate::domain::model::{DeliveryJob, Millis};
+use crate::ports::{Clock, JobQueue, QueueDepth, QueueError, ReceivedJob};
+
+/// (queue, message id) -> StoredMessage (JSON).
+const MESSAGE: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("message");
+/// (queue, visible_at, seq) -> message id: the order messages become receivable.
+const VISIBILITY: TableDefinition<(&str, i64, u64), &str> = TableDefinition::new("visibility");
+/// (queue, seq) -> DeadMessage (JSON): the dead-letter queue.
+const DEAD: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("dead_letter");
+/// Sequence numbers (send order, ties in the visibility index).
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+const SEQ_KEY: &str = "seq";
+
+/// Per-queue settings, as an SQS queue's attributes and redrive policy.
+#[derive(Clone, Copy, Debug)]
+pub struct QueueSettings {
+    /// How long a received job stays hidden before it comes back.
+    pub visibility_timeout: Duration,
+    /// Receives before a job is dead-lettered (SQS `maxReceiveCount`).
+    pub max_receives: u32,
+}
+
+impl Default for QueueSettings {
+    /// SQS's default visibility timeout and the redrive count STYLE.md uses.
+    fn default() -> Self {
+        Self {
+            visibility_timeout: Duration::from_secs(30),
+            max_receives: 3,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct StoredMessage {
+    job: DeliveryJob,
+    receive_count: u32,
+    /// The receipt of the latest receive; only it may ack or retry.
+    #[serde(default)]
+    receipt: Option<String>,
+    visible_at: Millis,
+    seq: u64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct DeadMessage {
+    message_id: String,
+    job: DeliveryJob,
+    receive_count: u32,
+    dead_at: Millis,
+}
+
+struct Inner {
+    db: Database,
+    clock: Arc<dyn Clock>,
+    defaults: QueueSettings,
+    settings: Mutex<HashMap<String, QueueSettings>>,
+    wakers: Mutex<HashMap<String, Arc<Notify>>>,
+}
+
+/// The embedded job queue. Cheap to clone; clones share the open file.
+#[derive(Clone)]
+pub struct EmbeddedQueue {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for EmbeddedQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedQueue")
+            .field("defaults", &self.inner.defaults)
+            .finish_non_exhaustive()
+    }
+}
+
+fn db_err(what: &str, e: impl Into<redb::Error>) -> QueueError {
+    let e: redb::Error = e.into();
+    let message = format!("{what}: {e}");
+    // Passing IO trouble may clear; corruption, a foreign file or a bug will not.
+    let retryable = match &e {
+        redb::Error::Io(io) => {
+            use std::io::ErrorKind::*;
+            matches!(
+                io.kind(),
+                Interrupted | TimedOut | WouldBlock | StorageFull | ResourceBusy
+            )
+        }
+        redb::Error::WouldBlock => true,
+        _ => false,
+    };
+    let source: Option<Box<dyn std::error::Error + Send + Sync>> = Some(Box::new(e));
+    if retryable {
+        QueueError::Retryable { message, source }
+    } else {
+        QueueError::Permanent { message, source }
+    }
+}
+
+fn json_err(what: &str, e: serde_json::Error) -> QueueError {
+    QueueError::Permanent {
+        message: format!("{what}: {e}"),
+        source: Some(Box::new(e)),
+    }
+}
+
+fn commit(txn: WriteTransaction, what: &str) -> Result<(), QueueError> {
+    txn.commit().map_err(|e| db_err(what, e))
+}
+
+fn millis(d: Duration) -> Millis {
+    Millis::try_from(d.as_millis()).unwrap_or(Millis::MAX)
+}
+
+/// The message id a receipt belongs to (receipts are `<message id>:<nonce>`).
+fn receipt_message_id(receipt: &str) -> Result<&str, QueueError> {
+    receipt
+        .split_once(':')
+        .map(|(id, _)| id)
+        .filter(|id| !id.is_empty())
+        .ok_or_else(|| QueueError::permanent(format!("malformed receipt {receipt:?}")))
+}
+
+fn next_seq(txn: &WriteTransaction, n: u64) -> Result<u64, QueueError> {
+    let mut meta = txn.open_table(META).map_err(|e| db_err("sequence", e))?;
+    let first = meta
+        .get(SEQ_KEY)
+        .map_err(|e| db_err("sequence", e))?
+        .map(|v| v.value())
+        .unwrap_or(0);
+    meta.insert(SEQ_KEY, first.saturating_add(n))
+        .map_err(|e| db_err("sequence", e))?;
+    Ok(first)
+}
+
+/// Visibility-index keys of `queue` with `visible_at` in the given bounds.
+fn visibility_range(lo: Millis, hi: Bound<Millis>, queue: &str) -> (Bound<(&str, i64, u64)>, Bound<(&str, i64, u64)>) {
+    let upper = match hi {
+        Bound::Included(t) => Bound::Included((queue, t, u64::MAX)),
+        Bound::Excluded(t) => Bound::Excluded((queue, t, 0)),
+        Bound::Unbounded => Bound::Included((queue, Millis::MAX, u64::MAX)),
+    };
+    (Bound::Included((queue, lo, 0)), upper)
+}
+
+/// The message a receipt names, if the receipt is still its current one.
+fn current_message(
+    txn: &WriteTransaction,
+    queue: &str,
+    receipt: &str,
+    what: &str,
+) -> Result<Option<(String, StoredMessage)>, QueueError> {
+    let id = receipt_message_id(receipt)?;
+    let messages = txn.open_table(MESSAGE).map_err(|e| db_err(what, e))?;
+    let stored = messages.get((queue, id)).map_err(|e| db_err(what, e))?;
+    let Some(stored) = stored else {
+        return Ok(None);
+    };
+    let msg: StoredMessage =
+        serde_json::from_slice(stored.value()).map_err(|e| json_err("corrupt queued job", e))?;
+    if msg.receipt.as_deref() == Some(receipt) {
+        Ok(Some((id.to_string(), msg)))
+    } else {
+        Ok(None)
+    }
+}
+
+impl EmbeddedQueue {
+    /// Open (or create) the queue file at `path`, creating its directory.
+    pub fn open(path: &Path, defaults: QueueSettings, clock: Arc<dyn Clock>) -> Result<Self, QueueError> {
+        let db = super::open_database(path)
+            .map_err(|e| db_err(&format!("cannot open queue file {}", path.display()), e))?;
+        let txn = db.begin_write().map_err(|e| db_err("open", e))?;
+        {
+            let create = |r: Result<(), redb::TableError>| r.map_err(|e| db_err("create table", e));
+            create(txn.open_table(MESSAGE).map(drop))?;
+            create(txn.open_table(VISIBILITY).map(drop))?;
+            create(txn.open_table(DEAD).map(drop))?;
+            create(txn.open_table(META).map(drop))?;
+        }
+        commit(txn, "open")?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                db,
+                clock,
+                defaults,
+                settings: Mutex::new(HashMap::new()),
+                wakers: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    /// Settings of one queue (others keep the defaults).
+    pub fn set_queue_settings(&self, queue: &str, settings: QueueSettings) {
+        let mut map = self
+            .inner
+            .settings
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        map.insert(queue.to_string(), settings);
+    }
+
+    fn settings(&self, queue: &str) -> QueueSettings {
+        let map = self
+            .inner
+            .settings
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        map.get(queue).copied().unwrap_or(self.inner.defaults)
+    }
+
+    fn waker(&self, queue: &str) -> Arc<Notify> {
+        let mut map = self
+            .inner
+            .wakers
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        Arc::clone(map.entry(queue.to_string()).or_default())
+    }
+
+    fn wake(&self, queue: &str) {
+        self.waker(queue).notify_waiters();
+    }
+
+    /// Wait until `queue` may have a job to receive: returns at once when one
+    /// is visible, as soon as one is sent (or redriven), when the next
+    /// in-flight job's timeout passes, or after `timeout` at the latest.
+    /// Lets a local worker deliver within milliseconds without busy polling.
+    pub async fn wait_for_jobs(&self, queue: &str, timeout: Duration) {
+        let waker = self.waker(queue);
+        let notified = waker.notified();
+        tokio::pin!(notified);
+        // Register before looking, so a send in between is not missed.
+        notified.as_mut().enable();
+        let wait = match self.next_visible_in(queue).await {
+            Ok(Some(d)) if d.is_zero() => return,
+            Ok(Some(d)) => d.min(timeout),
+            Ok(None) => timeout,
+            // The caller's next receive reports the error.
+            Err(_) => return,
+        };
+        tokio::select! {
+            _ = &mut notified => {}
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+
+    /// Time until the next job of `queue` becomes visible (zero: one is).
+    async fn next_visible_in(&self, queue: &str) -> Result<Option<Duration>, QueueError> {
+        let queue = queue.to_string();
+        self.blocking(move |inner| {
+            let now = inner.clock.now_ms();
+            let txn = inner.db.begin_read().map_err(|e| db_err("peek", e))?;
+            let index = txn.open_table(VISIBILITY).map_err(|e| db_err("peek", e))?;
+            let mut range = index
+                .range::<(&str, i64, u64)>(visibility_range(Millis::MIN, Bound::Unbounded, &queue))
+                .map_err(|e| db_err("peek", e))?;
+            let Some(first) = range.next() else {
+                return Ok(None);
+            };
+            let (k, _) = first.map_err(|e| db_err("peek", e))?;
+            let (_, visible_at, _) = k.value();
+            let wait = visible_at.saturating_sub(now).max(0);
+            Ok(Some(Duration::from_millis(u64::try_from(wait).unwrap_or(0))))
+        })
+        .await
+    }
+
+    /// Run `f` on the blocking pool (redb commits wait for the disk).
+    async fn blocking<T, F>(&self, f: F) -> Result<T, QueueError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Inner) -> Result<T, QueueError> + Send + 'static,
+    {
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || f(&inner))
+            .await
+            .map_err(|e| QueueError::Permanent {
+                message: format!("queue task failed: {e}"),
+                source: Some(Box::new(e)),
+            })?
+    }
+}
+
+#[async_trait]
+impl JobQueue for EmbeddedQueue {
+    async fn send(&self, queue: &str, jobs: &[DeliveryJob]) -> Result<(), QueueError> {
+        if jobs.is_empty() {
+            return Ok(());
+        }
+        let queue_name = queue.to_string();
+        let jobs = jobs.to_vec();
+        self.blocking(move |inner| {
+            let now = inner.clock.now_ms();
+            let txn = inner.db.begin_write().map_err(|e| db_err("send", e))?;
+            {
+                let mut seq = next_seq(&txn, jobs.len() as u64)?;
+                let mut messages = txn.open_table(MESSAGE).map_err(|e| db_err("send", e))?;
+                let mut index = txn.open_table(VISIBILITY).map_err(|e| db_err("send", e))?;
+                for job in jobs {
+                    let id = uuid::Uuid::new_v4().simple().to_string();
+                    let msg = StoredMessage {
+                        job,
+                        receive_count: 0,
+                        receipt: None,
+                        visible_at: now,
+                        seq,
+                    };
+                    let bytes = serde_json::to_vec(&msg).map_err(|e| json_err("cannot encode job", e))?;
+                    messages
+                        .insert((queue_name.as_str(), id.as_str()), bytes.as_slice())
+                        .map_err(|e| db_err("send", e))?;
+                    index
+                        .insert((queue_name.as_str(), now, seq), id.as_str())
+                        .map_err(|e| db_err("send", e))?;
+                    seq += 1;
+                }
+            }
+            commit(txn, "send")
+        })
+        .await?;
+        self.wake(queue);
+        Ok(())
+    }
+
+    async fn receive(&self, queue: &str, max: usize) -> Result<Vec<ReceivedJob>, QueueError> {
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let settings = self.settings(queue);
+        let queue = queue.to_string();
+        self.blocking(move |inner| {
+            let now = inner.clock.now_ms();
+            let hide_until = now.saturating_add(millis(settings.visibility_timeout));
+            let txn = inner.db.begin_write().map_err(|e| db_err("receive", e))?;
+            let mut out = Vec::new();
+            let mut changed = false;
+            {
+                let mut messages = txn.open_table(MESSAGE).map_err(|e| db_err("receive", e))?;
+                let mut index = txn.open_table(VISIBILITY).map_err(|e| db_err("receive", e))?;
+                let mut dead = txn.open_table(DEAD).map_err(|e| db_err("receive", e))?;
+                let mut seen = HashSet::new();
+                loop {
+                    // Candidates in visibility order; dead-lettered ones do not
+                    // count towards `max`, so look again until full or dry.
+                    let mut batch = Vec::new();
+                    for entry in index
+                        .range::<(&str, i64, u64)>(visibility_range(Millis::MIN, Bound::Included(now), &queue))
+                        .map_err(|e| db_err("receive", e))?
+                    {
+                        let (k, v) = entry.map_err(|e| db_err("receive", e))?;
+                        let (_, visible_at, seq) = k.value();
+                        let id = v.value().to_string();
+                        if seen.contains(&id) {
+                            continue;
+                        }
+                        batch.push((visible_at, seq, id));
+                        if batch.len() >= max - out.len() {
+                            break;
+                        }
+                    }
+                    if batch.is_empty() {
+                        break;
+                    }
+                    for (visible_at, seq, id) in batch {
+                        seen.insert(id.clone());
+                        changed = true;
+                        index
+                            .remove((queue.as_str(), visible_at, seq))
+                            .map_err(|e| db_err("receive", e))?;
+                        let stored: Option<StoredMessage> = messages
+                            .remove((queue.as_str(), id.as_str()))
+                            .map_err(|e| db_err("receive", e))?
+                            .map(|v| serde_json::from_slice(v.value()))
+                            .transpose()
+                            .map_err(|e| json_err("corrupt queued job", e))?;
+                        let Some(mut msg) = stored else {
+                            continue; // index entry without a message: drop it
+                        };
+                        if msg.receive_count >= settings.max_receives {
+                            let letter = DeadMessage {
+                                message_id: id,
+                                job: msg.job,
+                                receive_count: msg.receive_count,
+                                dead_at: now,
+                            };
+                            let bytes = serde_json::to_vec(&letter)
+                                .map_err(|e| json_err("cannot encode dead letter", e))?;
+                            dead.insert((queue.as_str(), msg.seq), bytes.as_slice())
+                                .map_err(|e| db_err("receive", e))?;
+                            continue;
+                        }
+                        msg.receive_count += 1;
+                        let receipt = format!("{id}:{}", uuid::Uuid::new_v4().simple());
+                        msg.receipt = Some(receipt.clone());
+                        msg.visible_at = hide_until;
+                        let bytes =
+                            serde_json::to_vec(&msg).map_err(|e| json_err("cannot encode job", e))?;
+                        messages
+                            .insert((queue.as_str(), id.as_str()), bytes.as_slice())
+                            .map_err(|e| db_err("receive", e))?;
+                        index
+                            .insert((queue.as_str(), hide_until, msg.seq), id.as_str())
+                            .map_err(|e| db_err("receive", e))?;
+                        out.push(ReceivedJob {
+                            message_id: id,
+                            receipt,
+                            receive_count: msg.receive_count,
+                            job: msg.job,
+                        });
+                    }
+                    if out.len() >= max {
+                        break;
+                    }
+                }
+            }
+            if changed {
+                commit(txn, "receive")?;
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn ack(&self, queue: &str, receipt: &str) -> Result<(), QueueError> {
+        let (queue, receipt) = (queue.to_string(), receipt.to_string());
+        self.blocking(move |inner| {
+            let txn = inner.db.begin_write().map_err(|e| db_err("ack", e))?;
+            // A receipt that is no longer current (the job came back and was
+            // received again, or is gone) acks nothing, as in SQS.
+            let Some((id, msg)) = current_message(&txn, &queue, &receipt, "ack")? else {
+                return Ok(());
+            };
+            {
+                let mut messages = txn.open_table(MESSAGE).map_err(|e| db_err("ack", e))?;
+                let mut index = txn.open_table(VISIBILITY).map_err(|e| db_err("ack", e))?;
+                messages
+                    .remove((queue.as_str(), id.as_str()))
+                    .map_err(|e| db_err("ack", e))?;
+                index
+                    .remove((queue.as_str(), msg.visible_at, msg.seq))
+                    .map_err(|e| db_err("ack", e))?;
+            }
+            commit(txn, "ack")
+        })
+        .await
+    }
+
+    async fn retry_later(&self, queue: &str, receipt: &str, delay: Duration) -> Result<(), QueueError> {
+        let (queue_name, receipt) = (queue.to_string(), receipt.to_string());
+        self.blocking(move |inner| {
+            let now = inner.clock.now_ms();
+            let txn = inner.db.begin_write().map_err(|e| db_err("retry later", e))?;
+            let Some((id, mut msg)) = current_message(&txn, &queue_name, &receipt, "retry later")? else {
+                return Ok(());
+            };
+            {
+                let mut messages = txn.open_table(MESSAGE).map_err(|e| db_err("retry later", e))?;
+                let mut index = txn.open_table(VISIBILITY).map_err(|e| db_err("retry later", e))?;
+                index
+                    .remove((queue_name.as_str(), msg.visible_at, msg.seq))
+                    .map_err(|e| db_err("retry later", e))?;
+                msg.visible_at = now.saturating_add(millis(delay));
+                index
+                    .insert((queue_name.as_str(), msg.visible_at, msg.seq), id.as_str())
+                    .map_err(|e| db_err("retry later", e))?;
+                let bytes = serde_json::to_vec(&msg).map_err(|e| json_err("cannot encode job", e))?;
+                messages
+                    .insert((queue_name.as_str(), id.as_str()), bytes.as_slice())
+                    .map_err(|e| db_err("retry later", e))?;
+            }
+            commit(txn, "retry later")
+        })
+        .await?;
+        if delay.is_zero() {
+            self.wake(queue);
+        }
+        Ok(())
+    }
+
+    async fn depth(&self, queue: &str) -> Result<QueueDepth, QueueError> {
+        let queue = queue.to_string();
+        self.blocking(move |inner| {
+            let now = inner.clock.now_ms();
+            let txn = inner.db.begin_read().map_err(|e| db_err("depth", e))?;
+            let index = txn.open_table(VISIBILITY).map_err(|e| db_err("depth", e))?;
+            let dead = txn.open_table(DEAD).map_err(|e| db_err("depth", e))?;
+            let mut depth = QueueDepth::default();
+            for entry in index
+                .range::<(&str, i64, u64)>(visibility_range(Millis::MIN, Bound::Unbounded, &queue))
+                .map_err(|e| db_err("depth", e))?
+            {
+                let (k, _) = entry.map_err(|e| db_err("depth", e))?;
+                let (_, visible_at, _) = k.value();
+                if visible_at <= now {
+                    depth.visible += 1;
+                } else {
+                    depth.in_flight += 1;
+                }
+            }
+            let dead_range = (
+                Bound::Included((queue.as_str(), 0u64)),
+                Bound::Included((queue.as_str(), u64::MAX)),
+            );
+            for entry in dead.range::<(&str, u64)>(dead_range).map_err(|e| db_err("depth", e))? {
+                entry.map_err(|e| db_err("depth", e))?;
+                depth.dead += 1;
+            }
+            Ok(depth)
+        })
+        .await
+    }
+
+    async fn dead_letters(&self, queue: &str, max: usize) -> Result<Vec<DeliveryJob>, QueueError> {
+        let queue = queue.to_string();
+        self.blocking(move |inner| {
+            let txn = inner.db.begin_read().map_err(|e| db_err("dead letters", e))?;
+            let dead = txn.open_table(DEAD).map_err(|e| db_err("dead letters", e))?;
+            let dead_range = (
+                Bound::Included((queue.as_str(), 0u64)),
+                Bound::Included((queue.as_str(), u64::MAX)),
+            );
+            let mut out = Vec::new();
+            for entry in dead
+                .range::<(&str, u64)>(dead_range)
+                .map_err(|e| db_err("dead letters", e))?
+                .take(max)
+            {
+                let (_, v) = entry.map_err(|e| db_err("dead letters", e))?;
+                let letter: DeadMessage =
+                    serde_json::from_slice(v.value()).map_err(|e| json_err("corrupt dead letter", e))?;
+                out.push(letter.job);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn redrive(&self, queue: &str) -> Result<u64, QueueError> {
+        let queue_name = queue.to_string();
+        let moved = self
+            .blocking(move |inner| {
+                let now = inner.clock.now_ms();
+                let txn = inner.db.begin_write().map_err(|e| db_err("redrive", e))?;
+                let mut moved = 0u64;
+                {
+                    let mut dead = txn.open_table(DEAD).map_err(|e| db_err("redrive", e))?;
+                    let dead_range = (
+                        Bound::Included((queue_name.as_str(), 0u64)),
+                        Bound::Included((queue_name.as_str(), u64::MAX)),
+                    );
+                    let mut letters = Vec::new();
+                    for entry in dead
+                        .extract_from_if::<(&str, u64), _>(dead_range, |_, _| true)
+                        .map_err(|e| db_err("redrive", e))?
+                    {
+                        let (_, v) = entry.map_err(|e| db_err("redrive", e))?;
+                        let letter: DeadMessage = serde_json::from_slice(v.value())
+                            .map_err(|e| json_err("corrupt dead letter", e))?;
+                        letters.push(letter);
+                    }
+                    drop(dead);
+                    let mut seq = next_seq(&txn, letters.len() as u64)?;
+                    let mut messages = txn.open_table(MESSAGE).map_err(|e| db_err("redrive", e))?;
+                    let mut index = txn.open_table(VISIBILITY).map_err(|e| db_err("redrive", e))?;
+                    for letter in letters {
+                        let msg = StoredMessage {
+                            job: letter.job,
+                            receive_count: 0,
+                            receipt: None,
+                            visible_at: now,
+                            seq,
+                        };
+                        let bytes =
+                            serde_json::to_vec(&msg).map_err(|e| json_err("cannot encode job", e))?;
+                        messages
+                            .insert((queue_name.as_str(), letter.message_id.as_str()), bytes.as_slice())
+                            .map_err(|e| db_err("redrive", e))?;
+                        index
+                            .insert((queue_name.as_str(), now, seq), letter.message_id.as_str())
+                            .map_err(|e| db_err("redrive", e))?;
+                        seq += 1;
+                        moved += 1;
+                    }
+                }
+                if moved > 0 {
+                    commit(txn, "redrive")?;
+                }
+                Ok(moved)
+            })
+            .await?;
+        if moved > 0 {
+            self.wake(queue);
+        }
+        Ok(moved)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Instant;
+
+    use super::*;
+    use crate::conformance::queue::QueueUnderTest;
+    use crate::ports::{ManualClock, SystemClock};
+
+    fn job(id: &str) -> DeliveryJob {
+        DeliveryJob {
+            job_id: id.into(),
+            export: "vip".into(),
+            destination: "warehouse".into(),
+            run_id: None,
+            created_at: 0,
+            config_hash: "h".into(),
+            attempt: 0,
+            ops: vec![],
+        }
+    }
+
+    const SECOND: Duration = Duration::from_secs(1);
+
+    fn settings(vt: Duration, max_receives: u32) -> QueueSettings {
+        QueueSettings {
+            visibility_timeout: vt,
+            max_receives,
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn embedded_queue_passes_the_queue_conformance_suite() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // One queue file for every case, so queues really share a store and
+        // the isolation case means something.
+        let vt = Duration::from_millis(500);
+        let queue = EmbeddedQueue::open(&dir.path().join("queue.redb"), settings(vt, 3), Arc::new(SystemClock))
+            .expect("open");
+        let n = AtomicUsize::new(0);
+        crate::conformance::queue::run(|| {
+            let name = format!("q{}", n.fetch_add(1, Ordering::SeqCst));
+            let queue = queue.clone();
+            async move {
+                QueueUnderTest {
+                    queue: Arc::new(queue),
+                    name,
+                    visibility_timeout: vt,
+                    max_receives: 3,
+                }
+            }
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn jobs_survive_a_restart_and_in_flight_ones_come_back() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("q/queue.redb");
+        let clock = Arc::new(ManualClock::new(1_000_000));
+        let defaults = settings(Duration::from_secs(30), 2);
+        let in_flight_id = {
+            let q = EmbeddedQueue::open(&path, defaults, clock.clone()).expect("open");
+            q.send("d", &[job("a"), job("b"), job("c")]).await.expect("send");
+            let got = q.receive("d", 1).await.expect("receive");
+            assert_eq!(got.len(), 1);
+            // Use up "b"'s two receives: the next receive dead-letters it.
+            for round in 1..=2 {
+                let b = q.receive("d", 1).await.expect("receive");
+                assert_eq!((b[0].job.job_id.as_str(), b[0].receive_count), ("b", round));
+                q.retry_later("d", &b[0].receipt, Duration::ZERO).await.expect("retry");
+            }
+            got[0].message_id.clone()
+        };
+        let q = EmbeddedQueue::open(&path, defaults, clock.clone()).expect("reopen");
+        let got = q.receive("d", 10).await.expect("receive");
+        let ids: Vec<&str> = got.iter().map(|r| r.job.job_id.as_str()).collect();
+        assert_eq!(ids, ["c"], "b is dead, a is still in flight");
+        assert_eq!(q.dead_letters("d", 10).await.expect("dead"), vec![job("b")]);
+        clock.advance(Duration::from_secs(31));
+        let back = q.receive("d", 10).await.expect("receive");
+        let back: Vec<(&str, u32)> = back
+            .iter()
+            .filter(|r| r.message_id == in_flight_id)
+            .map(|r| (r.job.job_id.as_str(), r.receive_count))
+            .collect();
+        assert_eq!(back, [("a", 2)]);
+    }
+
+    #[tokio::test]
+    async fn visibility_follows_the_injected_clock() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let clock = Arc::new(ManualClock::new(0));
+        let q = EmbeddedQueue::open(&dir.path().join("q.redb"), settings(Duration::from_secs(30), 5), clock.clone())
+            .expect("open");
+        q.send("d", &[job("a")]).await.expect("send");
+        let first = q.receive("d", 10).await.expect("receive");
+        clock.advance(Duration::from_secs(29));
+        assert!(q.receive("d", 10).await.expect("receive").is_empty());
+        clock.advance(SECOND);
+        let again = q.receive("d", 10).await.expect("receive");
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].receive_count, 2);
+        // The first receipt is stale now: acking with it does nothing.
+        q.ack("d", &first[0].receipt).await.expect("stale ack");
+        assert_eq!(q.depth("d").await.expect("depth").in_flight, 1);
+        q.ack("d", &again[0].receipt).await.expect("ack");
+        assert_eq!(q.depth("d").await.expect("depth"), QueueDepth::default());
+    }
+
+    #[tokio::test]
+    async fn settings_apply_per_queue() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let clock = Arc::new(ManualClock::new(0));
+        let q = EmbeddedQueue::open(&dir.path().join("q.redb"), settings(Duration::from_secs(30), 5), clock.clone())
+            .expect("open");
+        q.set_queue_settings("strict", settings(Duration::from_secs(5), 1));
+        q.send("strict", &[job("s")]).await.expect("send");
+        q.send("loose", &[job("l")]).await.expect("send");
+        q.receive("strict", 1).await.expect("receive");
+        q.receive("loose", 1).await.expect("receive");
+        clock.advance(Duration::from_secs(6));
+        assert!(q.receive("strict", 1).await.expect("receive").is_empty(), "dead-lettered after 1");
+        assert_eq!(q.depth("strict").await.expect("depth").dead, 1);
+        assert!(q.receive("loose", 1).await.expect("receive").is_empty(), "still hidden for 30 s");
+        assert_eq!(q.depth("loose").await.expect("depth").in_flight, 1);
+    }
+
+    #[tokio::test]
+    async fn a_malformed_receipt_is_a_permanent_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let q = EmbeddedQueue::open(&dir.path().join("q.redb"), QueueSettings::default(), Arc::new(SystemClock))
+            .expect("open");
+        let err = q.ack("d", "no-separator").await.expect_err("malformed");
+        assert!(!err.is_retryable());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn wait_for_jobs_wakes_on_send() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let q = EmbeddedQueue::open(&dir.path().join("q.redb"), QueueSettings::default(), Arc::new(SystemClock))
+            .expect("open");
+        let sender = q.clone();
+        let start = Instant::now();
+        let send = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            sender.send("d", &[job("a")]).await.expect("send");
+        });
+        q.wait_for_jobs("d", Duration::from_secs(5)).await;
+        let waited = start.elapsed();
+        send.await.expect("sender");
+        assert!(waited < Duration::from_secs(2), "waited {waited:?}");
+        assert_eq!(q.receive("d", 10).await.expect("receive").len(), 1);
+        // Something visible: no wait at all.
+        q.send("d", &[job("b")]).await.expect("send");
+        let start = Instant::now();
+        q.wait_for_jobs("d", Duration::from_secs(5)).await;
+        assert!(start.elapsed() < Duration::from_secs(1));
+        // Nothing coming: the timeout bounds the wait.
+        let start = Instant::now();
+        q.wait_for_jobs("empty", Duration::from_millis(100)).await;
+        assert!(start.elapsed() >= Duration::from_millis(90));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn wait_for_jobs_wakes_when_an_in_flight_job_times_out() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let q = EmbeddedQueue::open(
+            &dir.path().join("q.redb"),
+            settings(Duration::from_millis(200), 5),
+            Arc::new(SystemClock),
+        )
+        .expect("open");
+        q.send("d", &[job("a")]).await.expect("send");
+        q.receive("d", 1).await.expect("receive");
+        let start = Instant::now();
+        q.wait_for_jobs("d", Duration::from_secs(5)).await;
+        assert!(start.elapsed() < Duration::from_secs(2), "waited {:?}", start.elapsed());
+        assert_eq!(q.receive("d", 1).await.expect("receive").len(), 1);
+    }
+}

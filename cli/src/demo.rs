@@ -1,0 +1,412 @@
+//! `dataout demo`: the product end to end on one machine, in one command.
+//!
+//! Starts the simulators (Customer.io App API, CleverTap, Meta, Google, an
+//! analytics webhook), loads the example activation spec, syncs every
+//! segment export in batch, replays the sample webhook stream through the
+//! intake server, runs a second batch pass, delivers, reconciles and prints
+//! the report. No network, no cloud account.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use serde_json::Value;
+
+use dataout::customerio::actions::{ActionAuthConfig, ActionAuthMode};
+use dataout::customerio::app_api::{AppApiClient, AppApiConfig, Region};
+use dataout::customerio::webhook::{sign, SignatureConfig};
+use dataout::domain::config::parse_spec;
+use dataout::domain::model::{counter, CounterScope, RunStatus};
+use dataout::domain::spec::{ActivationSpec, DestinationKind, DestinationSettings, ExportSource};
+use dataout::local::LocalRuntime;
+use dataout::pipeline::intake::IntakeConfig;
+use dataout::ports::{MapSecrets, Secret, SystemClock};
+use dataout_sim::clevertap::{self, ClevertapSimConfig};
+use dataout_sim::customerio::{self as cio_sim, CioSimConfig, CioSimHandle};
+use dataout_sim::google::{GoogleSim, GoogleSimConfig};
+use dataout_sim::meta::{MetaSim, MetaSimConfig};
+use dataout_sim::webhook::{self as webhook_sim, WebhookSimConfig};
+
+const EXAMPLE_SPEC: &str = include_str!("../../config/exports.example.yaml");
+const DEMO_STREAM: &str = include_str!("../../events/customerio/demo-stream.jsonl");
+
+const CIO_KEY: &str = "demo-app-api-key";
+const SIGNING_SECRET: &str = "demo-reporting-signing-secret";
+const ACTION_SECRET: &str = "demo-action-secret";
+const WEBHOOK_SECRET: &str = "demo-analytics-secret";
+
+struct Progress {
+    started: Instant,
+    step: usize,
+    steps: usize,
+}
+
+impl Progress {
+    fn step(&mut self, what: &str) {
+        self.step += 1;
+        eprint!("[{}/{}] {what} … ", self.step, self.steps);
+        let _ = std::io::stderr().flush();
+    }
+    fn done(&self, detail: &str) {
+        eprintln!("{detail} ({:.1}s)", self.started.elapsed().as_secs_f64());
+    }
+}
+
+pub async fn run(people: usize, out: &Path) -> anyhow::Result<()> {
+    let mut progress = Progress {
+        started: Instant::now(),
+        step: 0,
+        steps: 8,
+    };
+    progress.step("starting simulators");
+    let now_s = chrono::Utc::now().timestamp();
+    let workspace = cio_sim::demo_workspace_at(7, people, now_s);
+    let cio = cio_sim::start(CioSimConfig::new(CIO_KEY, workspace)).await?;
+    let ct_config = ClevertapSimConfig::default();
+    let (ct_server, ct) = clevertap::start(ct_config.clone()).await?;
+    let (meta_server, meta) = MetaSim::start(MetaSimConfig::default()).await?;
+    let (google_server, google) = GoogleSim::start(GoogleSimConfig::default()).await?;
+    let (hook_server, hook) = webhook_sim::start(WebhookSimConfig {
+        secret: WEBHOOK_SECRET.into(),
+        ..WebhookSimConfig::default()
+    })
+    .await?;
+    progress.done("Customer.io, CleverTap, Meta, Google, webhook");
+
+    progress.step("loading config/exports.example.yaml");
+    let mut spec = parse_spec(EXAMPLE_SPEC, "config/exports.example.yaml")
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let warehouse_dir = std::path::absolute(out.join("warehouse"))?;
+    let state_dir = out.join("state");
+    for dir in [&warehouse_dir, &state_dir] {
+        if dir.exists() {
+            std::fs::remove_dir_all(dir).with_context(|| format!("clearing {}", dir.display()))?;
+        }
+    }
+    for dest in spec.destinations.values_mut() {
+        match &mut dest.settings {
+            DestinationSettings::Warehouse { location } => {
+                *location = warehouse_dir.display().to_string()
+            }
+            DestinationSettings::Webhook { url, .. } => {
+                *url = format!("{}/hooks/dataout", hook_server.base_url)
+            }
+            _ => {}
+        }
+        dest.base_url = match dest.kind {
+            DestinationKind::Clevertap => Some(ct_server.base_url.clone()),
+            DestinationKind::MetaAudience => Some(meta_server.base_url.clone()),
+            DestinationKind::GoogleCustomerMatch => Some(google_server.base_url.clone()),
+            _ => dest.base_url.take(),
+        };
+    }
+    create_sim_audiences(&spec, &meta, &google);
+    let secrets = demo_secrets(&spec, &ct_config);
+    progress.done(&format!(
+        "{} exports, {} destinations, config {}",
+        spec.exports.len(),
+        spec.destinations.len(),
+        &spec.config_hash[..12]
+    ));
+
+    let rt = Arc::new(LocalRuntime::open(
+        spec.clone(),
+        &state_dir,
+        &secrets,
+        Arc::new(SystemClock),
+        intake_config(),
+        out,
+    )?);
+    rt.start_workers();
+    let server = dataout_sim::serve(rt.router()).await?;
+    let source = AppApiClient::new(
+        AppApiConfig {
+            base_url: Some(cio.base_url().to_string()),
+            region: Region::Us,
+            ..AppApiConfig::default()
+        },
+        &secrets,
+        reqwest::Client::new(),
+    )?;
+
+    progress.step("batch export: first sync of every segment");
+    let mut lines = Vec::new();
+    for (name, export) in &spec.exports {
+        if !matches!(export.source, ExportSource::Segment { .. }) {
+            continue;
+        }
+        let run = rt.run_batch(&source, name).await?;
+        lines.push(format!(
+            "{name}: {} members, +{} adds{}",
+            run.stats.members,
+            run.stats.adds,
+            held(&run.status)
+        ));
+    }
+    progress.done(&lines.join("; "));
+
+    progress.step("delivering");
+    rt.wait_idle(Duration::from_secs(60)).await?;
+    progress.done("queues empty");
+
+    progress.step("replaying events/customerio/demo-stream.jsonl through intake");
+    let replay = replay_stream(&server.base_url, &cio.handle, &spec).await?;
+    rt.wait_idle(Duration::from_secs(60)).await?;
+    progress.done(&format!(
+        "{} webhooks: {} accepted, {} duplicate, {} quarantined, {} refused",
+        replay.sent, replay.accepted, replay.duplicate, replay.quarantined, replay.refused
+    ));
+
+    progress.step("batch export: second pass (diff against state)");
+    let mut lines = Vec::new();
+    for (name, export) in &spec.exports {
+        if !matches!(export.source, ExportSource::Segment { .. }) {
+            continue;
+        }
+        let run = rt.run_batch(&source, name).await?;
+        lines.push(format!(
+            "{name}: +{} -{} ~{} tier moves {}{}",
+            run.stats.adds,
+            run.stats.removes,
+            run.stats.changed,
+            run.stats.tier_moves,
+            held(&run.status)
+        ));
+    }
+    progress.done(&lines.join("; "));
+
+    progress.step("delivering");
+    rt.wait_idle(Duration::from_secs(60)).await?;
+    progress.done("queues empty");
+
+    progress.step("reconciling source, state and destinations");
+    let report = rt.reconcile(Some(&source)).await?;
+    progress.done(&format!("{} rows", report.rows.len()));
+
+    let intake = rt
+        .deps
+        .state
+        .get_counters(&CounterScope::intake())
+        .await
+        .unwrap_or_default();
+    println!();
+    println!("Customer.io Data Out — demo report (config {})", &spec.config_hash[..12]);
+    println!();
+    print!("{}", crate::report::render(&report));
+    println!();
+    println!(
+        "Intake: {} webhooks accepted, {} duplicates dropped, {} quarantined (see `dataout quarantine list --state-dir {}`).",
+        intake.get(counter::WEBHOOKS_ACCEPTED).copied().unwrap_or(0),
+        intake.get(counter::WEBHOOKS_DUPLICATE).copied().unwrap_or(0),
+        intake.get(counter::WEBHOOKS_QUARANTINED).copied().unwrap_or(0),
+        state_dir.display()
+    );
+    println!(
+        "Simulators saw: CleverTap {} profiles, Meta {} requests, Google {} requests, analytics webhook {} deliveries; Customer.io App API {} requests.",
+        ct.profiles().len(),
+        meta.requests().len(),
+        google.request_count(),
+        hook.deliveries().len(),
+        cio.handle.counters().total_requests()
+    );
+    println!(
+        "Columns: source = Customer.io segment count, state = our members, delivered = adds - removes accepted, dest. = the destination's own count, match = accepted / (sent + unmatched), p50/p95 = source event to destination acknowledgement."
+    );
+    println!("Finished in {:.1}s.", progress.started.elapsed().as_secs_f64());
+
+    rt.shutdown().await;
+    server.shutdown().await;
+    Ok(())
+}
+
+fn held(status: &RunStatus) -> String {
+    match status {
+        RunStatus::Held { reason } => format!(" (HELD: {reason})"),
+        _ => String::new(),
+    }
+}
+
+fn intake_config() -> IntakeConfig {
+    IntakeConfig {
+        reporting: SignatureConfig {
+            secret: Secret::new(SIGNING_SECRET),
+            tolerance: Duration::from_secs(300),
+        },
+        actions: ActionAuthConfig {
+            header_name: "x-dataout-token".into(),
+            secret: Secret::new(ACTION_SECRET),
+            mode: ActionAuthMode::SharedSecret,
+            tolerance: Duration::from_secs(300),
+        },
+        dedup_ttl: Duration::from_secs(7 * 24 * 3600),
+        in_progress_ttl: Duration::from_secs(30),
+    }
+}
+
+/// The simulators' credentials under the names the spec gives.
+fn demo_secrets(spec: &ActivationSpec, ct: &ClevertapSimConfig) -> MapSecrets {
+    let mut secrets = MapSecrets::default().with("CIO_APP_API_KEY", CIO_KEY);
+    for dest in spec.destinations.values() {
+        secrets = match &dest.settings {
+            DestinationSettings::Clevertap {
+                account_id_env,
+                passcode_env,
+                ..
+            } => secrets
+                .with(account_id_env, &ct.account_id)
+                .with(passcode_env, &ct.passcode),
+            DestinationSettings::MetaAudience {
+                access_token_env, ..
+            } => secrets.with(access_token_env, dataout_sim::meta::DEFAULT_ACCESS_TOKEN),
+            DestinationSettings::GoogleCustomerMatch {
+                developer_token_env,
+                access_token_env,
+                ..
+            } => secrets
+                .with(developer_token_env, dataout_sim::google::DEFAULT_DEVELOPER_TOKEN)
+                .with(access_token_env, dataout_sim::google::DEFAULT_ACCESS_TOKEN),
+            DestinationSettings::Webhook { secret_env, .. } => {
+                secrets.with(secret_env, WEBHOOK_SECRET)
+            }
+            DestinationSettings::Warehouse { .. } => secrets,
+        };
+    }
+    secrets
+}
+
+/// Meta audiences and Google user lists exist before anything is sent to them.
+fn create_sim_audiences(spec: &ActivationSpec, meta: &MetaSim, google: &GoogleSim) {
+    for export in spec.exports.values() {
+        for binding in &export.destinations {
+            let Some(dest) = spec.destination(&binding.destination) else {
+                continue;
+            };
+            let audiences =
+                std::iter::once(&binding.audience).chain(binding.tier_audiences.values());
+            for audience in audiences {
+                match &dest.settings {
+                    DestinationSettings::MetaAudience { .. } => meta.create_audience(audience),
+                    DestinationSettings::GoogleCustomerMatch { customer_id, .. } => {
+                        google.create_user_list(customer_id, audience)
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
+#[derive(Default)]
+struct Replay {
+    sent: usize,
+    accepted: usize,
+    duplicate: usize,
+    quarantined: usize,
+    refused: usize,
+}
+
+/// Post every line of the stream to the intake server, signed as
+/// Customer.io would, with its relative times moved onto now. What the
+/// stream says happened is mirrored into the simulated workspace so the
+/// source agrees with the webhooks at reconciliation.
+async fn replay_stream(
+    base_url: &str,
+    cio: &CioSimHandle,
+    spec: &ActivationSpec,
+) -> anyhow::Result<Replay> {
+    let http = reqwest::Client::new();
+    let now_s = chrono::Utc::now().timestamp();
+    let base = now_s - 600;
+    let segments: BTreeMap<&str, u64> = spec
+        .exports
+        .values()
+        .filter_map(|e| match e.source {
+            ExportSource::Segment { segment_id } => Some((e.name.as_str(), segment_id)),
+            _ => None,
+        })
+        .collect();
+    let mut replay = Replay::default();
+    for (n, line) in DEMO_STREAM.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        let mut entry: Value = serde_json::from_str(line)
+            .with_context(|| format!("demo-stream.jsonl line {}", n + 1))?;
+        let route = entry["route"].as_str().unwrap_or("reporting").to_string();
+        let body = &mut entry["body"];
+        for key in ["timestamp", "sent_at"] {
+            if let Some(rel) = body.get(key).and_then(Value::as_i64) {
+                body[key] = Value::from(base + rel);
+            }
+        }
+        mirror_into_workspace(cio, body, &segments, spec);
+        let bytes = serde_json::to_vec(body)?;
+        let request = if route == "actions" {
+            http.post(format!("{base_url}/webhooks/actions"))
+                .header("x-dataout-token", ACTION_SECRET)
+        } else {
+            http.post(format!("{base_url}/webhooks/customerio"))
+                .header("X-CIO-Timestamp", now_s.to_string())
+                .header("X-CIO-Signature", sign(SIGNING_SECRET.as_bytes(), now_s, &bytes))
+        };
+        let resp = request
+            .header("content-type", "application/json")
+            .body(bytes)
+            .send()
+            .await?;
+        replay.sent += 1;
+        let status = resp.status().as_u16();
+        let answer: Value = resp.json().await.unwrap_or(Value::Null);
+        match (status, answer["status"].as_str()) {
+            (401, _) => replay.refused += 1,
+            (_, Some("duplicate")) => replay.duplicate += 1,
+            (_, Some("quarantined")) => replay.quarantined += 1,
+            (200..=299, _) => replay.accepted += 1,
+            _ => replay.refused += 1,
+        }
+    }
+    Ok(replay)
+}
+
+fn mirror_into_workspace(
+    cio: &CioSimHandle,
+    body: &Value,
+    segments: &BTreeMap<&str, u64>,
+    spec: &ActivationSpec,
+) {
+    let person = &body["person"];
+    let index = cio.update(|ws| {
+        person["id"]
+            .as_str()
+            .and_then(|id| ws.index_of_id(id))
+            .or_else(|| person["cio_id"].as_str().and_then(|c| ws.index_of_cio_id(c)))
+    });
+    let Some(index) = index else { return };
+    match body["action"].as_str() {
+        Some("enter") | Some("exit") => {
+            let Some(segment) = body["export"].as_str().and_then(|e| segments.get(e)) else {
+                return;
+            };
+            if body["action"] == "enter" {
+                cio.add_member(*segment, index);
+            } else {
+                cio.remove_member(*segment, index);
+            }
+        }
+        Some("event") => {
+            let Some(name) = body["event"]["name"].as_str() else {
+                return;
+            };
+            for export in spec.exports_exiting_on(name) {
+                if let Some(segment) = segments.get(export.name.as_str()) {
+                    cio.remove_member(*segment, index);
+                }
+            }
+        }
+        _ => {}
+    }
+}
