@@ -23,7 +23,7 @@ use dataout::domain::model::{counter, CounterScope, RunStatus};
 use dataout::domain::spec::{ActivationSpec, DestinationKind, DestinationSettings, ExportSource};
 use dataout::local::LocalRuntime;
 use dataout::pipeline::intake::IntakeConfig;
-use dataout::ports::{MapSecrets, Secret, SystemClock};
+use dataout::ports::{Clock, MapSecrets, Secret, SystemClock};
 use dataout_sim::clevertap::{self, ClevertapSimConfig};
 use dataout_sim::customerio::{self as cio_sim, CioSimConfig, CioSimHandle};
 use dataout_sim::google::{GoogleSim, GoogleSimConfig};
@@ -33,10 +33,10 @@ use dataout_sim::webhook::{self as webhook_sim, WebhookSimConfig};
 const EXAMPLE_SPEC: &str = include_str!("../../config/exports.example.yaml");
 const DEMO_STREAM: &str = include_str!("../../events/customerio/demo-stream.jsonl");
 
-const CIO_KEY: &str = "demo-app-api-key";
-const SIGNING_SECRET: &str = "demo-reporting-signing-secret";
-const ACTION_SECRET: &str = "demo-action-secret";
-const WEBHOOK_SECRET: &str = "demo-analytics-secret";
+pub const CIO_KEY: &str = "demo-app-api-key";
+pub const SIGNING_SECRET: &str = "demo-reporting-signing-secret";
+pub const ACTION_SECRET: &str = "demo-action-secret";
+pub const WEBHOOK_SECRET: &str = "demo-analytics-secret";
 
 struct Progress {
     started: Instant,
@@ -55,6 +55,100 @@ impl Progress {
     }
 }
 
+/// The simulators and the example spec pointed at them: what the demo and
+/// the end-to-end tests run against.
+pub struct SimEnv {
+    pub cio: cio_sim::CioSim,
+    pub clevertap_server: dataout_sim::RunningSim,
+    pub clevertap: Arc<clevertap::ClevertapState>,
+    pub meta_server: dataout_sim::RunningSim,
+    pub meta: MetaSim,
+    pub google_server: dataout_sim::RunningSim,
+    pub google: GoogleSim,
+    pub hook_server: dataout_sim::RunningSim,
+    pub hook: Arc<webhook_sim::WebhookState>,
+    pub spec: ActivationSpec,
+    pub secrets: MapSecrets,
+}
+
+impl SimEnv {
+    /// Start every simulator and load the example spec with its destinations
+    /// pointed at them; the warehouse writes under `warehouse_dir`.
+    pub async fn start(people: usize, warehouse_dir: &Path) -> anyhow::Result<SimEnv> {
+        let now_s = chrono::Utc::now().timestamp();
+        let workspace = cio_sim::demo_workspace_at(7, people, now_s);
+        let cio = cio_sim::start(CioSimConfig::new(CIO_KEY, workspace)).await?;
+        let ct_config = ClevertapSimConfig::default();
+        let (clevertap_server, clevertap) = clevertap::start(ct_config.clone()).await?;
+        let (meta_server, meta) = MetaSim::start(MetaSimConfig::default()).await?;
+        let (google_server, google) = GoogleSim::start(GoogleSimConfig::default()).await?;
+        let (hook_server, hook) = webhook_sim::start(WebhookSimConfig {
+            secret: WEBHOOK_SECRET.into(),
+            ..WebhookSimConfig::default()
+        })
+        .await?;
+        let mut spec = parse_spec(EXAMPLE_SPEC, "config/exports.example.yaml")
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        for dest in spec.destinations.values_mut() {
+            match &mut dest.settings {
+                DestinationSettings::Warehouse { location } => {
+                    *location = warehouse_dir.display().to_string()
+                }
+                DestinationSettings::Webhook { url, .. } => {
+                    *url = format!("{}/hooks/dataout", hook_server.base_url)
+                }
+                _ => {}
+            }
+            dest.base_url = match dest.kind {
+                DestinationKind::Clevertap => Some(clevertap_server.base_url.clone()),
+                DestinationKind::MetaAudience => Some(meta_server.base_url.clone()),
+                DestinationKind::GoogleCustomerMatch => Some(google_server.base_url.clone()),
+                _ => dest.base_url.take(),
+            };
+        }
+        create_sim_audiences(&spec, &meta, &google);
+        let secrets = demo_secrets(&spec, &ct_config);
+        Ok(SimEnv {
+            cio,
+            clevertap_server,
+            clevertap,
+            meta_server,
+            meta,
+            google_server,
+            google,
+            hook_server,
+            hook,
+            spec,
+            secrets,
+        })
+    }
+
+    /// The local runtime on fresh or existing state under `state_dir`.
+    pub fn runtime(&self, state_dir: &Path, clock: Arc<dyn Clock>) -> anyhow::Result<LocalRuntime> {
+        Ok(LocalRuntime::open(
+            self.spec.clone(),
+            state_dir,
+            &self.secrets,
+            clock,
+            intake_config(),
+            state_dir,
+        )?)
+    }
+
+    /// The App API client pointed at the Customer.io simulator.
+    pub fn source(&self) -> anyhow::Result<AppApiClient> {
+        Ok(AppApiClient::new(
+            AppApiConfig {
+                base_url: Some(self.cio.base_url().to_string()),
+                region: Region::Us,
+                ..AppApiConfig::default()
+            },
+            &self.secrets,
+            reqwest::Client::new(),
+        )?)
+    }
+}
+
 pub async fn run(people: usize, out: &Path) -> anyhow::Result<()> {
     let mut progress = Progress {
         started: Instant::now(),
@@ -62,23 +156,6 @@ pub async fn run(people: usize, out: &Path) -> anyhow::Result<()> {
         steps: 8,
     };
     progress.step("starting simulators");
-    let now_s = chrono::Utc::now().timestamp();
-    let workspace = cio_sim::demo_workspace_at(7, people, now_s);
-    let cio = cio_sim::start(CioSimConfig::new(CIO_KEY, workspace)).await?;
-    let ct_config = ClevertapSimConfig::default();
-    let (ct_server, ct) = clevertap::start(ct_config.clone()).await?;
-    let (meta_server, meta) = MetaSim::start(MetaSimConfig::default()).await?;
-    let (google_server, google) = GoogleSim::start(GoogleSimConfig::default()).await?;
-    let (hook_server, hook) = webhook_sim::start(WebhookSimConfig {
-        secret: WEBHOOK_SECRET.into(),
-        ..WebhookSimConfig::default()
-    })
-    .await?;
-    progress.done("Customer.io, CleverTap, Meta, Google, webhook");
-
-    progress.step("loading config/exports.example.yaml");
-    let mut spec = parse_spec(EXAMPLE_SPEC, "config/exports.example.yaml")
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let warehouse_dir = std::path::absolute(out.join("warehouse"))?;
     let state_dir = out.join("state");
     for dir in [&warehouse_dir, &state_dir] {
@@ -86,25 +163,11 @@ pub async fn run(people: usize, out: &Path) -> anyhow::Result<()> {
             std::fs::remove_dir_all(dir).with_context(|| format!("clearing {}", dir.display()))?;
         }
     }
-    for dest in spec.destinations.values_mut() {
-        match &mut dest.settings {
-            DestinationSettings::Warehouse { location } => {
-                *location = warehouse_dir.display().to_string()
-            }
-            DestinationSettings::Webhook { url, .. } => {
-                *url = format!("{}/hooks/dataout", hook_server.base_url)
-            }
-            _ => {}
-        }
-        dest.base_url = match dest.kind {
-            DestinationKind::Clevertap => Some(ct_server.base_url.clone()),
-            DestinationKind::MetaAudience => Some(meta_server.base_url.clone()),
-            DestinationKind::GoogleCustomerMatch => Some(google_server.base_url.clone()),
-            _ => dest.base_url.take(),
-        };
-    }
-    create_sim_audiences(&spec, &meta, &google);
-    let secrets = demo_secrets(&spec, &ct_config);
+    let env = SimEnv::start(people, &warehouse_dir).await?;
+    let spec = env.spec.clone();
+    progress.done("Customer.io, CleverTap, Meta, Google, webhook");
+
+    progress.step("loading config/exports.example.yaml");
     progress.done(&format!(
         "{} exports, {} destinations, config {}",
         spec.exports.len(),
@@ -112,25 +175,10 @@ pub async fn run(people: usize, out: &Path) -> anyhow::Result<()> {
         &spec.config_hash[..12]
     ));
 
-    let rt = Arc::new(LocalRuntime::open(
-        spec.clone(),
-        &state_dir,
-        &secrets,
-        Arc::new(SystemClock),
-        intake_config(),
-        out,
-    )?);
+    let rt = Arc::new(env.runtime(&state_dir, Arc::new(SystemClock))?);
     rt.start_workers();
     let server = dataout_sim::serve(rt.router()).await?;
-    let source = AppApiClient::new(
-        AppApiConfig {
-            base_url: Some(cio.base_url().to_string()),
-            region: Region::Us,
-            ..AppApiConfig::default()
-        },
-        &secrets,
-        reqwest::Client::new(),
-    )?;
+    let source = env.source()?;
 
     progress.step("batch export: first sync of every segment");
     let mut lines = Vec::new();
@@ -153,7 +201,7 @@ pub async fn run(people: usize, out: &Path) -> anyhow::Result<()> {
     progress.done("queues empty");
 
     progress.step("replaying events/customerio/demo-stream.jsonl through intake");
-    let replay = replay_stream(&server.base_url, &cio.handle, &spec).await?;
+    let replay = replay_stream(&server.base_url, &env.cio.handle, &spec).await?;
     rt.wait_idle(Duration::from_secs(60)).await?;
     progress.done(&format!(
         "{} webhooks: {} accepted, {} duplicate, {} quarantined, {} refused",
@@ -206,11 +254,11 @@ pub async fn run(people: usize, out: &Path) -> anyhow::Result<()> {
     );
     println!(
         "Simulators saw: CleverTap {} profiles, Meta {} requests, Google {} requests, analytics webhook {} deliveries; Customer.io App API {} requests.",
-        ct.profiles().len(),
-        meta.requests().len(),
-        google.request_count(),
-        hook.deliveries().len(),
-        cio.handle.counters().total_requests()
+        env.clevertap.profiles().len(),
+        env.meta.requests().len(),
+        env.google.request_count(),
+        env.hook.deliveries().len(),
+        env.cio.handle.counters().total_requests()
     );
     println!(
         "Columns: source = Customer.io segment count, state = our members, delivered = adds - removes accepted, dest. = the destination's own count, match = accepted / (sent + unmatched), p50/p95 = source event to destination acknowledgement."
@@ -229,7 +277,8 @@ fn held(status: &RunStatus) -> String {
     }
 }
 
-fn intake_config() -> IntakeConfig {
+/// Intake settings of the demo: the secrets the replay signs with.
+pub fn intake_config() -> IntakeConfig {
     IntakeConfig {
         reporting: SignatureConfig {
             secret: Secret::new(SIGNING_SECRET),

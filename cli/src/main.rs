@@ -18,8 +18,7 @@ use dataout::pipeline::intake::{replay_quarantined, IntakeConfig};
 use dataout::ports::{EnvSecrets, Secret, SegmentSource, SystemClock};
 use dataout::telemetry::{self, LogFormat};
 
-mod demo;
-mod report;
+use dataout_cli::{demo, report};
 
 #[derive(Parser)]
 #[command(name = "dataout", version, about = "Customer.io Data Out: activate segments in CleverTap, Meta, Google and a warehouse")]

@@ -1045,8 +1045,11 @@ fn finish_job(state: &mut GoogleState, id: u64) {
 
 /// The value compared in a minimal GAQL `WHERE field = value`.
 fn where_value<'a>(query: &'a str, field: &str) -> Option<&'a str> {
-    let at = query.find(field)? + field.len();
-    let rest = query
+    // Only the WHERE clause filters: the same field may also be SELECTed.
+    let clause_at = query.to_ascii_lowercase().find(" where ")?;
+    let clause = query.get(clause_at..)?;
+    let at = clause.find(field)? + field.len();
+    let rest = clause
         .get(at..)?
         .trim_start()
         .strip_prefix('=')?

@@ -1,1 +1,71 @@
-fn main() {}
+//! Lambda entry point of `batch-export`: wiring only. Invoked by one
+//! EventBridge Scheduler schedule per export, input `{"export": "<name>"}`.
+
+use std::time::{Instant, SystemTime};
+
+use anyhow::{anyhow, Context};
+use batch_export::config::ExportSettings;
+use batch_export::handler::{handle, metrics_lines, parse_trigger, ExportError, ExportOutcome};
+use dataout::customerio::app_api::AppApiClient;
+use dataout::pipeline::export::ExportOptions;
+use dataout::pipeline::Deps;
+use dataout::telemetry::{self, LogFormat};
+use lambda_runtime::{service_fn, LambdaEvent};
+
+struct Function {
+    deps: Deps,
+    source: AppApiClient,
+    opts: ExportOptions,
+    settings: ExportSettings,
+}
+
+async fn invoke(
+    f: &Function,
+    event: LambdaEvent<serde_json::Value>,
+) -> Result<ExportOutcome, ExportError> {
+    let input = parse_trigger(&event.payload)?;
+    // Stop early enough to save the checkpoint before Lambda stops us.
+    let left = event
+        .context
+        .deadline()
+        .duration_since(SystemTime::now())
+        .unwrap_or_default();
+    let deadline = Instant::now() + left.saturating_sub(f.settings.deadline_margin);
+    let outcome = handle(&f.deps, &f.source, &input, &f.opts, Some(deadline)).await?;
+    // EMF goes to stdout, where CloudWatch turns it into metrics.
+    for line in metrics_lines(
+        &f.settings.metrics_namespace,
+        &outcome,
+        f.deps.clock.now_ms(),
+    ) {
+        println!("{line}");
+    }
+    Ok(outcome)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    telemetry::init(LogFormat::Json, "info");
+    let settings = ExportSettings::from_env()?;
+    let wiring = dataout::aws::wire().await.context("cold start")?;
+    let http = reqwest::Client::builder()
+        .timeout(settings.http_timeout)
+        .build()
+        .context("HTTP client")?;
+    let source = AppApiClient::new(settings.app_api.clone(), wiring.secrets.as_ref(), http)
+        .context("Customer.io App API client")?;
+    let opts = ExportOptions {
+        page_limit: settings.app_api.page_limit,
+        ..ExportOptions::default()
+    };
+    let function = Function {
+        deps: wiring.deps,
+        source,
+        opts,
+        settings,
+    };
+    let function = &function;
+    lambda_runtime::run(service_fn(move |event| invoke(function, event)))
+        .await
+        .map_err(|e| anyhow!(e))
+}

@@ -5,7 +5,10 @@ use thiserror::Error;
 #[derive(Debug, Error)]
 pub enum ConfigError {
     #[error("environment variable {name} is not set: {hint}")]
-    Missing { name: &'static str, hint: &'static str },
+    Missing {
+        name: &'static str,
+        hint: &'static str,
+    },
     #[error("environment variable {name} is malformed: {reason}")]
     Malformed { name: &'static str, reason: String },
 }
@@ -31,7 +34,11 @@ impl DeliverSettings {
 
     /// From any variable source (tests pass a map).
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let value = |name: &str| get(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+        let value = |name: &str| {
+            get(name)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
         let destination = value("DATAOUT_DESTINATION").ok_or(ConfigError::Missing {
             name: "DATAOUT_DESTINATION",
             hint: "the destination whose queue this function consumes",
@@ -67,8 +74,10 @@ mod tests {
     use std::collections::BTreeMap;
 
     fn from(pairs: &[(&str, &str)]) -> Result<DeliverSettings, ConfigError> {
-        let map: BTreeMap<String, String> =
-            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: BTreeMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         DeliverSettings::from_lookup(|k| map.get(k).cloned())
     }
 
@@ -80,7 +89,11 @@ mod tests {
 
     #[test]
     fn queue_redrive_count_wins_over_the_spec() {
-        let s = from(&[("DATAOUT_DESTINATION", "meta"), ("DATAOUT_MAX_RECEIVE_COUNT", "3")]).unwrap();
+        let s = from(&[
+            ("DATAOUT_DESTINATION", "meta"),
+            ("DATAOUT_MAX_RECEIVE_COUNT", "3"),
+        ])
+        .unwrap();
         assert_eq!(s.max_attempts(5), 3);
         let s = from(&[("DATAOUT_DESTINATION", "meta")]).unwrap();
         assert_eq!(s.max_attempts(5), 5);
@@ -89,9 +102,12 @@ mod tests {
 
     #[test]
     fn malformed_receive_count_is_refused() {
-        let err = from(&[("DATAOUT_DESTINATION", "meta"), ("DATAOUT_MAX_RECEIVE_COUNT", "0")])
-            .unwrap_err()
-            .to_string();
+        let err = from(&[
+            ("DATAOUT_DESTINATION", "meta"),
+            ("DATAOUT_MAX_RECEIVE_COUNT", "0"),
+        ])
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("DATAOUT_MAX_RECEIVE_COUNT"), "{err}");
     }
 }

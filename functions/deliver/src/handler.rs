@@ -47,7 +47,10 @@ pub enum DeliverError {
     /// Every record failed: error the invocation so the whole batch backs
     /// off (Lambda retries it after the visibility timeout).
     #[error("all {records} records of the batch failed; the whole batch goes back to the queue")]
-    AllFailed { records: usize, outcome: BatchOutcome },
+    AllFailed {
+        records: usize,
+        outcome: BatchOutcome,
+    },
 }
 
 impl DeliverError {
@@ -105,7 +108,11 @@ pub async fn handle_batch(
     }
 
     if !received.is_empty() {
-        let span = info_span!("deliver", destination = destination.name(), jobs = received.len());
+        let span = info_span!(
+            "deliver",
+            destination = destination.name(),
+            jobs = received.len()
+        );
         let (dispositions, totals) = deliver_jobs(deps, destination, &received, opts)
             .instrument(span)
             .await;
@@ -164,7 +171,12 @@ pub async fn handle_batch(
 
 /// The invocation's metrics as one CloudWatch EMF line (namespace,
 /// dimensions `service` and `destination`).
-pub fn metrics_line(namespace: &str, destination: &str, outcome: &BatchOutcome, now_ms: i64) -> String {
+pub fn metrics_line(
+    namespace: &str,
+    destination: &str,
+    outcome: &BatchOutcome,
+    now_ms: i64,
+) -> String {
     let t = &outcome.totals;
     emf_line(
         namespace,

@@ -111,9 +111,15 @@ async fn poison_message_alone_is_reported_as_a_batch_item_failure() -> Result<()
     // The two valid jobs reached CleverTap: two adds and one remove.
     assert_eq!(s.sim.counters().records_accepted, 3);
     let added = s.sim.profile("cust_00032").context("cust_00032 uploaded")?;
-    assert_eq!(added.data.get("cio_cart_abandoners"), Some(&serde_json::json!(true)));
+    assert_eq!(
+        added.data.get("cio_cart_abandoners"),
+        Some(&serde_json::json!(true))
+    );
     let removed = s.sim.profile("cust_00016").context("cust_00016 uploaded")?;
-    assert_eq!(removed.data.get("cio_cart_abandoners"), Some(&serde_json::json!(false)));
+    assert_eq!(
+        removed.data.get("cio_cart_abandoners"),
+        Some(&serde_json::json!(false))
+    );
     let counters = s
         .state
         .get_counters(&CounterScope::delivery("cart_abandoners", "clevertap"))
@@ -236,7 +242,8 @@ async fn poison_message_reaches_the_dlq_after_max_receives_while_the_good_job_is
             poison_receive_counts.insert(r.receive_count);
         }
         invocations += 1;
-        let failed = match handle_batch(&s.deps, &s.destination, &opts(max_receives), &batch).await {
+        let failed = match handle_batch(&s.deps, &s.destination, &opts(max_receives), &batch).await
+        {
             Ok(o) => o.failed_message_ids,
             Err(DeliverError::AllFailed { .. }) => {
                 whole_batch_errors += 1;

@@ -3,7 +3,7 @@
 //! place, so a reader sees the old object or the new one, never half of one.
 
 use std::io::Write;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 
@@ -30,12 +30,12 @@ fn io_err(what: &str, path: &Path, e: std::io::Error) -> ObjectStoreError {
 
 /// A key as a relative path: plain segments only (no `..`, no root).
 fn key_path(key: &str) -> Result<PathBuf, ObjectStoreError> {
-    let path = Path::new(key);
-    let plain = !key.is_empty()
-        && !key.contains('\\')
-        && path.components().all(|c| matches!(c, Component::Normal(_)));
+    let plain = !key.contains(['\\', '\0'])
+        && key
+            .split('/')
+            .all(|seg| !seg.is_empty() && seg != "." && seg != "..");
     if plain {
-        Ok(path.to_path_buf())
+        Ok(PathBuf::from(key))
     } else {
         Err(ObjectStoreError::Permanent {
             message: format!("object key {key:?} must be a relative path without `..`"),
@@ -61,8 +61,14 @@ impl LocalDirStore {
             message: format!("object path {} has no directory", path.display()),
         })?;
         std::fs::create_dir_all(dir).map_err(|e| io_err("cannot create directory", dir, e))?;
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("object");
-        let tmp = dir.join(format!(".{name}{TMP_MARKER}{}", uuid::Uuid::new_v4().simple()));
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("object");
+        let tmp = dir.join(format!(
+            ".{name}{TMP_MARKER}{}",
+            uuid::Uuid::new_v4().simple()
+        ));
         let written = (|| {
             let mut file = std::fs::File::create(&tmp)?;
             file.write_all(body)?;
@@ -88,7 +94,9 @@ impl LocalDirStore {
         for entry in entries {
             let entry = entry.map_err(|e| io_err("cannot list", dir, e))?;
             let path = entry.path();
-            let kind = entry.file_type().map_err(|e| io_err("cannot stat", &path, e))?;
+            let kind = entry
+                .file_type()
+                .map_err(|e| io_err("cannot stat", &path, e))?;
             if kind.is_dir() {
                 self.walk(&path, out)?;
                 continue;
@@ -121,7 +129,12 @@ async fn blocking<T: Send + 'static>(
 
 #[async_trait]
 impl ObjectStore for LocalDirStore {
-    async fn put(&self, key: &str, body: Vec<u8>, _content_type: &str) -> Result<(), ObjectStoreError> {
+    async fn put(
+        &self,
+        key: &str,
+        body: Vec<u8>,
+        _content_type: &str,
+    ) -> Result<(), ObjectStoreError> {
         let path = self.root.join(key_path(key)?);
         blocking(move || Self::write_atomically(&path, &body)).await
     }
@@ -161,6 +174,8 @@ impl ObjectStore for LocalDirStore {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
 
     #[tokio::test]
@@ -168,9 +183,18 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = LocalDirStore::new(dir.path());
         assert_eq!(store.get("a/b.jsonl").await.expect("get"), None);
-        store.put("a/b.jsonl", b"one".to_vec(), "application/x-ndjson").await.expect("put");
-        store.put("a/b.jsonl", b"two".to_vec(), "application/x-ndjson").await.expect("put");
-        assert_eq!(store.get("a/b.jsonl").await.expect("get"), Some(b"two".to_vec()));
+        store
+            .put("a/b.jsonl", b"one".to_vec(), "application/x-ndjson")
+            .await
+            .expect("put");
+        store
+            .put("a/b.jsonl", b"two".to_vec(), "application/x-ndjson")
+            .await
+            .expect("put");
+        assert_eq!(
+            store.get("a/b.jsonl").await.expect("get"),
+            Some(b"two".to_vec())
+        );
         assert!(dir.path().join("a/b.jsonl").is_file());
     }
 
@@ -178,9 +202,19 @@ mod tests {
     async fn keys_escaping_the_root_are_refused() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = LocalDirStore::new(dir.path().join("root"));
-        for key in ["../evil", "a/../../evil", "/etc/passwd", "", "a/./b", "a\\b"] {
+        for key in [
+            "../evil",
+            "a/../../evil",
+            "/etc/passwd",
+            "",
+            "a/./b",
+            "a\\b",
+        ] {
             let err = store.put(key, b"x".to_vec(), "text/plain").await;
-            assert!(matches!(err, Err(ObjectStoreError::Permanent { .. })), "{key:?}");
+            assert!(
+                matches!(err, Err(ObjectStoreError::Permanent { .. })),
+                "{key:?}"
+            );
             assert!(store.get(key).await.is_err(), "{key:?}");
         }
         assert!(!dir.path().join("evil").exists());
@@ -190,13 +224,28 @@ mod tests {
     async fn list_finds_keys_by_prefix_and_skips_temporary_files() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = LocalDirStore::new(dir.path());
-        for key in ["export=vip/dt=2024-01-01/part-1.jsonl", "export=vip/dt=2024-01-02/part-2.jsonl", "export=vipx/dt=2024-01-01/part-3.jsonl"] {
-            store.put(key, b"{}".to_vec(), "application/x-ndjson").await.expect("put");
+        for key in [
+            "export=vip/dt=2024-01-01/part-1.jsonl",
+            "export=vip/dt=2024-01-02/part-2.jsonl",
+            "export=vipx/dt=2024-01-01/part-3.jsonl",
+        ] {
+            store
+                .put(key, b"{}".to_vec(), "application/x-ndjson")
+                .await
+                .expect("put");
         }
-        std::fs::write(dir.path().join("export=vip/dt=2024-01-01/.part-9.jsonl.tmp-abc"), b"half").expect("write");
+        std::fs::write(
+            dir.path()
+                .join("export=vip/dt=2024-01-01/.part-9.jsonl.tmp-abc"),
+            b"half",
+        )
+        .expect("write");
         assert_eq!(
             store.list("export=vip/").await.expect("list"),
-            vec!["export=vip/dt=2024-01-01/part-1.jsonl", "export=vip/dt=2024-01-02/part-2.jsonl"]
+            vec![
+                "export=vip/dt=2024-01-01/part-1.jsonl",
+                "export=vip/dt=2024-01-02/part-2.jsonl"
+            ]
         );
         assert_eq!(store.list("export=vip").await.expect("list").len(), 3);
         assert!(store.list("export=none/").await.expect("list").is_empty());
@@ -206,12 +255,44 @@ mod tests {
     async fn a_write_leaves_no_temporary_file_behind() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = LocalDirStore::new(dir.path());
-        store.put("x/y.jsonl", vec![b'a'; 100_000], "application/x-ndjson").await.expect("put");
+        store
+            .put("x/y.jsonl", vec![b'a'; 100_000], "application/x-ndjson")
+            .await
+            .expect("put");
         let names: Vec<String> = std::fs::read_dir(dir.path().join("x"))
             .expect("read dir")
             .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
             .collect();
         assert_eq!(names, vec!["y.jsonl"]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_reader_never_sees_half_an_object() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Arc::new(LocalDirStore::new(dir.path()));
+        store
+            .put("o.bin", vec![b'a'; 1 << 20], "application/octet-stream")
+            .await
+            .expect("put");
+        let writer = {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                for i in 0..20u8 {
+                    let byte = if i % 2 == 0 { b'b' } else { b'a' };
+                    store
+                        .put("o.bin", vec![byte; 1 << 20], "application/octet-stream")
+                        .await
+                        .expect("put");
+                }
+            })
+        };
+        while !writer.is_finished() {
+            let body = store.get("o.bin").await.expect("get").expect("object");
+            assert_eq!(body.len(), 1 << 20);
+            let first = body.first().copied();
+            assert!(body.iter().all(|b| Some(*b) == first), "torn read");
+        }
+        writer.await.expect("writer");
     }
 
     #[test]

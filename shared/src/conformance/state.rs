@@ -49,7 +49,13 @@ fn key(n: usize) -> PersonKey {
     PersonKey(format!("id:user-{n:04}"))
 }
 
-fn record(export: &str, person: &PersonKey, member: bool, source_ts: Millis, change_id: &str) -> MembershipRecord {
+fn record(
+    export: &str,
+    person: &PersonKey,
+    member: bool,
+    source_ts: Millis,
+    change_id: &str,
+) -> MembershipRecord {
     let mut attributes = Attributes::new();
     attributes.insert("plan".into(), json!("pro"));
     attributes.insert("ltv".into(), json!(120));
@@ -146,16 +152,29 @@ fn report(id: &str, generated_at: Millis) -> ReconcileReport {
 pub async fn membership_insert_then_get(store: Store) {
     const CASE: &str = "membership_insert_then_get";
     let p = key(1);
-    let got = store.get_membership("vip", &p).await.or_fail(SUITE, CASE, "get_membership");
+    let got = store
+        .get_membership("vip", &p)
+        .await
+        .or_fail(SUITE, CASE, "get_membership");
     if got.is_some() {
         fail(SUITE, CASE, "a fresh store returned a record");
     }
     let rec = record("vip", &p, true, 1_000, "evt-1");
-    let w = store.put_membership(&rec).await.or_fail(SUITE, CASE, "put_membership");
+    let w = store
+        .put_membership(&rec)
+        .await
+        .or_fail(SUITE, CASE, "put_membership");
     if w != MembershipWrite::Applied {
-        fail(SUITE, CASE, format!("first write was {w:?}, expected Applied"));
+        fail(
+            SUITE,
+            CASE,
+            format!("first write was {w:?}, expected Applied"),
+        );
     }
-    let got = store.get_membership("vip", &p).await.or_fail(SUITE, CASE, "get_membership");
+    let got = store
+        .get_membership("vip", &p)
+        .await
+        .or_fail(SUITE, CASE, "get_membership");
     if got.as_ref() != Some(&rec) {
         fail(SUITE, CASE, format!("read back {got:?}, expected {rec:?}"));
     }
@@ -169,13 +188,27 @@ pub async fn membership_newer_change_wins(store: Store) {
         .await
         .or_fail(SUITE, CASE, "put_membership");
     let newer = record("vip", &p, false, 2_000, "evt-2");
-    let w = store.put_membership(&newer).await.or_fail(SUITE, CASE, "put_membership");
+    let w = store
+        .put_membership(&newer)
+        .await
+        .or_fail(SUITE, CASE, "put_membership");
     if w != MembershipWrite::Applied {
-        fail(SUITE, CASE, format!("newer write was {w:?}, expected Applied"));
+        fail(
+            SUITE,
+            CASE,
+            format!("newer write was {w:?}, expected Applied"),
+        );
     }
-    let got = store.get_membership("vip", &p).await.or_fail(SUITE, CASE, "get_membership");
+    let got = store
+        .get_membership("vip", &p)
+        .await
+        .or_fail(SUITE, CASE, "get_membership");
     if got.as_ref() != Some(&newer) {
-        fail(SUITE, CASE, format!("stored {got:?}, expected the newer record"));
+        fail(
+            SUITE,
+            CASE,
+            format!("stored {got:?}, expected the newer record"),
+        );
     }
 }
 
@@ -183,9 +216,15 @@ pub async fn membership_older_change_is_refused_as_stale(store: Store) {
     const CASE: &str = "membership_older_change_is_refused_as_stale";
     let p = key(1);
     let newer = record("vip", &p, true, 2_000, "evt-2");
-    store.put_membership(&newer).await.or_fail(SUITE, CASE, "put_membership");
+    store
+        .put_membership(&newer)
+        .await
+        .or_fail(SUITE, CASE, "put_membership");
     let older = record("vip", &p, false, 1_000, "evt-1");
-    let w = store.put_membership(&older).await.or_fail(SUITE, CASE, "put_membership");
+    let w = store
+        .put_membership(&older)
+        .await
+        .or_fail(SUITE, CASE, "put_membership");
     match w {
         MembershipWrite::Stale { current } if *current == newer => {}
         other => fail(
@@ -194,7 +233,10 @@ pub async fn membership_older_change_is_refused_as_stale(store: Store) {
             format!("older write gave {other:?}, expected Stale carrying the stored record"),
         ),
     }
-    let got = store.get_membership("vip", &p).await.or_fail(SUITE, CASE, "get_membership");
+    let got = store
+        .get_membership("vip", &p)
+        .await
+        .or_fail(SUITE, CASE, "get_membership");
     if got.as_ref() != Some(&newer) {
         fail(SUITE, CASE, "an older change overwrote a newer one");
     }
@@ -204,14 +246,31 @@ pub async fn membership_same_change_reapplied_is_applied(store: Store) {
     const CASE: &str = "membership_same_change_reapplied_is_applied";
     let p = key(1);
     let rec = record("vip", &p, true, 1_000, "evt-1");
-    store.put_membership(&rec).await.or_fail(SUITE, CASE, "put_membership");
-    let w = store.put_membership(&rec).await.or_fail(SUITE, CASE, "put_membership");
+    store
+        .put_membership(&rec)
+        .await
+        .or_fail(SUITE, CASE, "put_membership");
+    let w = store
+        .put_membership(&rec)
+        .await
+        .or_fail(SUITE, CASE, "put_membership");
     if w != MembershipWrite::Applied {
-        fail(SUITE, CASE, format!("re-applying the same change gave {w:?}, expected Applied"));
+        fail(
+            SUITE,
+            CASE,
+            format!("re-applying the same change gave {w:?}, expected Applied"),
+        );
     }
-    let n = store.count_members("vip").await.or_fail(SUITE, CASE, "count_members");
+    let n = store
+        .count_members("vip")
+        .await
+        .or_fail(SUITE, CASE, "count_members");
     if n != 1 {
-        fail(SUITE, CASE, format!("count_members is {n} after re-applying, expected 1"));
+        fail(
+            SUITE,
+            CASE,
+            format!("count_members is {n} after re-applying, expected 1"),
+        );
     }
 }
 
@@ -219,9 +278,15 @@ pub async fn membership_other_change_at_same_time_is_stale(store: Store) {
     const CASE: &str = "membership_other_change_at_same_time_is_stale";
     let p = key(1);
     let first = record("vip", &p, true, 1_000, "evt-1");
-    store.put_membership(&first).await.or_fail(SUITE, CASE, "put_membership");
+    store
+        .put_membership(&first)
+        .await
+        .or_fail(SUITE, CASE, "put_membership");
     let rival = record("vip", &p, false, 1_000, "evt-other");
-    let w = store.put_membership(&rival).await.or_fail(SUITE, CASE, "put_membership");
+    let w = store
+        .put_membership(&rival)
+        .await
+        .or_fail(SUITE, CASE, "put_membership");
     if !matches!(&w, MembershipWrite::Stale { current } if **current == first) {
         fail(
             SUITE,
@@ -237,7 +302,13 @@ pub async fn membership_list_pages_through_every_record(store: Store) {
     // Written out of order; listed in key order.
     for n in (0..total).rev() {
         store
-            .put_membership(&record("vip", &key(n), n % 2 == 0, 1_000 + n as i64, "run-1"))
+            .put_membership(&record(
+                "vip",
+                &key(n),
+                n % 2 == 0,
+                1_000 + n as i64,
+                "run-1",
+            ))
             .await
             .or_fail(SUITE, CASE, "put_membership");
     }
@@ -251,7 +322,11 @@ pub async fn membership_list_pages_through_every_record(store: Store) {
             .or_fail(SUITE, CASE, "list_memberships");
         pages += 1;
         if page.items.len() > 10 {
-            fail(SUITE, CASE, format!("a page of limit 10 held {} records", page.items.len()));
+            fail(
+                SUITE,
+                CASE,
+                format!("a page of limit 10 held {} records", page.items.len()),
+            );
         }
         seen.extend(page.items.into_iter().map(|r| r.person_key));
         match page.next {
@@ -267,11 +342,18 @@ pub async fn membership_list_pages_through_every_record(store: Store) {
         fail(
             SUITE,
             CASE,
-            format!("listed {} records {seen:?}, expected {total} in key order", seen.len()),
+            format!(
+                "listed {} records {seen:?}, expected {total} in key order",
+                seen.len()
+            ),
         );
     }
     if pages < 3 {
-        fail(SUITE, CASE, format!("25 records at 10 a page came in {pages} pages"));
+        fail(
+            SUITE,
+            CASE,
+            format!("25 records at 10 a page came in {pages} pages"),
+        );
     }
 }
 
@@ -283,22 +365,44 @@ pub async fn count_members_counts_members_only(store: Store) {
             .await
             .or_fail(SUITE, CASE, "put_membership");
     }
-    let n = store.count_members("vip").await.or_fail(SUITE, CASE, "count_members");
+    let n = store
+        .count_members("vip")
+        .await
+        .or_fail(SUITE, CASE, "count_members");
     if n != 4 {
-        fail(SUITE, CASE, format!("count_members is {n}, expected 4 of 6 records"));
+        fail(
+            SUITE,
+            CASE,
+            format!("count_members is {n}, expected 4 of 6 records"),
+        );
     }
     // One member leaves, one former member comes back, one leaves twice.
-    for (k, member, ts) in [(0, false, 2_000), (5, true, 2_000), (1, false, 2_000), (1, false, 3_000)] {
+    for (k, member, ts) in [
+        (0, false, 2_000),
+        (5, true, 2_000),
+        (1, false, 2_000),
+        (1, false, 3_000),
+    ] {
         store
             .put_membership(&record("vip", &key(k), member, ts, &format!("evt-{ts}")))
             .await
             .or_fail(SUITE, CASE, "put_membership");
     }
-    let n = store.count_members("vip").await.or_fail(SUITE, CASE, "count_members");
+    let n = store
+        .count_members("vip")
+        .await
+        .or_fail(SUITE, CASE, "count_members");
     if n != 3 {
-        fail(SUITE, CASE, format!("count_members is {n} after exits and a return, expected 3"));
+        fail(
+            SUITE,
+            CASE,
+            format!("count_members is {n} after exits and a return, expected 3"),
+        );
     }
-    let n = store.count_members("nobody").await.or_fail(SUITE, CASE, "count_members");
+    let n = store
+        .count_members("nobody")
+        .await
+        .or_fail(SUITE, CASE, "count_members");
     if n != 0 {
         fail(SUITE, CASE, format!("an unknown export counts {n} members"));
     }
@@ -328,16 +432,33 @@ pub async fn exports_are_isolated(store: Store) {
         .put_membership(&record("vip-eu", &key(3), true, 1_000, "evt-1"))
         .await
         .or_fail(SUITE, CASE, "put_membership");
-    let vip = store.list_memberships("vip", None, 100).await.or_fail(SUITE, CASE, "list_memberships");
+    let vip =
+        store
+            .list_memberships("vip", None, 100)
+            .await
+            .or_fail(SUITE, CASE, "list_memberships");
     if vip.items.len() != 1 || vip.items.iter().any(|r| r.export != "vip") {
         fail(SUITE, CASE, format!("export vip lists {:?}", vip.items));
     }
-    let churn = store.count_members("churn").await.or_fail(SUITE, CASE, "count_members");
-    let vip_n = store.count_members("vip").await.or_fail(SUITE, CASE, "count_members");
+    let churn = store
+        .count_members("churn")
+        .await
+        .or_fail(SUITE, CASE, "count_members");
+    let vip_n = store
+        .count_members("vip")
+        .await
+        .or_fail(SUITE, CASE, "count_members");
     if (churn, vip_n) != (2, 1) {
-        fail(SUITE, CASE, format!("counts churn={churn} vip={vip_n}, expected 2 and 1"));
+        fail(
+            SUITE,
+            CASE,
+            format!("counts churn={churn} vip={vip_n}, expected 2 and 1"),
+        );
     }
-    let got = store.get_membership("churn", &p).await.or_fail(SUITE, CASE, "get_membership");
+    let got = store
+        .get_membership("churn", &p)
+        .await
+        .or_fail(SUITE, CASE, "get_membership");
     if got.map(|r| r.source_ts) != Some(1_000) {
         fail(SUITE, CASE, "get_membership read another export's record");
     }
@@ -348,10 +469,16 @@ pub async fn exports_are_isolated(store: Store) {
 pub async fn staging_overwrites_pages_and_clears(store: Store) {
     const CASE: &str = "staging_overwrites_pages_and_clears";
     let first: Vec<(PersonKey, Person)> = (0..15).map(|n| (key(n), person(n, "free"))).collect();
-    store.stage_people("run-a", &first).await.or_fail(SUITE, CASE, "stage_people");
+    store
+        .stage_people("run-a", &first)
+        .await
+        .or_fail(SUITE, CASE, "stage_people");
     // Re-staging overwrites; another run is kept apart.
     let again: Vec<(PersonKey, Person)> = (10..22).map(|n| (key(n), person(n, "pro"))).collect();
-    store.stage_people("run-a", &again).await.or_fail(SUITE, CASE, "stage_people");
+    store
+        .stage_people("run-a", &again)
+        .await
+        .or_fail(SUITE, CASE, "stage_people");
     store
         .stage_people("run-b", &[(key(99), person(99, "free"))])
         .await
@@ -360,12 +487,17 @@ pub async fn staging_overwrites_pages_and_clears(store: Store) {
     let mut seen = Vec::new();
     let mut cursor = None;
     for _ in 0..10 {
-        let page = store
-            .list_staged("run-a", cursor.clone(), 7)
-            .await
-            .or_fail(SUITE, CASE, "list_staged");
+        let page =
+            store
+                .list_staged("run-a", cursor.clone(), 7)
+                .await
+                .or_fail(SUITE, CASE, "list_staged");
         if page.items.len() > 7 {
-            fail(SUITE, CASE, format!("a page of limit 7 held {}", page.items.len()));
+            fail(
+                SUITE,
+                CASE,
+                format!("a page of limit 7 held {}", page.items.len()),
+            );
         }
         seen.extend(page.items);
         cursor = page.next;
@@ -379,22 +511,51 @@ pub async fn staging_overwrites_pages_and_clears(store: Store) {
     let keys: Vec<PersonKey> = seen.iter().map(|(k, _)| k.clone()).collect();
     let expected: Vec<PersonKey> = (0..22).map(key).collect();
     if keys != expected {
-        fail(SUITE, CASE, format!("staged keys {keys:?}, expected 22 distinct in key order"));
+        fail(
+            SUITE,
+            CASE,
+            format!("staged keys {keys:?}, expected 22 distinct in key order"),
+        );
     }
     for (k, p) in &seen {
-        let n: usize = k.as_str().trim_start_matches("id:user-").parse().unwrap_or(usize::MAX);
-        let want = if n >= 10 { person(n, "pro") } else { person(n, "free") };
+        let n: usize = k
+            .as_str()
+            .trim_start_matches("id:user-")
+            .parse()
+            .unwrap_or(usize::MAX);
+        let want = if n >= 10 {
+            person(n, "pro")
+        } else {
+            person(n, "free")
+        };
         if *p != want {
-            fail(SUITE, CASE, format!("staged {k} is {p:?}, expected {want:?}"));
+            fail(
+                SUITE,
+                CASE,
+                format!("staged {k} is {p:?}, expected {want:?}"),
+            );
         }
     }
 
-    store.clear_staged("run-a").await.or_fail(SUITE, CASE, "clear_staged");
-    let page = store.list_staged("run-a", None, 100).await.or_fail(SUITE, CASE, "list_staged");
+    store
+        .clear_staged("run-a")
+        .await
+        .or_fail(SUITE, CASE, "clear_staged");
+    let page = store
+        .list_staged("run-a", None, 100)
+        .await
+        .or_fail(SUITE, CASE, "list_staged");
     if !page.items.is_empty() || page.next.is_some() {
-        fail(SUITE, CASE, format!("{} people still staged after clear", page.items.len()));
+        fail(
+            SUITE,
+            CASE,
+            format!("{} people still staged after clear", page.items.len()),
+        );
     }
-    let other = store.list_staged("run-b", None, 100).await.or_fail(SUITE, CASE, "list_staged");
+    let other = store
+        .list_staged("run-b", None, 100)
+        .await
+        .or_fail(SUITE, CASE, "list_staged");
     if other.items.len() != 1 {
         fail(SUITE, CASE, "clearing one run cleared another");
     }
@@ -405,7 +566,10 @@ pub async fn staging_overwrites_pages_and_clears(store: Store) {
 pub async fn runs_put_get_update_and_list_newest_first(store: Store) {
     const CASE: &str = "runs_put_get_update_and_list_newest_first";
     for (id, at) in [("run-2", 2_000), ("run-1", 1_000), ("run-3", 3_000)] {
-        store.put_run(&run_record(id, "vip", at)).await.or_fail(SUITE, CASE, "put_run");
+        store
+            .put_run(&run_record(id, "vip", at))
+            .await
+            .or_fail(SUITE, CASE, "put_run");
     }
     store
         .put_run(&run_record("run-x", "churn", 9_000))
@@ -415,7 +579,12 @@ pub async fn runs_put_get_update_and_list_newest_first(store: Store) {
     if got != Some(run_record("run-2", "vip", 2_000)) {
         fail(SUITE, CASE, format!("get_run read back {got:?}"));
     }
-    if store.get_run("missing").await.or_fail(SUITE, CASE, "get_run").is_some() {
+    if store
+        .get_run("missing")
+        .await
+        .or_fail(SUITE, CASE, "get_run")
+        .is_some()
+    {
         fail(SUITE, CASE, "get_run found a run never written");
     }
 
@@ -426,21 +595,34 @@ pub async fn runs_put_get_update_and_list_newest_first(store: Store) {
     updated.checkpoint.source_cursor = Some("page-7".into());
     updated.stats.adds = 12;
     updated.finished_at = Some(2_500);
-    store.put_run(&updated).await.or_fail(SUITE, CASE, "put_run");
+    store
+        .put_run(&updated)
+        .await
+        .or_fail(SUITE, CASE, "put_run");
     let got = store.get_run("run-2").await.or_fail(SUITE, CASE, "get_run");
     if got.as_ref() != Some(&updated) {
         fail(SUITE, CASE, format!("update not read back: {got:?}"));
     }
 
-    let runs = store.list_runs("vip", 10).await.or_fail(SUITE, CASE, "list_runs");
+    let runs = store
+        .list_runs("vip", 10)
+        .await
+        .or_fail(SUITE, CASE, "list_runs");
     let ids: Vec<&str> = runs.iter().map(|r| r.run_id.as_str()).collect();
     if ids != ["run-3", "run-2", "run-1"] {
-        fail(SUITE, CASE, format!("list_runs gave {ids:?}, expected newest first, no duplicates"));
+        fail(
+            SUITE,
+            CASE,
+            format!("list_runs gave {ids:?}, expected newest first, no duplicates"),
+        );
     }
     if runs.get(1) != Some(&updated) {
         fail(SUITE, CASE, "list_runs returned the run before its update");
     }
-    let two = store.list_runs("vip", 2).await.or_fail(SUITE, CASE, "list_runs");
+    let two = store
+        .list_runs("vip", 2)
+        .await
+        .or_fail(SUITE, CASE, "list_runs");
     let ids: Vec<&str> = two.iter().map(|r| r.run_id.as_str()).collect();
     if ids != ["run-3", "run-2"] {
         fail(SUITE, CASE, format!("list_runs(limit 2) gave {ids:?}"));
@@ -463,29 +645,61 @@ pub async fn idempotency_lifecycle(store: Store) {
                 .or_fail(SUITE, CASE, "idempotency_start")
         }
     };
-    let expect = |what: &str, got: IdempotencyStart, want: IdempotencyStart| {
+    let check = |what: &str, got: IdempotencyStart, want: IdempotencyStart| {
         if got != want {
-            fail(SUITE, CASE, format!("{what}: got {got:?}, expected {want:?}"));
+            fail(
+                SUITE,
+                CASE,
+                format!("{what}: got {got:?}, expected {want:?}"),
+            );
         }
     };
-    expect("first start", start(t0).await, IdempotencyStart::Started);
-    expect("start while held", start(t0 + 1_000).await, IdempotencyStart::InProgress);
+    check("first start", start(t0).await, IdempotencyStart::Started);
+    check(
+        "start while held",
+        start(t0 + 1_000).await,
+        IdempotencyStart::InProgress,
+    );
     store
         .idempotency_complete(k, t0 + hour)
         .await
         .or_fail(SUITE, CASE, "idempotency_complete");
-    expect("start after complete", start(t0 + 2_000).await, IdempotencyStart::Completed);
+    check(
+        "start after complete",
+        start(t0 + 2_000).await,
+        IdempotencyStart::Completed,
+    );
     // Past the record's expiry it counts as absent, deleted or not.
-    expect("start after expiry", start(t0 + 2 * hour).await, IdempotencyStart::Started);
-    expect("start while re-held", start(t0 + 2 * hour + 1_000).await, IdempotencyStart::InProgress);
-    store.idempotency_release(k).await.or_fail(SUITE, CASE, "idempotency_release");
-    expect("start after release", start(t0 + 2 * hour + 2_000).await, IdempotencyStart::Started);
+    check(
+        "start after expiry",
+        start(t0 + 2 * hour).await,
+        IdempotencyStart::Started,
+    );
+    check(
+        "start while re-held",
+        start(t0 + 2 * hour + 1_000).await,
+        IdempotencyStart::InProgress,
+    );
+    store
+        .idempotency_release(k)
+        .await
+        .or_fail(SUITE, CASE, "idempotency_release");
+    check(
+        "start after release",
+        start(t0 + 2 * hour + 2_000).await,
+        IdempotencyStart::Started,
+    );
     // Keys are independent.
     let other = store
-        .idempotency_start("webhook#evt-2", t0 + 2 * hour + 3_000, t0 + 3 * hour, t0 + 4 * hour)
+        .idempotency_start(
+            "webhook#evt-2",
+            t0 + 2 * hour + 3_000,
+            t0 + 3 * hour,
+            t0 + 4 * hour,
+        )
         .await
         .or_fail(SUITE, CASE, "idempotency_start");
-    expect("another key", other, IdempotencyStart::Started);
+    check("another key", other, IdempotencyStart::Started);
     // Releasing a key nobody holds is harmless.
     store
         .idempotency_release("webhook#never")
@@ -519,7 +733,11 @@ pub async fn idempotency_in_progress_past_its_deadline_is_taken_over(store: Stor
         .await
         .or_fail(SUITE, CASE, "idempotency_start");
     if third != IdempotencyStart::InProgress {
-        fail(SUITE, CASE, format!("the new holder was not respected: {third:?}"));
+        fail(
+            SUITE,
+            CASE,
+            format!("the new holder was not respected: {third:?}"),
+        );
     }
 }
 
@@ -547,13 +765,20 @@ pub async fn counters_add_concurrently_and_sum_exactly(store: Store) {
             fail(SUITE, CASE, format!("an adding task failed: {e}"));
         }
     }
-    let got = store.get_counters(scope).await.or_fail(SUITE, CASE, "get_counters");
+    let got = store
+        .get_counters(scope)
+        .await
+        .or_fail(SUITE, CASE, "get_counters");
     let want = BTreeMap::from([
         ("accepted".to_string(), 2 * tasks * adds_per_task),
         ("sent".to_string(), tasks * adds_per_task),
     ]);
     if got != want {
-        fail(SUITE, CASE, format!("counters {got:?}, expected {want:?} (lost updates?)"));
+        fail(
+            SUITE,
+            CASE,
+            format!("counters {got:?}, expected {want:?} (lost updates?)"),
+        );
     }
 }
 
@@ -580,7 +805,10 @@ pub async fn counters_take_negative_deltas_per_scope(store: Store) {
     if got != want {
         fail(SUITE, CASE, format!("counters {got:?}, expected {want:?}"));
     }
-    let none = store.get_counters("intake").await.or_fail(SUITE, CASE, "get_counters");
+    let none = store
+        .get_counters("intake")
+        .await
+        .or_fail(SUITE, CASE, "get_counters");
     if !none.is_empty() {
         fail(SUITE, CASE, format!("an unused scope holds {none:?}"));
     }
@@ -590,21 +818,55 @@ pub async fn counters_take_negative_deltas_per_scope(store: Store) {
 
 pub async fn reports_latest_is_the_newest(store: Store) {
     const CASE: &str = "reports_latest_is_the_newest";
-    if store.latest_report().await.or_fail(SUITE, CASE, "latest_report").is_some() {
+    if store
+        .latest_report()
+        .await
+        .or_fail(SUITE, CASE, "latest_report")
+        .is_some()
+    {
         fail(SUITE, CASE, "a fresh store has a report");
     }
     let newer = report("rep-2", 2_000);
-    store.put_report(&newer).await.or_fail(SUITE, CASE, "put_report");
-    store.put_report(&report("rep-1", 1_000)).await.or_fail(SUITE, CASE, "put_report");
-    let got = store.latest_report().await.or_fail(SUITE, CASE, "latest_report");
+    store
+        .put_report(&newer)
+        .await
+        .or_fail(SUITE, CASE, "put_report");
+    store
+        .put_report(&report("rep-1", 1_000))
+        .await
+        .or_fail(SUITE, CASE, "put_report");
+    let got = store
+        .latest_report()
+        .await
+        .or_fail(SUITE, CASE, "latest_report");
     if got.as_ref() != Some(&newer) {
-        fail(SUITE, CASE, format!("latest_report gave {:?}, expected rep-2", got.map(|r| r.report_id)));
+        fail(
+            SUITE,
+            CASE,
+            format!(
+                "latest_report gave {:?}, expected rep-2",
+                got.map(|r| r.report_id)
+            ),
+        );
     }
     let newest = report("rep-3", 3_000);
-    store.put_report(&newest).await.or_fail(SUITE, CASE, "put_report");
-    let got = store.latest_report().await.or_fail(SUITE, CASE, "latest_report");
+    store
+        .put_report(&newest)
+        .await
+        .or_fail(SUITE, CASE, "put_report");
+    let got = store
+        .latest_report()
+        .await
+        .or_fail(SUITE, CASE, "latest_report");
     if got.as_ref() != Some(&newest) {
-        fail(SUITE, CASE, format!("latest_report gave {:?}, expected rep-3", got.map(|r| r.report_id)));
+        fail(
+            SUITE,
+            CASE,
+            format!(
+                "latest_report gave {:?}, expected rep-3",
+                got.map(|r| r.report_id)
+            ),
+        );
     }
 }
 
@@ -613,30 +875,62 @@ pub async fn reports_latest_is_the_newest(store: Store) {
 pub async fn quarantine_put_get_and_list_newest_first(store: Store) {
     const CASE: &str = "quarantine_put_get_and_list_newest_first";
     for (id, at) in [("q-2", 2_000), ("q-1", 1_000), ("q-3", 3_000)] {
-        store.put_quarantine(&quarantine(id, at)).await.or_fail(SUITE, CASE, "put_quarantine");
+        store
+            .put_quarantine(&quarantine(id, at))
+            .await
+            .or_fail(SUITE, CASE, "put_quarantine");
     }
-    let got = store.get_quarantine("q-1").await.or_fail(SUITE, CASE, "get_quarantine");
+    let got = store
+        .get_quarantine("q-1")
+        .await
+        .or_fail(SUITE, CASE, "get_quarantine");
     if got != Some(quarantine("q-1", 1_000)) {
         fail(SUITE, CASE, format!("get_quarantine read back {got:?}"));
     }
-    if store.get_quarantine("q-9").await.or_fail(SUITE, CASE, "get_quarantine").is_some() {
+    if store
+        .get_quarantine("q-9")
+        .await
+        .or_fail(SUITE, CASE, "get_quarantine")
+        .is_some()
+    {
         fail(SUITE, CASE, "get_quarantine found an entry never written");
     }
     // Marking an entry replayed rewrites it in place.
     let mut replayed = quarantine("q-2", 2_000);
     replayed.replayed_at = Some(5_000);
-    store.put_quarantine(&replayed).await.or_fail(SUITE, CASE, "put_quarantine");
+    store
+        .put_quarantine(&replayed)
+        .await
+        .or_fail(SUITE, CASE, "put_quarantine");
 
-    let all = store.list_quarantine(10).await.or_fail(SUITE, CASE, "list_quarantine");
+    let all = store
+        .list_quarantine(10)
+        .await
+        .or_fail(SUITE, CASE, "list_quarantine");
     let ids: Vec<&str> = all.iter().map(|q| q.id.as_str()).collect();
     if ids != ["q-3", "q-2", "q-1"] {
-        fail(SUITE, CASE, format!("list_quarantine gave {ids:?}, expected newest first, no duplicates"));
+        fail(
+            SUITE,
+            CASE,
+            format!("list_quarantine gave {ids:?}, expected newest first, no duplicates"),
+        );
     }
     if all.get(1) != Some(&replayed) {
-        fail(SUITE, CASE, "list_quarantine returned the entry before its update");
+        fail(
+            SUITE,
+            CASE,
+            "list_quarantine returned the entry before its update",
+        );
     }
-    let two = store.list_quarantine(2).await.or_fail(SUITE, CASE, "list_quarantine");
+    let two = store
+        .list_quarantine(2)
+        .await
+        .or_fail(SUITE, CASE, "list_quarantine");
     if two.len() != 2 || two.first().map(|q| q.id.as_str()) != Some("q-3") {
-        fail(SUITE, CASE, format!("list_quarantine(2) gave {} entries", two.len()));
+        fail(
+            SUITE,
+            CASE,
+            format!("list_quarantine(2) gave {} entries", two.len()),
+        );
     }
 }

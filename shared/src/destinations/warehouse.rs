@@ -88,13 +88,19 @@ impl WarehouseDestination {
     }
 
     /// The object a batch of ops lands in: the same ops give the same key.
-    fn part_key(&self, export: &str, ops: &[DeliveryOp], now: Millis) -> Result<String, DestinationError> {
+    fn part_key(
+        &self,
+        export: &str,
+        ops: &[DeliveryOp],
+        now: Millis,
+    ) -> Result<String, DestinationError> {
         let mut h = Sha256::new();
         for part in [export, self.name.as_str()] {
             h.update(part.as_bytes());
             h.update([0]);
         }
-        let body = serde_json::to_vec(ops).map_err(|e| self.permanent(format!("cannot encode ops: {e}")))?;
+        let body = serde_json::to_vec(ops)
+            .map_err(|e| self.permanent(format!("cannot encode ops: {e}")))?;
         h.update(&body);
         let digest = hex::encode(h.finalize());
         let first_ts = ops.first().map(|op| op.source_ts).unwrap_or(now);
@@ -273,7 +279,12 @@ mod tests {
         }
     }
 
-    fn setup() -> (tempfile::TempDir, Arc<LocalDirStore>, Arc<ManualClock>, WarehouseDestination) {
+    fn setup() -> (
+        tempfile::TempDir,
+        Arc<LocalDirStore>,
+        Arc<ManualClock>,
+        WarehouseDestination,
+    ) {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Arc::new(LocalDirStore::new(dir.path()));
         let clock = Arc::new(ManualClock::new(TS + 1_000));
@@ -308,7 +319,9 @@ mod tests {
     #[tokio::test]
     async fn parts_land_under_export_and_utc_date_partitions() {
         let (_dir, store, _clock, dest) = setup();
-        dest.send(&export(), &binding(), &[op(1, ids(1))]).await.expect("send");
+        dest.send(&export(), &binding(), &[op(1, ids(1))])
+            .await
+            .expect("send");
         let keys = store.list("").await.expect("list");
         assert_eq!(keys.len(), 1);
         let key = &keys[0];
@@ -319,20 +332,35 @@ mod tests {
         assert_eq!(part.len(), DIGEST_HEX);
         assert!(part.chars().all(|c| c.is_ascii_hexdigit()));
         // Other ops, another part.
-        dest.send(&export(), &binding(), &[op(3, ids(3))]).await.expect("send");
-        assert_eq!(store.list("export=vip/dt=2023-11-14/").await.expect("list").len(), 2);
+        dest.send(&export(), &binding(), &[op(3, ids(3))])
+            .await
+            .expect("send");
+        assert_eq!(
+            store
+                .list("export=vip/dt=2023-11-14/")
+                .await
+                .expect("list")
+                .len(),
+            2
+        );
     }
 
     #[tokio::test]
     async fn rows_carry_hashed_email_and_never_raw_contact_details() {
         let (_dir, store, _clock, dest) = setup();
-        dest.send(&export(), &binding(), &[op(1, ids(1))]).await.expect("send");
+        dest.send(&export(), &binding(), &[op(1, ids(1))])
+            .await
+            .expect("send");
         let key = store.list("").await.expect("list").remove(0);
-        let raw = String::from_utf8(store.get(&key).await.expect("get").expect("object")).expect("utf-8");
+        let raw =
+            String::from_utf8(store.get(&key).await.expect("get").expect("object")).expect("utf-8");
         assert!(!raw.to_lowercase().contains("user1@example.com"));
         assert!(!raw.contains("4155550100"));
         let row = &rows(&store, &key).await[0];
-        assert_eq!(row["email_sha256"], json!(email_sha256("user1@example.com")));
+        assert_eq!(
+            row["email_sha256"],
+            json!(email_sha256("user1@example.com"))
+        );
         assert_eq!(row["export"], json!("vip"));
         assert_eq!(row["destination"], json!("lake"));
         assert_eq!(row["audience"], json!("vip_members"));
@@ -350,7 +378,11 @@ mod tests {
     async fn an_op_without_identifiers_is_unmatched_and_not_written() {
         let (_dir, store, _clock, dest) = setup();
         let out = dest
-            .send(&export(), &binding(), &[op(1, Identifiers::default()), op(2, ids(2))])
+            .send(
+                &export(),
+                &binding(),
+                &[op(1, Identifiers::default()), op(2, ids(2))],
+            )
             .await
             .expect("send");
         assert!(matches!(out[0], OpOutcome::Unmatched { .. }));
@@ -359,7 +391,10 @@ mod tests {
         assert_eq!(rows(&store, &key).await.len(), 1);
 
         let (_dir, store, _clock, dest) = setup();
-        let out = dest.send(&export(), &binding(), &[op(1, Identifiers::default())]).await.expect("send");
+        let out = dest
+            .send(&export(), &binding(), &[op(1, Identifiers::default())])
+            .await
+            .expect("send");
         assert!(matches!(out[0], OpOutcome::Unmatched { .. }));
         assert!(store.list("").await.expect("list").is_empty());
     }
@@ -371,7 +406,12 @@ mod tests {
             dest.describe_output(&export(), &binding()),
             dir.path().join("export=vip/").display().to_string()
         );
-        assert_eq!(dest.audience_size(&export(), &binding()).await.expect("size"), None);
+        assert_eq!(
+            dest.audience_size(&export(), &binding())
+                .await
+                .expect("size"),
+            None
+        );
         assert_eq!(dest.kind(), DestinationKind::Warehouse);
         assert_eq!(dest.max_batch(), 500);
     }

@@ -64,7 +64,7 @@ fn number_of(v: &Value) -> Option<f64> {
 /// top of what is stored.
 ///
 /// * An older change never overwrites a newer one.
-/// * The very same change again returns the stored record unchanged, so its
+/// * The very same change (same change id) again returns the stored record unchanged, so its
 ///   `previous` snapshot (and thus its ops) are re-derived identically.
 /// * Identifiers and attributes are merged: a change that carries only some
 ///   of them keeps the rest.
@@ -76,7 +76,8 @@ pub fn apply_change(
     now: Millis,
 ) -> Decision {
     if let Some(s) = stored {
-        if s.source_ts == change.source_ts && s.change_id == change.change_id {
+        // Change ids are unique per change, so an equal id is a retry.
+        if s.change_id == change.change_id {
             return Decision::Write(Box::new(s.clone()));
         }
         if s.source_ts > change.source_ts

@@ -86,6 +86,15 @@ pub async fn apply_one(
         }
     }
     let stored = deps.state.get_membership(&export.name, &key).await?;
+    // Suppression is an invariant, not an event: entering a suppression
+    // export removes the person even if their record here is newer.
+    if change.origin == ChangeOrigin::Suppression && change.kind == ChangeKind::Exit {
+        if let Some(s) = &stored {
+            if s.change_id != change.change_id && s.source_ts >= change.source_ts {
+                change.source_ts = s.source_ts + 1;
+            }
+        }
+    }
     let mapped = mapped_attributes(export, &change.person.attributes);
     let now = deps.clock.now_ms();
     let record = match apply_change(export, stored.as_ref(), &change, &mapped, now) {

@@ -79,11 +79,13 @@ pub async fn run_export(
     };
     deps.state.put_run(&run).await?;
 
+    // Each invocation makes progress (one page or one chunk at least)
+    // before it looks at its deadline.
     while !run.checkpoint.source_done {
-        if past(opts.deadline) {
+        read_page(deps, source, segment_id, &mut run, opts).await?;
+        if !run.checkpoint.source_done && past(opts.deadline) {
             return Ok(run);
         }
-        read_page(deps, source, segment_id, &mut run, opts).await?;
     }
 
     let plan = plan(deps, &export, &run, opts).await?;
@@ -112,12 +114,12 @@ pub async fn run_export(
             })
         })
         .collect();
-    for chunk in pending.chunks(opts.chunk_people.max(1)) {
-        if past(opts.deadline) {
-            deps.state.put_run(&run).await?;
+    let chunks: Vec<&[&MembershipChange]> = pending.chunks(opts.chunk_people.max(1)).collect();
+    for (i, chunk) in chunks.iter().enumerate() {
+        commit_chunk(deps, &export, &mut run, chunk).await?;
+        if i + 1 < chunks.len() && past(opts.deadline) {
             return Ok(run);
         }
-        commit_chunk(deps, &export, &mut run, chunk).await?;
     }
     run.status = RunStatus::Finished;
     run.finished_at = Some(deps.clock.now_ms());

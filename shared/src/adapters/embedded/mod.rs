@@ -68,7 +68,11 @@ impl StorageBackend for WriteThrough {
     fn try_lock_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<bool, BackendError> {
         self.0.try_lock_range(start, end)
     }
-    fn try_lock_shared_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<bool, BackendError> {
+    fn try_lock_shared_range(
+        &self,
+        start: Bound<u64>,
+        end: Bound<u64>,
+    ) -> Result<bool, BackendError> {
         self.0.try_lock_shared_range(start, end)
     }
     fn lock_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<(), BackendError> {
@@ -113,8 +117,12 @@ mod tests {
 
     fn open(dir: &std::path::Path) -> (EmbeddedStateStore, EmbeddedQueue) {
         let state = EmbeddedStateStore::open(&dir.join("state.redb")).expect("open state");
-        let queue = EmbeddedQueue::open(&dir.join("queue.redb"), QueueSettings::default(), Arc::new(SystemClock))
-            .expect("open queue");
+        let queue = EmbeddedQueue::open(
+            &dir.join("queue.redb"),
+            QueueSettings::default(),
+            Arc::new(SystemClock),
+        )
+        .expect("open queue");
         (state, queue)
     }
 
@@ -127,7 +135,10 @@ mod tests {
             let rt = tokio::runtime::Runtime::new().expect("runtime");
             rt.block_on(async {
                 let (state, queue) = open(&dir);
-                state.add_counters("intake", &[("webhooks_accepted", 7)]).await.expect("add");
+                state
+                    .add_counters("intake", &[("webhooks_accepted", 7)])
+                    .await
+                    .expect("add");
                 queue.send("warehouse", &[job()]).await.expect("send");
             });
             std::process::abort();

@@ -152,14 +152,50 @@ fn next_seq(txn: &WriteTransaction, n: u64) -> Result<u64, QueueError> {
     Ok(first)
 }
 
-/// Visibility-index keys of `queue` with `visible_at` in the given bounds.
-fn visibility_range(lo: Millis, hi: Bound<Millis>, queue: &str) -> (Bound<(&str, i64, u64)>, Bound<(&str, i64, u64)>) {
-    let upper = match hi {
+/// A key of the visibility index.
+type VisibilityKey<'a> = (&'a str, i64, u64);
+
+/// Visibility-index keys of `queue` that are visible up to `until`.
+fn visibility_range(
+    queue: &str,
+    until: Bound<Millis>,
+) -> (Bound<VisibilityKey<'_>>, Bound<VisibilityKey<'_>>) {
+    let upper = match until {
         Bound::Included(t) => Bound::Included((queue, t, u64::MAX)),
         Bound::Excluded(t) => Bound::Excluded((queue, t, 0)),
         Bound::Unbounded => Bound::Included((queue, Millis::MAX, u64::MAX)),
     };
-    (Bound::Included((queue, lo, 0)), upper)
+    (Bound::Included((queue, Millis::MIN, 0)), upper)
+}
+
+/// Put jobs on `queue`, visible at `now`, never received.
+fn enqueue(
+    txn: &WriteTransaction,
+    queue: &str,
+    now: Millis,
+    jobs: Vec<(String, DeliveryJob)>,
+    what: &str,
+) -> Result<(), QueueError> {
+    let first = next_seq(txn, jobs.len() as u64)?;
+    let mut messages = txn.open_table(MESSAGE).map_err(|e| db_err(what, e))?;
+    let mut index = txn.open_table(VISIBILITY).map_err(|e| db_err(what, e))?;
+    for (seq, (id, job)) in (first..).zip(jobs) {
+        let msg = StoredMessage {
+            job,
+            receive_count: 0,
+            receipt: None,
+            visible_at: now,
+            seq,
+        };
+        let bytes = serde_json::to_vec(&msg).map_err(|e| json_err("cannot encode job", e))?;
+        messages
+            .insert((queue, id.as_str()), bytes.as_slice())
+            .map_err(|e| db_err(what, e))?;
+        index
+            .insert((queue, now, seq), id.as_str())
+            .map_err(|e| db_err(what, e))?;
+    }
+    Ok(())
 }
 
 /// The message a receipt names, if the receipt is still its current one.
@@ -186,7 +222,11 @@ fn current_message(
 
 impl EmbeddedQueue {
     /// Open (or create) the queue file at `path`, creating its directory.
-    pub fn open(path: &Path, defaults: QueueSettings, clock: Arc<dyn Clock>) -> Result<Self, QueueError> {
+    pub fn open(
+        path: &Path,
+        defaults: QueueSettings,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, QueueError> {
         let db = super::open_database(path)
             .map_err(|e| db_err(&format!("cannot open queue file {}", path.display()), e))?;
         let txn = db.begin_write().map_err(|e| db_err("open", e))?;
@@ -272,7 +312,7 @@ impl EmbeddedQueue {
             let txn = inner.db.begin_read().map_err(|e| db_err("peek", e))?;
             let index = txn.open_table(VISIBILITY).map_err(|e| db_err("peek", e))?;
             let mut range = index
-                .range::<(&str, i64, u64)>(visibility_range(Millis::MIN, Bound::Unbounded, &queue))
+                .range::<(&str, i64, u64)>(visibility_range(&queue, Bound::Unbounded))
                 .map_err(|e| db_err("peek", e))?;
             let Some(first) = range.next() else {
                 return Ok(None);
@@ -280,7 +320,9 @@ impl EmbeddedQueue {
             let (k, _) = first.map_err(|e| db_err("peek", e))?;
             let (_, visible_at, _) = k.value();
             let wait = visible_at.saturating_sub(now).max(0);
-            Ok(Some(Duration::from_millis(u64::try_from(wait).unwrap_or(0))))
+            Ok(Some(Duration::from_millis(
+                u64::try_from(wait).unwrap_or(0),
+            )))
         })
         .await
     }
@@ -312,29 +354,11 @@ impl JobQueue for EmbeddedQueue {
         self.blocking(move |inner| {
             let now = inner.clock.now_ms();
             let txn = inner.db.begin_write().map_err(|e| db_err("send", e))?;
-            {
-                let mut seq = next_seq(&txn, jobs.len() as u64)?;
-                let mut messages = txn.open_table(MESSAGE).map_err(|e| db_err("send", e))?;
-                let mut index = txn.open_table(VISIBILITY).map_err(|e| db_err("send", e))?;
-                for job in jobs {
-                    let id = uuid::Uuid::new_v4().simple().to_string();
-                    let msg = StoredMessage {
-                        job,
-                        receive_count: 0,
-                        receipt: None,
-                        visible_at: now,
-                        seq,
-                    };
-                    let bytes = serde_json::to_vec(&msg).map_err(|e| json_err("cannot encode job", e))?;
-                    messages
-                        .insert((queue_name.as_str(), id.as_str()), bytes.as_slice())
-                        .map_err(|e| db_err("send", e))?;
-                    index
-                        .insert((queue_name.as_str(), now, seq), id.as_str())
-                        .map_err(|e| db_err("send", e))?;
-                    seq += 1;
-                }
-            }
+            let jobs = jobs
+                .into_iter()
+                .map(|job| (uuid::Uuid::new_v4().simple().to_string(), job))
+                .collect();
+            enqueue(&txn, &queue_name, now, jobs, "send")?;
             commit(txn, "send")
         })
         .await?;
@@ -356,7 +380,9 @@ impl JobQueue for EmbeddedQueue {
             let mut changed = false;
             {
                 let mut messages = txn.open_table(MESSAGE).map_err(|e| db_err("receive", e))?;
-                let mut index = txn.open_table(VISIBILITY).map_err(|e| db_err("receive", e))?;
+                let mut index = txn
+                    .open_table(VISIBILITY)
+                    .map_err(|e| db_err("receive", e))?;
                 let mut dead = txn.open_table(DEAD).map_err(|e| db_err("receive", e))?;
                 let mut seen = HashSet::new();
                 loop {
@@ -364,7 +390,7 @@ impl JobQueue for EmbeddedQueue {
                     // count towards `max`, so look again until full or dry.
                     let mut batch = Vec::new();
                     for entry in index
-                        .range::<(&str, i64, u64)>(visibility_range(Millis::MIN, Bound::Included(now), &queue))
+                        .range::<(&str, i64, u64)>(visibility_range(&queue, Bound::Included(now)))
                         .map_err(|e| db_err("receive", e))?
                     {
                         let (k, v) = entry.map_err(|e| db_err("receive", e))?;
@@ -413,8 +439,8 @@ impl JobQueue for EmbeddedQueue {
                         let receipt = format!("{id}:{}", uuid::Uuid::new_v4().simple());
                         msg.receipt = Some(receipt.clone());
                         msg.visible_at = hide_until;
-                        let bytes =
-                            serde_json::to_vec(&msg).map_err(|e| json_err("cannot encode job", e))?;
+                        let bytes = serde_json::to_vec(&msg)
+                            .map_err(|e| json_err("cannot encode job", e))?;
                         messages
                             .insert((queue.as_str(), id.as_str()), bytes.as_slice())
                             .map_err(|e| db_err("receive", e))?;
@@ -465,17 +491,30 @@ impl JobQueue for EmbeddedQueue {
         .await
     }
 
-    async fn retry_later(&self, queue: &str, receipt: &str, delay: Duration) -> Result<(), QueueError> {
+    async fn retry_later(
+        &self,
+        queue: &str,
+        receipt: &str,
+        delay: Duration,
+    ) -> Result<(), QueueError> {
         let (queue_name, receipt) = (queue.to_string(), receipt.to_string());
         self.blocking(move |inner| {
             let now = inner.clock.now_ms();
-            let txn = inner.db.begin_write().map_err(|e| db_err("retry later", e))?;
-            let Some((id, mut msg)) = current_message(&txn, &queue_name, &receipt, "retry later")? else {
+            let txn = inner
+                .db
+                .begin_write()
+                .map_err(|e| db_err("retry later", e))?;
+            let Some((id, mut msg)) = current_message(&txn, &queue_name, &receipt, "retry later")?
+            else {
                 return Ok(());
             };
             {
-                let mut messages = txn.open_table(MESSAGE).map_err(|e| db_err("retry later", e))?;
-                let mut index = txn.open_table(VISIBILITY).map_err(|e| db_err("retry later", e))?;
+                let mut messages = txn
+                    .open_table(MESSAGE)
+                    .map_err(|e| db_err("retry later", e))?;
+                let mut index = txn
+                    .open_table(VISIBILITY)
+                    .map_err(|e| db_err("retry later", e))?;
                 index
                     .remove((queue_name.as_str(), msg.visible_at, msg.seq))
                     .map_err(|e| db_err("retry later", e))?;
@@ -483,7 +522,8 @@ impl JobQueue for EmbeddedQueue {
                 index
                     .insert((queue_name.as_str(), msg.visible_at, msg.seq), id.as_str())
                     .map_err(|e| db_err("retry later", e))?;
-                let bytes = serde_json::to_vec(&msg).map_err(|e| json_err("cannot encode job", e))?;
+                let bytes =
+                    serde_json::to_vec(&msg).map_err(|e| json_err("cannot encode job", e))?;
                 messages
                     .insert((queue_name.as_str(), id.as_str()), bytes.as_slice())
                     .map_err(|e| db_err("retry later", e))?;
@@ -506,7 +546,7 @@ impl JobQueue for EmbeddedQueue {
             let dead = txn.open_table(DEAD).map_err(|e| db_err("depth", e))?;
             let mut depth = QueueDepth::default();
             for entry in index
-                .range::<(&str, i64, u64)>(visibility_range(Millis::MIN, Bound::Unbounded, &queue))
+                .range::<(&str, i64, u64)>(visibility_range(&queue, Bound::Unbounded))
                 .map_err(|e| db_err("depth", e))?
             {
                 let (k, _) = entry.map_err(|e| db_err("depth", e))?;
@@ -521,7 +561,10 @@ impl JobQueue for EmbeddedQueue {
                 Bound::Included((queue.as_str(), 0u64)),
                 Bound::Included((queue.as_str(), u64::MAX)),
             );
-            for entry in dead.range::<(&str, u64)>(dead_range).map_err(|e| db_err("depth", e))? {
+            for entry in dead
+                .range::<(&str, u64)>(dead_range)
+                .map_err(|e| db_err("depth", e))?
+            {
                 entry.map_err(|e| db_err("depth", e))?;
                 depth.dead += 1;
             }
@@ -533,8 +576,13 @@ impl JobQueue for EmbeddedQueue {
     async fn dead_letters(&self, queue: &str, max: usize) -> Result<Vec<DeliveryJob>, QueueError> {
         let queue = queue.to_string();
         self.blocking(move |inner| {
-            let txn = inner.db.begin_read().map_err(|e| db_err("dead letters", e))?;
-            let dead = txn.open_table(DEAD).map_err(|e| db_err("dead letters", e))?;
+            let txn = inner
+                .db
+                .begin_read()
+                .map_err(|e| db_err("dead letters", e))?;
+            let dead = txn
+                .open_table(DEAD)
+                .map_err(|e| db_err("dead letters", e))?;
             let dead_range = (
                 Bound::Included((queue.as_str(), 0u64)),
                 Bound::Included((queue.as_str(), u64::MAX)),
@@ -546,8 +594,8 @@ impl JobQueue for EmbeddedQueue {
                 .take(max)
             {
                 let (_, v) = entry.map_err(|e| db_err("dead letters", e))?;
-                let letter: DeadMessage =
-                    serde_json::from_slice(v.value()).map_err(|e| json_err("corrupt dead letter", e))?;
+                let letter: DeadMessage = serde_json::from_slice(v.value())
+                    .map_err(|e| json_err("corrupt dead letter", e))?;
                 out.push(letter.job);
             }
             Ok(out)
@@ -561,8 +609,7 @@ impl JobQueue for EmbeddedQueue {
             .blocking(move |inner| {
                 let now = inner.clock.now_ms();
                 let txn = inner.db.begin_write().map_err(|e| db_err("redrive", e))?;
-                let mut moved = 0u64;
-                {
+                let moved = {
                     let mut dead = txn.open_table(DEAD).map_err(|e| db_err("redrive", e))?;
                     let dead_range = (
                         Bound::Included((queue_name.as_str(), 0u64)),
@@ -579,29 +626,11 @@ impl JobQueue for EmbeddedQueue {
                         letters.push(letter);
                     }
                     drop(dead);
-                    let mut seq = next_seq(&txn, letters.len() as u64)?;
-                    let mut messages = txn.open_table(MESSAGE).map_err(|e| db_err("redrive", e))?;
-                    let mut index = txn.open_table(VISIBILITY).map_err(|e| db_err("redrive", e))?;
-                    for letter in letters {
-                        let msg = StoredMessage {
-                            job: letter.job,
-                            receive_count: 0,
-                            receipt: None,
-                            visible_at: now,
-                            seq,
-                        };
-                        let bytes =
-                            serde_json::to_vec(&msg).map_err(|e| json_err("cannot encode job", e))?;
-                        messages
-                            .insert((queue_name.as_str(), letter.message_id.as_str()), bytes.as_slice())
-                            .map_err(|e| db_err("redrive", e))?;
-                        index
-                            .insert((queue_name.as_str(), now, seq), letter.message_id.as_str())
-                            .map_err(|e| db_err("redrive", e))?;
-                        seq += 1;
-                        moved += 1;
-                    }
-                }
+                    let moved = letters.len() as u64;
+                    let jobs = letters.into_iter().map(|l| (l.message_id, l.job)).collect();
+                    enqueue(&txn, &queue_name, now, jobs, "redrive")?;
+                    moved
+                };
                 if moved > 0 {
                     commit(txn, "redrive")?;
                 }
@@ -652,8 +681,12 @@ mod tests {
         // One queue file for every case, so queues really share a store and
         // the isolation case means something.
         let vt = Duration::from_millis(500);
-        let queue = EmbeddedQueue::open(&dir.path().join("queue.redb"), settings(vt, 3), Arc::new(SystemClock))
-            .expect("open");
+        let queue = EmbeddedQueue::open(
+            &dir.path().join("queue.redb"),
+            settings(vt, 3),
+            Arc::new(SystemClock),
+        )
+        .expect("open");
         let n = AtomicUsize::new(0);
         crate::conformance::queue::run(|| {
             let name = format!("q{}", n.fetch_add(1, Ordering::SeqCst));
@@ -678,14 +711,18 @@ mod tests {
         let defaults = settings(Duration::from_secs(30), 2);
         let in_flight_id = {
             let q = EmbeddedQueue::open(&path, defaults, clock.clone()).expect("open");
-            q.send("d", &[job("a"), job("b"), job("c")]).await.expect("send");
+            q.send("d", &[job("a"), job("b"), job("c")])
+                .await
+                .expect("send");
             let got = q.receive("d", 1).await.expect("receive");
             assert_eq!(got.len(), 1);
             // Use up "b"'s two receives: the next receive dead-letters it.
             for round in 1..=2 {
                 let b = q.receive("d", 1).await.expect("receive");
                 assert_eq!((b[0].job.job_id.as_str(), b[0].receive_count), ("b", round));
-                q.retry_later("d", &b[0].receipt, Duration::ZERO).await.expect("retry");
+                q.retry_later("d", &b[0].receipt, Duration::ZERO)
+                    .await
+                    .expect("retry");
             }
             got[0].message_id.clone()
         };
@@ -708,8 +745,12 @@ mod tests {
     async fn visibility_follows_the_injected_clock() {
         let dir = tempfile::tempdir().expect("tempdir");
         let clock = Arc::new(ManualClock::new(0));
-        let q = EmbeddedQueue::open(&dir.path().join("q.redb"), settings(Duration::from_secs(30), 5), clock.clone())
-            .expect("open");
+        let q = EmbeddedQueue::open(
+            &dir.path().join("q.redb"),
+            settings(Duration::from_secs(30), 5),
+            clock.clone(),
+        )
+        .expect("open");
         q.send("d", &[job("a")]).await.expect("send");
         let first = q.receive("d", 10).await.expect("receive");
         clock.advance(Duration::from_secs(29));
@@ -729,25 +770,39 @@ mod tests {
     async fn settings_apply_per_queue() {
         let dir = tempfile::tempdir().expect("tempdir");
         let clock = Arc::new(ManualClock::new(0));
-        let q = EmbeddedQueue::open(&dir.path().join("q.redb"), settings(Duration::from_secs(30), 5), clock.clone())
-            .expect("open");
+        let q = EmbeddedQueue::open(
+            &dir.path().join("q.redb"),
+            settings(Duration::from_secs(30), 5),
+            clock.clone(),
+        )
+        .expect("open");
         q.set_queue_settings("strict", settings(Duration::from_secs(5), 1));
         q.send("strict", &[job("s")]).await.expect("send");
         q.send("loose", &[job("l")]).await.expect("send");
         q.receive("strict", 1).await.expect("receive");
         q.receive("loose", 1).await.expect("receive");
         clock.advance(Duration::from_secs(6));
-        assert!(q.receive("strict", 1).await.expect("receive").is_empty(), "dead-lettered after 1");
+        assert!(
+            q.receive("strict", 1).await.expect("receive").is_empty(),
+            "dead-lettered after 1"
+        );
         assert_eq!(q.depth("strict").await.expect("depth").dead, 1);
-        assert!(q.receive("loose", 1).await.expect("receive").is_empty(), "still hidden for 30 s");
+        assert!(
+            q.receive("loose", 1).await.expect("receive").is_empty(),
+            "still hidden for 30 s"
+        );
         assert_eq!(q.depth("loose").await.expect("depth").in_flight, 1);
     }
 
     #[tokio::test]
     async fn a_malformed_receipt_is_a_permanent_error() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let q = EmbeddedQueue::open(&dir.path().join("q.redb"), QueueSettings::default(), Arc::new(SystemClock))
-            .expect("open");
+        let q = EmbeddedQueue::open(
+            &dir.path().join("q.redb"),
+            QueueSettings::default(),
+            Arc::new(SystemClock),
+        )
+        .expect("open");
         let err = q.ack("d", "no-separator").await.expect_err("malformed");
         assert!(!err.is_retryable());
     }
@@ -755,8 +810,12 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn wait_for_jobs_wakes_on_send() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let q = EmbeddedQueue::open(&dir.path().join("q.redb"), QueueSettings::default(), Arc::new(SystemClock))
-            .expect("open");
+        let q = EmbeddedQueue::open(
+            &dir.path().join("q.redb"),
+            QueueSettings::default(),
+            Arc::new(SystemClock),
+        )
+        .expect("open");
         let sender = q.clone();
         let start = Instant::now();
         let send = tokio::spawn(async move {
@@ -792,7 +851,11 @@ mod tests {
         q.receive("d", 1).await.expect("receive");
         let start = Instant::now();
         q.wait_for_jobs("d", Duration::from_secs(5)).await;
-        assert!(start.elapsed() < Duration::from_secs(2), "waited {:?}", start.elapsed());
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "waited {:?}",
+            start.elapsed()
+        );
         assert_eq!(q.receive("d", 1).await.expect("receive").len(), 1);
     }
 }

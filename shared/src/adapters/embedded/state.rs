@@ -204,7 +204,9 @@ impl StateStore for EmbeddedStateStore {
         let (export, person) = (export.to_string(), person.0.clone());
         self.blocking(move |db| {
             let txn = db.begin_read().map_err(|e| db_err("get membership", e))?;
-            let t = txn.open_table(MEMBERSHIP).map_err(|e| db_err("get membership", e))?;
+            let t = txn
+                .open_table(MEMBERSHIP)
+                .map_err(|e| db_err("get membership", e))?;
             let got = t
                 .get((export.as_str(), person.as_str()))
                 .map_err(|e| db_err("get membership", e))?;
@@ -213,13 +215,18 @@ impl StateStore for EmbeddedStateStore {
         .await
     }
 
-    async fn put_membership(&self, record: &MembershipRecord) -> Result<MembershipWrite, StateError> {
+    async fn put_membership(
+        &self,
+        record: &MembershipRecord,
+    ) -> Result<MembershipWrite, StateError> {
         let record = record.clone();
         self.blocking(move |db| {
             let bytes = encode("membership", &record)?;
             let txn = db.begin_write().map_err(|e| db_err("put membership", e))?;
             let outcome = {
-                let mut t = txn.open_table(MEMBERSHIP).map_err(|e| db_err("put membership", e))?;
+                let mut t = txn
+                    .open_table(MEMBERSHIP)
+                    .map_err(|e| db_err("put membership", e))?;
                 let key = (record.export.as_str(), record.person_key.as_str());
                 let stored: Option<MembershipRecord> = t
                     .get(key)
@@ -230,7 +237,8 @@ impl StateStore for EmbeddedStateStore {
                     None => true,
                     Some(cur) => {
                         cur.source_ts < record.source_ts
-                            || (cur.source_ts == record.source_ts && cur.change_id == record.change_id)
+                            || (cur.source_ts == record.source_ts
+                                && cur.change_id == record.change_id)
                     }
                 };
                 match stored {
@@ -287,7 +295,9 @@ impl StateStore for EmbeddedStateStore {
         let export = export.to_string();
         self.blocking(move |db| {
             let txn = db.begin_read().map_err(|e| db_err("count members", e))?;
-            let t = txn.open_table(MEMBER_COUNT).map_err(|e| db_err("count members", e))?;
+            let t = txn
+                .open_table(MEMBER_COUNT)
+                .map_err(|e| db_err("count members", e))?;
             let n = t
                 .get(export.as_str())
                 .map_err(|e| db_err("count members", e))?
@@ -298,13 +308,19 @@ impl StateStore for EmbeddedStateStore {
         .await
     }
 
-    async fn stage_people(&self, run_id: &str, people: &[(PersonKey, Person)]) -> Result<(), StateError> {
+    async fn stage_people(
+        &self,
+        run_id: &str,
+        people: &[(PersonKey, Person)],
+    ) -> Result<(), StateError> {
         let run_id = run_id.to_string();
         let people = people.to_vec();
         self.blocking(move |db| {
             let txn = db.begin_write().map_err(|e| db_err("stage people", e))?;
             {
-                let mut t = txn.open_table(STAGED).map_err(|e| db_err("stage people", e))?;
+                let mut t = txn
+                    .open_table(STAGED)
+                    .map_err(|e| db_err("stage people", e))?;
                 for (key, person) in &people {
                     let bytes = encode("staged person", person)?;
                     t.insert((run_id.as_str(), key.as_str()), bytes.as_slice())
@@ -336,7 +352,9 @@ impl StateStore for EmbeddedStateStore {
         self.blocking(move |db| {
             let txn = db.begin_write().map_err(|e| db_err("clear staged", e))?;
             {
-                let mut t = txn.open_table(STAGED).map_err(|e| db_err("clear staged", e))?;
+                let mut t = txn
+                    .open_table(STAGED)
+                    .map_err(|e| db_err("clear staged", e))?;
                 let lower = Bound::Included((run_id.as_str(), ""));
                 t.retain_in::<(&str, &str), _>((lower, Bound::Unbounded), |(r, _), _| r != run_id)
                     .map_err(|e| db_err("clear staged", e))?;
@@ -353,7 +371,9 @@ impl StateStore for EmbeddedStateStore {
             let txn = db.begin_write().map_err(|e| db_err("put run", e))?;
             {
                 let mut runs = txn.open_table(RUN).map_err(|e| db_err("put run", e))?;
-                let mut index = txn.open_table(RUN_BY_EXPORT).map_err(|e| db_err("put run", e))?;
+                let mut index = txn
+                    .open_table(RUN_BY_EXPORT)
+                    .map_err(|e| db_err("put run", e))?;
                 let old: Option<RunRecord> = runs
                     .get(run.run_id.as_str())
                     .map_err(|e| db_err("put run", e))?
@@ -367,7 +387,10 @@ impl StateStore for EmbeddedStateStore {
                 runs.insert(run.run_id.as_str(), bytes.as_slice())
                     .map_err(|e| db_err("put run", e))?;
                 index
-                    .insert((run.export.as_str(), run.started_at, run.run_id.as_str()), ())
+                    .insert(
+                        (run.export.as_str(), run.started_at, run.run_id.as_str()),
+                        (),
+                    )
                     .map_err(|e| db_err("put run", e))?;
             }
             commit(txn, "put run")
@@ -390,7 +413,9 @@ impl StateStore for EmbeddedStateStore {
         let export = export.to_string();
         self.blocking(move |db| {
             let txn = db.begin_read().map_err(|e| db_err("list runs", e))?;
-            let index = txn.open_table(RUN_BY_EXPORT).map_err(|e| db_err("list runs", e))?;
+            let index = txn
+                .open_table(RUN_BY_EXPORT)
+                .map_err(|e| db_err("list runs", e))?;
             let runs = txn.open_table(RUN).map_err(|e| db_err("list runs", e))?;
             let lower = Bound::Included((export.as_str(), i64::MIN, ""));
             let range = index
@@ -425,9 +450,13 @@ impl StateStore for EmbeddedStateStore {
     ) -> Result<IdempotencyStart, StateError> {
         let key = key.to_string();
         self.blocking(move |db| {
-            let txn = db.begin_write().map_err(|e| db_err("idempotency start", e))?;
+            let txn = db
+                .begin_write()
+                .map_err(|e| db_err("idempotency start", e))?;
             let verdict = {
-                let mut t = txn.open_table(IDEMPOTENCY).map_err(|e| db_err("idempotency start", e))?;
+                let mut t = txn
+                    .open_table(IDEMPOTENCY)
+                    .map_err(|e| db_err("idempotency start", e))?;
                 let stored: Option<IdempotencyRecord> = t
                     .get(key.as_str())
                     .map_err(|e| db_err("idempotency start", e))?
@@ -474,7 +503,9 @@ impl StateStore for EmbeddedStateStore {
                 in_progress_expiration: expires_at,
             };
             let bytes = encode("idempotency record", &record)?;
-            let txn = db.begin_write().map_err(|e| db_err("idempotency complete", e))?;
+            let txn = db
+                .begin_write()
+                .map_err(|e| db_err("idempotency complete", e))?;
             {
                 let mut t = txn
                     .open_table(IDEMPOTENCY)
@@ -490,7 +521,9 @@ impl StateStore for EmbeddedStateStore {
     async fn idempotency_release(&self, key: &str) -> Result<(), StateError> {
         let key = key.to_string();
         self.blocking(move |db| {
-            let txn = db.begin_write().map_err(|e| db_err("idempotency release", e))?;
+            let txn = db
+                .begin_write()
+                .map_err(|e| db_err("idempotency release", e))?;
             {
                 let mut t = txn
                     .open_table(IDEMPOTENCY)
@@ -513,7 +546,9 @@ impl StateStore for EmbeddedStateStore {
             // One write transaction at a time: the read-add-write is atomic.
             let txn = db.begin_write().map_err(|e| db_err("add counters", e))?;
             {
-                let mut t = txn.open_table(COUNTER).map_err(|e| db_err("add counters", e))?;
+                let mut t = txn
+                    .open_table(COUNTER)
+                    .map_err(|e| db_err("add counters", e))?;
                 for (name, delta) in &deltas {
                     let key = (scope.as_str(), name.as_str());
                     let cur = t
@@ -534,7 +569,9 @@ impl StateStore for EmbeddedStateStore {
         let scope = scope.to_string();
         self.blocking(move |db| {
             let txn = db.begin_read().map_err(|e| db_err("get counters", e))?;
-            let t = txn.open_table(COUNTER).map_err(|e| db_err("get counters", e))?;
+            let t = txn
+                .open_table(COUNTER)
+                .map_err(|e| db_err("get counters", e))?;
             let lower = Bound::Included((scope.as_str(), ""));
             let range = t
                 .range::<(&str, &str)>((lower, Bound::Unbounded))
@@ -559,8 +596,12 @@ impl StateStore for EmbeddedStateStore {
             let bytes = encode("report", &report)?;
             let txn = db.begin_write().map_err(|e| db_err("put report", e))?;
             {
-                let mut reports = txn.open_table(REPORT).map_err(|e| db_err("put report", e))?;
-                let mut index = txn.open_table(REPORT_BY_TIME).map_err(|e| db_err("put report", e))?;
+                let mut reports = txn
+                    .open_table(REPORT)
+                    .map_err(|e| db_err("put report", e))?;
+                let mut index = txn
+                    .open_table(REPORT_BY_TIME)
+                    .map_err(|e| db_err("put report", e))?;
                 let old: Option<ReconcileReport> = reports
                     .get(report.report_id.as_str())
                     .map_err(|e| db_err("put report", e))?
@@ -586,8 +627,12 @@ impl StateStore for EmbeddedStateStore {
     async fn latest_report(&self) -> Result<Option<ReconcileReport>, StateError> {
         self.blocking(move |db| {
             let txn = db.begin_read().map_err(|e| db_err("latest report", e))?;
-            let index = txn.open_table(REPORT_BY_TIME).map_err(|e| db_err("latest report", e))?;
-            let reports = txn.open_table(REPORT).map_err(|e| db_err("latest report", e))?;
+            let index = txn
+                .open_table(REPORT_BY_TIME)
+                .map_err(|e| db_err("latest report", e))?;
+            let reports = txn
+                .open_table(REPORT)
+                .map_err(|e| db_err("latest report", e))?;
             let Some((k, _)) = index.last().map_err(|e| db_err("latest report", e))? else {
                 return Ok(None);
             };
@@ -604,7 +649,9 @@ impl StateStore for EmbeddedStateStore {
             let bytes = encode("quarantine entry", &entry)?;
             let txn = db.begin_write().map_err(|e| db_err("put quarantine", e))?;
             {
-                let mut entries = txn.open_table(QUARANTINE).map_err(|e| db_err("put quarantine", e))?;
+                let mut entries = txn
+                    .open_table(QUARANTINE)
+                    .map_err(|e| db_err("put quarantine", e))?;
                 let mut index = txn
                     .open_table(QUARANTINE_BY_TIME)
                     .map_err(|e| db_err("put quarantine", e))?;
@@ -634,9 +681,14 @@ impl StateStore for EmbeddedStateStore {
         let id = id.to_string();
         self.blocking(move |db| {
             let txn = db.begin_read().map_err(|e| db_err("get quarantine", e))?;
-            let t = txn.open_table(QUARANTINE).map_err(|e| db_err("get quarantine", e))?;
-            let got = t.get(id.as_str()).map_err(|e| db_err("get quarantine", e))?;
-            got.map(|v| decode("quarantine entry", v.value())).transpose()
+            let t = txn
+                .open_table(QUARANTINE)
+                .map_err(|e| db_err("get quarantine", e))?;
+            let got = t
+                .get(id.as_str())
+                .map_err(|e| db_err("get quarantine", e))?;
+            got.map(|v| decode("quarantine entry", v.value()))
+                .transpose()
         })
         .await
     }
@@ -647,9 +699,15 @@ impl StateStore for EmbeddedStateStore {
             let index = txn
                 .open_table(QUARANTINE_BY_TIME)
                 .map_err(|e| db_err("list quarantine", e))?;
-            let entries = txn.open_table(QUARANTINE).map_err(|e| db_err("list quarantine", e))?;
+            let entries = txn
+                .open_table(QUARANTINE)
+                .map_err(|e| db_err("list quarantine", e))?;
             let mut out = Vec::new();
-            for entry in index.iter().map_err(|e| db_err("list quarantine", e))?.rev() {
+            for entry in index
+                .iter()
+                .map_err(|e| db_err("list quarantine", e))?
+                .rev()
+            {
                 if out.len() >= limit {
                     break;
                 }
@@ -699,7 +757,10 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let n = AtomicUsize::new(0);
         crate::conformance::state::run(|| {
-            let path = dir.path().join(format!("case-{}/state.redb", n.fetch_add(1, Ordering::SeqCst)));
+            let path = dir.path().join(format!(
+                "case-{}/state.redb",
+                n.fetch_add(1, Ordering::SeqCst)
+            ));
             async move {
                 Arc::new(EmbeddedStateStore::open(&path).expect("open")) as Arc<dyn StateStore>
             }
@@ -723,32 +784,59 @@ mod tests {
         };
         {
             let store = open_in(dir.path(), "state.redb");
-            store.put_membership(&record("id:a", true, 5)).await.expect("put");
-            store.put_membership(&record("id:b", false, 5)).await.expect("put");
+            store
+                .put_membership(&record("id:a", true, 5))
+                .await
+                .expect("put");
+            store
+                .put_membership(&record("id:b", false, 5))
+                .await
+                .expect("put");
             store.put_run(&run).await.expect("put run");
-            store.add_counters("intake", &[("webhooks_accepted", 3)]).await.expect("add");
-            store.idempotency_start("evt-1", 0, 100, 1_000).await.expect("start");
-            store.idempotency_complete("evt-1", 1_000).await.expect("complete");
+            store
+                .add_counters("intake", &[("webhooks_accepted", 3)])
+                .await
+                .expect("add");
+            store
+                .idempotency_start("evt-1", 0, 100, 1_000)
+                .await
+                .expect("start");
+            store
+                .idempotency_complete("evt-1", 1_000)
+                .await
+                .expect("complete");
         }
         let store = open_in(dir.path(), "state.redb");
         assert_eq!(
-            store.get_membership("vip", &PersonKey("id:a".into())).await.expect("get"),
+            store
+                .get_membership("vip", &PersonKey("id:a".into()))
+                .await
+                .expect("get"),
             Some(record("id:a", true, 5))
         );
         assert_eq!(store.count_members("vip").await.expect("count"), 1);
-        assert_eq!(store.get_run("run-1").await.expect("get run"), Some(run.clone()));
+        assert_eq!(
+            store.get_run("run-1").await.expect("get run"),
+            Some(run.clone())
+        );
         assert_eq!(store.list_runs("vip", 5).await.expect("list"), vec![run]);
         assert_eq!(
             store.get_counters("intake").await.expect("counters"),
             BTreeMap::from([("webhooks_accepted".to_string(), 3)])
         );
         assert_eq!(
-            store.idempotency_start("evt-1", 10, 110, 1_000).await.expect("start"),
+            store
+                .idempotency_start("evt-1", 10, 110, 1_000)
+                .await
+                .expect("start"),
             IdempotencyStart::Completed
         );
         // An older change still loses after the restart.
         assert!(matches!(
-            store.put_membership(&record("id:a", false, 4)).await.expect("put"),
+            store
+                .put_membership(&record("id:a", false, 4))
+                .await
+                .expect("put"),
             MembershipWrite::Stale { .. }
         ));
     }
@@ -780,15 +868,24 @@ mod tests {
         for i in 0..200i64 {
             let t = Instant::now();
             let key = format!("webhook#evt-{i}");
-            store.idempotency_start(&key, i, i + 60_000, i + 3_600_000).await.expect("start");
+            store
+                .idempotency_start(&key, i, i + 60_000, i + 3_600_000)
+                .await
+                .expect("start");
             let person = PersonKey(format!("id:{}", i % 20));
             store.get_membership("vip", &person).await.expect("get");
             store
                 .put_membership(&record(person.as_str(), i % 3 != 0, 1_000 + i))
                 .await
                 .expect("put");
-            store.add_counters("intake", &[("webhooks_accepted", 1)]).await.expect("add");
-            store.idempotency_complete(&key, i + 3_600_000).await.expect("complete");
+            store
+                .add_counters("intake", &[("webhooks_accepted", 1)])
+                .await
+                .expect("add");
+            store
+                .idempotency_complete(&key, i + 3_600_000)
+                .await
+                .expect("complete");
             samples.push(t.elapsed());
         }
         samples.sort();

@@ -1,0 +1,6 @@
+//! The `dataout` operator tool as a library: the demo environment (the
+//! simulators and the example spec pointed at them) and the terminal
+//! reports, shared by the binary and the end-to-end tests.
+
+pub mod demo;
+pub mod report;
