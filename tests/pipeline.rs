@@ -25,8 +25,13 @@ struct Setup {
 
 async fn setup(people: usize) -> Setup {
     let dir = tempfile::tempdir().unwrap();
-    let env = SimEnv::start(people, &dir.path().join("warehouse")).await.unwrap();
-    let rt = Arc::new(env.runtime(&dir.path().join("state"), Arc::new(SystemClock)).unwrap());
+    let env = SimEnv::start(people, &dir.path().join("warehouse"))
+        .await
+        .unwrap();
+    let rt = Arc::new(
+        env.runtime(&dir.path().join("state"), Arc::new(SystemClock))
+            .unwrap(),
+    );
     Setup { _dir: dir, env, rt }
 }
 
@@ -36,7 +41,14 @@ fn action_headers() -> BTreeMap<String, String> {
 
 async fn post_action(rt: &LocalRuntime, body: &Value) -> Value {
     let bytes = serde_json::to_vec(body).unwrap();
-    let resp = handle(&rt.deps, &rt.intake, Route::Actions, &action_headers(), &bytes).await;
+    let resp = handle(
+        &rt.deps,
+        &rt.intake,
+        Route::Actions,
+        &action_headers(),
+        &bytes,
+    )
+    .await;
     assert!((200..300).contains(&resp.status), "{resp:?}");
     resp.body
 }
@@ -64,7 +76,9 @@ fn order_placed(id: &str, order: &str, sent_at: i64) -> Value {
 }
 
 /// Every job waiting on every destination queue, acked.
-async fn take_all_jobs(rt: &LocalRuntime) -> BTreeMap<String, Vec<dataout::domain::model::DeliveryJob>> {
+async fn take_all_jobs(
+    rt: &LocalRuntime,
+) -> BTreeMap<String, Vec<dataout::domain::model::DeliveryJob>> {
     let mut out = BTreeMap::new();
     for name in rt.destinations.keys() {
         loop {
@@ -85,11 +99,22 @@ async fn take_all_jobs(rt: &LocalRuntime) -> BTreeMap<String, Vec<dataout::domai
 async fn order_placed_enqueues_removes_for_every_tier_and_destination_in_the_same_request() {
     let s = setup(50).await;
     let t = now_s();
-    post_action(&s.rt, &enter_cart("cust_90001", "buyer@example.com", "150", t - 10)).await;
+    post_action(
+        &s.rt,
+        &enter_cart("cust_90001", "buyer@example.com", "150", t - 10),
+    )
+    .await;
     let adds = take_all_jobs(&s.rt).await;
     let added: BTreeMap<String, BTreeSet<String>> = adds
         .iter()
-        .map(|(d, jobs)| (d.clone(), jobs.iter().flat_map(|j| j.ops.iter().map(|o| o.audience.clone())).collect()))
+        .map(|(d, jobs)| {
+            (
+                d.clone(),
+                jobs.iter()
+                    .flat_map(|j| j.ops.iter().map(|o| o.audience.clone()))
+                    .collect(),
+            )
+        })
         .collect();
     // Main audience plus the fresh (0_1h) and high value tiers where bound.
     assert_eq!(added["clevertap"].len(), 3, "{added:?}");
@@ -109,16 +134,21 @@ async fn order_placed_enqueues_removes_for_every_tier_and_destination_in_the_sam
             .filter(|o| o.op == OpKind::Remove)
             .map(|o| o.audience.clone())
             .collect();
-        assert_eq!(&removed, audiences, "every audience at {dest} gets its remove");
+        assert_eq!(
+            &removed, audiences,
+            "every audience at {dest} gets its remove"
+        );
     }
-    let rec = s
-        .rt
-        .deps
-        .state
-        .get_membership("cart_abandoners", &dataout::domain::model::PersonKey("id:cust_90001".into()))
-        .await
-        .unwrap()
-        .unwrap();
+    let rec =
+        s.rt.deps
+            .state
+            .get_membership(
+                "cart_abandoners",
+                &dataout::domain::model::PersonKey("id:cust_90001".into()),
+            )
+            .await
+            .unwrap()
+            .unwrap();
     assert!(!rec.current.member);
     assert!(rec.current.tiers.is_empty());
 }
@@ -126,7 +156,7 @@ async fn order_placed_enqueues_removes_for_every_tier_and_destination_in_the_sam
 #[tokio::test]
 async fn purchaser_leaves_the_meta_audience_within_two_seconds() {
     let s = setup(50).await;
-    s.rt.start_workers();
+    s.rt.start_workers().await.unwrap();
     let server = dataout_sim::serve(s.rt.router()).await.unwrap();
     let http = reqwest::Client::new();
     let post = |body: Value| {
@@ -147,14 +177,25 @@ async fn purchaser_leaves_the_meta_audience_within_two_seconds() {
     let t = now_s();
     post(enter_cart("cust_90002", "fast@example.com", "80", t - 30)).await;
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !s.env.meta.has_member_with(audience, "EXTERN_ID", "cust_90002") {
+    while !s
+        .env
+        .meta
+        .has_member_with(audience, "EXTERN_ID", "cust_90002")
+    {
         assert!(Instant::now() < deadline, "the add never reached Meta");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let started = Instant::now();
     post(order_placed("cust_90002", "ord_2", t)).await;
-    while s.env.meta.has_member_with(audience, "EXTERN_ID", "cust_90002") {
-        assert!(started.elapsed() < Duration::from_secs(2), "still in the audience after 2 s");
+    while s
+        .env
+        .meta
+        .has_member_with(audience, "EXTERN_ID", "cust_90002")
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "still in the audience after 2 s"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     println!("purchase to Meta remove: {:?}", started.elapsed());
@@ -168,7 +209,12 @@ async fn shuffled_stream_ends_in_the_same_membership_as_the_ordered_one() {
         .filter(|l| !l.trim().is_empty())
         .filter_map(|l| {
             let v: Value = serde_json::from_str(l).ok()?;
-            (v["route"] == "actions").then(|| (v["body"]["sent_at"].as_i64().unwrap_or(0), v["body"].clone()))
+            (v["route"] == "actions").then(|| {
+                (
+                    v["body"]["sent_at"].as_i64().unwrap_or(0),
+                    v["body"].clone(),
+                )
+            })
         })
         .collect();
     let base = now_s() - 600;
@@ -194,11 +240,23 @@ async fn shuffled_stream_ends_in_the_same_membership_as_the_ordered_one() {
         }
         let mut state = BTreeMap::new();
         for export in s.rt.deps.spec.exports.keys() {
-            let page = s.rt.deps.state.list_memberships(export, None, 10_000).await.unwrap();
+            let page =
+                s.rt.deps
+                    .state
+                    .list_memberships(export, None, 10_000)
+                    .await
+                    .unwrap();
             for r in page.items {
                 // What a former member carried is not state anyone reads.
-                let attributes = if r.current.member { r.current.attributes.clone() } else { Default::default() };
-                state.insert((export.clone(), r.person_key.0.clone()), (r.current.member, attributes));
+                let attributes = if r.current.member {
+                    r.current.attributes.clone()
+                } else {
+                    Default::default()
+                };
+                state.insert(
+                    (export.clone(), r.person_key.0.clone()),
+                    (r.current.member, attributes),
+                );
             }
         }
         states.push(state);
@@ -225,7 +283,10 @@ async fn duplicate_and_tampered_reporting_webhooks_are_handled() {
     let ts = now_s();
     let headers: BTreeMap<String, String> = [
         ("x-cio-timestamp".to_string(), ts.to_string()),
-        ("x-cio-signature".to_string(), sign(SIGNING_SECRET.as_bytes(), ts, &bytes)),
+        (
+            "x-cio-signature".to_string(),
+            sign(SIGNING_SECRET.as_bytes(), ts, &bytes),
+        ),
     ]
     .into();
     let first = handle(&s.rt.deps, &s.rt.intake, Route::Reporting, &headers, &bytes).await;
@@ -234,27 +295,56 @@ async fn duplicate_and_tampered_reporting_webhooks_are_handled() {
     assert_eq!(again.body["status"], "duplicate");
     let mut tampered = bytes.clone();
     tampered.push(b' ');
-    let refused = handle(&s.rt.deps, &s.rt.intake, Route::Reporting, &headers, &tampered).await;
+    let refused = handle(
+        &s.rt.deps,
+        &s.rt.intake,
+        Route::Reporting,
+        &headers,
+        &tampered,
+    )
+    .await;
     assert_eq!(refused.status, 401);
     // The unsubscribe fed the suppression export.
-    assert_eq!(s.rt.deps.state.count_members("email_suppression").await.unwrap(), 1);
+    assert_eq!(
+        s.rt.deps
+            .state
+            .count_members("email_suppression")
+            .await
+            .unwrap(),
+        1
+    );
 }
 
 #[tokio::test]
 async fn signed_but_malformed_body_is_quarantined_byte_for_byte_and_replayable() {
     let s = setup(20).await;
-    let bytes = br#"{"action":"enter","export":"no_such_export","person":{"id":"cust_00001"}}"#.to_vec();
-    let resp = handle(&s.rt.deps, &s.rt.intake, Route::Actions, &action_headers(), &bytes).await;
+    let bytes =
+        br#"{"action":"enter","export":"no_such_export","person":{"id":"cust_00001"}}"#.to_vec();
+    let resp = handle(
+        &s.rt.deps,
+        &s.rt.intake,
+        Route::Actions,
+        &action_headers(),
+        &bytes,
+    )
+    .await;
     assert!((200..300).contains(&resp.status));
     assert_eq!(resp.body["status"], "quarantined");
     let id = resp.body["quarantine_id"].as_str().unwrap().to_string();
     let listed = s.rt.deps.state.list_quarantine(10).await.unwrap();
     assert_eq!(listed.len(), 1);
     use base64::Engine;
-    let kept = base64::engine::general_purpose::STANDARD.decode(&listed[0].body_b64).unwrap();
+    let kept = base64::engine::general_purpose::STANDARD
+        .decode(&listed[0].body_b64)
+        .unwrap();
     assert_eq!(kept, bytes);
-    let replay = dataout::pipeline::intake::replay_quarantined(&s.rt.deps, &s.rt.intake, &id).await.unwrap();
-    assert_eq!(replay.body["status"], "quarantined", "still unknown export: stays quarantined");
+    let replay = dataout::pipeline::intake::replay_quarantined(&s.rt.deps, &s.rt.intake, &id)
+        .await
+        .unwrap();
+    assert_eq!(
+        replay.body["status"], "quarantined",
+        "still unknown export: stays quarantined"
+    );
     let _ = intake_config();
 }
 
@@ -264,7 +354,12 @@ async fn run_is_held_when_the_source_comes_back_empty_and_nothing_is_removed() {
     let source = s.env.source().unwrap();
     let first = s.rt.run_batch(&source, "cart_abandoners").await.unwrap();
     assert_eq!(first.status, RunStatus::Finished);
-    let members = s.rt.deps.state.count_members("cart_abandoners").await.unwrap();
+    let members =
+        s.rt.deps
+            .state
+            .count_members("cart_abandoners")
+            .await
+            .unwrap();
     assert!(members > 0);
     take_all_jobs(&s.rt).await;
     s.env.cio.handle.update(|ws| {
@@ -273,15 +368,38 @@ async fn run_is_held_when_the_source_comes_back_empty_and_nothing_is_removed() {
         }
     });
     let second = s.rt.run_batch(&source, "cart_abandoners").await.unwrap();
-    assert!(matches!(second.status, RunStatus::Held { .. }), "{:?}", second.status);
-    assert_eq!(s.rt.deps.state.count_members("cart_abandoners").await.unwrap(), members);
-    assert!(take_all_jobs(&s.rt).await.is_empty(), "a held run sends nothing");
+    assert!(
+        matches!(second.status, RunStatus::Held { .. }),
+        "{:?}",
+        second.status
+    );
+    assert_eq!(
+        s.rt.deps
+            .state
+            .count_members("cart_abandoners")
+            .await
+            .unwrap(),
+        members
+    );
+    assert!(
+        take_all_jobs(&s.rt).await.is_empty(),
+        "a held run sends nothing"
+    );
     // An operator approves: the next invocation commits the removes.
-    dataout::pipeline::export::approve(&s.rt.deps, &second.run_id).await.unwrap();
+    dataout::pipeline::export::approve(&s.rt.deps, &second.run_id)
+        .await
+        .unwrap();
     let released = s.rt.run_batch(&source, "cart_abandoners").await.unwrap();
     assert_eq!(released.run_id, second.run_id);
     assert_eq!(released.status, RunStatus::Finished);
-    assert_eq!(s.rt.deps.state.count_members("cart_abandoners").await.unwrap(), 0);
+    assert_eq!(
+        s.rt.deps
+            .state
+            .count_members("cart_abandoners")
+            .await
+            .unwrap(),
+        0
+    );
 }
 
 #[tokio::test]
@@ -290,7 +408,11 @@ async fn interrupted_run_resumes_and_enqueues_exactly_what_one_pass_would() {
     let two = setup(1500).await;
     let source_one = one.env.source().unwrap();
     let source_two = two.env.source().unwrap();
-    let whole = one.rt.run_batch(&source_one, "recent_purchasers").await.unwrap();
+    let whole = one
+        .rt
+        .run_batch(&source_one, "recent_purchasers")
+        .await
+        .unwrap();
     assert_eq!(whole.status, RunStatus::Finished);
     let jobs_whole = take_all_jobs(&one.rt).await;
 
@@ -305,13 +427,18 @@ async fn interrupted_run_resumes_and_enqueues_exactly_what_one_pass_would() {
     let mut invocations = 0;
     let run = loop {
         invocations += 1;
-        let run = run_export(&two.rt.deps, &source_two, "recent_purchasers", &opts).await.unwrap();
+        let run = run_export(&two.rt.deps, &source_two, "recent_purchasers", &opts)
+            .await
+            .unwrap();
         if run.status != RunStatus::Running {
             break run;
         }
         assert!(invocations < 10_000);
     };
-    assert!(invocations > 5, "the run was split ({invocations} invocations)");
+    assert!(
+        invocations > 5,
+        "the run was split ({invocations} invocations)"
+    );
     assert_eq!(run.status, RunStatus::Finished);
     assert_eq!(run.stats.adds, whole.stats.adds);
     let jobs_split = take_all_jobs(&two.rt).await;
@@ -326,5 +453,9 @@ async fn interrupted_run_resumes_and_enqueues_exactly_what_one_pass_would() {
         jobs.values().flatten().map(|j| j.ops.len()).sum()
     };
     assert_eq!(ops(&jobs_whole), ops(&jobs_split));
-    assert_eq!(count(&jobs_whole), count(&jobs_split), "no op enqueued twice");
+    assert_eq!(
+        count(&jobs_whole),
+        count(&jobs_split),
+        "no op enqueued twice"
+    );
 }

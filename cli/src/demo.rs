@@ -176,7 +176,7 @@ pub async fn run(people: usize, out: &Path) -> anyhow::Result<()> {
     ));
 
     let rt = Arc::new(env.runtime(&state_dir, Arc::new(SystemClock))?);
-    rt.start_workers();
+    rt.start_workers().await?;
     let server = dataout_sim::serve(rt.router()).await?;
     let source = env.source()?;
 
@@ -241,7 +241,10 @@ pub async fn run(people: usize, out: &Path) -> anyhow::Result<()> {
         .await
         .unwrap_or_default();
     println!();
-    println!("Customer.io Data Out — demo report (config {})", &spec.config_hash[..12]);
+    println!(
+        "Customer.io Data Out — demo report (config {})",
+        &spec.config_hash[..12]
+    );
     println!();
     print!("{}", crate::report::render(&report));
     println!();
@@ -263,7 +266,10 @@ pub async fn run(people: usize, out: &Path) -> anyhow::Result<()> {
     println!(
         "Columns: source = Customer.io segment count, state = our members, delivered = adds - removes accepted, dest. = the destination's own count, match = accepted / (sent + unmatched), p50/p95 = source event to destination acknowledgement."
     );
-    println!("Finished in {:.1}s.", progress.started.elapsed().as_secs_f64());
+    println!(
+        "Finished in {:.1}s.",
+        progress.started.elapsed().as_secs_f64()
+    );
 
     rt.shutdown().await;
     server.shutdown().await;
@@ -315,7 +321,10 @@ fn demo_secrets(spec: &ActivationSpec, ct: &ClevertapSimConfig) -> MapSecrets {
                 access_token_env,
                 ..
             } => secrets
-                .with(developer_token_env, dataout_sim::google::DEFAULT_DEVELOPER_TOKEN)
+                .with(
+                    developer_token_env,
+                    dataout_sim::google::DEFAULT_DEVELOPER_TOKEN,
+                )
                 .with(access_token_env, dataout_sim::google::DEFAULT_ACCESS_TOKEN),
             DestinationSettings::Webhook { secret_env, .. } => {
                 secrets.with(secret_env, WEBHOOK_SECRET)
@@ -400,7 +409,10 @@ async fn replay_stream(
         } else {
             http.post(format!("{base_url}/webhooks/customerio"))
                 .header("X-CIO-Timestamp", now_s.to_string())
-                .header("X-CIO-Signature", sign(SIGNING_SECRET.as_bytes(), now_s, &bytes))
+                .header(
+                    "X-CIO-Signature",
+                    sign(SIGNING_SECRET.as_bytes(), now_s, &bytes),
+                )
         };
         let resp = request
             .header("content-type", "application/json")
@@ -432,7 +444,11 @@ fn mirror_into_workspace(
         person["id"]
             .as_str()
             .and_then(|id| ws.index_of_id(id))
-            .or_else(|| person["cio_id"].as_str().and_then(|c| ws.index_of_cio_id(c)))
+            .or_else(|| {
+                person["cio_id"]
+                    .as_str()
+                    .and_then(|c| ws.index_of_cio_id(c))
+            })
     });
     let Some(index) = index else { return };
     match body["action"].as_str() {

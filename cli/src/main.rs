@@ -21,7 +21,11 @@ use dataout::telemetry::{self, LogFormat};
 use dataout_cli::{demo, report};
 
 #[derive(Parser)]
-#[command(name = "dataout", version, about = "Customer.io Data Out: activate segments in CleverTap, Meta, Google and a warehouse")]
+#[command(
+    name = "dataout",
+    version,
+    about = "Customer.io Data Out: activate segments in CleverTap, Meta, Google and a warehouse"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -71,7 +75,9 @@ enum QuarantineCmd {
         #[arg(long, default_value_t = 50)]
         limit: usize,
     },
-    Show { id: String },
+    Show {
+        id: String,
+    },
     /// Run a quarantined body through intake again (after fixing the config).
     Replay {
         id: String,
@@ -96,7 +102,10 @@ enum RunsCmd {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: could not start the async runtime: {e}");
@@ -176,7 +185,10 @@ pub fn intake_config_from_env() -> anyhow::Result<IntakeConfig> {
     let action_secret = env_secret("DATAOUT_ACTION_SECRET").unwrap_or_else(|| signing.clone());
     let tolerance = std::env::var("DATAOUT_WEBHOOK_TOLERANCE_SECS")
         .ok()
-        .map(|v| v.parse::<u64>().context("DATAOUT_WEBHOOK_TOLERANCE_SECS must be whole seconds"))
+        .map(|v| {
+            v.parse::<u64>()
+                .context("DATAOUT_WEBHOOK_TOLERANCE_SECS must be whole seconds")
+        })
         .transpose()?
         .unwrap_or(300);
     let mode = match std::env::var("DATAOUT_ACTION_AUTH").as_deref() {
@@ -201,7 +213,11 @@ pub fn intake_config_from_env() -> anyhow::Result<IntakeConfig> {
     })
 }
 
-fn open_runtime(config: &Path, state_dir: &Path, intake: IntakeConfig) -> anyhow::Result<LocalRuntime> {
+fn open_runtime(
+    config: &Path,
+    state_dir: &Path,
+    intake: IntakeConfig,
+) -> anyhow::Result<LocalRuntime> {
     let spec = load_spec_file(config).map_err(|e| anyhow::anyhow!("{e}"))?;
     let base = config
         .parent()
@@ -221,7 +237,7 @@ fn open_runtime(config: &Path, state_dir: &Path, intake: IntakeConfig) -> anyhow
 async fn serve(config: &Path, addr: SocketAddr, state_dir: &Path) -> anyhow::Result<()> {
     let intake = intake_config_from_env()?;
     let rt = Arc::new(open_runtime(config, state_dir, intake)?);
-    rt.start_workers();
+    rt.start_workers().await?;
     if env_secret("CIO_APP_API_KEY").is_some() {
         let source = AppApiClient::new(
             AppApiConfig {
@@ -254,11 +270,20 @@ async fn serve(config: &Path, addr: SocketAddr, state_dir: &Path) -> anyhow::Res
     Ok(())
 }
 
-async fn open_state(state_dir: &Path) -> anyhow::Result<dataout::adapters::embedded::state::EmbeddedStateStore> {
+async fn open_state(
+    state_dir: &Path,
+) -> anyhow::Result<dataout::adapters::embedded::state::EmbeddedStateStore> {
     if !state_dir.join("state.redb").exists() {
-        bail!("no state at {} (start `dataout serve` first, or pass --state-dir)", state_dir.display());
+        bail!(
+            "no state at {} (start `dataout serve` first, or pass --state-dir)",
+            state_dir.display()
+        );
     }
-    Ok(dataout::adapters::embedded::state::EmbeddedStateStore::open(&state_dir.join("state.redb"))?)
+    Ok(
+        dataout::adapters::embedded::state::EmbeddedStateStore::open(
+            &state_dir.join("state.redb"),
+        )?,
+    )
 }
 
 async fn quarantine(action: QuarantineCmd, state_dir: &Path) -> anyhow::Result<()> {
@@ -277,7 +302,11 @@ async fn quarantine(action: QuarantineCmd, state_dir: &Path) -> anyhow::Result<(
                     report::time(e.received_at),
                     e.route,
                     e.reason,
-                    if e.replayed_at.is_some() { "  (replayed)" } else { "" }
+                    if e.replayed_at.is_some() {
+                        "  (replayed)"
+                    } else {
+                        ""
+                    }
                 );
             }
         }
@@ -288,7 +317,9 @@ async fn quarantine(action: QuarantineCmd, state_dir: &Path) -> anyhow::Result<(
             };
             println!("{}", serde_json::to_string_pretty(&e)?);
             use base64::Engine;
-            if let Ok(body) = base64::engine::general_purpose::STANDARD.decode(e.body_b64.as_bytes()) {
+            if let Ok(body) =
+                base64::engine::general_purpose::STANDARD.decode(e.body_b64.as_bytes())
+            {
                 println!("--- body ({} bytes) ---", body.len());
                 println!("{}", String::from_utf8_lossy(&body));
             }

@@ -27,8 +27,19 @@ fn ms(v: Option<i64>) -> String {
 /// The reconciliation as a table: one row per export and destination.
 pub fn render(report: &ReconcileReport) -> String {
     let header = [
-        "export", "destination", "source", "state", "delivered", "dest.", "accepted", "rejected",
-        "unmatched", "match", "p50", "p95", "",
+        "export",
+        "destination",
+        "source",
+        "state",
+        "delivered",
+        "dest.",
+        "accepted",
+        "rejected",
+        "unmatched",
+        "match",
+        "p50",
+        "p95",
+        "",
     ];
     let mut rows: Vec<Vec<String>> = vec![header.iter().map(|s| s.to_string()).collect()];
     for r in &report.rows {
@@ -47,7 +58,11 @@ pub fn render(report: &ReconcileReport) -> String {
                 .unwrap_or_else(|| "-".into()),
             ms(r.latency_p50_ms),
             ms(r.latency_p95_ms),
-            if r.alarm { "ALARM".into() } else { String::new() },
+            if r.alarm {
+                "ALARM".into()
+            } else {
+                String::new()
+            },
         ]);
     }
     let widths: Vec<usize> = (0..header.len())
@@ -77,7 +92,10 @@ pub fn render(report: &ReconcileReport) -> String {
     }
     out.push_str("\nWhere the output went:\n");
     for r in &report.rows {
-        out.push_str(&format!("  {:<18} {:<18} {}\n", r.export, r.destination, r.output));
+        out.push_str(&format!(
+            "  {:<18} {:<18} {}\n",
+            r.export, r.destination, r.output
+        ));
     }
     out
 }

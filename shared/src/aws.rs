@@ -32,7 +32,10 @@ use crate::ports::{Clock, MapSecrets, ObjectStore, Secret, Secrets, SystemClock}
 #[derive(Debug, Error)]
 pub enum SetupError {
     #[error("environment variable {name} is not set: {hint}")]
-    Missing { name: &'static str, hint: &'static str },
+    Missing {
+        name: &'static str,
+        hint: &'static str,
+    },
     #[error("environment variable {name} is malformed: {reason}")]
     Malformed { name: &'static str, reason: String },
     #[error("activation spec {location}: {reason}")]
@@ -151,7 +154,8 @@ pub async fn load_secrets(settings: &AwsSettings) -> Result<Arc<dyn Secrets>, Se
     let Some(id) = &settings.secrets_id else {
         return Ok(Arc::new(crate::ports::EnvSecrets));
     };
-    let port = std::env::var("PARAMETERS_SECRETS_EXTENSION_HTTP_PORT").unwrap_or_else(|_| "2773".into());
+    let port =
+        std::env::var("PARAMETERS_SECRETS_EXTENSION_HTTP_PORT").unwrap_or_else(|_| "2773".into());
     let token = std::env::var("AWS_SESSION_TOKEN").unwrap_or_default();
     let fail = |reason: String| SetupError::Secrets {
         id: id.clone(),
@@ -181,8 +185,8 @@ pub fn secrets_from_extension_answer(body: &serde_json::Value) -> Result<Arc<dyn
         .get("SecretString")
         .and_then(|s| s.as_str())
         .ok_or("no SecretString in the answer")?;
-    let map: BTreeMap<String, String> =
-        serde_json::from_str(inner).map_err(|e| format!("SecretString is not a JSON object of strings: {e}"))?;
+    let map: BTreeMap<String, String> = serde_json::from_str(inner)
+        .map_err(|e| format!("SecretString is not a JSON object of strings: {e}"))?;
     Ok(Arc::new(MapSecrets(
         map.into_iter().map(|(k, v)| (k, Secret::new(v))).collect(),
     )))
@@ -202,7 +206,10 @@ pub async fn wire() -> Result<AwsWiring, SetupError> {
     wire_with(settings, sdk).await
 }
 
-pub async fn wire_with(settings: AwsSettings, sdk: aws_config::SdkConfig) -> Result<AwsWiring, SetupError> {
+pub async fn wire_with(
+    settings: AwsSettings,
+    sdk: aws_config::SdkConfig,
+) -> Result<AwsWiring, SetupError> {
     let s3 = aws_sdk_s3::Client::new(&sdk);
     let spec = load_spec(&settings.config, &s3).await?;
     let secrets = load_secrets(&settings).await?;
@@ -242,8 +249,11 @@ impl AwsWiring {
             .ok_or_else(|| fail("not in the activation spec".into()))?;
         let store: Option<Arc<dyn ObjectStore>> = match &spec.settings {
             DestinationSettings::Warehouse { location } => {
-                let (bucket, prefix) = parse_s3_uri(location)
-                    .ok_or_else(|| fail(format!("warehouse location {location} is not s3://bucket/prefix")))?;
+                let (bucket, prefix) = parse_s3_uri(location).ok_or_else(|| {
+                    fail(format!(
+                        "warehouse location {location} is not s3://bucket/prefix"
+                    ))
+                })?;
                 Some(Arc::new(S3ObjectStore::new(
                     aws_sdk_s3::Client::new(&self.sdk),
                     bucket,
@@ -256,8 +266,14 @@ impl AwsWiring {
             .timeout(Duration::from_secs(30))
             .build()
             .map_err(|e| fail(e.to_string()))?;
-        destinations::build(spec, self.secrets.as_ref(), http, store, self.deps.clock.clone())
-            .map_err(|e| fail(e.to_string()))
+        destinations::build(
+            spec,
+            self.secrets.as_ref(),
+            http,
+            store,
+            self.deps.clock.clone(),
+        )
+        .map_err(|e| fail(e.to_string()))
     }
 
     /// Every destination of the spec (the reconcile function reads counts).

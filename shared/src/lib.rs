@@ -11,12 +11,12 @@
 //!   the ports only, so the Lambda functions and the local CLI share them.
 
 pub mod adapters;
+pub mod aws;
 pub mod conformance;
 pub mod customerio;
 pub mod destinations;
 pub mod domain;
+pub mod local;
 pub mod pipeline;
 pub mod ports;
 pub mod telemetry;
-pub mod aws;
-pub mod local;

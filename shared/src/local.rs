@@ -25,15 +25,17 @@ use crate::adapters::embedded::queue::{EmbeddedQueue, QueueSettings};
 use crate::adapters::embedded::state::EmbeddedStateStore;
 use crate::adapters::local_fs::LocalDirStore;
 use crate::destinations::{self, Destination, DestinationError};
+use crate::domain::model::{ReconcileReport, RunRecord};
 use crate::domain::spec::{ActivationSpec, DestinationSettings};
 use crate::pipeline::deliver::{drain_once, DeliveryOptions};
 use crate::pipeline::export::{run_export, ExportOptions};
 use crate::pipeline::intake::{handle, IntakeConfig, Route};
 use crate::pipeline::reconcile::{reconcile, ReconcileOptions};
 use crate::pipeline::Deps;
-use crate::ports::{Clock, JobQueue, ObjectStore, QueueError, SegmentSource, Secrets, StateError, StateStore};
-use crate::domain::model::{ReconcileReport, RunRecord};
 use crate::pipeline::PipelineError;
+use crate::ports::{
+    Clock, JobQueue, ObjectStore, QueueError, Secrets, SegmentSource, StateError, StateStore,
+};
 
 #[derive(Debug, Error)]
 pub enum RuntimeError {
@@ -82,7 +84,11 @@ pub fn build_destinations(
                     )));
                 }
                 let path = PathBuf::from(location);
-                let path = if path.is_absolute() { path } else { base_dir.join(path) };
+                let path = if path.is_absolute() {
+                    path
+                } else {
+                    base_dir.join(path)
+                };
                 Some(Arc::new(LocalDirStore::new(path)))
             }
             _ => None,
@@ -141,8 +147,16 @@ impl LocalRuntime {
         })
     }
 
-    /// One delivery worker per destination queue.
-    pub fn start_workers(self: &Arc<Self>) {
+    /// One delivery worker per destination queue. Jobs a killed process
+    /// had received come back at once.
+    pub async fn start_workers(self: &Arc<Self>) -> Result<(), RuntimeError> {
+        let released = self.queue.release_in_flight().await?;
+        if released > 0 {
+            info!(
+                jobs = released,
+                "jobs left in flight by a previous process are visible again"
+            );
+        }
         for (name, dest) in &self.destinations {
             let rt = self.clone();
             let dest = dest.clone();
@@ -180,6 +194,7 @@ impl LocalRuntime {
             });
             self.push_task(task);
         }
+        Ok(())
     }
 
     /// Run each segment export's batch on its cadence.
@@ -195,14 +210,17 @@ impl LocalRuntime {
             let name = export.name.clone();
             let mut stop = self.stop.subscribe();
             let task = tokio::spawn(async move {
-                let mut tick = tokio::time::interval(Duration::from_secs(u64::from(minutes.max(1)) * 60));
+                let mut tick =
+                    tokio::time::interval(Duration::from_secs(u64::from(minutes.max(1)) * 60));
                 loop {
                     tokio::select! {
                         _ = tick.tick() => {}
                         _ = stop.changed() => break,
                     }
                     match rt.run_batch(source.as_ref(), &name).await {
-                        Ok(run) => info!(export = %name, run_id = %run.run_id, status = ?run.status, "scheduled run"),
+                        Ok(run) => {
+                            info!(export = %name, run_id = %run.run_id, status = ?run.status, "scheduled run")
+                        }
                         Err(e) => warn!(export = %name, error = %e, "scheduled run failed"),
                     }
                 }
@@ -218,7 +236,11 @@ impl LocalRuntime {
     }
 
     /// A batch run of one export, continued until it finishes or is held.
-    pub async fn run_batch(&self, source: &dyn SegmentSource, export: &str) -> Result<RunRecord, RuntimeError> {
+    pub async fn run_batch(
+        &self,
+        source: &dyn SegmentSource,
+        export: &str,
+    ) -> Result<RunRecord, RuntimeError> {
         let opts = ExportOptions::default();
         loop {
             let run = run_export(&self.deps, source, export, &opts).await?;
@@ -250,8 +272,17 @@ impl LocalRuntime {
         }
     }
 
-    pub async fn reconcile(&self, source: Option<&dyn SegmentSource>) -> Result<ReconcileReport, RuntimeError> {
-        Ok(reconcile(&self.deps, source, &self.destinations, &ReconcileOptions::default()).await?)
+    pub async fn reconcile(
+        &self,
+        source: Option<&dyn SegmentSource>,
+    ) -> Result<ReconcileReport, RuntimeError> {
+        Ok(reconcile(
+            &self.deps,
+            source,
+            &self.destinations,
+            &ReconcileOptions::default(),
+        )
+        .await?)
     }
 
     /// The intake routes and a health check.
@@ -287,21 +318,38 @@ impl LocalRuntime {
 fn header_map(headers: &HeaderMap) -> BTreeMap<String, String> {
     headers
         .iter()
-        .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str().to_ascii_lowercase(), v.to_string())))
+        .filter_map(|(k, v)| {
+            v.to_str()
+                .ok()
+                .map(|v| (k.as_str().to_ascii_lowercase(), v.to_string()))
+        })
         .collect()
 }
 
-async fn intake_route(rt: Arc<LocalRuntime>, route: Route, headers: HeaderMap, body: Bytes) -> impl IntoResponse {
+async fn intake_route(
+    rt: Arc<LocalRuntime>,
+    route: Route,
+    headers: HeaderMap,
+    body: Bytes,
+) -> impl IntoResponse {
     let resp = handle(&rt.deps, &rt.intake, route, &header_map(&headers), &body).await;
     let status = StatusCode::from_u16(resp.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     (status, Json(resp.body))
 }
 
-async fn reporting(State(rt): State<Arc<LocalRuntime>>, headers: HeaderMap, body: Bytes) -> impl IntoResponse {
+async fn reporting(
+    State(rt): State<Arc<LocalRuntime>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> impl IntoResponse {
     intake_route(rt, Route::Reporting, headers, body).await
 }
 
-async fn actions(State(rt): State<Arc<LocalRuntime>>, headers: HeaderMap, body: Bytes) -> impl IntoResponse {
+async fn actions(
+    State(rt): State<Arc<LocalRuntime>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> impl IntoResponse {
     intake_route(rt, Route::Actions, headers, body).await
 }
 

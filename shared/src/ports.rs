@@ -129,7 +129,10 @@ pub trait StateStore: Send + Sync {
 
     /// Write iff nothing is stored, or the stored `source_ts` is older, or it
     /// is the very same change (`source_ts` and `change_id` equal).
-    async fn put_membership(&self, record: &MembershipRecord) -> Result<MembershipWrite, StateError>;
+    async fn put_membership(
+        &self,
+        record: &MembershipRecord,
+    ) -> Result<MembershipWrite, StateError>;
 
     /// Every record of an export (members and former members), in key order.
     async fn list_memberships(
@@ -145,7 +148,11 @@ pub trait StateStore: Send + Sync {
     // -- batch staging (phase 1 of a run)
     /// Stage source people under a run, keyed by person key (re-staging the
     /// same person overwrites).
-    async fn stage_people(&self, run_id: &str, people: &[(PersonKey, Person)]) -> Result<(), StateError>;
+    async fn stage_people(
+        &self,
+        run_id: &str,
+        people: &[(PersonKey, Person)],
+    ) -> Result<(), StateError>;
     async fn list_staged(
         &self,
         run_id: &str,
@@ -256,7 +263,12 @@ pub trait JobQueue: Send + Sync {
     async fn receive(&self, queue: &str, max: usize) -> Result<Vec<ReceivedJob>, QueueError>;
     async fn ack(&self, queue: &str, receipt: &str) -> Result<(), QueueError>;
     /// Make the job visible again after `delay` (retry with backoff).
-    async fn retry_later(&self, queue: &str, receipt: &str, delay: Duration) -> Result<(), QueueError>;
+    async fn retry_later(
+        &self,
+        queue: &str,
+        receipt: &str,
+        delay: Duration,
+    ) -> Result<(), QueueError>;
     async fn depth(&self, queue: &str) -> Result<QueueDepth, QueueError>;
     /// Read (without removing) up to `max` dead-lettered jobs.
     async fn dead_letters(&self, queue: &str, max: usize) -> Result<Vec<DeliveryJob>, QueueError>;
@@ -318,7 +330,12 @@ pub enum ObjectStoreError {
 #[async_trait]
 pub trait ObjectStore: Send + Sync {
     /// Write an object whole; writing the same key again replaces it.
-    async fn put(&self, key: &str, body: Vec<u8>, content_type: &str) -> Result<(), ObjectStoreError>;
+    async fn put(
+        &self,
+        key: &str,
+        body: Vec<u8>,
+        content_type: &str,
+    ) -> Result<(), ObjectStoreError>;
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, ObjectStoreError>;
     async fn list(&self, prefix: &str) -> Result<Vec<String>, ObjectStoreError>;
     /// Human-readable location of a key (a path or an s3:// URL).

@@ -74,10 +74,18 @@ mod tests {
 
     #[test]
     fn emf_line_declares_every_metric_and_dimension() {
-        let line = emf_line("DataOut", &[("export", "cart")], &[("accepted", 3.0, "Count")], 1);
+        let line = emf_line(
+            "DataOut",
+            &[("export", "cart")],
+            &[("accepted", 3.0, "Count")],
+            1,
+        );
         let v: serde_json::Value = serde_json::from_str(&line).unwrap();
         assert_eq!(v["export"], "cart");
         assert_eq!(v["accepted"], 3.0);
-        assert_eq!(v["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Name"], "accepted");
+        assert_eq!(
+            v["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Name"],
+            "accepted"
+        );
     }
 }

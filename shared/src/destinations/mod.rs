@@ -41,7 +41,10 @@ pub enum DestinationError {
     },
     /// Auth, malformed request, unknown audience: retrying will not help.
     #[error("{destination}: permanent: {message}")]
-    Permanent { destination: String, message: String },
+    Permanent {
+        destination: String,
+        message: String,
+    },
 }
 
 impl DestinationError {
@@ -100,7 +103,9 @@ pub fn build(
                 destination: name.clone(),
                 message: "no object store configured for the warehouse".into(),
             })?;
-            std::sync::Arc::new(warehouse::WarehouseDestination::new(name, spec, store, clock))
+            std::sync::Arc::new(warehouse::WarehouseDestination::new(
+                name, spec, store, clock,
+            ))
         }
         K::Clevertap => std::sync::Arc::new(clevertap::ClevertapDestination::new(
             name, spec, secrets, http,
@@ -108,11 +113,11 @@ pub fn build(
         K::MetaAudience => std::sync::Arc::new(meta::MetaAudienceDestination::new(
             name, spec, secrets, http,
         )?),
-        K::GoogleCustomerMatch => std::sync::Arc::new(
-            google::GoogleCustomerMatchDestination::new(name, spec, secrets, http)?,
-        ),
-        K::Webhook => std::sync::Arc::new(webhook::WebhookDestination::new(
+        K::GoogleCustomerMatch => std::sync::Arc::new(google::GoogleCustomerMatchDestination::new(
             name, spec, secrets, http,
         )?),
+        K::Webhook => {
+            std::sync::Arc::new(webhook::WebhookDestination::new(name, spec, secrets, http)?)
+        }
     })
 }

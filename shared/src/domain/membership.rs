@@ -170,8 +170,8 @@ pub fn ops_for_transition(
     let after = &record.current;
     let was = audiences(binding, before);
     let now = audiences(binding, after);
-    let op = |op: OpKind, snap: &MembershipSnapshot, audience: &str, tier: &Option<String>| {
-        DeliveryOp {
+    let op =
+        |op: OpKind, snap: &MembershipSnapshot, audience: &str, tier: &Option<String>| DeliveryOp {
             op,
             person_key: record.person_key.clone(),
             ids: snap.ids.clone(),
@@ -185,8 +185,7 @@ pub fn ops_for_transition(
             event: None,
             source_ts: record.source_ts,
             intake_ts: record.intake_ts,
-        }
-    };
+        };
     let swap_ids = kind.is_ad_platform() && match_ids_changed(&before.ids, &after.ids);
     let mut removes = Vec::new();
     let mut adds = Vec::new();
@@ -296,7 +295,13 @@ mod tests {
         }
     }
 
-    fn change(kind: ChangeKind, ts: Millis, id: &str, email: &str, attrs: Attributes) -> MembershipChange {
+    fn change(
+        kind: ChangeKind,
+        ts: Millis,
+        id: &str,
+        email: &str,
+        attrs: Attributes,
+    ) -> MembershipChange {
         MembershipChange {
             export: "cart".into(),
             person: Person {
@@ -370,7 +375,13 @@ mod tests {
         let adds = ops_for_transition(&rec, &binding(), DestinationKind::MetaAudience);
         assert_eq!(adds.len(), 2, "main audience and the fresh tier");
         let exit = change(ChangeKind::Exit, 2_000, "b", "a@x.com", Attributes::new());
-        let out = write(apply_change(&e, Some(&rec), &exit, &Attributes::new(), 2_000));
+        let out = write(apply_change(
+            &e,
+            Some(&rec),
+            &exit,
+            &Attributes::new(),
+            2_000,
+        ));
         let ops = ops_for_transition(&out, &binding(), DestinationKind::MetaAudience);
         assert_eq!(ops.len(), 2);
         assert!(ops.iter().all(|o| o.op == OpKind::Remove));
@@ -379,9 +390,21 @@ mod tests {
     #[test]
     fn email_change_removes_old_identifier_at_ad_platforms() {
         let e = export();
-        let c1 = change(ChangeKind::Enter, 1_000, "a", "old@x.com", Attributes::new());
+        let c1 = change(
+            ChangeKind::Enter,
+            1_000,
+            "a",
+            "old@x.com",
+            Attributes::new(),
+        );
         let r1 = write(apply_change(&e, None, &c1, &Attributes::new(), 5 * H));
-        let c2 = change(ChangeKind::Enter, 2_000, "b", "new@x.com", Attributes::new());
+        let c2 = change(
+            ChangeKind::Enter,
+            2_000,
+            "b",
+            "new@x.com",
+            Attributes::new(),
+        );
         let r2 = write(apply_change(&e, Some(&r1), &c2, &Attributes::new(), 5 * H));
         let ops = ops_for_transition(&r2, &binding(), DestinationKind::MetaAudience);
         assert_eq!(ops.len(), 2);

@@ -261,7 +261,12 @@ pub struct DeliveryJob {
 
 impl DeliveryJob {
     /// A job id from the fields that make the work unique.
-    pub fn derive_id(export: &str, destination: &str, origin_id: &str, ops: &[DeliveryOp]) -> String {
+    pub fn derive_id(
+        export: &str,
+        destination: &str,
+        origin_id: &str,
+        ops: &[DeliveryOp],
+    ) -> String {
         let mut h = Sha256::new();
         for part in [export, destination, origin_id] {
             h.update(part.as_bytes());
@@ -288,11 +293,15 @@ pub enum RunStatus {
     /// Reading the source (phase 1) or committing the diff (phase 2).
     Running,
     /// A guard rail stopped the write; nothing was sent.
-    Held { reason: String },
+    Held {
+        reason: String,
+    },
     /// An operator approved a held run; it commits on the next invocation.
     Approved,
     Finished,
-    Failed { reason: String },
+    Failed {
+        reason: String,
+    },
 }
 
 /// Every run is a record: what it read, changed and sent.
@@ -368,8 +377,20 @@ pub mod counter {
     /// Latency histogram bucket upper bounds (ms), source event to
     /// destination acknowledgement. Stored as `latency_le_<bound>` counters.
     pub const LATENCY_BUCKETS_MS: &[i64] = &[
-        250, 500, 1_000, 2_000, 5_000, 10_000, 30_000, 60_000, 300_000, 900_000, 3_600_000,
-        14_400_000, 86_400_000, i64::MAX,
+        250,
+        500,
+        1_000,
+        2_000,
+        5_000,
+        10_000,
+        30_000,
+        60_000,
+        300_000,
+        900_000,
+        3_600_000,
+        14_400_000,
+        86_400_000,
+        i64::MAX,
     ];
 
     pub fn latency_bucket(ms: i64) -> String {

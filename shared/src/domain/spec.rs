@@ -29,13 +29,19 @@ impl ActivationSpec {
         self.destinations.get(name)
     }
     /// Exports that list `event` among their exit events.
-    pub fn exports_exiting_on<'a>(&'a self, event: &'a str) -> impl Iterator<Item = &'a ExportSpec> + 'a {
+    pub fn exports_exiting_on<'a>(
+        &'a self,
+        event: &'a str,
+    ) -> impl Iterator<Item = &'a ExportSpec> + 'a {
         self.exports
             .values()
             .filter(move |e| e.exit_on.iter().any(|n| n == event))
     }
     /// Exports that must never contain members of `export`.
-    pub fn exports_suppressed_by<'a>(&'a self, export: &'a str) -> impl Iterator<Item = &'a ExportSpec> + 'a {
+    pub fn exports_suppressed_by<'a>(
+        &'a self,
+        export: &'a str,
+    ) -> impl Iterator<Item = &'a ExportSpec> + 'a {
         self.exports
             .values()
             .filter(move |e| e.suppress.iter().any(|n| n == export))
@@ -262,7 +268,10 @@ pub struct AttributeSpec {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum TierRule {
     /// Time since entry in `[min_age, max_age)`.
-    Age { min_age_ms: Millis, max_age_ms: Millis },
+    Age {
+        min_age_ms: Millis,
+        max_age_ms: Millis,
+    },
     /// A numeric export attribute at or above `min`.
     Value { attribute: String, min: f64 },
 }
@@ -342,7 +351,9 @@ pub struct ExportSpec {
 
 impl ExportSpec {
     pub fn binding(&self, destination: &str) -> Option<&ExportDestination> {
-        self.destinations.iter().find(|d| d.destination == destination)
+        self.destinations
+            .iter()
+            .find(|d| d.destination == destination)
     }
     pub fn attribute(&self, name: &str) -> Option<&AttributeSpec> {
         self.attributes.iter().find(|a| a.name == name)

@@ -126,7 +126,14 @@ pub fn jobs_for_record(
             continue;
         }
         let origin = format!("{}#{}", record.change_id, record.person_key);
-        jobs.push(new_job(deps, export, &binding.destination, &origin, run_id, ops));
+        jobs.push(new_job(
+            deps,
+            export,
+            &binding.destination,
+            &origin,
+            run_id,
+            ops,
+        ));
     }
     jobs
 }
@@ -156,7 +163,10 @@ pub fn new_job(
 pub async fn enqueue(deps: &Deps, jobs: Vec<DeliveryJob>) -> Result<ApplySummary, PipelineError> {
     let mut by_queue: BTreeMap<String, Vec<DeliveryJob>> = BTreeMap::new();
     for job in jobs {
-        by_queue.entry(job.destination.clone()).or_default().push(job);
+        by_queue
+            .entry(job.destination.clone())
+            .or_default()
+            .push(job);
     }
     let mut summary = ApplySummary::default();
     for (queue, jobs) in by_queue {

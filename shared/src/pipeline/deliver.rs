@@ -92,7 +92,11 @@ pub async fn deliver_jobs(
         let key = format!("job:{}:{}", destination.name(), received.job.job_id);
         let until = now + opts.in_progress_ttl.as_millis() as i64;
         let expires = now + opts.dedup_ttl.as_millis() as i64;
-        match deps.state.idempotency_start(&key, now, until, expires).await {
+        match deps
+            .state
+            .idempotency_start(&key, now, until, expires)
+            .await
+        {
             Ok(IdempotencyStart::Started) => claimed.push((
                 i,
                 Claimed {
@@ -124,7 +128,10 @@ pub async fn deliver_jobs(
     let mut by_export: BTreeMap<&str, Vec<(usize, usize)>> = BTreeMap::new();
     for (ci, (_, c)) in claimed.iter().enumerate() {
         for oi in 0..c.received.job.ops.len() {
-            by_export.entry(c.received.job.export.as_str()).or_default().push((ci, oi));
+            by_export
+                .entry(c.received.job.export.as_str())
+                .or_default()
+                .push((ci, oi));
         }
     }
     for (export_name, refs) in by_export {
@@ -147,10 +154,24 @@ pub async fn deliver_jobs(
                 .map(|(ci, oi)| claimed[*ci].1.received.job.ops[*oi].clone())
                 .collect();
             totals.requests += 1;
-            let span = info_span!("send", export = export_name, destination = destination.name(), ops = ops.len());
-            match destination.send(export, binding, &ops).instrument(span).await {
+            let span = info_span!(
+                "send",
+                export = export_name,
+                destination = destination.name(),
+                ops = ops.len()
+            );
+            match destination
+                .send(export, binding, &ops)
+                .instrument(span)
+                .await
+            {
                 Ok(outcomes) => {
-                    for ((ci, oi), outcome) in chunk.iter().zip(outcomes.into_iter().map(Some).chain(std::iter::repeat(None))) {
+                    for ((ci, oi), outcome) in chunk.iter().zip(
+                        outcomes
+                            .into_iter()
+                            .map(Some)
+                            .chain(std::iter::repeat(None)),
+                    ) {
                         claimed[*ci].1.outcomes[*oi] = Some(outcome.unwrap_or(OpOutcome::Retry {
                             reason: "destination returned no outcome for this op".into(),
                         }));
@@ -179,7 +200,10 @@ pub async fn deliver_jobs(
                     .state
                     .add_counters(
                         &scope,
-                        &[(counter::JOBS_DEAD, 1), (counter::REJECTED, job.ops.len() as i64)],
+                        &[
+                            (counter::JOBS_DEAD, 1),
+                            (counter::REJECTED, job.ops.len() as i64),
+                        ],
                     )
                     .await;
                 warn!(job_id = %job.job_id, error = %err, "job exhausted its attempts: dead-lettered");
@@ -258,7 +282,9 @@ async fn finish_job(
                 *deltas.entry(counter::ACCEPTED.into()).or_default() += 1;
                 if op.tier.is_none() {
                     match op.op {
-                        OpKind::Add => *deltas.entry(counter::ADDS_ACCEPTED.into()).or_default() += 1,
+                        OpKind::Add => {
+                            *deltas.entry(counter::ADDS_ACCEPTED.into()).or_default() += 1
+                        }
                         OpKind::Remove => {
                             *deltas.entry(counter::REMOVES_ACCEPTED.into()).or_default() += 1
                         }

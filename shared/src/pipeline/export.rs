@@ -67,7 +67,13 @@ pub async fn run_export(
             "export `{export_name}` has no batch source (it is fed by webhooks only)"
         )));
     };
-    let mut run = match deps.state.list_runs(export_name, 1).await?.into_iter().next() {
+    let mut run = match deps
+        .state
+        .list_runs(export_name, 1)
+        .await?
+        .into_iter()
+        .next()
+    {
         Some(r)
             if r.kind == RunKind::Batch
                 && matches!(r.status, RunStatus::Running | RunStatus::Approved) =>
@@ -109,9 +115,10 @@ pub async fn run_export(
         .changes
         .iter()
         .filter(|c| {
-            run.checkpoint.committed_through.as_deref().is_none_or(|done| {
-                c.person.ids.person_key().is_some_and(|k| k.as_str() > done)
-            })
+            run.checkpoint
+                .committed_through
+                .as_deref()
+                .is_none_or(|done| c.person.ids.person_key().is_some_and(|k| k.as_str() > done))
         })
         .collect();
     let chunks: Vec<&[&MembershipChange]> = pending.chunks(opts.chunk_people.max(1)).collect();
@@ -165,7 +172,11 @@ async fn read_page(
     opts: &ExportOptions,
 ) -> Result<(), PipelineError> {
     let page = source
-        .membership_page(segment_id, run.checkpoint.source_cursor.as_deref(), opts.page_limit)
+        .membership_page(
+            segment_id,
+            run.checkpoint.source_cursor.as_deref(),
+            opts.page_limit,
+        )
         .await?;
     let mut staged: Vec<(PersonKey, Person)> = Vec::with_capacity(page.people.len());
     for ids in page.people.chunks(100) {
@@ -209,11 +220,17 @@ pub struct Plan {
     pub source_size: u64,
 }
 
-async fn all_records(deps: &Deps, export: &str) -> Result<BTreeMap<PersonKey, MembershipRecord>, PipelineError> {
+async fn all_records(
+    deps: &Deps,
+    export: &str,
+) -> Result<BTreeMap<PersonKey, MembershipRecord>, PipelineError> {
     let mut out = BTreeMap::new();
     let mut cursor = None;
     loop {
-        let page = deps.state.list_memberships(export, cursor, LIST_PAGE).await?;
+        let page = deps
+            .state
+            .list_memberships(export, cursor, LIST_PAGE)
+            .await?;
         for r in page.items {
             out.insert(r.person_key.clone(), r);
         }
@@ -234,7 +251,10 @@ pub async fn plan(
     let mut staged: BTreeMap<PersonKey, Person> = BTreeMap::new();
     let mut cursor = None;
     loop {
-        let page = deps.state.list_staged(&run.run_id, cursor, LIST_PAGE).await?;
+        let page = deps
+            .state
+            .list_staged(&run.run_id, cursor, LIST_PAGE)
+            .await?;
         staged.extend(page.items);
         match page.next {
             Some(n) => cursor = Some(n),
@@ -276,7 +296,14 @@ pub async fn plan(
             if was_member {
                 plan.stats.removes += 1;
                 if let Some(r) = rec {
-                    plan.changes.push(batch_change(export, &r.current.ids, person_of(r), ChangeKind::Exit, ts, &run_cid));
+                    plan.changes.push(batch_change(
+                        export,
+                        &r.current.ids,
+                        person_of(r),
+                        ChangeKind::Exit,
+                        ts,
+                        &run_cid,
+                    ));
                 }
             }
             continue;
@@ -291,12 +318,26 @@ pub async fn plan(
             plan.stats.suppressed += 1;
             if was_member {
                 plan.stats.removes += 1;
-                plan.changes.push(batch_change(export, &person.ids, person.clone(), ChangeKind::Exit, ts, &run_cid));
+                plan.changes.push(batch_change(
+                    export,
+                    &person.ids,
+                    person.clone(),
+                    ChangeKind::Exit,
+                    ts,
+                    &run_cid,
+                ));
             }
             continue;
         }
         next_size += 1;
-        let enter = batch_change(export, &person.ids, person.clone(), ChangeKind::Enter, ts, &run_cid);
+        let enter = batch_change(
+            export,
+            &person.ids,
+            person.clone(),
+            ChangeKind::Enter,
+            ts,
+            &run_cid,
+        );
         if done_by_this_run {
             if was_member {
                 plan.stats.changed += 1;
@@ -372,17 +413,24 @@ pub fn guard_rail(export: &ExportSpec, plan: &Plan) -> Option<String> {
     }
     if let Some(min) = g.min_size {
         if plan.next_size < min {
-            return Some(format!("audience size {} below the expected minimum {min}", plan.next_size));
+            return Some(format!(
+                "audience size {} below the expected minimum {min}",
+                plan.next_size
+            ));
         }
     }
     if let Some(max) = g.max_size {
         if plan.next_size > max {
-            return Some(format!("audience size {} above the expected maximum {max}", plan.next_size));
+            return Some(format!(
+                "audience size {} above the expected maximum {max}",
+                plan.next_size
+            ));
         }
     }
     if let Some(max_churn) = g.max_churn_pct {
         if plan.current_size > 0 {
-            let churn = (plan.stats.adds + plan.stats.removes) as f64 * 100.0 / plan.current_size as f64;
+            let churn =
+                (plan.stats.adds + plan.stats.removes) as f64 * 100.0 / plan.current_size as f64;
             if churn > max_churn {
                 return Some(format!(
                     "churn {churn:.1}% ({} adds, {} removes on {}) above the allowed {max_churn}%",
@@ -409,7 +457,9 @@ async fn commit_chunk(
         let (written, _) = apply_one(deps, change).await?;
         let Some(record) = written else { continue };
         for binding in &export.destinations {
-            let Some(dest) = deps.spec.destination(&binding.destination) else { continue };
+            let Some(dest) = deps.spec.destination(&binding.destination) else {
+                continue;
+            };
             ops.entry(binding.destination.clone())
                 .or_default()
                 .extend(ops_for_transition(&record, binding, dest.kind));

@@ -19,7 +19,9 @@ use super::{Deps, PipelineError};
 use crate::customerio::actions::{
     parse_action, verify_action, ActionAuthConfig, ActionBody, ActionKind,
 };
-use crate::customerio::webhook::{parse_reporting, verify_signature, ReportingEvent, SignatureConfig};
+use crate::customerio::webhook::{
+    parse_reporting, verify_signature, ReportingEvent, SignatureConfig,
+};
 use crate::domain::membership::exit_change;
 use crate::domain::model::{
     counter, ChangeKind, ChangeOrigin, CounterScope, DeliveryOp, EventPayload, MembershipChange,
@@ -82,7 +84,9 @@ pub async fn handle(
         Route::Reporting => {
             verify_signature(headers, body, &cfg.reporting, now).map_err(|e| e.to_string())
         }
-        Route::Actions => verify_action(headers, body, &cfg.actions, now).map_err(|e| e.to_string()),
+        Route::Actions => {
+            verify_action(headers, body, &cfg.actions, now).map_err(|e| e.to_string())
+        }
     };
     if let Err(reason) = verified {
         warn!(route = route.as_str(), %reason, "webhook refused");
@@ -100,10 +104,9 @@ pub async fn handle(
             let reason = format!("could not process: {e}");
             match quarantine(deps, route, headers, body, &reason, now).await {
                 Ok(id) => quarantined(&id, &reason),
-                Err(qe) => IntakeResponse::new(
-                    503,
-                    json!({"status": "retry", "reason": qe.to_string()}),
-                ),
+                Err(qe) => {
+                    IntakeResponse::new(503, json!({"status": "retry", "reason": qe.to_string()}))
+                }
             }
         }
     }
@@ -143,7 +146,11 @@ async fn process(
     let key = parsed.dedup_key();
     let until = now + cfg.in_progress_ttl.as_millis() as i64;
     let expires = now + cfg.dedup_ttl.as_millis() as i64;
-    match deps.state.idempotency_start(&key, now, until, expires).await? {
+    match deps
+        .state
+        .idempotency_start(&key, now, until, expires)
+        .await?
+    {
         IdempotencyStart::Completed => {
             count(deps, counter::WEBHOOKS_DUPLICATE).await?;
             return Ok(IntakeResponse::new(200, json!({"status": "duplicate"})));
@@ -330,7 +337,10 @@ async fn act_on_event(
                 tier: None,
                 attributes: super::changes::mapped_attributes(
                     export,
-                    &a.attributes.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+                    &a.attributes
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect(),
                 ),
                 event: Some(EventPayload {
                     event_id: event_id.clone(),

@@ -59,8 +59,8 @@ pub async fn reconcile(
             let accepted = get(counter::ACCEPTED).max(0) as u64;
             let rejected = get(counter::REJECTED).max(0) as u64;
             let unmatched = get(counter::UNMATCHED).max(0) as u64;
-            let match_rate = (sent + unmatched > 0)
-                .then(|| accepted as f64 / (sent + unmatched) as f64);
+            let match_rate =
+                (sent + unmatched > 0).then(|| accepted as f64 / (sent + unmatched) as f64);
             let dest = destinations.get(&binding.destination);
             let destination_count = match dest {
                 Some(d) => d.audience_size(export, binding).await.unwrap_or_else(|e| {

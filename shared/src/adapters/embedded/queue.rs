@@ -328,6 +328,63 @@ impl EmbeddedQueue {
     }
 
     /// Run `f` on the blocking pool (redb commits wait for the disk).
+    /// Make every received-but-unsettled job visible at once. Only one
+    /// process can hold the file, so at open time such jobs belong to a
+    /// process that died: waiting out their visibility timeout would only
+    /// delay delivery. Returns how many came back.
+    pub async fn release_in_flight(&self) -> Result<u64, QueueError> {
+        let released = self
+            .blocking(move |inner| {
+                let now = inner.clock.now_ms();
+                let txn = inner
+                    .db
+                    .begin_write()
+                    .map_err(|e| db_err("release in-flight", e))?;
+                let mut released = 0u64;
+                {
+                    let mut messages = txn
+                        .open_table(MESSAGE)
+                        .map_err(|e| db_err("release in-flight", e))?;
+                    let mut index = txn
+                        .open_table(VISIBILITY)
+                        .map_err(|e| db_err("release in-flight", e))?;
+                    let mut held: Vec<((String, String), StoredMessage)> = Vec::new();
+                    for entry in messages
+                        .iter()
+                        .map_err(|e| db_err("release in-flight", e))?
+                    {
+                        let (key, value) = entry.map_err(|e| db_err("release in-flight", e))?;
+                        let msg: StoredMessage = serde_json::from_slice(value.value())
+                            .map_err(|e| json_err("cannot decode job", e))?;
+                        if msg.receipt.is_some() && msg.visible_at > now {
+                            let (q, id) = key.value();
+                            held.push(((q.to_string(), id.to_string()), msg));
+                        }
+                    }
+                    for ((queue, id), mut msg) in held {
+                        index
+                            .remove((queue.as_str(), msg.visible_at, msg.seq))
+                            .map_err(|e| db_err("release in-flight", e))?;
+                        msg.visible_at = now;
+                        msg.receipt = None;
+                        index
+                            .insert((queue.as_str(), msg.visible_at, msg.seq), id.as_str())
+                            .map_err(|e| db_err("release in-flight", e))?;
+                        let bytes = serde_json::to_vec(&msg)
+                            .map_err(|e| json_err("cannot encode job", e))?;
+                        messages
+                            .insert((queue.as_str(), id.as_str()), bytes.as_slice())
+                            .map_err(|e| db_err("release in-flight", e))?;
+                        released += 1;
+                    }
+                }
+                commit(txn, "release in-flight")?;
+                Ok(released)
+            })
+            .await?;
+        Ok(released)
+    }
+
     async fn blocking<T, F>(&self, f: F) -> Result<T, QueueError>
     where
         T: Send + 'static,
