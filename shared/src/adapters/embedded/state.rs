@@ -726,7 +726,6 @@ impl StateStore for EmbeddedStateStore {
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::time::{Duration, Instant};
 
     use super::*;
     use crate::domain::model::{ChangeOrigin, MembershipSnapshot, RunKind, RunStatus};
