@@ -459,3 +459,109 @@ async fn interrupted_run_resumes_and_enqueues_exactly_what_one_pass_would() {
         "no op enqueued twice"
     );
 }
+
+fn signed(bytes: &[u8], ts: i64) -> BTreeMap<String, String> {
+    [
+        ("x-cio-timestamp".to_string(), ts.to_string()),
+        (
+            "x-cio-signature".to_string(),
+            sign(SIGNING_SECRET.as_bytes(), ts, bytes),
+        ),
+    ]
+    .into()
+}
+
+#[tokio::test]
+async fn every_object_type_and_metric_is_accepted_and_recorded() {
+    use dataout::customerio::webhook::OBJECT_TYPE_METRICS;
+    let s = setup(10).await;
+    let mut n = 0;
+    for (object_type, metrics) in OBJECT_TYPE_METRICS {
+        for metric in *metrics {
+            n += 1;
+            let body = json!({
+                "event_id": format!("01HZ{n:022}"),
+                "object_type": object_type, "metric": metric, "timestamp": now_s(),
+                "data": {
+                    "identifiers": {"id": format!("cust_{n:05}"), "email": null, "cio_id": format!("cio{n}")},
+                    "delivery_id": "RAECAAFwnUSneIa0ZXkmnM", "campaign_id": 12, "action_id": 34,
+                },
+            });
+            let bytes = serde_json::to_vec(&body).unwrap();
+            let resp = handle(
+                &s.rt.deps,
+                &s.rt.intake,
+                Route::Reporting,
+                &signed(&bytes, now_s()),
+                &bytes,
+            )
+            .await;
+            assert_eq!(resp.status, 200, "{object_type}.{metric}: {resp:?}");
+            assert_eq!(
+                resp.body["status"], "accepted",
+                "{object_type}.{metric}: {resp:?}"
+            );
+        }
+    }
+    let counters =
+        s.rt.deps
+            .state
+            .get_counters(&dataout::domain::model::CounterScope::intake())
+            .await
+            .unwrap();
+    for (object_type, metrics) in OBJECT_TYPE_METRICS {
+        for metric in *metrics {
+            assert_eq!(
+                counters.get(&format!("reporting:{object_type}.{metric}")),
+                Some(&1),
+                "{object_type}.{metric}"
+            );
+        }
+    }
+    assert_eq!(counters.get("webhooks_accepted"), Some(&n));
+}
+
+#[tokio::test]
+async fn tampered_reserialised_stale_and_unsigned_reporting_webhooks_get_401() {
+    let s = setup(10).await;
+    let bytes = br#"{"event_id":"01HZREFUSE","object_type":"email","metric":"opened","timestamp":1700000000,"data":{"identifiers":{"id":"cust_00001"}}}"#.to_vec();
+    let ts = now_s();
+    let good = signed(&bytes, ts);
+    let refused = |resp: dataout::pipeline::intake::IntakeResponse| {
+        assert_eq!(resp.status, 401, "{resp:?}");
+        assert!(resp.body["reason"].as_str().is_some_and(|r| !r.is_empty()));
+    };
+    let mut tampered = bytes.clone();
+    tampered[40] = b'X';
+    refused(handle(&s.rt.deps, &s.rt.intake, Route::Reporting, &good, &tampered).await);
+    let reserialised =
+        serde_json::to_vec_pretty(&serde_json::from_slice::<Value>(&bytes).unwrap()).unwrap();
+    refused(
+        handle(
+            &s.rt.deps,
+            &s.rt.intake,
+            Route::Reporting,
+            &good,
+            &reserialised,
+        )
+        .await,
+    );
+    let stale = signed(&bytes, ts - 3600);
+    refused(handle(&s.rt.deps, &s.rt.intake, Route::Reporting, &stale, &bytes).await);
+    refused(
+        handle(
+            &s.rt.deps,
+            &s.rt.intake,
+            Route::Reporting,
+            &BTreeMap::new(),
+            &bytes,
+        )
+        .await,
+    );
+    let mut no_sig = good.clone();
+    no_sig.remove("x-cio-signature");
+    refused(handle(&s.rt.deps, &s.rt.intake, Route::Reporting, &no_sig, &bytes).await);
+    // The genuine one still goes through.
+    let ok = handle(&s.rt.deps, &s.rt.intake, Route::Reporting, &good, &bytes).await;
+    assert_eq!(ok.status, 200);
+}

@@ -297,7 +297,7 @@ pub fn intake_config() -> IntakeConfig {
             tolerance: Duration::from_secs(300),
         },
         dedup_ttl: Duration::from_secs(7 * 24 * 3600),
-        in_progress_ttl: Duration::from_secs(30),
+        in_progress_ttl: Duration::from_secs(5),
     }
 }
 

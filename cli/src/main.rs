@@ -209,7 +209,7 @@ pub fn intake_config_from_env() -> anyhow::Result<IntakeConfig> {
             tolerance: Duration::from_secs(tolerance),
         },
         dedup_ttl: Duration::from_secs(7 * 24 * 3600),
-        in_progress_ttl: Duration::from_secs(30),
+        in_progress_ttl: Duration::from_secs(5),
     })
 }
 
@@ -377,6 +377,6 @@ fn placeholder_intake() -> IntakeConfig {
             tolerance: Duration::from_secs(300),
         },
         dedup_ttl: Duration::from_secs(7 * 24 * 3600),
-        in_progress_ttl: Duration::from_secs(30),
+        in_progress_ttl: Duration::from_secs(5),
     }
 }

@@ -176,7 +176,17 @@ exports:
     let mut server = spawn_serve(&config, &state, port);
     wait_healthy(&http, &base).await;
     for e in &events[acknowledged..] {
-        assert!(post(&http, &base, e).await, "request refused after restart");
+        // As Customer.io does: retry with backoff until acknowledged. A
+        // request the killed server had claimed is answered 503 until its
+        // claim expires.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !post(&http, &base, e).await {
+            assert!(
+                Instant::now() < deadline,
+                "request never acknowledged after restart"
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
     }
 
     let mut expected: BTreeSet<String> = BTreeSet::new();

@@ -55,6 +55,7 @@ pub enum RuntimeError {
 pub struct LocalRuntime {
     pub deps: Deps,
     pub queue: Arc<EmbeddedQueue>,
+    pub store: Arc<EmbeddedStateStore>,
     pub destinations: BTreeMap<String, Arc<dyn Destination>>,
     pub intake: IntakeConfig,
     pub delivery: DeliveryOptions,
@@ -134,14 +135,20 @@ impl LocalRuntime {
         Ok(LocalRuntime {
             deps: Deps {
                 spec: Arc::new(spec),
-                state,
+                state: state.clone(),
                 queue: queue.clone(),
                 clock,
             },
             queue,
+            store: state,
             destinations,
             intake,
-            delivery: DeliveryOptions::default(),
+            // One worker per destination here, and a request never takes
+            // longer than the HTTP timeout: a claim older than that is dead.
+            delivery: DeliveryOptions {
+                in_progress_ttl: Duration::from_secs(45),
+                ..DeliveryOptions::default()
+            },
             stop,
             tasks: std::sync::Mutex::new(Vec::new()),
         })
@@ -151,10 +158,11 @@ impl LocalRuntime {
     /// had received come back at once.
     pub async fn start_workers(self: &Arc<Self>) -> Result<(), RuntimeError> {
         let released = self.queue.release_in_flight().await?;
-        if released > 0 {
+        let claims = self.store.release_in_progress_claims().await?;
+        if released + claims > 0 {
             info!(
                 jobs = released,
-                "jobs left in flight by a previous process are visible again"
+                claims, "work left half-done by a previous process is picked up again"
             );
         }
         for (name, dest) in &self.destinations {

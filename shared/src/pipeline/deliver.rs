@@ -115,7 +115,9 @@ pub async fn deliver_jobs(
                     .await;
             }
             Ok(IdempotencyStart::InProgress) => {
-                dispositions[i] = Disposition::RetryAfter(Duration::from_secs(30));
+                // Another worker holds it, or held it and died: look again
+                // once such a claim would have expired.
+                dispositions[i] = Disposition::RetryAfter(opts.in_progress_ttl);
             }
             Err(e) => {
                 warn!(job_id = %received.job.job_id, error = %e, "could not claim job");

@@ -156,9 +156,16 @@ async fn process(
             return Ok(IntakeResponse::new(200, json!({"status": "duplicate"})));
         }
         IdempotencyStart::InProgress => {
-            // The first delivery of this event is being processed; if it
-            // fails, its own retry redoes the work.
-            return Ok(IntakeResponse::new(200, json!({"status": "in_progress"})));
+            // Another request holds this event: it may still finish, or it
+            // may have died mid-way. Only a retry after the claim expires
+            // can tell, so ask for one: a 2xx here could lose the change.
+            return Ok(IntakeResponse::new(
+                503,
+                json!({"status": "retry", "reason": format!(
+                    "this event is being processed by another request; retry after {} s",
+                    cfg.in_progress_ttl.as_secs().max(1)
+                )}),
+            ));
         }
         IdempotencyStart::Started => {}
     }
@@ -437,4 +444,150 @@ pub async fn replay_quarantined(
         deps.state.put_quarantine(&entry).await?;
     }
     Ok(resp)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::adapters::embedded::queue::{EmbeddedQueue, QueueSettings};
+    use crate::adapters::embedded::state::EmbeddedStateStore;
+    use crate::customerio::webhook::sign;
+    use crate::ports::{Secret, SystemClock};
+
+    const SECRET: &str = "intake-test-secret";
+
+    fn deps(dir: &std::path::Path) -> Deps {
+        let spec = crate::domain::config::parse_spec(
+            include_str!("../../../config/exports.example.yaml"),
+            "exports.example.yaml",
+        )
+        .expect("example spec");
+        let clock: Arc<dyn crate::ports::Clock> = Arc::new(SystemClock);
+        Deps {
+            spec: Arc::new(spec),
+            state: Arc::new(EmbeddedStateStore::open(&dir.join("s.redb")).expect("state")),
+            queue: Arc::new(
+                EmbeddedQueue::open(&dir.join("q.redb"), QueueSettings::default(), clock.clone())
+                    .expect("queue"),
+            ),
+            clock,
+        }
+    }
+
+    fn cfg() -> IntakeConfig {
+        IntakeConfig {
+            reporting: SignatureConfig {
+                secret: Secret::new(SECRET),
+                tolerance: Duration::from_secs(300),
+            },
+            actions: ActionAuthConfig {
+                header_name: "x-dataout-token".into(),
+                secret: Secret::new(SECRET),
+                mode: crate::customerio::actions::ActionAuthMode::SharedSecret,
+                tolerance: Duration::from_secs(300),
+            },
+            dedup_ttl: Duration::from_secs(3600),
+            in_progress_ttl: Duration::from_secs(30),
+        }
+    }
+
+    fn reporting_headers(body: &[u8]) -> BTreeMap<String, String> {
+        let ts = chrono::Utc::now().timestamp();
+        [
+            ("x-cio-timestamp".to_string(), ts.to_string()),
+            (
+                "x-cio-signature".to_string(),
+                sign(SECRET.as_bytes(), ts, body),
+            ),
+        ]
+        .into()
+    }
+
+    /// JSON shaped like what Customer.io sends, with arbitrary values.
+    fn jsonish() -> impl Strategy<Value = serde_json::Value> {
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::from),
+            any::<i64>().prop_map(serde_json::Value::from),
+            "[a-z_@.0-9 ]{0,12}".prop_map(serde_json::Value::from),
+        ];
+        let value = leaf.prop_recursive(3, 24, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::from),
+                prop::collection::btree_map(
+                    prop_oneof![
+                        Just("id".to_string()),
+                        Just("email".to_string()),
+                        Just("cio_id".to_string()),
+                        Just("identifiers".to_string()),
+                        Just("data".to_string()),
+                        Just("action".to_string()),
+                        Just("export".to_string()),
+                        Just("person".to_string()),
+                        Just("event".to_string()),
+                        Just("event_id".to_string()),
+                        Just("metric".to_string()),
+                        Just("object_type".to_string()),
+                        Just("timestamp".to_string()),
+                        Just("sent_at".to_string()),
+                        Just("name".to_string()),
+                        "[a-z]{1,6}",
+                    ],
+                    inner,
+                    0..6,
+                )
+                .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+            ]
+        });
+        value
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+
+        /// Signed, authenticated input of any shape never panics intake,
+        /// and is never refused: it is acted on, or kept in quarantine.
+        #[test]
+        fn no_input_panics_intake_or_is_lost(
+            raw in prop::collection::vec(any::<u8>(), 0..300),
+            shaped in jsonish(),
+            use_shaped in any::<bool>(),
+        ) {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
+            let body = if use_shaped { serde_json::to_vec(&shaped).expect("json") } else { raw };
+            let deps = deps(dir.path());
+            let cfg = cfg();
+            let (rep, act) = rt.block_on(async {
+                let rep = handle(&deps, &cfg, Route::Reporting, &reporting_headers(&body), &body).await;
+                let headers: BTreeMap<String, String> =
+                    [("x-dataout-token".to_string(), SECRET.to_string())].into();
+                let act = handle(&deps, &cfg, Route::Actions, &headers, &body).await;
+                (rep, act)
+            });
+            for resp in [rep, act] {
+                prop_assert!((200..300).contains(&resp.status), "{resp:?}");
+                let status = resp.body["status"].as_str().unwrap_or("");
+                prop_assert!(
+                    matches!(status, "accepted" | "quarantined" | "duplicate"),
+                    "{resp:?}"
+                );
+            }
+        }
+
+        /// Unsigned input of any shape is refused with a reason.
+        #[test]
+        fn unsigned_input_is_refused_with_a_reason(raw in prop::collection::vec(any::<u8>(), 0..200)) {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
+            let deps = deps(dir.path());
+            let resp = rt.block_on(handle(&deps, &cfg(), Route::Reporting, &BTreeMap::new(), &raw));
+            prop_assert_eq!(resp.status, 401);
+            prop_assert!(resp.body["reason"].as_str().is_some_and(|r| !r.is_empty()));
+        }
+    }
 }

@@ -135,6 +135,38 @@ impl EmbeddedStateStore {
     }
 
     /// Run `f` on the blocking pool (redb calls block on the disk).
+    /// Drop every in-progress idempotency claim. Only one process can hold
+    /// the file, so at start-up such claims belong to a process that died
+    /// mid-request: keeping them would make its retries wait them out.
+    /// Returns how many were dropped.
+    pub async fn release_in_progress_claims(&self) -> Result<u64, StateError> {
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(|e| db_err("release claims", e))?;
+            let mut released = 0u64;
+            {
+                let mut t = txn
+                    .open_table(IDEMPOTENCY)
+                    .map_err(|e| db_err("release claims", e))?;
+                let mut held = Vec::new();
+                for entry in t.iter().map_err(|e| db_err("release claims", e))? {
+                    let (key, value) = entry.map_err(|e| db_err("release claims", e))?;
+                    let record: IdempotencyRecord = decode("idempotency record", value.value())?;
+                    if record.status == IdempotencyStatus::InProgress {
+                        held.push(key.value().to_string());
+                    }
+                }
+                for key in held {
+                    t.remove(key.as_str())
+                        .map_err(|e| db_err("release claims", e))?;
+                    released += 1;
+                }
+            }
+            commit(txn, "release claims")?;
+            Ok(released)
+        })
+        .await
+    }
+
     async fn blocking<T, F>(&self, f: F) -> Result<T, StateError>
     where
         T: Send + 'static,
