@@ -172,18 +172,6 @@ pub async fn enqueue(deps: &Deps, jobs: Vec<DeliveryJob>) -> Result<ApplySummary
     for (queue, jobs) in by_queue {
         let ops: u64 = jobs.iter().map(|j| j.ops.len() as u64).sum();
         deps.queue.send(&queue, &jobs).await?;
-        let mut per_export: BTreeMap<String, i64> = BTreeMap::new();
-        for j in &jobs {
-            *per_export.entry(j.export.clone()).or_default() += j.ops.len() as i64;
-        }
-        for (export, n) in per_export {
-            deps.state
-                .add_counters(
-                    &crate::domain::model::CounterScope::delivery(&export, &queue),
-                    &[(crate::domain::model::counter::OPS_ENQUEUED, n)],
-                )
-                .await?;
-        }
         summary.jobs += jobs.len() as u64;
         summary.ops += ops;
         *summary.ops_by_destination.entry(queue).or_default() += ops;

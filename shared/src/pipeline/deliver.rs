@@ -191,6 +191,8 @@ pub async fn deliver_jobs(
         }
     }
 
+    let mut counters: BTreeMap<String, BTreeMap<String, i64>> = BTreeMap::new();
+    let mut done = Vec::new();
     for (i, c) in claimed {
         let job = &c.received.job;
         if let Some(err) = &c.failed {
@@ -222,12 +224,13 @@ pub async fn deliver_jobs(
             continue;
         }
         match finish_job(deps, destination, job, &c.outcomes, opts, &mut totals).await {
-            Ok(()) => {
-                let expires = deps.clock.now_ms() + opts.dedup_ttl.as_millis() as i64;
-                if let Err(e) = deps.state.idempotency_complete(&c.key, expires).await {
-                    warn!(job_id = %job.job_id, error = %e, "could not mark job complete");
+            Ok(deltas) => {
+                let scope = CounterScope::delivery(&job.export, destination.name());
+                let sum = counters.entry(scope).or_default();
+                for (k, v) in deltas {
+                    *sum.entry(k).or_default() += v;
                 }
-                totals.jobs_done += 1;
+                done.push((i, c.key, c.received.receive_count));
             }
             Err(e) => {
                 warn!(job_id = %job.job_id, error = %e, "could not record job outcome");
@@ -236,6 +239,33 @@ pub async fn deliver_jobs(
                 dispositions[i] = Disposition::RetryAfter(backoff(c.received.receive_count));
             }
         }
+    }
+    // One counter write per export for the whole batch, before the jobs are
+    // marked done: a crash in between recounts, it never drops a count.
+    let mut counted = true;
+    for (scope, deltas) in &counters {
+        let deltas: Vec<(&str, i64)> = deltas.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+        if deltas.is_empty() {
+            continue;
+        }
+        if let Err(e) = deps.state.add_counters(scope, &deltas).await {
+            warn!(%scope, error = %e, "could not record delivery counters");
+            counted = false;
+            break;
+        }
+    }
+    let expires = deps.clock.now_ms() + opts.dedup_ttl.as_millis() as i64;
+    for (i, key, receive_count) in done {
+        if !counted {
+            let _ = deps.state.idempotency_release(&key).await;
+            totals.jobs_retry += 1;
+            dispositions[i] = Disposition::RetryAfter(backoff(receive_count));
+            continue;
+        }
+        if let Err(e) = deps.state.idempotency_complete(&key, expires).await {
+            warn!(error = %e, "could not mark job complete");
+        }
+        totals.jobs_done += 1;
     }
     (dispositions, totals)
 }
@@ -261,7 +291,7 @@ fn clone_error(e: &DestinationError) -> DestinationError {
     }
 }
 
-/// Count a job's outcomes and pass retryable ops on in a follow-up job.
+/// Tally a job's outcomes and pass retryable ops on in a follow-up job.
 async fn finish_job(
     deps: &Deps,
     destination: &Arc<dyn Destination>,
@@ -269,7 +299,7 @@ async fn finish_job(
     outcomes: &[Option<OpOutcome>],
     opts: &DeliveryOptions,
     totals: &mut DeliveryTotals,
-) -> Result<(), crate::ports::StateError> {
+) -> Result<BTreeMap<String, i64>, crate::ports::StateError> {
     let now = deps.clock.now_ms();
     let mut deltas: BTreeMap<String, i64> = BTreeMap::new();
     let mut retry_ops = Vec::new();
@@ -333,12 +363,7 @@ async fn finish_job(
             .await
             .map_err(|e| crate::ports::StateError::retryable(format!("re-enqueue: {e}")))?;
     }
-    let scope = CounterScope::delivery(&job.export, destination.name());
-    let deltas: Vec<(&str, i64)> = deltas.iter().map(|(k, v)| (k.as_str(), *v)).collect();
-    if !deltas.is_empty() {
-        deps.state.add_counters(&scope, &deltas).await?;
-    }
-    Ok(())
+    Ok(deltas)
 }
 
 /// Receive, deliver and settle one batch from the local queue. Returns the
