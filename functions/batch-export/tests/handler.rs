@@ -108,17 +108,20 @@ async fn scheduler_tick_exports_the_segment_and_enqueues_jobs() -> Result<()> {
 async fn tick_past_its_deadline_checkpoints_and_the_next_tick_continues_the_same_run() -> Result<()>
 {
     let s = setup(|y| y).await?;
+    let members = s.sim.handle.snapshot().members(101).len() as u64;
+    assert!(members > 5, "the segment spans several pages");
     let input = fixture_input()?;
+    // Small pages, so one page is not the whole segment.
+    let opts = ExportOptions {
+        page_limit: 5,
+        chunk_people: 5,
+        ..ExportOptions::default()
+    };
 
-    let first = handle(
-        &s.deps,
-        &s.source,
-        &input,
-        &ExportOptions::default(),
-        Some(Instant::now()),
-    )
-    .await?;
+    // Already past its deadline: the tick reads one page, then checkpoints.
+    let first = handle(&s.deps, &s.source, &input, &opts, Some(Instant::now())).await?;
     assert_eq!(first.status, "running");
+    assert!(first.members < members, "{} of {members}", first.members);
     let continued: serde_json::Value =
         serde_json::from_str(&metrics_lines("DataOut/test", &first, 1)[0])?;
     assert_eq!(continued["RunsContinued"], 1.0);
@@ -126,13 +129,14 @@ async fn tick_past_its_deadline_checkpoints_and_the_next_tick_continues_the_same
         .await?
         .is_empty());
 
-    let second = handle(&s.deps, &s.source, &input, &ExportOptions::default(), None).await?;
+    let second = handle(&s.deps, &s.source, &input, &opts, None).await?;
     assert_eq!(second.status, "finished");
     assert_eq!(
         second.run_id, first.run_id,
         "the checkpointed run continues"
     );
-    assert!(second.adds > 0);
+    assert_eq!(second.members, members);
+    assert_eq!(second.adds, members);
     Ok(())
 }
 
