@@ -5,13 +5,10 @@
 //! bucket with a unique name.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use aws_config::{BehaviorVersion, Region, SdkConfig};
-use aws_sdk_dynamodb::config::Credentials;
 
 use dataout::adapters::dynamodb::DynamoStateStore;
 use dataout::adapters::s3::S3ObjectStore;
@@ -23,47 +20,10 @@ use dataout::domain::model::{
     RunKind, RunRecord, RunStats, RunStatus,
 };
 use dataout::ports::{IdempotencyStart, JobQueue, MembershipWrite, ObjectStore, StateStore};
-
-const ENDPOINT_VAR: &str = "DATAOUT_TEST_AWS_ENDPOINT";
-
-fn endpoint() -> String {
-    match std::env::var(ENDPOINT_VAR) {
-        Ok(v) if !v.trim().is_empty() => v.trim().to_string(),
-        _ => panic!(
-            "{ENDPOINT_VAR} is not set: these tests need moto's server on loopback. \
-             Start it with scripts/moto-server start (and export the line it prints), \
-             or run ./scripts/test"
-        ),
-    }
-}
-
-async fn sdk_config() -> SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest())
-        .endpoint_url(endpoint())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new(
-            "testing",
-            "testing",
-            None,
-            None,
-            "dataout-tests",
-        ))
-        .load()
-        .await
-}
-
-/// A name no other case (or earlier run on the same server) uses.
-fn unique(prefix: &str) -> String {
-    static N: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() % 1_000_000_000_000)
-        .unwrap_or(0);
-    format!("{prefix}-{nanos}-{}", N.fetch_add(1, Ordering::Relaxed))
-}
+use dataout_integration_tests::{endpoint, test_sdk_config, unique};
 
 async fn fresh_store() -> Result<DynamoStateStore> {
-    let client = aws_sdk_dynamodb::Client::new(&sdk_config().await);
+    let client = aws_sdk_dynamodb::Client::new(&test_sdk_config().await);
     let table = unique("dataout-state");
     DynamoStateStore::create_table(&client, &table).await?;
     Ok(DynamoStateStore::new(client, table))
@@ -77,7 +37,7 @@ struct Queues {
 }
 
 async fn fresh_queue(max_receives: u32) -> Result<Queues> {
-    let client = aws_sdk_sqs::Client::new(&sdk_config().await);
+    let client = aws_sdk_sqs::Client::new(&test_sdk_config().await);
     let name = unique("dataout-q");
     let map = SqsJobQueue::create_queues(
         &client,
@@ -435,7 +395,7 @@ async fn runs_reports_and_quarantine_list_newest_first() -> Result<()> {
 
 #[tokio::test]
 async fn missing_table_is_a_permanent_error_with_its_cause() -> Result<()> {
-    let client = aws_sdk_dynamodb::Client::new(&sdk_config().await);
+    let client = aws_sdk_dynamodb::Client::new(&test_sdk_config().await);
     let store = DynamoStateStore::new(client, unique("no-such-table"));
     let err = store
         .get_membership("vip", &PersonKey("id:1".into()))
@@ -636,7 +596,7 @@ fn sqs_event_body_parses_as_a_job() {
 
 #[tokio::test]
 async fn objects_put_get_list_under_the_prefix() -> Result<()> {
-    let conf = sdk_config().await;
+    let conf = test_sdk_config().await;
     let client = aws_sdk_s3::Client::from_conf(
         aws_sdk_s3::config::Builder::from(&conf)
             .force_path_style(true)

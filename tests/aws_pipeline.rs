@@ -2,12 +2,9 @@
 //! intake to delivery, and what it costs in requests per membership change.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use aws_config::{BehaviorVersion, Region};
-use aws_sdk_dynamodb::config::Credentials;
 use dataout::adapters::dynamodb::DynamoStateStore;
 use dataout::adapters::sqs::SqsJobQueue;
 use dataout::customerio::actions::{ActionAuthConfig, ActionAuthMode};
@@ -17,44 +14,15 @@ use dataout::pipeline::deliver::{deliver_jobs, DeliveryOptions, Disposition};
 use dataout::pipeline::intake::{handle, IntakeConfig, Route};
 use dataout::pipeline::Deps;
 use dataout::ports::{Clock, MapSecrets, Secret, SystemClock};
+use dataout_integration_tests::{test_sdk_config, unique};
 use dataout_sim::meta::{MetaSim, MetaSimConfig, DEFAULT_ACCESS_TOKEN};
 use serde_json::json;
-
-fn endpoint() -> String {
-    match std::env::var("DATAOUT_TEST_AWS_ENDPOINT") {
-        Ok(v) if !v.trim().is_empty() => v.trim().to_string(),
-        _ => panic!(
-            "DATAOUT_TEST_AWS_ENDPOINT is not set: these tests need moto's server on loopback. \
-             Start it with scripts/moto-server start, or run ./scripts/test"
-        ),
-    }
-}
-
-fn unique(prefix: &str) -> String {
-    static N: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() % 1_000_000_000_000)
-        .unwrap_or(0);
-    format!("{prefix}-{nanos}-{}", N.fetch_add(1, Ordering::SeqCst))
-}
 
 const AUDIENCE: &str = "23850000000000777";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn intake_to_delivery_on_dynamodb_and_sqs_and_its_request_cost() {
-    let sdk = aws_config::defaults(BehaviorVersion::latest())
-        .endpoint_url(endpoint())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new(
-            "testing",
-            "testing",
-            None,
-            None,
-            "dataout-tests",
-        ))
-        .load()
-        .await;
+    let sdk = test_sdk_config().await;
     let (meta_server, meta) = MetaSim::start(MetaSimConfig::default()).await.unwrap();
     meta.create_audience(AUDIENCE);
     let spec = parse_spec(

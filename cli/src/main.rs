@@ -10,7 +10,7 @@ use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 
 use dataout::customerio::actions::{ActionAuthConfig, ActionAuthMode};
-use dataout::customerio::app_api::{AppApiClient, AppApiConfig, Region};
+use dataout::customerio::app_api::{AppApiClient, AppApiConfig};
 use dataout::customerio::webhook::SignatureConfig;
 use dataout::domain::config::load_spec_file;
 use dataout::local::LocalRuntime;
@@ -240,15 +240,7 @@ async fn serve(config: &Path, addr: SocketAddr, state_dir: &Path) -> anyhow::Res
     rt.start_workers().await?;
     if env_secret("CIO_APP_API_KEY").is_some() {
         let source = AppApiClient::new(
-            AppApiConfig {
-                base_url: std::env::var("CIO_APP_API_BASE_URL").ok(),
-                region: if std::env::var("CIO_REGION").as_deref() == Ok("eu") {
-                    Region::Eu
-                } else {
-                    Region::Us
-                },
-                ..AppApiConfig::default()
-            },
+            AppApiConfig::from_lookup(|name| std::env::var(name).ok())?,
             &EnvSecrets,
             reqwest::Client::new(),
         )?;

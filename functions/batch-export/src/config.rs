@@ -2,13 +2,15 @@
 
 use std::time::Duration;
 
-use dataout::customerio::app_api::{AppApiConfig, Region};
+use dataout::customerio::app_api::{AppApiConfig, AppApiError};
 use thiserror::Error;
 
 #[derive(Debug, Error)]
 pub enum ConfigError {
     #[error("environment variable {name} is malformed: {reason}")]
     Malformed { name: &'static str, reason: String },
+    #[error(transparent)]
+    AppApi(#[from] AppApiError),
 }
 
 pub const DEFAULT_NAMESPACE: &str = "DataOut";
@@ -38,19 +40,7 @@ impl ExportSettings {
                 .map(|v| v.trim().to_string())
                 .filter(|v| !v.is_empty())
         };
-        let region = match value("CIO_REGION")
-            .map(|r| r.to_ascii_lowercase())
-            .as_deref()
-        {
-            None | Some("us") => Region::Us,
-            Some("eu") => Region::Eu,
-            Some(other) => {
-                return Err(ConfigError::Malformed {
-                    name: "CIO_REGION",
-                    reason: format!("`{other}` is neither `us` nor `eu`"),
-                })
-            }
-        };
+        let app_api = AppApiConfig::from_lookup(&get)?;
         let deadline_margin =
             match value("DATAOUT_DEADLINE_MARGIN_SECS") {
                 None => DEFAULT_DEADLINE_MARGIN,
@@ -62,11 +52,7 @@ impl ExportSettings {
                 })?,
             };
         Ok(ExportSettings {
-            app_api: AppApiConfig {
-                base_url: value("CIO_APP_API_BASE_URL"),
-                region,
-                ..AppApiConfig::default()
-            },
+            app_api,
             deadline_margin,
             metrics_namespace: value("DATAOUT_METRICS_NAMESPACE")
                 .unwrap_or_else(|| DEFAULT_NAMESPACE.to_string()),
@@ -78,6 +64,7 @@ impl ExportSettings {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use dataout::customerio::app_api::Region;
     use std::collections::BTreeMap;
 
     fn from(pairs: &[(&str, &str)]) -> Result<ExportSettings, ConfigError> {

@@ -2,13 +2,15 @@
 
 use std::time::Duration;
 
-use dataout::customerio::app_api::{AppApiConfig, Region};
+use dataout::customerio::app_api::{AppApiConfig, AppApiError};
 use thiserror::Error;
 
 #[derive(Debug, Error)]
 pub enum ConfigError {
     #[error("environment variable {name} is malformed: {reason}")]
     Malformed { name: &'static str, reason: String },
+    #[error(transparent)]
+    AppApi(#[from] AppApiError),
 }
 
 pub const DEFAULT_NAMESPACE: &str = "DataOut";
@@ -38,19 +40,7 @@ impl ReconcileSettings {
                 .map(|v| v.trim().to_string())
                 .filter(|v| !v.is_empty())
         };
-        let region = match value("CIO_REGION")
-            .map(|r| r.to_ascii_lowercase())
-            .as_deref()
-        {
-            None | Some("us") => Region::Us,
-            Some("eu") => Region::Eu,
-            Some(other) => {
-                return Err(ConfigError::Malformed {
-                    name: "CIO_REGION",
-                    reason: format!("`{other}` is neither `us` nor `eu`"),
-                })
-            }
-        };
+        let app_api = AppApiConfig::from_lookup(&get)?;
         let drift_alarm = match value("DATAOUT_DRIFT_ALARM") {
             None => DEFAULT_DRIFT_ALARM,
             Some(v) => match v.parse::<f64>() {
@@ -64,11 +54,7 @@ impl ReconcileSettings {
             },
         };
         Ok(ReconcileSettings {
-            app_api: AppApiConfig {
-                base_url: value("CIO_APP_API_BASE_URL"),
-                region,
-                ..AppApiConfig::default()
-            },
+            app_api,
             drift_alarm,
             metrics_namespace: value("DATAOUT_METRICS_NAMESPACE")
                 .unwrap_or_else(|| DEFAULT_NAMESPACE.to_string()),
@@ -80,6 +66,7 @@ impl ReconcileSettings {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use dataout::customerio::app_api::Region;
     use std::collections::BTreeMap;
 
     fn from(pairs: &[(&str, &str)]) -> Result<ReconcileSettings, ConfigError> {

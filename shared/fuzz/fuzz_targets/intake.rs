@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use dataout::adapters::embedded::queue::{EmbeddedQueue, QueueSettings};
@@ -17,20 +17,29 @@ use dataout::adapters::embedded::state::EmbeddedStateStore;
 use dataout::customerio::actions::{action_headers, ActionAuthConfig, ActionAuthMode};
 use dataout::customerio::webhook::{signed_headers, SignatureConfig};
 use dataout::domain::config::parse_spec;
+use dataout::domain::spec::ActivationSpec;
 use dataout::pipeline::intake::{handle, IntakeConfig, Route};
 use dataout::pipeline::Deps;
 use dataout::ports::{Clock, Secret, SystemClock};
 use libfuzzer_sys::fuzz_target;
 
 const SECRET: &str = "fuzz-intake-secret";
+/// Fresh stores after this many inputs: bounds the files' growth (and the
+/// slowdown that comes with it) on long runs.
+const INPUTS_PER_STORE: u32 = 50_000;
 
+/// Built once per process.
 struct Harness {
     rt: tokio::runtime::Runtime,
-    deps: Deps,
+    spec: Arc<ActivationSpec>,
     shared: IntakeConfig,
     hmac: IntakeConfig,
-    /// Kept so the state and queue files live as long as the process.
-    _dir: tempfile::TempDir,
+}
+
+/// The embedded state store and queue, and how many inputs they have seen.
+struct Stores {
+    deps: Deps,
+    used: u32,
 }
 
 fn config(mode: ActionAuthMode) -> IntakeConfig {
@@ -53,49 +62,97 @@ fn config(mode: ActionAuthMode) -> IntakeConfig {
 fn harness() -> &'static Harness {
     static HARNESS: OnceLock<Harness> = OnceLock::new();
     HARNESS.get_or_init(|| {
-        // tmpfs when there is one: the stores write on every request.
-        let shm = Path::new("/dev/shm");
-        let dir = if shm.is_dir() {
-            tempfile::Builder::new()
-                .prefix("dataout-fuzz")
-                .tempdir_in(shm)
-        } else {
-            tempfile::Builder::new().prefix("dataout-fuzz").tempdir()
-        }
-        .expect("temp dir for the fuzz stores");
         let spec = parse_spec(
             include_str!("../../../config/exports.example.yaml"),
             "exports.example.yaml",
         )
         .expect("the example spec parses");
-        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let deps = Deps {
-            spec: Arc::new(spec),
-            state: Arc::new(
-                EmbeddedStateStore::open(&dir.path().join("state.redb")).expect("state store"),
-            ),
-            queue: Arc::new(
-                EmbeddedQueue::open(
-                    &dir.path().join("queue.redb"),
-                    QueueSettings::default(),
-                    clock.clone(),
-                )
-                .expect("queue"),
-            ),
-            clock,
-        };
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .expect("tokio runtime");
         Harness {
             rt,
-            deps,
+            spec: Arc::new(spec),
             shared: config(ActionAuthMode::SharedSecret),
             hmac: config(ActionAuthMode::Hmac),
-            _dir: dir,
         }
     })
+}
+
+/// New stores in a temp dir (tmpfs when there is one: they write on every
+/// request). The dir is removed as soon as the files are open: libFuzzer
+/// ends the process without running destructors, and the open files stay
+/// usable until they are dropped.
+fn open_stores(spec: &Arc<ActivationSpec>) -> Deps {
+    let shm = Path::new("/dev/shm");
+    let dir = if shm.is_dir() {
+        tempfile::Builder::new()
+            .prefix("dataout-fuzz")
+            .tempdir_in(shm)
+    } else {
+        tempfile::Builder::new().prefix("dataout-fuzz").tempdir()
+    }
+    .expect("temp dir for the fuzz stores");
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let deps = Deps {
+        spec: spec.clone(),
+        state: Arc::new(
+            EmbeddedStateStore::open(&dir.path().join("state.redb")).expect("state store"),
+        ),
+        queue: Arc::new(
+            EmbeddedQueue::open(
+                &dir.path().join("queue.redb"),
+                QueueSettings::default(),
+                clock.clone(),
+            )
+            .expect("queue"),
+        ),
+        clock,
+    };
+    dir.close().expect("remove the fuzz stores' temp dir");
+    deps
+}
+
+/// The stores for the next input, renewed every [`INPUTS_PER_STORE`].
+fn next_deps(h: &Harness) -> Deps {
+    static STORES: Mutex<Option<Stores>> = Mutex::new(None);
+    let mut slot = STORES.lock().unwrap_or_else(|p| p.into_inner());
+    match slot.as_mut() {
+        Some(s) if s.used < INPUTS_PER_STORE => {
+            s.used += 1;
+            s.deps.clone()
+        }
+        _ => {
+            report_tally();
+            // The old stores (if any) are dropped first, freeing their files.
+            *slot = None;
+            let deps = open_stores(&h.spec);
+            *slot = Some(Stores {
+                deps: deps.clone(),
+                used: 1,
+            });
+            deps
+        }
+    }
+}
+
+/// How many answers of each status the current stores gave: printed at
+/// each renewal, to see that inputs reach `accepted`, not only quarantine.
+static TALLY: Mutex<BTreeMap<String, u64>> = Mutex::new(BTreeMap::new());
+
+fn record(status: &str) {
+    let mut tally = TALLY.lock().unwrap_or_else(|p| p.into_inner());
+    *tally.entry(status.to_string()).or_default() += 1;
+}
+
+fn report_tally() {
+    let mut tally = TALLY.lock().unwrap_or_else(|p| p.into_inner());
+    if !tally.is_empty() {
+        let parts: Vec<String> = tally.iter().map(|(k, n)| format!("{k} {n}")).collect();
+        eprintln!("intake answers: {}", parts.join(", "));
+        tally.clear();
+    }
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -103,7 +160,8 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let h = harness();
-    let now_s = h.deps.clock.now_ms().div_euclid(1000);
+    let deps = next_deps(h);
+    let now_s = deps.clock.now_ms().div_euclid(1000);
     let (route, cfg, headers): (Route, &IntakeConfig, BTreeMap<String, String>) =
         match (selector & 1, selector & 2) {
             (0, _) => (
@@ -122,7 +180,7 @@ fuzz_target!(|data: &[u8]| {
                 action_headers(&h.hmac.actions, now_s, body),
             ),
         };
-    let resp = h.rt.block_on(handle(&h.deps, cfg, route, &headers, body));
+    let resp = h.rt.block_on(handle(&deps, cfg, route, &headers, body));
     assert!(
         (200..300).contains(&resp.status),
         "signed {} body answered {}: {}",
@@ -131,6 +189,7 @@ fuzz_target!(|data: &[u8]| {
         resp.body
     );
     let status = resp.body["status"].as_str().unwrap_or_default();
+    record(&format!("{} {status}", route.as_str()));
     assert!(
         matches!(
             status,

@@ -236,12 +236,46 @@ fn limit_i32(limit: usize) -> i32 {
 }
 
 /// Backoff of in-adapter retries of transient failures.
-fn backoff() -> ExponentialBuilder {
+pub(crate) fn backoff() -> ExponentialBuilder {
     ExponentialBuilder::default()
         .with_min_delay(Duration::from_millis(50))
         .with_max_delay(Duration::from_secs(2))
         .with_max_times(3)
         .with_jitter()
+}
+
+/// Run one AWS request with in-adapter retries of transient failures,
+/// counting every attempt in `requests` (it sizes the bill). `port` names
+/// the caller in the retry log. Shared by the AWS adapters.
+pub(crate) async fn retry_counted<T, E, F, Fut>(
+    requests: &AtomicU64,
+    port: &'static str,
+    what: &'static str,
+    is_retryable: fn(&E) -> bool,
+    mut f: F,
+) -> Result<T, E>
+where
+    E: std::fmt::Display,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    (move || {
+        requests.fetch_add(1, Ordering::Relaxed);
+        f()
+    })
+    .retry(backoff())
+    .sleep(tokio::time::sleep)
+    .when(is_retryable)
+    .notify(|e, delay| {
+        tracing::warn!(
+            operation = what,
+            error = %e,
+            delay_ms = delay.as_millis() as u64,
+            "{} call failed; retrying",
+            port
+        );
+    })
+    .await
 }
 
 /// Backoff of BatchWriteItem's unprocessed items.
@@ -340,27 +374,18 @@ impl DynamoStateStore {
 
     /// Run one request with in-adapter retries of transient failures,
     /// counting every attempt.
-    async fn retrying<T, F, Fut>(&self, what: &'static str, mut f: F) -> Result<T, StateError>
+    async fn retrying<T, F, Fut>(&self, what: &'static str, f: F) -> Result<T, StateError>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, StateError>>,
     {
-        let requests = Arc::clone(&self.requests);
-        (move || {
-            requests.fetch_add(1, Ordering::Relaxed);
-            f()
-        })
-        .retry(backoff())
-        .sleep(tokio::time::sleep)
-        .when(StateError::is_retryable)
-        .notify(|e, delay| {
-            tracing::warn!(
-                operation = what,
-                error = %e,
-                delay_ms = delay.as_millis() as u64,
-                "state store call failed; retrying"
-            );
-        })
+        retry_counted(
+            &self.requests,
+            "state store",
+            what,
+            StateError::is_retryable,
+            f,
+        )
         .await
     }
 

@@ -30,9 +30,11 @@ use aws_sdk_sqs::types::{
     SendMessageBatchRequestEntry,
 };
 use aws_sdk_sqs::Client;
-use backon::{BackoffBuilder, ExponentialBuilder, Retryable};
+use backon::BackoffBuilder;
 
-use crate::adapters::dynamodb::{describe_sdk_error, sdk_error_is_transient};
+use crate::adapters::dynamodb::{
+    backoff, describe_sdk_error, retry_counted, sdk_error_is_transient,
+};
 use crate::domain::model::DeliveryJob;
 use crate::ports::{JobQueue, QueueDepth, QueueError, ReceivedJob};
 
@@ -164,14 +166,6 @@ pub fn split_job(job: &DeliveryJob) -> Result<Vec<(DeliveryJob, String)>, QueueE
         parts.push((part, body));
     }
     Ok(parts)
-}
-
-fn backoff() -> ExponentialBuilder {
-    ExponentialBuilder::default()
-        .with_min_delay(Duration::from_millis(50))
-        .with_max_delay(Duration::from_secs(2))
-        .with_max_times(3)
-        .with_jitter()
 }
 
 /// One message to send: body and attributes.
@@ -314,28 +308,12 @@ impl SqsJobQueue {
 
     /// Run one request with in-adapter retries of transient failures,
     /// counting every attempt.
-    async fn retrying<T, F, Fut>(&self, what: &'static str, mut f: F) -> Result<T, QueueError>
+    async fn retrying<T, F, Fut>(&self, what: &'static str, f: F) -> Result<T, QueueError>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, QueueError>>,
     {
-        let requests = Arc::clone(&self.requests);
-        (move || {
-            requests.fetch_add(1, Ordering::Relaxed);
-            f()
-        })
-        .retry(backoff())
-        .sleep(tokio::time::sleep)
-        .when(QueueError::is_retryable)
-        .notify(|e, delay| {
-            tracing::warn!(
-                operation = what,
-                error = %e,
-                delay_ms = delay.as_millis() as u64,
-                "queue call failed; retrying"
-            );
-        })
-        .await
+        retry_counted(&self.requests, "queue", what, QueueError::is_retryable, f).await
     }
 
     /// SendMessageBatch in groups of ≤ 10 entries and ≤ 1 MiB, re-sending

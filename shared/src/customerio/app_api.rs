@@ -90,6 +90,37 @@ impl Default for AppApiConfig {
     }
 }
 
+impl AppApiConfig {
+    /// The deployment's App API settings, read from `CIO_REGION` (`us` or
+    /// `eu`, any case; default `us`) and `CIO_APP_API_BASE_URL`, so every
+    /// entry point (functions, CLI) agrees on them. `lookup` is the
+    /// environment, or a map in tests; blank values count as unset.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, AppApiError> {
+        let value = |name: &str| {
+            lookup(name)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+        let region = match value("CIO_REGION")
+            .map(|r| r.to_ascii_lowercase())
+            .as_deref()
+        {
+            None | Some("us") => Region::Us,
+            Some("eu") => Region::Eu,
+            Some(other) => {
+                return Err(AppApiError::Config(format!(
+                "environment variable CIO_REGION is malformed: `{other}` is neither `us` nor `eu`"
+            )))
+            }
+        };
+        Ok(AppApiConfig {
+            base_url: value("CIO_APP_API_BASE_URL"),
+            region,
+            ..AppApiConfig::default()
+        })
+    }
+}
+
 /// What went wrong with one App API call. Converted to [`SourceError`] at the
 /// port; messages name the endpoint and status, never a person.
 #[derive(Debug, Error)]

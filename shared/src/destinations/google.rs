@@ -32,7 +32,7 @@ use async_trait::async_trait;
 use serde_json::{json, Value};
 
 use super::{status_is_retryable, Destination, DestinationError, OpOutcome};
-use crate::domain::identity::{default_keys, google_identifiers, IdentityOptions};
+use crate::domain::identity::{google_identifiers, match_keys, IdentityOptions};
 use crate::domain::model::{DeliveryOp, OpKind};
 use crate::domain::spec::{
     DestinationKind, DestinationSettings, DestinationSpec, ExportDestination, ExportSpec, MatchKey,
@@ -493,11 +493,7 @@ impl Destination for GoogleCustomerMatchDestination {
         binding: &ExportDestination,
         ops: &[DeliveryOp],
     ) -> Result<Vec<OpOutcome>, DestinationError> {
-        let keys: Vec<MatchKey> = if binding.keys.is_empty() {
-            default_keys(DestinationKind::GoogleCustomerMatch)
-        } else {
-            binding.keys.clone()
-        };
+        let keys = match_keys(binding, DestinationKind::GoogleCustomerMatch);
         let opts = IdentityOptions {
             default_phone_region: export.identity.default_phone_region.clone(),
             gmail_remove_dots: self.gmail_remove_dots,

@@ -29,10 +29,10 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::{status_is_retryable, Destination, DestinationError, OpOutcome};
-use crate::domain::identity::{default_keys, meta_row, meta_schema, IdentityOptions};
+use crate::domain::identity::{match_keys, meta_row, meta_schema, IdentityOptions};
 use crate::domain::model::{DeliveryOp, OpKind};
 use crate::domain::spec::{
-    DestinationKind, DestinationSettings, DestinationSpec, ExportDestination, ExportSpec, MatchKey,
+    DestinationKind, DestinationSettings, DestinationSpec, ExportDestination, ExportSpec,
 };
 use crate::ports::{Secret, Secrets};
 
@@ -403,11 +403,7 @@ impl Destination for MetaAudienceDestination {
         binding: &ExportDestination,
         ops: &[DeliveryOp],
     ) -> Result<Vec<OpOutcome>, DestinationError> {
-        let keys: Vec<MatchKey> = if binding.keys.is_empty() {
-            default_keys(DestinationKind::MetaAudience)
-        } else {
-            binding.keys.clone()
-        };
+        let keys = match_keys(binding, DestinationKind::MetaAudience);
         let schema = meta_schema(&keys);
         let opts = IdentityOptions {
             default_phone_region: export.identity.default_phone_region.clone(),

@@ -12,6 +12,7 @@ use std::path::Path;
 use saphyr::{LoadableYamlNode, MarkedYaml, Scalar, YamlData};
 use sha2::{Digest, Sha256};
 
+use super::identity::default_keys;
 use super::model::Millis;
 use super::spec::{
     ActivationSpec, AttributeSpec, Cadence, DestinationKind, DestinationSettings, DestinationSpec,
@@ -2021,11 +2022,7 @@ impl Checker {
                         .cloned()
                         .collect()
                 } else if keys.is_empty() {
-                    let mut d = vec![MatchKey::Email, MatchKey::Phone];
-                    if meta {
-                        d.push(MatchKey::ExternId);
-                    }
-                    d
+                    default_keys(kind)
                 } else {
                     Vec::new()
                 };

@@ -13,7 +13,7 @@
 //!   strip it, and stripping would merge addresses the person keeps apart.
 
 use crate::domain::model::{Attributes, Identifiers};
-use crate::domain::spec::{DestinationKind, MatchKey};
+use crate::domain::spec::{DestinationKind, ExportDestination, MatchKey};
 use chrono::{DateTime, Datelike, NaiveDate};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -467,6 +467,16 @@ pub fn default_keys(kind: DestinationKind) -> Vec<MatchKey> {
     match kind {
         DestinationKind::MetaAudience => vec![MatchKey::Email, MatchKey::Phone, MatchKey::ExternId],
         _ => vec![MatchKey::Email, MatchKey::Phone],
+    }
+}
+
+/// The match keys a binding sends: its own list, or the destination's
+/// defaults when it lists none.
+pub fn match_keys(binding: &ExportDestination, kind: DestinationKind) -> Vec<MatchKey> {
+    if binding.keys.is_empty() {
+        default_keys(kind)
+    } else {
+        binding.keys.clone()
     }
 }
 

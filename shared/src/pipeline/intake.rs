@@ -515,7 +515,7 @@ mod tests {
             any::<i64>().prop_map(serde_json::Value::from),
             "[a-z_@.0-9 ]{0,12}".prop_map(serde_json::Value::from),
         ];
-        let value = leaf.prop_recursive(3, 24, 6, |inner| {
+        leaf.prop_recursive(3, 24, 6, |inner| {
             prop_oneof![
                 prop::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::from),
                 prop::collection::btree_map(
@@ -542,8 +542,7 @@ mod tests {
                 )
                 .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
             ]
-        });
-        value
+        })
     }
 
     proptest! {

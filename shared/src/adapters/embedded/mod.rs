@@ -35,6 +35,36 @@ pub(crate) fn open_database(path: &Path) -> Result<Database, redb::Error> {
     Ok(Database::builder().create_with_backend(backend)?)
 }
 
+/// A failed redb call, classified once for both stores; each wraps it in
+/// its own port error.
+pub(crate) struct DbFailure {
+    pub message: String,
+    pub retryable: bool,
+    pub source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+/// Passing IO trouble may clear; corruption, a foreign file or a bug will not.
+pub(crate) fn classify_db_error(what: &str, e: impl Into<redb::Error>) -> DbFailure {
+    let e: redb::Error = e.into();
+    let message = format!("{what}: {e}");
+    let retryable = match &e {
+        redb::Error::Io(io) => {
+            use std::io::ErrorKind::*;
+            matches!(
+                io.kind(),
+                Interrupted | TimedOut | WouldBlock | StorageFull | ResourceBusy
+            )
+        }
+        redb::Error::WouldBlock => true,
+        _ => false,
+    };
+    DbFailure {
+        message,
+        retryable,
+        source: Some(Box::new(e)),
+    }
+}
+
 /// redb's file backend minus the fsync: writes still reach the OS at once.
 #[derive(Debug)]
 struct WriteThrough(FileBackend);

@@ -20,6 +20,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTran
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
+use super::{classify_db_error, DbFailure};
 use crate::domain::model::{DeliveryJob, Millis};
 use crate::ports::{Clock, JobQueue, QueueDepth, QueueError, ReceivedJob};
 
@@ -94,21 +95,11 @@ impl std::fmt::Debug for EmbeddedQueue {
 }
 
 fn db_err(what: &str, e: impl Into<redb::Error>) -> QueueError {
-    let e: redb::Error = e.into();
-    let message = format!("{what}: {e}");
-    // Passing IO trouble may clear; corruption, a foreign file or a bug will not.
-    let retryable = match &e {
-        redb::Error::Io(io) => {
-            use std::io::ErrorKind::*;
-            matches!(
-                io.kind(),
-                Interrupted | TimedOut | WouldBlock | StorageFull | ResourceBusy
-            )
-        }
-        redb::Error::WouldBlock => true,
-        _ => false,
-    };
-    let source: Option<Box<dyn std::error::Error + Send + Sync>> = Some(Box::new(e));
+    let DbFailure {
+        message,
+        retryable,
+        source,
+    } = classify_db_error(what, e);
     if retryable {
         QueueError::Retryable { message, source }
     } else {

@@ -12,6 +12,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTran
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use super::{classify_db_error, DbFailure};
 use crate::domain::model::{
     MembershipRecord, Millis, Person, PersonKey, QuarantineEntry, ReconcileReport, RunRecord,
 };
@@ -69,21 +70,11 @@ impl std::fmt::Debug for EmbeddedStateStore {
 }
 
 fn db_err(what: &str, e: impl Into<redb::Error>) -> StateError {
-    let e: redb::Error = e.into();
-    let message = format!("{what}: {e}");
-    // Passing IO trouble may clear; corruption, a foreign file or a bug will not.
-    let retryable = match &e {
-        redb::Error::Io(io) => {
-            use std::io::ErrorKind::*;
-            matches!(
-                io.kind(),
-                Interrupted | TimedOut | WouldBlock | StorageFull | ResourceBusy
-            )
-        }
-        redb::Error::WouldBlock => true,
-        _ => false,
-    };
-    let source: Option<Box<dyn std::error::Error + Send + Sync>> = Some(Box::new(e));
+    let DbFailure {
+        message,
+        retryable,
+        source,
+    } = classify_db_error(what, e);
     if retryable {
         StateError::Retryable { message, source }
     } else {
