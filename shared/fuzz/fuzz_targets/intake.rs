@@ -5,7 +5,9 @@
 //! refused or lost: the answer is 2xx (acted on, duplicate, or quarantined).
 //!
 //! Input: byte 0 picks the route and auth (bit 0: actions, bit 1: HMAC
-//! instead of the shared token); the rest is the body.
+//! instead of the shared token) and the body's form (bit 2: JSON built from
+//! the rest of the bytes in the shape of the route's bodies; otherwise the
+//! rest is the body, byte for byte).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -21,7 +23,9 @@ use dataout::domain::spec::ActivationSpec;
 use dataout::pipeline::intake::{handle, IntakeConfig, Route};
 use dataout::pipeline::Deps;
 use dataout::ports::{Clock, Secret, SystemClock};
+use libfuzzer_sys::arbitrary::Unstructured;
 use libfuzzer_sys::fuzz_target;
+use serde_json::{Map, Value};
 
 const SECRET: &str = "fuzz-intake-secret";
 /// Fresh stores after this many inputs: bounds the files' growth (and the
@@ -137,6 +141,164 @@ fn next_deps(h: &Harness) -> Deps {
     }
 }
 
+// ---------------------------------------------------------------------------
+// Structured bodies: JSON shaped like a reporting event or a webhook action,
+// its values drawn from the input bytes, so most inputs get past parsing and
+// reach membership changes, dedup and the queue.
+// ---------------------------------------------------------------------------
+
+const REPORTING_KEYS: &[&str] = &["event_id", "object_type", "metric", "timestamp", "data"];
+const ACTION_KEYS: &[&str] = &[
+    "action",
+    "export",
+    "id",
+    "person",
+    "attributes",
+    "event",
+    "sent_at",
+];
+const DATA_KEYS: &[&str] = &[
+    "identifiers",
+    "customer_id",
+    "email_address",
+    "recipient",
+    "content",
+    "machine",
+    "campaign_id",
+    "broadcast_id",
+    "transactional_message_id",
+];
+const ID_KEYS: &[&str] = &["id", "cio_id", "email", "phone"];
+const EVENT_KEYS: &[&str] = &["name", "id", "data"];
+const ATTRIBUTE_KEYS: &[&str] = &["cart_value", "cart_currency", "vip_tier", "lifetime_value"];
+const OBJECT_TYPES: &[&str] = &[
+    "email", "customer", "sms", "whatsapp", "push", "*", "pigeon",
+];
+const METRICS: &[&str] = &[
+    "unsubscribed",
+    "spammed",
+    "bounced",
+    "delivered",
+    "subscribed",
+    "cio_subscription_preferences_changed",
+];
+const ACTIONS: &[&str] = &["enter", "exit", "event", "EXIT", "leave"];
+const EXPORTS: &[&str] = &[
+    "cart_abandoners",
+    "recent_purchasers",
+    "lapsed_vips",
+    "email_suppression",
+    "no_such_export",
+];
+const EVENTS: &[&str] = &["order_placed", "cart_started", "checkout_started", "other"];
+const STRINGS: &[&str] = &[
+    "",
+    " ",
+    "cust_1",
+    "cust_2",
+    "d9c106000001",
+    "a@example.com",
+    "B@Example.com",
+    "not-an-email",
+    "+15551234567",
+    "129.90",
+    "1751371200",
+    "2025-07-01T12:00:00Z",
+    "{\"topics\":{\"topic_1\":true}}",
+];
+
+type Gen<T> = libfuzzer_sys::arbitrary::Result<T>;
+
+/// Any JSON value, `depth` levels deep at most.
+fn any_value(u: &mut Unstructured, depth: u32) -> Gen<Value> {
+    let top = if depth == 0 { 5 } else { 7 };
+    Ok(match u.int_in_range(0..=top)? {
+        0 => Value::Null,
+        1 => Value::Bool(u.arbitrary()?),
+        2 => Value::from(u.arbitrary::<i64>()?),
+        3 => Value::from(u.arbitrary::<f64>()?),
+        4 => Value::from(*u.choose(STRINGS)?),
+        5 => Value::from(u.arbitrary::<&str>()?),
+        6 => {
+            let n = u.int_in_range(0..=3)?;
+            Value::Array(
+                (0..n)
+                    .map(|_| any_value(u, depth - 1))
+                    .collect::<Gen<_>>()?,
+            )
+        }
+        _ => {
+            let mut m = Map::new();
+            for _ in 0..u.int_in_range(0..=3)? {
+                m.insert(u.arbitrary::<&str>()?.to_string(), any_value(u, depth - 1)?);
+            }
+            Value::Object(m)
+        }
+    })
+}
+
+/// Unix seconds or milliseconds near now, or something else time-like.
+fn time_value(u: &mut Unstructured) -> Gen<Value> {
+    let base = 1_751_371_200i64 + i64::from(u.arbitrary::<i16>()?);
+    Ok(match u.int_in_range(0..=3)? {
+        0 => Value::from(base),
+        1 => Value::from(base * 1000),
+        2 => Value::from(base.to_string()),
+        _ => Value::from(base as f64 + 0.5),
+    })
+}
+
+/// An object holding some of `keys`, each with a value shaped for it.
+fn object(u: &mut Unstructured, keys: &[&str], depth: u32) -> Gen<Value> {
+    let mut m = Map::new();
+    for key in keys {
+        if u.ratio(7u8, 8u8)? {
+            m.insert((*key).to_string(), field(u, key, depth)?);
+        }
+    }
+    if u.ratio(1u8, 8u8)? {
+        m.insert(u.arbitrary::<&str>()?.to_string(), any_value(u, 2)?);
+    }
+    Ok(Value::Object(m))
+}
+
+/// A value for `key`: usually of the type the parsers expect, sometimes not.
+fn field(u: &mut Unstructured, key: &str, depth: u32) -> Gen<Value> {
+    if depth == 0 || u.ratio(1u8, 10u8)? {
+        return any_value(u, depth.min(2));
+    }
+    let pick =
+        |u: &mut Unstructured, from: &[&str]| -> Gen<Value> { Ok(Value::from(*u.choose(from)?)) };
+    match key {
+        "data" if depth > 2 => object(u, DATA_KEYS, depth - 1),
+        "data" => object(u, ATTRIBUTE_KEYS, depth - 1),
+        "identifiers" | "person" => object(u, ID_KEYS, depth - 1),
+        "attributes" => object(u, ATTRIBUTE_KEYS, depth - 1),
+        "event" => object(u, EVENT_KEYS, depth - 1),
+        "timestamp" | "sent_at" => time_value(u),
+        "object_type" => pick(u, OBJECT_TYPES),
+        "metric" => pick(u, METRICS),
+        "action" => pick(u, ACTIONS),
+        "export" => pick(u, EXPORTS),
+        "name" => pick(u, EVENTS),
+        "machine" => Ok(Value::Bool(u.arbitrary()?)),
+        "event_id" | "id" if u.ratio(1u8, 2u8)? => {
+            Ok(Value::from(format!("E{}", u.arbitrary::<u16>()?)))
+        }
+        _ => pick(u, STRINGS),
+    }
+}
+
+fn structured_body(route: Route, bytes: &[u8]) -> Vec<u8> {
+    let mut u = Unstructured::new(bytes);
+    let keys = match route {
+        Route::Reporting => REPORTING_KEYS,
+        Route::Actions => ACTION_KEYS,
+    };
+    let value = object(&mut u, keys, 4).unwrap_or(Value::Null);
+    serde_json::to_vec(&value).unwrap_or_default()
+}
+
 /// How many answers of each status the current stores gave: printed at
 /// each renewal, to see that inputs reach `accepted`, not only quarantine.
 static TALLY: Mutex<BTreeMap<String, u64>> = Mutex::new(BTreeMap::new());
@@ -155,31 +317,39 @@ fn report_tally() {
     }
 }
 
+/// `FUZZ_INTAKE_VERBOSE=1` prints every answer (to see why inputs land
+/// where they do when replaying a corpus).
+fn verbose() -> bool {
+    static VERBOSE: OnceLock<bool> = OnceLock::new();
+    *VERBOSE.get_or_init(|| std::env::var_os("FUZZ_INTAKE_VERBOSE").is_some())
+}
+
 fuzz_target!(|data: &[u8]| {
     let Some((&selector, body)) = data.split_first() else {
         return;
     };
     let h = harness();
+    let route = if selector & 1 == 0 {
+        Route::Reporting
+    } else {
+        Route::Actions
+    };
+    let structured;
+    let body = if selector & 4 == 0 {
+        body
+    } else {
+        structured = structured_body(route, body);
+        structured.as_slice()
+    };
     let deps = next_deps(h);
     let now_s = deps.clock.now_ms().div_euclid(1000);
-    let (route, cfg, headers): (Route, &IntakeConfig, BTreeMap<String, String>) =
-        match (selector & 1, selector & 2) {
-            (0, _) => (
-                Route::Reporting,
-                &h.shared,
-                signed_headers(SECRET.as_bytes(), now_s, body),
-            ),
-            (_, 0) => (
-                Route::Actions,
-                &h.shared,
-                action_headers(&h.shared.actions, now_s, body),
-            ),
-            _ => (
-                Route::Actions,
-                &h.hmac,
-                action_headers(&h.hmac.actions, now_s, body),
-            ),
-        };
+    let (cfg, headers): (&IntakeConfig, BTreeMap<String, String>) = match route {
+        Route::Reporting => (&h.shared, signed_headers(SECRET.as_bytes(), now_s, body)),
+        Route::Actions if selector & 2 == 0 => {
+            (&h.shared, action_headers(&h.shared.actions, now_s, body))
+        }
+        Route::Actions => (&h.hmac, action_headers(&h.hmac.actions, now_s, body)),
+    };
     let resp = h.rt.block_on(handle(&deps, cfg, route, &headers, body));
     assert!(
         (200..300).contains(&resp.status),
@@ -190,6 +360,9 @@ fuzz_target!(|data: &[u8]| {
     );
     let status = resp.body["status"].as_str().unwrap_or_default();
     record(&format!("{} {status}", route.as_str()));
+    if verbose() {
+        eprintln!("intake {}: {} {}", route.as_str(), resp.status, resp.body);
+    }
     assert!(
         matches!(
             status,
