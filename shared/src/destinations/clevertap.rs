@@ -157,13 +157,7 @@ impl ClevertapDestination {
         else {
             return Err(permanent("settings are not of kind clevertap".to_string()));
         };
-        let secret = |env: &str| {
-            secrets.get(env).ok_or_else(|| {
-                permanent(format!(
-                    "missing secret: environment variable {env} is not set"
-                ))
-            })
-        };
+        let secret = |env: &str| super::required_secret(secrets, &name, env);
         let account_id = secret(account_id_env)?;
         let passcode = secret(passcode_env)?;
         let base_url = match &spec.base_url {

@@ -118,13 +118,7 @@ impl GoogleCustomerMatchDestination {
                 "settings are not of kind google_customer_match".into(),
             ));
         };
-        let secret = |env: &str| {
-            secrets.get(env).ok_or_else(|| {
-                permanent(format!(
-                    "missing secret: environment variable {env} is not set"
-                ))
-            })
-        };
+        let secret = |env: &str| super::required_secret(secrets, &name, env);
         let developer_token = secret(developer_token_env)?;
         let access_token = secret(access_token_env)?;
         if !ten_digits(customer_id) {

@@ -129,11 +129,7 @@ impl MetaAudienceDestination {
         else {
             return Err(permanent("settings are not of kind meta_audience".into()));
         };
-        let access_token = secrets.get(access_token_env).ok_or_else(|| {
-            permanent(format!(
-                "missing secret: environment variable {access_token_env} is not set"
-            ))
-        })?;
+        let access_token = super::required_secret(secrets, &name, access_token_env)?;
         let version = api_version.trim();
         if version.is_empty() {
             return Err(permanent("api_version is empty".into()));

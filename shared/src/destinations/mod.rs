@@ -59,6 +59,19 @@ pub fn status_is_retryable(status: u16) -> bool {
     status == 408 || status == 429 || (500..600).contains(&status)
 }
 
+/// A secret a destination cannot work without; its absence is permanent
+/// and names the variable to set.
+pub fn required_secret(
+    secrets: &dyn crate::ports::Secrets,
+    destination: &str,
+    env: &str,
+) -> Result<crate::ports::Secret, DestinationError> {
+    secrets.get(env).ok_or_else(|| DestinationError::Permanent {
+        destination: destination.to_string(),
+        message: format!("missing secret: environment variable {env} is not set"),
+    })
+}
+
 /// A destination API.
 #[async_trait]
 pub trait Destination: Send + Sync {

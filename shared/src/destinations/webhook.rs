@@ -106,11 +106,7 @@ impl WebhookDestination {
         let DestinationSettings::Webhook { url, secret_env } = &spec.settings else {
             return Err(permanent("settings are not of kind webhook".to_string()));
         };
-        let secret = secrets.get(secret_env).ok_or_else(|| {
-            permanent(format!(
-                "missing secret: environment variable {secret_env} is not set"
-            ))
-        })?;
+        let secret = super::required_secret(secrets, &name, secret_env)?;
         let url = spec.base_url.clone().unwrap_or_else(|| url.clone());
         if !(url.starts_with("https://") || url.starts_with("http://")) {
             return Err(permanent(format!("webhook url must be http(s): {url:?}")));
