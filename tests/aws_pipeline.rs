@@ -112,6 +112,7 @@ exports:
         reqwest::Client::new(),
         None,
         clock,
+        deps.state.clone(),
     )
     .unwrap();
     use dataout::ports::JobQueue;

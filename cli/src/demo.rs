@@ -20,13 +20,15 @@ use dataout::customerio::app_api::{AppApiClient, AppApiConfig, Region};
 use dataout::customerio::webhook::{sign, SignatureConfig};
 use dataout::domain::config::parse_spec;
 use dataout::domain::model::{counter, CounterScope, RunStatus};
-use dataout::domain::spec::{ActivationSpec, DestinationKind, DestinationSettings, ExportSource};
+use dataout::domain::spec::{
+    ActivationSpec, DestinationKind, DestinationSettings, ExportSource, GoogleCredentialsSpec,
+};
 use dataout::local::LocalRuntime;
 use dataout::pipeline::intake::IntakeConfig;
 use dataout::ports::{Clock, MapSecrets, Secret, SystemClock};
 use dataout_sim::clevertap::{self, ClevertapSimConfig};
 use dataout_sim::customerio::{self as cio_sim, CioSimConfig, CioSimHandle};
-use dataout_sim::google::{GoogleSim, GoogleSimConfig};
+use dataout_sim::google_dm::{DataManagerSim, DataManagerSimConfig};
 use dataout_sim::meta::{MetaSim, MetaSimConfig};
 use dataout_sim::webhook::{self as webhook_sim, WebhookSimConfig};
 
@@ -37,6 +39,16 @@ pub const CIO_KEY: &str = "demo-app-api-key";
 pub const SIGNING_SECRET: &str = "demo-reporting-signing-secret";
 pub const ACTION_SECRET: &str = "demo-action-secret";
 pub const WEBHOOK_SECRET: &str = "demo-analytics-secret";
+/// Share of identifiers the demo's Meta simulator matches to no Meta user,
+/// so the report's match rate comes from the platform's numbers.
+pub const DEMO_META_UNMATCHED_SHARE: f64 = 0.2;
+/// Share of identifiers the demo's Google simulator matches to no Google
+/// user: Google's size estimate (the report's dest. column) counts only
+/// matched members.
+pub const DEMO_GOOGLE_UNMATCHED_SHARE: f64 = 0.2;
+/// How long the demo's Google simulator keeps a request PROCESSING (the
+/// platform: minutes to hours).
+pub const GOOGLE_PROCESSING_DELAY: Duration = Duration::from_secs(1);
 
 struct Progress {
     started: Instant,
@@ -64,7 +76,8 @@ pub struct SimEnv {
     pub meta_server: dataout_sim::RunningSim,
     pub meta: MetaSim,
     pub google_server: dataout_sim::RunningSim,
-    pub google: GoogleSim,
+    /// Google through the Data Manager API (and its OAuth token endpoint).
+    pub google: DataManagerSim,
     pub hook_server: dataout_sim::RunningSim,
     pub hook: Arc<webhook_sim::WebhookState>,
     pub spec: ActivationSpec,
@@ -75,13 +88,28 @@ impl SimEnv {
     /// Start every simulator and load the example spec with its destinations
     /// pointed at them; the warehouse writes under `warehouse_dir`.
     pub async fn start(people: usize, warehouse_dir: &Path) -> anyhow::Result<SimEnv> {
+        Self::start_with(people, warehouse_dir, MetaSimConfig::default()).await
+    }
+
+    /// As [`SimEnv::start`], with the Meta simulator configured (population,
+    /// delays, quota).
+    pub async fn start_with(
+        people: usize,
+        warehouse_dir: &Path,
+        meta_config: MetaSimConfig,
+    ) -> anyhow::Result<SimEnv> {
         let now_s = chrono::Utc::now().timestamp();
         let workspace = cio_sim::demo_workspace_at(7, people, now_s);
         let cio = cio_sim::start(CioSimConfig::new(CIO_KEY, workspace)).await?;
         let ct_config = ClevertapSimConfig::default();
         let (clevertap_server, clevertap) = clevertap::start(ct_config.clone()).await?;
-        let (meta_server, meta) = MetaSim::start(MetaSimConfig::default()).await?;
-        let (google_server, google) = GoogleSim::start(GoogleSimConfig::default()).await?;
+        let (meta_server, meta) = MetaSim::start(meta_config).await?;
+        let (google_server, google) = DataManagerSim::start(DataManagerSimConfig {
+            processing_delay: GOOGLE_PROCESSING_DELAY,
+            non_matching_share: DEMO_GOOGLE_UNMATCHED_SHARE,
+            ..DataManagerSimConfig::default()
+        })
+        .await?;
         let (hook_server, hook) = webhook_sim::start(WebhookSimConfig {
             secret: WEBHOOK_SECRET.into(),
             ..WebhookSimConfig::default()
@@ -97,17 +125,36 @@ impl SimEnv {
                 DestinationSettings::Webhook { url, .. } => {
                     *url = format!("{}/hooks/dataout", hook_server.base_url)
                 }
+                DestinationSettings::GoogleDataManager {
+                    auth,
+                    status_poll_after_ms,
+                    ..
+                } => {
+                    auth.token_url = format!("{}/token", google_server.base_url);
+                    // The demo reads request statuses as soon as they are processed.
+                    *status_poll_after_ms = 0;
+                }
                 _ => {}
             }
             dest.base_url = match dest.kind {
                 DestinationKind::Clevertap => Some(clevertap_server.base_url.clone()),
                 DestinationKind::MetaAudience => Some(meta_server.base_url.clone()),
-                DestinationKind::GoogleCustomerMatch => Some(google_server.base_url.clone()),
+                DestinationKind::GoogleDataManager => Some(google_server.base_url.clone()),
                 _ => dest.base_url.take(),
             };
         }
         create_sim_audiences(&spec, &meta, &google);
-        let secrets = demo_secrets(&spec, &ct_config);
+        let mut secrets = demo_secrets(&spec, &ct_config);
+        for dest in spec.destinations.values() {
+            if let DestinationSettings::GoogleDataManager { auth, .. } = &dest.settings {
+                if let GoogleCredentialsSpec::ServiceAccount { key_env } = &auth.credentials {
+                    secrets = secrets.with(
+                        key_env,
+                        &dataout_sim::google_oauth::test_service_account_json(&auth.token_url),
+                    );
+                }
+            }
+        }
         Ok(SimEnv {
             cio,
             clevertap_server,
@@ -163,7 +210,11 @@ pub async fn run(people: usize, out: &Path) -> anyhow::Result<()> {
             std::fs::remove_dir_all(dir).with_context(|| format!("clearing {}", dir.display()))?;
         }
     }
-    let env = SimEnv::start(people, &warehouse_dir).await?;
+    let meta_config = MetaSimConfig {
+        unmatched_share: DEMO_META_UNMATCHED_SHARE,
+        ..MetaSimConfig::default()
+    };
+    let env = SimEnv::start_with(people, &warehouse_dir, meta_config).await?;
     let spec = env.spec.clone();
     progress.done("Customer.io, CleverTap, Meta, Google, webhook");
 
@@ -230,6 +281,8 @@ pub async fn run(people: usize, out: &Path) -> anyhow::Result<()> {
     rt.wait_idle(Duration::from_secs(60)).await?;
     progress.done("queues empty");
 
+    settle_google(&env, &rt).await?;
+
     progress.step("reconciling source, state and destinations");
     let report = rt.reconcile(Some(&source)).await?;
     progress.done(&format!("{} rows", report.rows.len()));
@@ -264,7 +317,12 @@ pub async fn run(people: usize, out: &Path) -> anyhow::Result<()> {
         env.cio.handle.counters().total_requests()
     );
     println!(
-        "Columns: source = Customer.io segment count, state = our members, delivered = adds - removes accepted, dest. = the destination's own count, match = accepted / (sent + unmatched), p50/p95 = source event to destination acknowledgement."
+        "Columns: source = Customer.io segment count, state = our members, delivered = adds - removes accepted, accepted/rejected/unmatched = our per-person outcomes, p50/p95 = source event to destination acknowledgement."
+    );
+    println!(
+        "Simulated population: the Meta simulator matches {:.0} % of identifiers to no Meta user (deterministically, by hashing each row's most stable key), so Meta's count and match rate sit near {:.0} % of what we delivered; these figures are measured against simulators, not the platforms.",
+        DEMO_META_UNMATCHED_SHARE * 100.0,
+        (1.0 - DEMO_META_UNMATCHED_SHARE) * 100.0
     );
     println!(
         "Finished in {:.1}s.",
@@ -273,6 +331,27 @@ pub async fn run(people: usize, out: &Path) -> anyhow::Result<()> {
 
     rt.shutdown().await;
     server.shutdown().await;
+    Ok(())
+}
+
+/// Google applies requests asynchronously: wait until the simulator has
+/// processed every request, then read their statuses (what the next
+/// delivery run would do), so the report's Google rows are final.
+async fn settle_google(env: &SimEnv, rt: &LocalRuntime) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while env.google.pending_count() > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for dest in rt.destinations.values() {
+        if dest.kind() == DestinationKind::GoogleDataManager {
+            let summary = dest.settle().await?;
+            tracing::info!(
+                destination = dest.name(),
+                ?summary,
+                "Google request statuses read"
+            );
+        }
+    }
     Ok(())
 }
 
@@ -316,16 +395,17 @@ fn demo_secrets(spec: &ActivationSpec, ct: &ClevertapSimConfig) -> MapSecrets {
             DestinationSettings::MetaAudience {
                 access_token_env, ..
             } => secrets.with(access_token_env, dataout_sim::meta::DEFAULT_ACCESS_TOKEN),
+            // The demo's Google is the Data Manager simulator (its service
+            // account key is added once its token URL is known); the Ads
+            // API kind gets the Ads simulator's developer token.
             DestinationSettings::GoogleCustomerMatch {
                 developer_token_env,
-                access_token_env,
                 ..
-            } => secrets
-                .with(
-                    developer_token_env,
-                    dataout_sim::google::DEFAULT_DEVELOPER_TOKEN,
-                )
-                .with(access_token_env, dataout_sim::google::DEFAULT_ACCESS_TOKEN),
+            } => secrets.with(
+                developer_token_env,
+                dataout_sim::google::DEFAULT_DEVELOPER_TOKEN,
+            ),
+            DestinationSettings::GoogleDataManager { .. } => secrets,
             DestinationSettings::Webhook { secret_env, .. } => {
                 secrets.with(secret_env, WEBHOOK_SECRET)
             }
@@ -336,7 +416,7 @@ fn demo_secrets(spec: &ActivationSpec, ct: &ClevertapSimConfig) -> MapSecrets {
 }
 
 /// Meta audiences and Google user lists exist before anything is sent to them.
-fn create_sim_audiences(spec: &ActivationSpec, meta: &MetaSim, google: &GoogleSim) {
+fn create_sim_audiences(spec: &ActivationSpec, meta: &MetaSim, google: &DataManagerSim) {
     for export in spec.exports.values() {
         for binding in &export.destinations {
             let Some(dest) = spec.destination(&binding.destination) else {
@@ -347,9 +427,10 @@ fn create_sim_audiences(spec: &ActivationSpec, meta: &MetaSim, google: &GoogleSi
             for audience in audiences {
                 match &dest.settings {
                     DestinationSettings::MetaAudience { .. } => meta.create_audience(audience),
-                    DestinationSettings::GoogleCustomerMatch { customer_id, .. } => {
-                        google.create_user_list(customer_id, audience)
-                    }
+                    DestinationSettings::GoogleDataManager {
+                        operating_account_id,
+                        ..
+                    } => google.create_user_list(operating_account_id, audience),
                     _ => {}
                 }
             }

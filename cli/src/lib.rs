@@ -3,4 +3,7 @@
 //! reports, shared by the binary and the end-to-end tests.
 
 pub mod demo;
+pub mod ops;
 pub mod report;
+pub mod stack;
+pub mod template;

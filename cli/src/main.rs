@@ -11,14 +11,17 @@ use clap::{Parser, Subcommand};
 
 use dataout::customerio::actions::{ActionAuthConfig, ActionAuthMode};
 use dataout::customerio::app_api::{AppApiClient, AppApiConfig};
+use dataout::customerio::budget::LocalBudget;
 use dataout::customerio::webhook::SignatureConfig;
 use dataout::domain::config::load_spec_file;
 use dataout::local::LocalRuntime;
-use dataout::pipeline::intake::{replay_quarantined, IntakeConfig};
+use dataout::pipeline::intake::IntakeConfig;
 use dataout::ports::{EnvSecrets, Secret, SegmentSource, SystemClock};
 use dataout::telemetry::{self, LogFormat};
 
-use dataout_cli::{demo, report};
+use dataout_cli::demo;
+use dataout_cli::ops::{self, DlqCmd, QuarantineCmd, ReconcileCmd, RunsCmd, Target};
+use dataout_cli::stack::TargetArgs;
 
 #[derive(Parser)]
 #[command(
@@ -53,50 +56,44 @@ enum Command {
     },
     /// Check an activation spec; prints every error with its line.
     Validate { file: PathBuf },
+    /// Render the SAM template for a spec (stdout, or --out): one queue, DLQ
+    /// and deliver function per destination, one schedule per batch export.
+    Template {
+        #[arg(long)]
+        config: PathBuf,
+        /// Write here instead of stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    // Operator commands: each acts on a local state dir (--state-dir) or a
+    // deployed stack (--stack, or --table/--queues); see `ops` and `stack`.
     /// Webhooks that were signed but unusable, kept byte for byte.
     Quarantine {
         #[command(subcommand)]
         action: QuarantineCmd,
-        #[arg(long, global = true, default_value = ".state/serve")]
-        state_dir: PathBuf,
+        #[command(flatten)]
+        target: TargetArgs,
     },
     /// Batch runs: list them, approve one a guard rail held.
     Runs {
         #[command(subcommand)]
         action: RunsCmd,
-        #[arg(long, global = true, default_value = ".state/serve")]
-        state_dir: PathBuf,
+        #[command(flatten)]
+        target: TargetArgs,
     },
-}
-
-#[derive(Subcommand)]
-enum QuarantineCmd {
-    List {
-        #[arg(long, default_value_t = 50)]
-        limit: usize,
+    /// Dead-lettered delivery jobs: list them, move them back to their queue.
+    Dlq {
+        #[command(subcommand)]
+        action: DlqCmd,
+        #[command(flatten)]
+        target: TargetArgs,
     },
-    Show {
-        id: String,
-    },
-    /// Run a quarantined body through intake again (after fixing the config).
-    Replay {
-        id: String,
-        #[arg(long)]
-        config: PathBuf,
-    },
-}
-
-#[derive(Subcommand)]
-enum RunsCmd {
-    List {
-        export: String,
-        #[arg(long, default_value_t = 20)]
-        limit: usize,
-    },
-    Approve {
-        run_id: String,
-        #[arg(long)]
-        config: PathBuf,
+    /// Reconciliation reports.
+    Reconcile {
+        #[command(subcommand)]
+        action: ReconcileCmd,
+        #[command(flatten)]
+        target: TargetArgs,
     },
 }
 
@@ -129,6 +126,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Validate { file } => Ok(validate(&file)),
+        Command::Template { config, out } => {
+            let text = dataout_cli::template::render_file(&config, &config.display().to_string())?;
+            match out {
+                Some(path) => std::fs::write(&path, text)
+                    .with_context(|| format!("writing {}", path.display()))?,
+                None => print!("{text}"),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Serve {
             config,
             addr,
@@ -138,14 +144,24 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             serve(&config, addr, &state_dir).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Quarantine { action, state_dir } => {
+        Command::Quarantine { action, target } => {
             telemetry::init(LogFormat::Text, "warn");
-            quarantine(action, &state_dir).await?;
+            ops::quarantine(&Target::open(&target).await?, action).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Runs { action, state_dir } => {
+        Command::Runs { action, target } => {
             telemetry::init(LogFormat::Text, "warn");
-            runs(action, &state_dir).await?;
+            ops::runs(&Target::open(&target).await?, action).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Dlq { action, target } => {
+            telemetry::init(LogFormat::Text, "warn");
+            ops::dlq(&Target::open(&target).await?, action).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Reconcile { action, target } => {
+            telemetry::init(LogFormat::Text, "warn");
+            ops::reconcile(&Target::open(&target).await?, action).await?;
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -243,7 +259,9 @@ async fn serve(config: &Path, addr: SocketAddr, state_dir: &Path) -> anyhow::Res
             AppApiConfig::from_lookup(|name| std::env::var(name).ok())?,
             &EnvSecrets,
             reqwest::Client::new(),
-        )?;
+        )?
+        // Every export's schedule shares this one client: one budget.
+        .with_budget(Arc::new(LocalBudget::new()));
         let source: Arc<dyn SegmentSource> = Arc::new(source);
         rt.start_schedules(source);
     } else {
@@ -260,115 +278,4 @@ async fn serve(config: &Path, addr: SocketAddr, state_dir: &Path) -> anyhow::Res
         .await?;
     rt.shutdown().await;
     Ok(())
-}
-
-async fn open_state(
-    state_dir: &Path,
-) -> anyhow::Result<dataout::adapters::embedded::state::EmbeddedStateStore> {
-    if !state_dir.join("state.redb").exists() {
-        bail!(
-            "no state at {} (start `dataout serve` first, or pass --state-dir)",
-            state_dir.display()
-        );
-    }
-    Ok(
-        dataout::adapters::embedded::state::EmbeddedStateStore::open(
-            &state_dir.join("state.redb"),
-        )?,
-    )
-}
-
-async fn quarantine(action: QuarantineCmd, state_dir: &Path) -> anyhow::Result<()> {
-    use dataout::ports::StateStore;
-    match action {
-        QuarantineCmd::List { limit } => {
-            let state = open_state(state_dir).await?;
-            let entries = state.list_quarantine(limit).await?;
-            if entries.is_empty() {
-                println!("quarantine is empty");
-            }
-            for e in entries {
-                println!(
-                    "{}  {}  {:<9}  {}{}",
-                    e.id,
-                    report::time(e.received_at),
-                    e.route,
-                    e.reason,
-                    if e.replayed_at.is_some() {
-                        "  (replayed)"
-                    } else {
-                        ""
-                    }
-                );
-            }
-        }
-        QuarantineCmd::Show { id } => {
-            let state = open_state(state_dir).await?;
-            let Some(e) = state.get_quarantine(&id).await? else {
-                bail!("no quarantine entry `{id}`");
-            };
-            println!("{}", serde_json::to_string_pretty(&e)?);
-            use base64::Engine;
-            if let Ok(body) =
-                base64::engine::general_purpose::STANDARD.decode(e.body_b64.as_bytes())
-            {
-                println!("--- body ({} bytes) ---", body.len());
-                println!("{}", String::from_utf8_lossy(&body));
-            }
-        }
-        QuarantineCmd::Replay { id, config } => {
-            let intake = intake_config_from_env()?;
-            let rt = open_runtime(&config, state_dir, intake.clone())?;
-            let resp = replay_quarantined(&rt.deps, &intake, &id).await?;
-            println!("{} {}", resp.status, resp.body);
-        }
-    }
-    Ok(())
-}
-
-async fn runs(action: RunsCmd, state_dir: &Path) -> anyhow::Result<()> {
-    use dataout::ports::StateStore;
-    match action {
-        RunsCmd::List { export, limit } => {
-            let state = open_state(state_dir).await?;
-            for r in state.list_runs(&export, limit).await? {
-                println!(
-                    "{}  {}  {:?}  members {}  +{} -{} ~{}  config {}",
-                    r.run_id,
-                    report::time(r.started_at),
-                    r.status,
-                    r.stats.members,
-                    r.stats.adds,
-                    r.stats.removes,
-                    r.stats.changed,
-                    &r.config_hash[..12.min(r.config_hash.len())]
-                );
-            }
-        }
-        RunsCmd::Approve { run_id, config } => {
-            let intake = intake_config_from_env().unwrap_or_else(|_| placeholder_intake());
-            let rt = open_runtime(&config, state_dir, intake)?;
-            let run = dataout::pipeline::export::approve(&rt.deps, &run_id).await?;
-            println!("{} approved: it commits on its next invocation", run.run_id);
-        }
-    }
-    Ok(())
-}
-
-/// Commands that never take webhooks still build a runtime.
-fn placeholder_intake() -> IntakeConfig {
-    IntakeConfig {
-        reporting: SignatureConfig {
-            secret: Secret::new(""),
-            tolerance: Duration::from_secs(300),
-        },
-        actions: ActionAuthConfig {
-            header_name: "x-dataout-token".into(),
-            secret: Secret::new(""),
-            mode: ActionAuthMode::SharedSecret,
-            tolerance: Duration::from_secs(300),
-        },
-        dedup_ttl: Duration::from_secs(7 * 24 * 3600),
-        in_progress_ttl: Duration::from_secs(5),
-    }
 }

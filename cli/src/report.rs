@@ -24,6 +24,29 @@ fn ms(v: Option<i64>) -> String {
     }
 }
 
+/// The platform's match rate with where it comes from: `s` its upload
+/// sessions (matched / received), `c` its count / our delivered members.
+fn match_cell(r: &dataout::domain::model::ReconcileRow) -> String {
+    let Some(m) = r.match_rate else {
+        return "-".into();
+    };
+    let tag = match r.check.match_source.as_deref() {
+        Some("platform sessions") => " s",
+        Some("size / delivered") => " c",
+        _ => "",
+    };
+    format!("{:.1}%{tag}", m * 100.0)
+}
+
+/// The destination's count against delivered × match rate, with its tolerance.
+fn drift_cell(r: &dataout::domain::model::ReconcileRow) -> String {
+    match (r.check.drift, r.check.tolerance) {
+        (Some(d), Some(t)) => format!("{d:+} (±{t})"),
+        (Some(d), None) => format!("{d:+}"),
+        _ => "-".into(),
+    }
+}
+
 /// The reconciliation as a table: one row per export and destination.
 pub fn render(report: &ReconcileReport) -> String {
     let header = [
@@ -33,6 +56,8 @@ pub fn render(report: &ReconcileReport) -> String {
         "state",
         "delivered",
         "dest.",
+        "expected",
+        "drift",
         "accepted",
         "rejected",
         "unmatched",
@@ -49,13 +74,15 @@ pub fn render(report: &ReconcileReport) -> String {
             opt(r.source_count),
             r.state_count.to_string(),
             r.delivered_members.to_string(),
-            opt(r.destination_count),
+            r.destination_count
+                .map(|n| n.to_string())
+                .unwrap_or_else(|| "unknown".into()),
+            opt(r.check.expected_count),
+            drift_cell(r),
             r.accepted.to_string(),
             r.rejected.to_string(),
             r.unmatched.to_string(),
-            r.match_rate
-                .map(|m| format!("{:.1}%", m * 100.0))
-                .unwrap_or_else(|| "-".into()),
+            match_cell(r),
             ms(r.latency_p50_ms),
             ms(r.latency_p95_ms),
             if r.alarm {
@@ -90,6 +117,29 @@ pub fn render(report: &ReconcileReport) -> String {
             out.push('\n');
         }
     }
+    out.push_str(
+        "\ndest.: the destination's own count (\"unknown\" where its API gives none). \
+match: the platform's match rate, s = its upload sessions (matched / received), \
+c = its count / delivered (no independent check then). expected: delivered × the \
+session match rate, where the platform reports sessions; drift: dest. − expected, with \
+the tolerance (rows still processing, match noise, the drift threshold).\n",
+    );
+    let alarms: Vec<_> = report
+        .rows
+        .iter()
+        .filter(|r| !r.check.alarm_reasons.is_empty())
+        .collect();
+    if !alarms.is_empty() {
+        out.push_str("\nAlarms:\n");
+        for r in alarms {
+            for reason in &r.check.alarm_reasons {
+                out.push_str(&format!(
+                    "  {:<18} {:<18} {reason}\n",
+                    r.export, r.destination
+                ));
+            }
+        }
+    }
     out.push_str("\nWhere the output went:\n");
     for r in &report.rows {
         out.push_str(&format!(
@@ -98,4 +148,63 @@ pub fn render(report: &ReconcileReport) -> String {
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dataout::domain::model::{DestinationCheck, ReconcileRow};
+
+    fn row(destination: &str, count: Option<u64>, check: DestinationCheck) -> ReconcileRow {
+        ReconcileRow {
+            export: "vips".into(),
+            destination: destination.into(),
+            source_count: Some(100),
+            state_count: 100,
+            delivered_members: 100,
+            destination_count: count,
+            sent: 100,
+            accepted: 100,
+            rejected: 0,
+            unmatched: 0,
+            match_rate: count.map(|c| c as f64 / 100.0),
+            drift_source_state: Some(0),
+            drift_state_delivered: 0,
+            latency_p50_ms: None,
+            latency_p95_ms: None,
+            output: "out".into(),
+            alarm: !check.alarm_reasons.is_empty(),
+            check,
+        }
+    }
+
+    #[test]
+    fn table_shows_unknown_counts_match_source_and_alarm_reasons() {
+        let report = ReconcileReport {
+            report_id: "r".into(),
+            generated_at: 0,
+            config_hash: "h".into(),
+            rows: vec![
+                row("clevertap", None, DestinationCheck::default()),
+                row(
+                    "meta",
+                    Some(60),
+                    DestinationCheck {
+                        match_source: Some("platform sessions".into()),
+                        expected_count: Some(80),
+                        drift: Some(-20),
+                        tolerance: Some(12),
+                        alarm_reasons: vec!["destination holds 60, expected ~80".into()],
+                        ..DestinationCheck::default()
+                    },
+                ),
+            ],
+        };
+        let text = render(&report);
+        assert!(text.contains("unknown"), "{text}");
+        assert!(text.contains("60.0% s"), "{text}");
+        assert!(text.contains("-20 (±12)"), "{text}");
+        assert!(text.contains("Alarms:"), "{text}");
+        assert!(text.contains("expected ~80"), "{text}");
+    }
 }

@@ -272,6 +272,7 @@ impl AwsWiring {
             http,
             store,
             self.deps.clock.clone(),
+            self.deps.state.clone(),
         )
         .map_err(|e| fail(e.to_string()))
     }

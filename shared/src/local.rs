@@ -70,6 +70,7 @@ pub fn build_destinations(
     secrets: &dyn Secrets,
     clock: Arc<dyn Clock>,
     base_dir: &Path,
+    state: Arc<dyn StateStore>,
 ) -> Result<BTreeMap<String, Arc<dyn Destination>>, RuntimeError> {
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
@@ -94,7 +95,14 @@ pub fn build_destinations(
             }
             _ => None,
         };
-        let built = destinations::build(dest, secrets, http.clone(), store, clock.clone())?;
+        let built = destinations::build(
+            dest,
+            secrets,
+            http.clone(),
+            store,
+            clock.clone(),
+            state.clone(),
+        )?;
         out.insert(name.clone(), built);
     }
     Ok(out)
@@ -130,7 +138,8 @@ impl LocalRuntime {
                 },
             );
         }
-        let destinations = build_destinations(&spec, secrets, clock.clone(), output_base)?;
+        let destinations =
+            build_destinations(&spec, secrets, clock.clone(), output_base, state.clone())?;
         let (stop, _) = watch::channel(false);
         Ok(LocalRuntime {
             deps: Deps {

@@ -118,6 +118,28 @@ pub struct Page<T> {
     pub next: Option<String>,
 }
 
+/// A small document a destination keeps between invocations (an open Google
+/// Ads job of a list, a Data Manager request waiting for its status), keyed
+/// by destination name and a key of the destination's choosing.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DestinationRecord {
+    pub destination: String,
+    pub key: String,
+    /// 1 when created, bumped by every write: the token of a conditional put.
+    pub version: u64,
+    pub value: serde_json::Value,
+}
+
+/// Result of a conditional destination-record write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecordWrite {
+    /// Written; the record now has this version.
+    Applied { version: u64 },
+    /// The stored version was not the expected one (or a record exists
+    /// where none was expected): nothing written.
+    Conflict,
+}
+
 #[async_trait]
 pub trait StateStore: Send + Sync {
     // -- membership
@@ -194,6 +216,38 @@ pub trait StateStore: Send + Sync {
     async fn get_quarantine(&self, id: &str) -> Result<Option<QuarantineEntry>, StateError>;
     /// Newest first.
     async fn list_quarantine(&self, limit: usize) -> Result<Vec<QuarantineEntry>, StateError>;
+
+    // -- destination records (small JSON documents, conditional writes)
+    async fn get_destination_record(
+        &self,
+        destination: &str,
+        key: &str,
+    ) -> Result<Option<DestinationRecord>, StateError>;
+    /// Write `value` iff the stored version is `expected` (`None`: iff no
+    /// record is stored). "One open job per list" is a put with `None`.
+    async fn put_destination_record(
+        &self,
+        destination: &str,
+        key: &str,
+        value: &serde_json::Value,
+        expected: Option<u64>,
+    ) -> Result<RecordWrite, StateError>;
+    /// Records of `destination` whose key starts with `prefix`, in key
+    /// order, at most `limit`.
+    async fn list_destination_records(
+        &self,
+        destination: &str,
+        prefix: &str,
+        limit: usize,
+    ) -> Result<Vec<DestinationRecord>, StateError>;
+    /// Delete iff the stored version is `expected`; deleting what is not
+    /// there is not an error. Returns whether a record was deleted.
+    async fn delete_destination_record(
+        &self,
+        destination: &str,
+        key: &str,
+        expected: u64,
+    ) -> Result<bool, StateError>;
 }
 
 // ---------------------------------------------------------------- job queue

@@ -16,6 +16,22 @@
 //!
 //! `?dryRun=1` validates and stores nothing.
 //!
+//! Slow and capped like the platform: `response_delay` holds every admitted
+//! request, so tests that overlap requests reach the 15-concurrent cap; the
+//! simulator counts its peak of concurrent upload requests
+//! ([`ClevertapCounters::peak_concurrent`]) so a test can pin a client's
+//! own limit.
+//!
+//! Lookup: `GET /1/profile.json?identity=…` (or `email=…`, `objectId=…`)
+//! answers `{"status":"success","record":{"identity":…,"profileData":{…}}}`
+//! for a stored profile and `{"status":"fail","error":"Profile not found",
+//! "code":404}` with HTTP 200 otherwise (the not-found shape is not
+//! documented: **verify**). CleverTap documents no endpoint counting the
+//! profiles that carry a property value: its Get Profile Count API
+//! (`POST /1/counts/profiles.json`) counts profiles that *performed an
+//! event* in a date range. So the simulator serves no count, and reconcile
+//! reports CleverTap's count as unknown.
+//!
 //! Accepted profiles are merged per identity (profileData keys upserted);
 //! accepted events are appended. Tests read them through [`ClevertapState`],
 //! inject whole-request failures with [`ClevertapState::fail_next`] and
@@ -29,7 +45,7 @@ use std::time::Duration;
 use axum::extract::{DefaultBodyLimit, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
@@ -116,6 +132,10 @@ pub struct ClevertapCounters {
     pub records_rejected: u64,
     /// Requests refused with 429 for concurrency.
     pub throttled: u64,
+    /// Most upload requests in flight at once (refused ones included).
+    pub peak_concurrent: u64,
+    /// Profile lookups served.
+    pub lookups: u64,
 }
 
 #[derive(Default)]
@@ -192,6 +212,7 @@ impl ClevertapState {
 pub fn router(state: Arc<ClevertapState>) -> Router {
     Router::new()
         .route("/1/upload", post(upload))
+        .route("/1/profile.json", get(lookup))
         .layer(DefaultBodyLimit::max(16 * 1024 * 1024))
         .with_state(state)
 }
@@ -237,6 +258,10 @@ async fn upload(
 
     let in_flight = state.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
     let _slot = Slot(&state.in_flight);
+    {
+        let mut inner = state.lock();
+        inner.counters.peak_concurrent = inner.counters.peak_concurrent.max(in_flight as u64);
+    }
     if in_flight > state.config.max_concurrent {
         state.lock().counters.throttled += 1;
         return fail(
@@ -335,6 +360,70 @@ async fn upload(
     };
     Json(json!({"status": status, "processed": processed, "unprocessed": unprocessed}))
         .into_response()
+}
+
+/// `GET /1/profile.json?identity=…`: one stored profile.
+async fn lookup(
+    State(state): State<Arc<ClevertapState>>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(delay) = state.config.response_delay {
+        tokio::time::sleep(delay).await;
+    }
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    if header("X-CleverTap-Account-Id") != Some(state.config.account_id.as_str())
+        || header("X-CleverTap-Passcode") != Some(state.config.passcode.as_str())
+    {
+        return fail(StatusCode::UNAUTHORIZED, "invalid credentials or URL");
+    }
+    let pairs: Vec<(String, String)> = query
+        .as_deref()
+        .and_then(serde_urlencoded_pairs)
+        .unwrap_or_default();
+    let find = |k: &str| {
+        pairs
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.clone())
+    };
+    let mut inner = state.lock();
+    inner.counters.lookups += 1;
+    let found = if let Some(id) = find("identity") {
+        inner.profiles.get(&("identity".to_string(), id)).cloned()
+    } else if let Some(id) = find("objectId") {
+        inner.profiles.get(&("objectId".to_string(), id)).cloned()
+    } else if let Some(email) = find("email") {
+        inner
+            .profiles
+            .values()
+            .find(|p| p.data.get("Email").and_then(Value::as_str) == Some(email.as_str()))
+            .cloned()
+    } else {
+        drop(inner);
+        return fail(
+            StatusCode::BAD_REQUEST,
+            "one of identity, email or objectId is required",
+        );
+    };
+    drop(inner);
+    match found {
+        Some(p) => Json(json!({"status": "success", "record": {
+            p.key_kind.as_str(): p.key,
+            "profileData": p.data,
+        }}))
+        .into_response(),
+        None => Json(json!({"status": "fail", "error": "Profile not found", "code": 404}))
+            .into_response(),
+    }
+}
+
+/// Query pairs, percent-decoded.
+fn serde_urlencoded_pairs(query: &str) -> Option<Vec<(String, String)>> {
+    let uri: axum::http::Uri = format!("/?{query}").parse().ok()?;
+    axum::extract::Query::<Vec<(String, String)>>::try_from_uri(&uri)
+        .ok()
+        .map(|q| q.0)
 }
 
 /// A record that passed validation.
@@ -725,6 +814,86 @@ mod tests {
         assert!(throttled >= 1, "expected a 429, got {statuses:?}");
         assert!(statuses.contains(&200));
         assert_eq!(state.counters().throttled as usize, throttled);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn peak_concurrency_is_counted_and_the_sixteenth_gets_429_without_retry_after(
+    ) -> anyhow::Result<()> {
+        let (sim, state) = start(ClevertapSimConfig {
+            response_delay: Some(Duration::from_millis(400)),
+            ..Default::default()
+        })
+        .await?;
+        let body = json!({"d": [profile("u1", json!({}))]});
+        let handles: Vec<_> = (0..16)
+            .map(|_| {
+                let base = sim.base_url.clone();
+                let body = body.clone();
+                tokio::spawn(async move {
+                    let resp = reqwest::Client::new()
+                        .post(format!("{base}/1/upload"))
+                        .header("X-CleverTap-Account-Id", "TEST-ACC-1")
+                        .header("X-CleverTap-Passcode", "TEST-PASSCODE")
+                        .header("Content-Type", "application/json")
+                        .body(serde_json::to_vec(&body)?)
+                        .send()
+                        .await?;
+                    Ok::<_, anyhow::Error>((
+                        resp.status().as_u16(),
+                        resp.headers().contains_key("retry-after"),
+                    ))
+                })
+            })
+            .collect();
+        let mut answers = Vec::new();
+        for h in handles {
+            answers.push(h.await??);
+        }
+        let refused: Vec<_> = answers.iter().filter(|(s, _)| *s == 429).collect();
+        let counters = state.counters();
+        // 16 requests held 400 ms each: a refusal happens exactly when the
+        // 16th overlaps the other 15, and it carries no Retry-After.
+        assert!(counters.peak_concurrent <= 16, "{counters:?}");
+        assert_eq!(
+            counters.peak_concurrent > 15,
+            !refused.is_empty(),
+            "{counters:?} {answers:?}"
+        );
+        assert!(refused.iter().all(|(_, retry_after)| !retry_after));
+        assert_eq!(counters.throttled as usize, refused.len());
+        assert!(counters.peak_concurrent >= 2, "{counters:?}");
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn profile_lookup_finds_stored_profiles_and_says_when_absent() -> anyhow::Result<()> {
+        let (sim, _state) = start(ClevertapSimConfig::default()).await?;
+        post(
+            &sim.base_url,
+            "TEST-PASSCODE",
+            &json!({"d": [profile("u1", json!({"Email": "a@b.co", "cio_vip": true}))]}),
+        )
+        .await?;
+        let get = |q: &str| {
+            reqwest::Client::new()
+                .get(format!("{}/1/profile.json?{q}", sim.base_url))
+                .header("X-CleverTap-Account-Id", "TEST-ACC-1")
+                .header("X-CleverTap-Passcode", "TEST-PASSCODE")
+                .send()
+        };
+        let found: Value = get("identity=u1").await?.json().await?;
+        assert_eq!(found["status"], "success");
+        assert_eq!(found["record"]["profileData"]["cio_vip"], true);
+        let by_email: Value = get("email=a%40b.co").await?.json().await?;
+        assert_eq!(by_email["record"]["identity"], "u1");
+        let absent: Value = get("identity=nobody").await?.json().await?;
+        assert_eq!(absent["status"], "fail");
+        let unauth = reqwest::Client::new()
+            .get(format!("{}/1/profile.json?identity=u1", sim.base_url))
+            .send()
+            .await?;
+        assert_eq!(unauth.status().as_u16(), 401);
         Ok(())
     }
 

@@ -18,7 +18,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -725,6 +725,8 @@ struct Inner {
     counters: Mutex<SimCounters>,
     bucket: Mutex<Bucket>,
     failures: Mutex<VecDeque<u16>>,
+    /// When each request arrived (for [`CioSimHandle::peak_per_second`]).
+    arrivals: Mutex<Vec<Instant>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -798,7 +800,30 @@ impl CioSimHandle {
     }
     pub fn reset_counters(&self) {
         *lock(&self.inner.counters) = SimCounters::default();
+        lock(&self.inner.arrivals).clear();
     }
+
+    /// The most requests that arrived within any one second (a sliding
+    /// window `[t, t + 1s)` over every arrival, whatever the answer): what
+    /// a client's pace looks like from the server.
+    pub fn peak_per_second(&self) -> usize {
+        peak_within(&lock(&self.inner.arrivals), Duration::from_secs(1))
+    }
+}
+
+/// The largest number of instants within any half-open window of `width`.
+fn peak_within(instants: &[Instant], width: Duration) -> usize {
+    let mut sorted = instants.to_vec();
+    sorted.sort_unstable();
+    let mut peak = 0;
+    let mut start = 0;
+    for end in 0..sorted.len() {
+        while sorted[end].duration_since(sorted[start]) >= width {
+            start += 1;
+        }
+        peak = peak.max(end - start + 1);
+    }
+    peak
 }
 
 /// The running simulator.
@@ -826,6 +851,7 @@ pub async fn start(config: CioSimConfig) -> anyhow::Result<CioSim> {
                 tokens: f64::from(config.burst.unwrap_or(config.rate_limit).max(1)),
                 last: Instant::now(),
             }),
+            arrivals: Mutex::new(Vec::new()),
             failures: Mutex::new(
                 config
                     .fail_first
@@ -892,6 +918,7 @@ impl Inner {
     /// Count, authenticate, rate-limit and inject failures, in that order.
     fn gate(&self, headers: &HeaderMap, endpoint: &'static str) -> Result<(), Refusal> {
         *lock(&self.counters).requests.entry(endpoint).or_default() += 1;
+        lock(&self.arrivals).push(Instant::now());
 
         let expected = format!("Bearer {}", self.config.api_key);
         let authorised = headers
@@ -1180,6 +1207,20 @@ mod tests {
 
     const NOW: i64 = 1_760_000_000;
     const KEY: &str = "sim-app-key";
+
+    #[test]
+    fn peak_counts_the_fullest_one_second_window() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        // Ten 100 ms apart: at most ten in any second.
+        let even: Vec<Instant> = (0..20).map(|k| at(k * 100)).collect();
+        assert_eq!(peak_within(&even, Duration::from_secs(1)), 10);
+        // Plus a burst of five inside one second.
+        let mut bursty = even.clone();
+        bursty.extend((0..5).map(|k| at(1_500 + k)));
+        assert_eq!(peak_within(&bursty, Duration::from_secs(1)), 15);
+        assert_eq!(peak_within(&[], Duration::from_secs(1)), 0);
+    }
 
     fn share(ws: &CioWorkspace, segment: u64) -> f64 {
         ws.members(segment).len() as f64 / ws.people.len() as f64

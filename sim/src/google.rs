@@ -28,10 +28,17 @@
 //! and the good ones are kept. Field names are accepted in lowerCamelCase and
 //! snake_case (as proto JSON is); answers use lowerCamelCase.
 //!
-//! `run` applies the job's operations in order to the user list and marks it
-//! SUCCESS at once (real jobs take hours) unless `run_completes` is false:
-//! then the job stays RUNNING until `complete_jobs()`, and a second job run on
-//! the same list meanwhile answers 409 ABORTED (one job per list at a time).
+//! `run` marks the job RUNNING; it applies its operations in order to the
+//! user list and turns SUCCESS `job_duration` later (real jobs take 6+ hours;
+//! the default here is instant so tests that do not care stay fast), on the
+//! simulator's clock, which tests move with `advance`. With `run_completes`
+//! false a job stays RUNNING until `complete_jobs()`. While a job of a list
+//! runs, creating or running another job on that list answers 409 ABORTED
+//! CONCURRENT_MODIFICATION (one job per list at a time); `max_running_per_list`
+//! reports the most jobs ever seen running at once on one list.
+//! With a `token_authority`, bearer tokens must be issued by the simulated
+//! OAuth endpoint (served at `/token`) and unexpired; otherwise the fixed
+//! `access_token` is expected.
 //! A list takes only the identifiers of its upload key type (CONTACT_INFO by
 //! default: hashedEmail, hashedPhoneNumber, addressInfo); others fail the
 //! operation with INCOMPATIBLE_UPLOAD_KEY_TYPE.
@@ -50,6 +57,9 @@ use axum::routing::any;
 use axum::{Json, Router};
 use serde_json::{json, Map, Value};
 
+use std::time::Duration;
+
+use crate::google_oauth::{TokenAuthority, TokenCheck};
 use crate::RunningSim;
 
 pub const DEFAULT_ACCESS_TOKEN: &str = "google-sim-access-token";
@@ -69,8 +79,13 @@ pub struct GoogleSimConfig {
     pub max_identifiers_per_request: usize,
     /// Oldest API major version served; older ones answer 404.
     pub min_version: u32,
-    /// `run` finishes the job at once; false leaves it RUNNING until `complete_jobs`.
+    /// `run` finishes the job (after `job_duration`); false leaves it
+    /// RUNNING until `complete_jobs`.
     pub run_completes: bool,
+    /// How long a job runs (on the simulator's clock, see `advance`).
+    pub job_duration: Duration,
+    /// Check bearer tokens against this OAuth authority instead of `access_token`.
+    pub token_authority: Option<TokenAuthority>,
 }
 
 impl Default for GoogleSimConfig {
@@ -83,6 +98,8 @@ impl Default for GoogleSimConfig {
             max_identifiers_per_request: 100_000,
             min_version: 19,
             run_completes: true,
+            job_duration: Duration::ZERO,
+            token_authority: None,
         }
     }
 }
@@ -179,6 +196,8 @@ struct Job {
     user_list: String,
     status: JobStatus,
     ops: Vec<JobOp>,
+    /// Simulator-clock time at which a RUNNING job finishes.
+    done_at: Option<Duration>,
 }
 
 impl Job {
@@ -207,6 +226,37 @@ struct GoogleState {
     faults: VecDeque<GoogleFault>,
     requests: Vec<GoogleRequest>,
     next_id: u64,
+    /// The simulator's clock: time since start plus what `advance` added.
+    started: std::time::Instant,
+    skew: Duration,
+    max_running_per_list: usize,
+    concurrent_refusals: usize,
+}
+
+impl GoogleState {
+    fn now(&self) -> Duration {
+        self.started.elapsed() + self.skew
+    }
+
+    /// Finish RUNNING jobs whose time has come.
+    fn finish_due(&mut self) {
+        let now = self.now();
+        let due: Vec<u64> = self
+            .jobs
+            .values()
+            .filter(|j| j.status == JobStatus::Running && j.done_at.is_some_and(|d| d <= now))
+            .map(|j| j.id)
+            .collect();
+        for id in due {
+            finish_job(self, id);
+        }
+    }
+
+    fn list_busy(&self, list: &str, except: u64) -> bool {
+        self.jobs
+            .values()
+            .any(|j| j.id != except && j.user_list == list && j.status == JobStatus::Running)
+    }
 }
 
 /// Handle on a Google Ads simulator's state; cheap to clone.
@@ -229,8 +279,29 @@ impl GoogleSim {
                 faults: VecDeque::new(),
                 requests: Vec::new(),
                 next_id: 1000,
+                started: std::time::Instant::now(),
+                skew: Duration::ZERO,
+                max_running_per_list: 0,
+                concurrent_refusals: 0,
             })),
         }
+    }
+
+    /// Move the simulator's clock forward (jobs finish on it).
+    pub fn advance(&self, by: Duration) {
+        let mut state = self.lock();
+        state.skew += by;
+        state.finish_due();
+    }
+
+    /// The most jobs seen RUNNING at once on one list.
+    pub fn max_running_per_list(&self) -> usize {
+        self.lock().max_running_per_list
+    }
+
+    /// Requests refused with CONCURRENT_MODIFICATION.
+    pub fn concurrent_refusals(&self) -> usize {
+        self.lock().concurrent_refusals
     }
 
     /// Serve a new simulator on 127.0.0.1; the handle reads and steers it.
@@ -241,9 +312,13 @@ impl GoogleSim {
     }
 
     pub fn router(&self) -> Router {
-        Router::new()
+        let router = Router::new()
             .route("/{version}/{*rest}", any(dispatch))
-            .with_state(self.clone())
+            .with_state(self.clone());
+        match self.lock().config.token_authority.clone() {
+            Some(authority) => router.merge(authority.router()),
+            None => router,
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, GoogleState> {
@@ -265,7 +340,9 @@ impl GoogleSim {
     }
 
     pub fn members(&self, customer_id: &str, list_id: &str) -> Vec<Member> {
-        self.lock()
+        let mut state = self.lock();
+        state.finish_due();
+        state
             .lists
             .get(&user_list_name(customer_id, list_id))
             .map(|l| l.members.clone())
@@ -292,7 +369,9 @@ impl GoogleSim {
 
     /// Status of every job, by resource name.
     pub fn jobs(&self) -> Vec<(String, JobStatus)> {
-        self.lock()
+        let mut state = self.lock();
+        state.finish_due();
+        state
             .jobs
             .values()
             .map(|j| (j.resource_name(), j.status))
@@ -502,7 +581,12 @@ fn check_auth(
         )
     };
     let bearer = header(headers, "authorization").and_then(|v| v.strip_prefix("Bearer "));
-    if bearer != Some(config.access_token.as_str()) {
+    let valid = match (&config.token_authority, bearer) {
+        (Some(authority), Some(token)) => authority.check(token) == TokenCheck::Valid,
+        (Some(_), None) => false,
+        (None, bearer) => bearer == Some(config.access_token.as_str()),
+    };
+    if !valid {
         return Err(unauthenticated(
             "OAUTH_TOKEN_INVALID",
             "Request had invalid authentication credentials. Expected OAuth 2 access token.",
@@ -599,6 +683,7 @@ async fn dispatch(
     body: Bytes,
 ) -> Response {
     let mut state = sim.lock();
+    state.finish_due();
     let request_id = state.requests.len() as u64 + 1;
     let mut record = GoogleRequest {
         method: method.to_string(),
@@ -746,6 +831,10 @@ fn create_job(state: &mut GoogleState, customer: &str, body: &Value) -> Result<V
             }
         }
     }
+    if state.list_busy(list, 0) {
+        state.concurrent_refusals += 1;
+        return Err(concurrent_modification());
+    }
     state.next_id += 1;
     let job = Job {
         customer: customer.to_string(),
@@ -753,6 +842,7 @@ fn create_job(state: &mut GoogleState, customer: &str, body: &Value) -> Result<V
         user_list: list.to_string(),
         status: JobStatus::Pending,
         ops: Vec::new(),
+        done_at: None,
     };
     let name = job.resource_name();
     state.jobs.insert(job.id, job);
@@ -982,27 +1072,25 @@ fn run_job(state: &mut GoogleState, customer: &str, id: u64) -> Result<Value, Rp
         )));
     }
     let list = job.user_list.clone();
-    let busy = state
-        .jobs
-        .values()
-        .any(|j| j.id != id && j.user_list == list && j.status == JobStatus::Running);
-    if busy {
-        return Err(RpcError::new(
-            StatusCode::CONFLICT,
-            "ABORTED",
-            AdsError::new(
-                "databaseError",
-                "CONCURRENT_MODIFICATION",
-                "Another job is running on this user list. Retry when it finishes.",
-            ),
-        ));
+    if state.list_busy(&list, id) {
+        state.concurrent_refusals += 1;
+        return Err(concurrent_modification());
     }
+    let done_at = state
+        .config
+        .run_completes
+        .then(|| state.now() + state.config.job_duration);
     if let Some(job) = state.jobs.get_mut(&id) {
         job.status = JobStatus::Running;
+        job.done_at = done_at;
     }
-    if state.config.run_completes {
-        finish_job(state, id);
-    }
+    let running = state
+        .jobs
+        .values()
+        .filter(|j| j.user_list == list && j.status == JobStatus::Running)
+        .count();
+    state.max_running_per_list = state.max_running_per_list.max(running);
+    state.finish_due();
     state.next_id += 1;
     Ok(json!({
         "name": format!("customers/{customer}/operations/{}", state.next_id),
@@ -1010,6 +1098,18 @@ fn run_job(state: &mut GoogleState, customer: &str, id: u64) -> Result<Value, Rp
             "@type": "type.googleapis.com/google.ads.googleads.v26.resources.OfflineUserDataJobMetadata",
         },
     }))
+}
+
+fn concurrent_modification() -> RpcError {
+    RpcError::new(
+        StatusCode::CONFLICT,
+        "ABORTED",
+        AdsError::new(
+            "databaseError",
+            "CONCURRENT_MODIFICATION",
+            "Another job is running on this user list. Retry when it finishes.",
+        ),
+    )
 }
 
 fn finish_job(state: &mut GoogleState, id: u64) {

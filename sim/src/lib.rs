@@ -12,6 +12,8 @@ use tokio::task::JoinHandle;
 pub mod clevertap;
 pub mod customerio;
 pub mod google;
+pub mod google_dm;
+pub mod google_oauth;
 pub mod meta;
 pub mod webhook;
 

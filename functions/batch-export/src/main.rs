@@ -1,11 +1,13 @@
 //! Lambda entry point of `batch-export`: wiring only. Invoked by one
 //! EventBridge Scheduler schedule per export, input `{"export": "<name>"}`.
 
+use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use anyhow::{anyhow, Context};
 use batch_export::config::ExportSettings;
 use batch_export::handler::{handle, metrics_lines, parse_trigger, ExportError, ExportOutcome};
+use dataout::adapters::dynamodb_budget::DynamoBudget;
 use dataout::customerio::app_api::AppApiClient;
 use dataout::pipeline::export::ExportOptions;
 use dataout::pipeline::Deps;
@@ -52,8 +54,12 @@ async fn main() -> anyhow::Result<()> {
         .timeout(settings.http_timeout)
         .build()
         .context("HTTP client")?;
+    // Every export of the workspace, in every instance, draws from one
+    // App API budget kept in the state table.
+    let budget = DynamoBudget::from_sdk(&wiring.sdk, wiring.settings.table.clone());
     let source = AppApiClient::new(settings.app_api.clone(), wiring.secrets.as_ref(), http)
-        .context("Customer.io App API client")?;
+        .context("Customer.io App API client")?
+        .with_budget(Arc::new(budget));
     let opts = ExportOptions {
         page_limit: settings.app_api.page_limit,
         ..ExportOptions::default()

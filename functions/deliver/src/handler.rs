@@ -13,7 +13,7 @@
 use std::sync::Arc;
 
 use dataout::adapters::sqs::parse_job_body;
-use dataout::destinations::Destination;
+use dataout::destinations::{Destination, DestinationAlert};
 use dataout::pipeline::deliver::{deliver_jobs, DeliveryOptions, DeliveryTotals, Disposition};
 use dataout::pipeline::Deps;
 use dataout::ports::ReceivedJob;
@@ -193,4 +193,36 @@ pub fn metrics_line(
         ],
         now_ms,
     )
+}
+
+/// One EMF line per condition that needs a person, every invocation while it
+/// lasts: `AudiencePaused` with the audience as a dimension (the alarm names
+/// the id) and `ApiVersionDeprecated`.
+pub fn alert_lines(
+    namespace: &str,
+    destination: &str,
+    alerts: &[DestinationAlert],
+    now_ms: i64,
+) -> Vec<String> {
+    alerts
+        .iter()
+        .map(|alert| match alert {
+            DestinationAlert::AudiencePaused { audience, .. } => emf_line(
+                namespace,
+                &[
+                    ("service", "deliver"),
+                    ("destination", destination),
+                    ("audience", audience),
+                ],
+                &[("AudiencePaused", 1.0, "Count")],
+                now_ms,
+            ),
+            DestinationAlert::ApiVersionDeprecated { .. } => emf_line(
+                namespace,
+                &[("service", "deliver"), ("destination", destination)],
+                &[("ApiVersionDeprecated", 1.0, "Count")],
+                now_ms,
+            ),
+        })
+        .collect()
 }

@@ -12,7 +12,7 @@ use dataout::pipeline::Deps;
 use dataout::telemetry::{self, LogFormat};
 use deliver::config::DeliverSettings;
 use deliver::event::{batch_response, records};
-use deliver::handler::{handle_batch, metrics_line, DeliverError};
+use deliver::handler::{alert_lines, handle_batch, metrics_line, DeliverError};
 use lambda_runtime::{service_fn, LambdaEvent};
 use tracing::warn;
 
@@ -43,6 +43,14 @@ async fn invoke(
             f.deps.clock.now_ms()
         )
     );
+    for line in alert_lines(
+        &f.settings.metrics_namespace,
+        &f.settings.destination,
+        &f.destination.alerts(),
+        f.deps.clock.now_ms(),
+    ) {
+        println!("{line}");
+    }
     result.map(|o| batch_response(&o.failed_message_ids))
 }
 

@@ -89,6 +89,7 @@ pub async fn handle(
             drift_source_state = row.drift_source_state,
             drift_state_delivered = row.drift_state_delivered,
             match_rate = row.match_rate,
+            reasons = %row.check.alarm_reasons.join("; "),
             "reconciliation alarm"
         );
     }
@@ -143,6 +144,9 @@ fn row_metrics(namespace: &str, row: &ReconcileRow, ts: i64) -> String {
     }
     if let Some(rate) = row.match_rate {
         metrics.push(("MatchRate", rate * 100.0, "Percent"));
+    }
+    if let Some(drift) = row.check.drift {
+        metrics.push(("DriftDestination", drift as f64, "Count"));
     }
     if let Some(ms) = row.latency_p95_ms {
         metrics.push(("LatencyP95", ms as f64, "Milliseconds"));

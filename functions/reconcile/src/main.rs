@@ -64,6 +64,7 @@ async fn main() -> anyhow::Result<()> {
         destinations,
         opts: ReconcileOptions {
             drift_alarm: settings.drift_alarm,
+            ..ReconcileOptions::default()
         },
         namespace: settings.metrics_namespace,
     };

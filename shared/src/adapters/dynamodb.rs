@@ -17,6 +17,7 @@
 //! | report, by time | `REPORTS` | `<time>#<report_id>` | `record` |
 //! | quarantine | `QUAR#<id>` | `QUAR` | `record`, `index_pk`, `index_sk` |
 //! | quarantine, by time | `QUARANTINE` | `<time>#<id>` | `record` |
+//! | destination record | `DEST#<destination>` | `<key>` | `version` (N), `record` (S, JSON) |
 //!
 //! `<time>` is the Unix millisecond time mapped order-preservingly to a
 //! 20-digit number, so a descending Query lists newest first. Items keyed by
@@ -69,7 +70,9 @@ use serde::Serialize;
 use crate::domain::model::{
     MembershipRecord, Millis, Person, PersonKey, QuarantineEntry, ReconcileReport, RunRecord,
 };
-use crate::ports::{IdempotencyStart, MembershipWrite, Page, StateError, StateStore};
+use crate::ports::{
+    DestinationRecord, IdempotencyStart, MembershipWrite, Page, RecordWrite, StateError, StateStore,
+};
 
 /// Partition key attribute.
 pub const PK: &str = "pk";
@@ -707,6 +710,25 @@ fn idem_pk(key: &str) -> String {
     format!("IDEM#{key}")
 }
 
+fn dest_pk(destination: &str) -> String {
+    format!("DEST#{destination}")
+}
+
+fn dest_record(
+    destination: &str,
+    item: &Item,
+    what: &str,
+) -> Result<DestinationRecord, StateError> {
+    let version = u64::try_from(get_n(item, "version", what)?)
+        .map_err(|_| StateError::permanent(format!("{what}: negative version")))?;
+    Ok(DestinationRecord {
+        destination: destination.to_string(),
+        key: get_s(item, SK, what)?.to_string(),
+        version,
+        value: from_blob(item, "record", what)?,
+    })
+}
+
 fn counters_pk(scope: &str) -> String {
     format!("COUNTERS#{scope}")
 }
@@ -1103,6 +1125,139 @@ impl StateStore for DynamoStateStore {
             .iter()
             .map(|item| from_blob(item, "record", what))
             .collect()
+    }
+
+    async fn get_destination_record(
+        &self,
+        destination: &str,
+        key_: &str,
+    ) -> Result<Option<DestinationRecord>, StateError> {
+        let what = "get destination record";
+        match self.get_item(what, &dest_pk(destination), key_).await? {
+            Some(item) => Ok(Some(dest_record(destination, &item, what)?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn put_destination_record(
+        &self,
+        destination: &str,
+        key_: &str,
+        value: &serde_json::Value,
+        expected: Option<u64>,
+    ) -> Result<RecordWrite, StateError> {
+        let what = "put destination record";
+        let version = expected.unwrap_or(0) + 1;
+        let signed = |v: u64| {
+            i64::try_from(v).map_err(|_| StateError::permanent(format!("{what}: version overflow")))
+        };
+        let mut item = key(dest_pk(destination), key_);
+        item.insert("version".into(), n(signed(version)?));
+        item.insert("record".into(), s(to_json(what, value)?));
+        let written = match expected {
+            None => {
+                self.put_conditional(what, item, "attribute_not_exists(#pk)", &[("#pk", PK)], &[])
+                    .await?
+            }
+            Some(v) => {
+                self.put_conditional(
+                    what,
+                    item,
+                    "#version = :expected",
+                    &[("#version", "version")],
+                    &[(":expected", n(signed(v)?))],
+                )
+                .await?
+            }
+        };
+        Ok(if written {
+            RecordWrite::Applied { version }
+        } else {
+            RecordWrite::Conflict
+        })
+    }
+
+    async fn list_destination_records(
+        &self,
+        destination: &str,
+        prefix: &str,
+        limit: usize,
+    ) -> Result<Vec<DestinationRecord>, StateError> {
+        let what = "list destination records";
+        let pk = dest_pk(destination);
+        let mut out = Vec::new();
+        let mut start: Option<Item> = None;
+        while out.len() < limit {
+            let want = limit - out.len();
+            let (items, last) = self
+                .retrying(what, || async {
+                    let mut req = self
+                        .client
+                        .query()
+                        .table_name(&self.table)
+                        .expression_attribute_names("#pk", PK)
+                        .expression_attribute_values(":pk", s(pk.clone()))
+                        .consistent_read(true)
+                        .set_limit(Some(limit_i32(want)))
+                        .set_exclusive_start_key(start.clone());
+                    req = if prefix.is_empty() {
+                        req.key_condition_expression("#pk = :pk")
+                    } else {
+                        req.key_condition_expression("#pk = :pk AND begins_with(#sk, :prefix)")
+                            .expression_attribute_names("#sk", SK)
+                            .expression_attribute_values(":prefix", s(prefix))
+                    };
+                    req.send()
+                        .await
+                        .map(|o| (o.items.unwrap_or_default(), o.last_evaluated_key))
+                        .map_err(|e| classify(what, e))
+                })
+                .await?;
+            for item in &items {
+                out.push(dest_record(destination, item, what)?);
+            }
+            match last {
+                Some(last) => start = Some(last),
+                None => break,
+            }
+        }
+        out.truncate(limit);
+        Ok(out)
+    }
+
+    async fn delete_destination_record(
+        &self,
+        destination: &str,
+        key_: &str,
+        expected: u64,
+    ) -> Result<bool, StateError> {
+        let what = "delete destination record";
+        let expected = i64::try_from(expected)
+            .map_err(|_| StateError::permanent(format!("{what}: version overflow")))?;
+        let pk = dest_pk(destination);
+        self.retrying(what, || async {
+            match self
+                .client
+                .delete_item()
+                .table_name(&self.table)
+                .set_key(Some(key(pk.clone(), key_)))
+                .condition_expression("#version = :expected")
+                .expression_attribute_names("#version", "version")
+                .expression_attribute_values(":expected", n(expected))
+                .send()
+                .await
+            {
+                Ok(_) => Ok(true),
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
+                {
+                    Ok(false)
+                }
+                Err(e) => Err(classify(what, e)),
+            }
+        })
+        .await
     }
 }
 

@@ -1,6 +1,7 @@
 //! Adapters: the AWS and embedded implementations of each port.
 
 pub mod dynamodb;
+pub mod dynamodb_budget;
 pub mod embedded;
 pub mod local_fs;
 pub mod s3;

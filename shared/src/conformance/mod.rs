@@ -6,6 +6,7 @@
 //! with `"<suite>: <case>: <what went wrong>"`; every case is public so a
 //! failing one can be run alone.
 
+pub mod budget;
 pub mod queue;
 pub mod state;
 

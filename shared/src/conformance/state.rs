@@ -13,7 +13,7 @@ use crate::domain::model::{
     PersonKey, QuarantineEntry, ReconcileReport, ReconcileRow, RunCheckpoint, RunKind, RunRecord,
     RunStats, RunStatus,
 };
-use crate::ports::{IdempotencyStart, MembershipWrite, StateStore};
+use crate::ports::{IdempotencyStart, MembershipWrite, RecordWrite, StateStore};
 
 const SUITE: &str = "state";
 
@@ -41,6 +41,7 @@ where
     counters_take_negative_deltas_per_scope(fresh().await).await;
     reports_latest_is_the_newest(fresh().await).await;
     quarantine_put_get_and_list_newest_first(fresh().await).await;
+    destination_records_write_conditionally_and_list_by_prefix(fresh().await).await;
 }
 
 // ---------------------------------------------------------------- fixtures
@@ -143,6 +144,7 @@ fn report(id: &str, generated_at: Millis) -> ReconcileReport {
             latency_p95_ms: Some(1000),
             output: "/tmp/out".into(),
             alarm: false,
+            check: Default::default(),
         }],
     }
 }
@@ -932,5 +934,128 @@ pub async fn quarantine_put_get_and_list_newest_first(store: Store) {
             CASE,
             format!("list_quarantine(2) gave {} entries", two.len()),
         );
+    }
+}
+
+pub async fn destination_records_write_conditionally_and_list_by_prefix(store: Store) {
+    const CASE: &str = "destination_records_write_conditionally_and_list_by_prefix";
+    let job = json!({"job": "customers/1/offlineUserDataJobs/7", "ops": 3});
+    let first = store
+        .put_destination_record("google", "job/555", &job, None)
+        .await
+        .or_fail(SUITE, CASE, "put_destination_record");
+    if first != (RecordWrite::Applied { version: 1 }) {
+        fail(SUITE, CASE, format!("first put gave {first:?}"));
+    }
+    // One open job per list: a second create-if-absent loses.
+    let again = store
+        .put_destination_record("google", "job/555", &json!({"job": "other"}), None)
+        .await
+        .or_fail(SUITE, CASE, "put_destination_record");
+    if again != RecordWrite::Conflict {
+        fail(
+            SUITE,
+            CASE,
+            format!("put over an existing record gave {again:?}"),
+        );
+    }
+    let stale = store
+        .put_destination_record("google", "job/555", &json!({"x": 1}), Some(9))
+        .await
+        .or_fail(SUITE, CASE, "put_destination_record");
+    if stale != RecordWrite::Conflict {
+        fail(
+            SUITE,
+            CASE,
+            format!("put at a wrong version gave {stale:?}"),
+        );
+    }
+    let updated = json!({"job": "customers/1/offlineUserDataJobs/7", "ops": 5});
+    let second = store
+        .put_destination_record("google", "job/555", &updated, Some(1))
+        .await
+        .or_fail(SUITE, CASE, "put_destination_record");
+    if second != (RecordWrite::Applied { version: 2 }) {
+        fail(
+            SUITE,
+            CASE,
+            format!("put at the stored version gave {second:?}"),
+        );
+    }
+    let got = store
+        .get_destination_record("google", "job/555")
+        .await
+        .or_fail(SUITE, CASE, "get_destination_record");
+    match got {
+        Some(r) if r.version == 2 && r.value == updated && r.key == "job/555" => {}
+        other => fail(SUITE, CASE, format!("read back {other:?}")),
+    }
+    for (dest, key) in [
+        ("google", "req/002"),
+        ("google", "req/001"),
+        ("google", "reqz"),
+        ("meta", "req/003"),
+    ] {
+        store
+            .put_destination_record(dest, key, &json!({"k": key}), None)
+            .await
+            .or_fail(SUITE, CASE, "put_destination_record");
+    }
+    let listed = store
+        .list_destination_records("google", "req/", 10)
+        .await
+        .or_fail(SUITE, CASE, "list_destination_records");
+    let keys: Vec<&str> = listed.iter().map(|r| r.key.as_str()).collect();
+    if keys != ["req/001", "req/002"] {
+        fail(SUITE, CASE, format!("list by prefix gave {keys:?}"));
+    }
+    let one = store
+        .list_destination_records("google", "", 1)
+        .await
+        .or_fail(SUITE, CASE, "list_destination_records");
+    if one.len() != 1 || one[0].key != "job/555" {
+        fail(SUITE, CASE, format!("list with limit 1 gave {one:?}"));
+    }
+    let refused = store
+        .delete_destination_record("google", "job/555", 1)
+        .await
+        .or_fail(SUITE, CASE, "delete_destination_record");
+    let deleted = store
+        .delete_destination_record("google", "job/555", 2)
+        .await
+        .or_fail(SUITE, CASE, "delete_destination_record");
+    if refused || !deleted {
+        fail(
+            SUITE,
+            CASE,
+            format!(
+                "delete at a wrong version deleted={refused}, at the right one deleted={deleted}"
+            ),
+        );
+    }
+    let gone = store
+        .get_destination_record("google", "job/555")
+        .await
+        .or_fail(SUITE, CASE, "get_destination_record");
+    if gone.is_some() {
+        fail(SUITE, CASE, "the record is still there after its delete");
+    }
+    let recreated = store
+        .put_destination_record("google", "job/555", &job, None)
+        .await
+        .or_fail(SUITE, CASE, "put_destination_record");
+    if recreated != (RecordWrite::Applied { version: 1 }) {
+        fail(
+            SUITE,
+            CASE,
+            format!("create after delete gave {recreated:?}"),
+        );
+    }
+    let missing = store
+        .delete_destination_record("google", "nothing", 1)
+        .await
+        .or_fail(SUITE, CASE, "delete_destination_record");
+    if missing {
+        fail(SUITE, CASE, "deleting a missing record said it deleted one");
     }
 }

@@ -29,6 +29,7 @@ use serde_json::Value;
 use thiserror::Error;
 use tokio::time::Instant;
 
+use crate::customerio::budget::{workspace_id, BudgetError, RequestBudget, WorkspaceBudget};
 use crate::domain::model::{Attributes, Identifiers, Person};
 use crate::ports::{MembershipPage, Secret, Secrets, SegmentSource, SourceError};
 
@@ -158,6 +159,9 @@ pub enum AppApiError {
     },
     #[error("App API configuration: {0}")]
     Config(String),
+    /// The shared request budget could not hand out a slot.
+    #[error(transparent)]
+    Budget(#[from] BudgetError),
 }
 
 impl AppApiError {
@@ -167,7 +171,7 @@ impl AppApiError {
             AppApiError::RateLimited { .. }
                 | AppApiError::Unavailable { .. }
                 | AppApiError::Transport { .. }
-        )
+        ) || matches!(self, AppApiError::Budget(e) if e.is_retryable())
     }
 
     fn retry_after(&self) -> Option<Duration> {
@@ -239,6 +243,8 @@ pub struct AppApiClient {
     key: Secret,
     config: AppApiConfig,
     pacer: Arc<Pacer>,
+    /// The workspace's shared budget; without it, this client's own pace.
+    budget: Option<WorkspaceBudget>,
     requests: Arc<AtomicU64>,
 }
 
@@ -323,12 +329,27 @@ impl AppApiClient {
         }
         Ok(Self {
             pacer: Arc::new(Pacer::new(config.requests_per_second)),
+            budget: None,
             requests: Arc::new(AtomicU64::new(0)),
             http,
             base,
             key,
             config,
         })
+    }
+
+    /// Take a token from the workspace's shared budget before every request
+    /// (instead of this client's own pace), so every export of the
+    /// workspace, in any process, stays within `requests_per_second`
+    /// together. The workspace is named by a digest of region and key.
+    pub fn with_budget(mut self, budget: Arc<dyn RequestBudget>) -> Self {
+        let workspace = workspace_id(&format!("{:?}", self.config.region), &self.key);
+        self.budget = Some(WorkspaceBudget::new(
+            budget,
+            workspace,
+            self.config.requests_per_second,
+        ));
+        self
     }
 
     /// HTTP requests sent so far (retries included), by this client and its
@@ -425,7 +446,10 @@ impl AppApiClient {
         url: Url,
         body: Option<&Value>,
     ) -> Result<T, AppApiError> {
-        self.pacer.acquire().await;
+        match &self.budget {
+            Some(budget) => budget.take().await?,
+            None => self.pacer.acquire().await,
+        }
         self.requests.fetch_add(1, Ordering::Relaxed);
         let mut auth = HeaderValue::from_str(&format!("Bearer {}", self.key.expose()))
             .map_err(|_| AppApiError::Config("API key is not a valid header value".into()))?;
@@ -443,9 +467,14 @@ impl AppApiClient {
         let retry_after = parse_retry_after(resp.headers().get(RETRY_AFTER));
         if status == StatusCode::TOO_MANY_REQUESTS {
             if let Some(pause) = retry_after {
-                self.pacer
-                    .hold_for(pause.min(self.config.max_retry_after))
-                    .await;
+                let pause = pause.min(self.config.max_retry_after);
+                self.pacer.hold_for(pause).await;
+                if let Some(budget) = &self.budget {
+                    // Best effort: the refused call is retried anyway.
+                    if let Err(e) = budget.hold_for(pause).await {
+                        tracing::warn!(error = %e, "could not hold the shared App API budget");
+                    }
+                }
             }
             return Err(AppApiError::RateLimited {
                 endpoint,

@@ -3,4 +3,5 @@
 
 pub mod actions;
 pub mod app_api;
+pub mod budget;
 pub mod webhook;

@@ -548,6 +548,7 @@ mod tests {
             base_url: Some(base_url.to_string()),
             batch_size,
             max_concurrency: 4,
+            max_requests_per_second: None,
             max_attempts: 3,
             settings: DestinationSettings::Clevertap {
                 region: "us1".into(),

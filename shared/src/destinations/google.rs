@@ -1,29 +1,38 @@
-//! Google Ads Customer Match through offline user data jobs, `API-CONTRACTS.md` §4.
+//! Google Ads Customer Match through offline user data jobs, `API-CONTRACTS.md`
+//! §4d: for accounts Google still allowlists (everyone else uses
+//! `google_data_manager`, see `google_dm.rs`).
 //!
-//! Per audience (user list) in a batch: create one job
-//! (`CUSTOMER_MATCH_USER_LIST`), add its operations in requests of at most
-//! `batch_size` operations and 100,000 identifiers (`enablePartialFailure:
-//! true`), then run it. Add / Update become `create` operations and Remove
-//! `remove`, in op order, in the same job. An operation Google names in
-//! `partialFailureError` (by `fieldPathElements[0].index`) is `Rejected` with
-//! Google's message; a person with no usable identifier is `Unmatched` and
-//! never sent; every other op is `Accepted` once the job runs. Jobs take
-//! hours: `send` does not wait for them.
+//! One job per user list at a time, recorded in the state store under
+//! `job/<list id>`. A send to a list with no recorded job creates one
+//! (`CUSTOMER_MATCH_USER_LIST`; the record is written create-if-absent, so
+//! two workers never both own a list), adds its operations in requests of at
+//! most `batch_size` operations and 100,000 identifiers (`enablePartialFailure:
+//! true`), runs it and records it as running. A send to a list whose job is
+//! still PENDING / RUNNING does not create another (Google would answer
+//! CONCURRENT_MODIFICATION): it is `Retryable` with `retry_after` =
+//! `job_wait`, so the queue holds the ops until the job is done, and nothing
+//! is dead-lettered for waiting as long as `max_attempts × job_wait` covers a
+//! job (jobs take hours: e.g. 15 min × 40). A finished job's record is
+//! dropped by the next send or by `settle` (called at every delivery
+//! invocation), which polls running jobs and logs FAILED ones with Google's
+//! `failure_reason`.
+//!
+//! Add / Update become `create` operations and Remove `remove`, in op order,
+//! in the same job. An operation Google names in `partialFailureError` (by
+//! `fieldPathElements[0].index`) is `Rejected` with Google's message; a person
+//! with no usable identifier is `Unmatched` and never sent; every other op is
+//! `Accepted` once the job runs.
 //!
 //! Identifiers come from `domain::identity::google_identifiers` (phone E.164
 //! with `+`; gmail dots per the destination's `gmail_remove_dots`).
 //!
-//! Credentials: the developer token and an OAuth2 access token are read once,
-//! from the secrets named by `developer_token_env` and `access_token_env`
-//! (e.g. `GOOGLE_ADS_ACCESS_TOKEN`). Refreshing the access token before it
-//! expires belongs to the deployment (the secret store rotates the value and
-//! a new cold start reads it); an expired token answers 401, which is
-//! permanent here and shows up as dead-lettered jobs to redrive.
+//! Credentials: the developer token from the secret store, and OAuth access
+//! tokens from `google_auth::GoogleTokens` (service account or refresh token,
+//! cached and refreshed before expiry; a 401 refreshes once and retries).
 //!
-//! Errors: 401 / 403 and other request errors are permanent;
-//! RESOURCE_EXHAUSTED / UNAVAILABLE / INTERNAL / DEADLINE_EXCEEDED / ABORTED
-//! (and 408, 429, 5xx) are retryable. A retried job creates a new job and
-//! resends every operation: creates and removes are idempotent at Google.
+//! Errors: 401 (after the refresh) / 403 and other request errors are
+//! permanent; RESOURCE_EXHAUSTED / UNAVAILABLE / INTERNAL / DEADLINE_EXCEEDED /
+//! ABORTED (and 408, 429, 5xx) are retryable.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -31,13 +40,16 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde_json::{json, Value};
 
-use super::{status_is_retryable, Destination, DestinationError, OpOutcome};
+use std::sync::Arc;
+
+use super::google_auth::{GoogleTokens, ADS_SCOPE};
+use super::{status_is_retryable, Destination, DestinationError, OpOutcome, SettleSummary};
 use crate::domain::identity::{google_identifiers, match_keys, IdentityOptions};
 use crate::domain::model::{DeliveryOp, OpKind};
 use crate::domain::spec::{
     DestinationKind, DestinationSettings, DestinationSpec, ExportDestination, ExportSpec, MatchKey,
 };
-use crate::ports::{Secret, Secrets};
+use crate::ports::{Clock, RecordWrite, Secret, Secrets, StateStore};
 
 pub const DEFAULT_BASE_URL: &str = "https://googleads.googleapis.com";
 /// Most operations per addOperations request we send.
@@ -61,11 +73,18 @@ pub struct GoogleCustomerMatchDestination {
     customer_id: String,
     login_customer_id: Option<String>,
     developer_token: Secret,
-    access_token: Secret,
+    tokens: GoogleTokens,
     gmail_remove_dots: bool,
     batch_size: usize,
+    job_wait: Duration,
     http: reqwest::Client,
+    clock: Arc<dyn Clock>,
+    state: Arc<dyn StateStore>,
 }
+
+/// A job recorded PENDING (created, never run) this long ago was abandoned
+/// by a failed send: Google drops unrun jobs, and so do we.
+const ABANDONED_PENDING_MS: i64 = 10 * 60 * 1000;
 
 impl std::fmt::Debug for GoogleCustomerMatchDestination {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -100,6 +119,8 @@ impl GoogleCustomerMatchDestination {
         spec: &DestinationSpec,
         secrets: &dyn Secrets,
         http: reqwest::Client,
+        clock: Arc<dyn Clock>,
+        state: Arc<dyn StateStore>,
     ) -> Result<Self, DestinationError> {
         let permanent = |message: String| DestinationError::Permanent {
             destination: name.clone(),
@@ -110,8 +131,9 @@ impl GoogleCustomerMatchDestination {
             customer_id,
             login_customer_id,
             developer_token_env,
-            access_token_env,
+            auth,
             gmail_remove_dots,
+            job_wait_ms,
         } = &spec.settings
         else {
             return Err(permanent(
@@ -120,7 +142,8 @@ impl GoogleCustomerMatchDestination {
         };
         let secret = |env: &str| super::required_secret(secrets, &name, env);
         let developer_token = secret(developer_token_env)?;
-        let access_token = secret(access_token_env)?;
+        let tokens =
+            GoogleTokens::new(&name, auth, ADS_SCOPE, secrets, http.clone(), clock.clone())?;
         if !ten_digits(customer_id) {
             return Err(permanent(format!(
                 "customer_id must be 10 digits without dashes, not {customer_id:?}"
@@ -152,11 +175,14 @@ impl GoogleCustomerMatchDestination {
             customer_id: customer_id.clone(),
             login_customer_id: login_customer_id.clone(),
             developer_token,
-            access_token,
+            tokens,
             gmail_remove_dots: *gmail_remove_dots,
             batch_size: spec.batch_size.clamp(1, MAX_OPERATIONS_PER_REQUEST),
+            job_wait: Duration::from_millis(*job_wait_ms),
             name,
             http,
+            clock,
+            state,
         })
     }
 
@@ -231,24 +257,117 @@ impl GoogleCustomerMatchDestination {
     }
 
     async fn post(&self, path: &str, body: &Value) -> Result<Value, DestinationError> {
-        let mut req = self
-            .http
-            .post(format!("{}/{path}", self.api_url))
-            .bearer_auth(self.access_token.expose())
-            .header("developer-token", self.developer_token.expose())
-            .json(body);
-        if let Some(login) = &self.login_customer_id {
-            req = req.header("login-customer-id", login);
+        let mut refreshed = false;
+        loop {
+            let token = self.tokens.token().await?;
+            let mut req = self
+                .http
+                .post(format!("{}/{path}", self.api_url))
+                .bearer_auth(token.expose())
+                .header("developer-token", self.developer_token.expose())
+                .json(body);
+            if let Some(login) = &self.login_customer_id {
+                req = req.header("login-customer-id", login);
+            }
+            let resp = req.send().await.map_err(|e| self.transport_error(e))?;
+            let status = resp.status().as_u16();
+            let headers = resp.headers().clone();
+            let bytes = resp.bytes().await.map_err(|e| self.transport_error(e))?;
+            if status == 401 && !refreshed && self.tokens.can_refresh() {
+                tracing::info!(destination = %self.name, "access token refused (401): refreshing once");
+                self.tokens.invalidate(&token).await;
+                refreshed = true;
+                continue;
+            }
+            if !(200..300).contains(&status) {
+                return Err(self.rpc_error(status, &headers, &bytes));
+            }
+            return serde_json::from_slice(&bytes).map_err(|e| {
+                self.retryable(format!("unreadable Google Ads answer to {path}: {e}"))
+            });
         }
-        let resp = req.send().await.map_err(|e| self.transport_error(e))?;
-        let status = resp.status().as_u16();
-        let headers = resp.headers().clone();
-        let bytes = resp.bytes().await.map_err(|e| self.transport_error(e))?;
-        if !(200..300).contains(&status) {
-            return Err(self.rpc_error(status, &headers, &bytes));
+    }
+
+    fn state_error(&self, e: crate::ports::StateError) -> DestinationError {
+        self.retryable(format!("state store: {e}"))
+    }
+
+    /// A job's status and failure reason, read through `googleAds:search`.
+    async fn job_status(&self, job: &str) -> Result<(String, Option<String>), DestinationError> {
+        let query = format!(
+            "SELECT offline_user_data_job.status, offline_user_data_job.failure_reason \
+             FROM offline_user_data_job WHERE offline_user_data_job.resource_name = '{job}'"
+        );
+        let answer = self
+            .post(
+                &format!("customers/{}/googleAds:search", self.customer_id),
+                &json!({ "query": query }),
+            )
+            .await?;
+        let found = answer
+            .get("results")
+            .and_then(Value::as_array)
+            .and_then(|r| r.first())
+            .and_then(|r| field(r, "offlineUserDataJob", "offline_user_data_job"));
+        let Some(found) = found else {
+            // Google no longer knows the job: treat it as finished.
+            return Ok(("UNKNOWN".into(), None));
+        };
+        let status = found
+            .get("status")
+            .and_then(Value::as_str)
+            .unwrap_or("UNKNOWN")
+            .to_string();
+        let reason = field(found, "failureReason", "failure_reason")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        Ok((status, reason))
+    }
+
+    /// Whether the recorded job of a list is done; drops its record if so.
+    /// `Ok(Some(job))` names a job still PENDING / RUNNING.
+    async fn recorded_job_busy(&self, list_id: &str) -> Result<Option<String>, DestinationError> {
+        let key = format!("job/{list_id}");
+        let Some(record) = self
+            .state
+            .get_destination_record(&self.name, &key)
+            .await
+            .map_err(|e| self.state_error(e))?
+        else {
+            return Ok(None);
+        };
+        let job = record
+            .value
+            .get("job")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let (status, reason) = if job.is_empty() {
+            ("UNKNOWN".to_string(), None)
+        } else {
+            self.job_status(&job).await?
+        };
+        let never_run = record.value.get("status").and_then(Value::as_str) == Some("PENDING");
+        let age = self.clock.now_ms()
+            - record
+                .value
+                .get("created_at")
+                .and_then(Value::as_i64)
+                .unwrap_or(0);
+        let abandoned = status == "PENDING" && never_run && age > ABANDONED_PENDING_MS;
+        if matches!(status.as_str(), "PENDING" | "RUNNING") && !abandoned {
+            return Ok(Some(job));
         }
-        serde_json::from_slice(&bytes)
-            .map_err(|e| self.retryable(format!("unreadable Google Ads answer to {path}: {e}")))
+        if status == "FAILED" {
+            tracing::warn!(destination = %self.name, job = %job, reason = reason.as_deref().unwrap_or(""), "Customer Match job FAILED");
+        } else {
+            tracing::info!(destination = %self.name, job = %job, %status, "Customer Match job finished");
+        }
+        self.state
+            .delete_destination_record(&self.name, &key, record.version)
+            .await
+            .map_err(|e| self.state_error(e))?;
+        Ok(None)
     }
 
     /// Create, fill and run one job for one user list; fills `outcomes`.
@@ -258,6 +377,15 @@ impl GoogleCustomerMatchDestination {
         operations: &[Operation],
         outcomes: &mut [Option<OpOutcome>],
     ) -> Result<(), DestinationError> {
+        if let Some(job) = self.recorded_job_busy(list_id).await? {
+            return Err(DestinationError::Retryable {
+                destination: self.name.clone(),
+                message: format!(
+                    "user list {list_id} is busy with job {job}: one job per list at a time; waiting for it"
+                ),
+                retry_after: Some(self.job_wait),
+            });
+        }
         let user_list = format!("customers/{}/userLists/{list_id}", self.customer_id);
         let created = self
             .post(
@@ -276,6 +404,32 @@ impl GoogleCustomerMatchDestination {
             .and_then(Value::as_str)
             .ok_or_else(|| self.retryable("job create answer has no resourceName".into()))?
             .to_string();
+        let key = format!("job/{list_id}");
+        let mut record = json!({
+            "job": job,
+            "list": list_id,
+            "status": "PENDING",
+            "created_at": self.clock.now_ms(),
+        });
+        let version = match self
+            .state
+            .put_destination_record(&self.name, &key, &record, None)
+            .await
+            .map_err(|e| self.state_error(e))?
+        {
+            RecordWrite::Applied { version } => version,
+            RecordWrite::Conflict => {
+                // Another worker owns this list's job: ours is left unrun
+                // (Google drops unrun jobs) and the ops wait for theirs.
+                return Err(DestinationError::Retryable {
+                    destination: self.name.clone(),
+                    message: format!(
+                        "user list {list_id} got a job from another worker; waiting for it"
+                    ),
+                    retry_after: Some(self.job_wait),
+                });
+            }
+        };
         for chunk in chunk_operations(operations, self.batch_size) {
             let body = json!({
                 "operations": chunk.iter().map(|o| &o.body).collect::<Vec<_>>(),
@@ -316,6 +470,14 @@ impl GoogleCustomerMatchDestination {
             );
         }
         self.post(&format!("{job}:run"), &json!({})).await?;
+        record["status"] = json!("RUNNING");
+        if let Err(e) = self
+            .state
+            .put_destination_record(&self.name, &key, &record, Some(version))
+            .await
+        {
+            tracing::warn!(destination = %self.name, job = %job, error = %e, "could not mark the job running");
+        }
         tracing::info!(destination = %self.name, job = %job, "Customer Match job running");
         Ok(())
     }
@@ -491,6 +653,7 @@ impl Destination for GoogleCustomerMatchDestination {
         let opts = IdentityOptions {
             default_phone_region: export.identity.default_phone_region.clone(),
             gmail_remove_dots: self.gmail_remove_dots,
+            ..IdentityOptions::default()
         };
         let mut outcomes: Vec<Option<OpOutcome>> = vec![None; ops.len()];
         let mut lists: BTreeMap<&str, Vec<Operation>> = BTreeMap::new();
@@ -521,6 +684,23 @@ impl Destination for GoogleCustomerMatchDestination {
                 })
             })
             .collect())
+    }
+
+    async fn settle(&self) -> Result<SettleSummary, DestinationError> {
+        let records = self
+            .state
+            .list_destination_records(&self.name, "job/", 100)
+            .await
+            .map_err(|e| self.state_error(e))?;
+        let mut summary = SettleSummary::default();
+        for r in records {
+            let list_id = r.key.trim_start_matches("job/");
+            match self.recorded_job_busy(list_id).await? {
+                Some(_) => summary.pending += 1,
+                None => summary.finished += 1,
+            }
+        }
+        Ok(summary)
     }
 
     async fn audience_size(
@@ -580,7 +760,8 @@ mod tests {
     use crate::domain::identity::sha256_hex;
     use crate::domain::model::{Identifiers, PersonKey};
     use crate::domain::spec::{
-        Cadence, ExportMode, ExportSource, GuardRails, IdKind, IdentitySpec,
+        Cadence, ExportMode, ExportSource, GoogleAuthSpec, GoogleCredentialsSpec, GuardRails,
+        IdKind, IdentitySpec,
     };
     use crate::ports::MapSecrets;
     use dataout_sim::google::{
@@ -604,14 +785,21 @@ mod tests {
             base_url: Some(base_url.into()),
             batch_size,
             max_concurrency: 1,
+            max_requests_per_second: None,
             max_attempts: 3,
             settings: DestinationSettings::GoogleCustomerMatch {
                 api_version: "v26".into(),
                 customer_id: CUSTOMER.into(),
                 login_customer_id: login.map(str::to_string),
                 developer_token_env: "GOOGLE_ADS_DEVELOPER_TOKEN".into(),
-                access_token_env: "GOOGLE_ADS_ACCESS_TOKEN".into(),
+                auth: GoogleAuthSpec {
+                    token_url: format!("{base_url}/token"),
+                    credentials: GoogleCredentialsSpec::AccessToken {
+                        access_token_env: "GOOGLE_ADS_ACCESS_TOKEN".into(),
+                    },
+                },
                 gmail_remove_dots,
+                job_wait_ms: 1_000,
             },
         }
     }
@@ -667,8 +855,16 @@ mod tests {
 
     struct Setup {
         _running: RunningSim,
+        _dir: tempfile::TempDir,
         sim: GoogleSim,
         dest: GoogleCustomerMatchDestination,
+    }
+
+    fn state_in(dir: &tempfile::TempDir) -> Arc<dyn StateStore> {
+        Arc::new(
+            crate::adapters::embedded::state::EmbeddedStateStore::open(&dir.path().join("s.redb"))
+                .unwrap_or_else(|e| panic!("{e}")),
+        )
     }
 
     async fn setup_with(
@@ -683,15 +879,19 @@ mod tests {
         let secrets = MapSecrets::default()
             .with("GOOGLE_ADS_DEVELOPER_TOKEN", DEFAULT_DEVELOPER_TOKEN)
             .with("GOOGLE_ADS_ACCESS_TOKEN", token);
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let dest = GoogleCustomerMatchDestination::new(
             "google".into(),
             &dest_spec(&running.base_url),
             &secrets,
             reqwest::Client::new(),
+            Arc::new(crate::ports::SystemClock),
+            state_in(&dir),
         )
         .unwrap_or_else(|e| panic!("{e}"));
         Setup {
             _running: running,
+            _dir: dir,
             sim,
             dest,
         }
@@ -932,6 +1132,69 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn three_sends_to_one_list_while_its_job_runs_30s_wait_one_job_at_a_time() {
+        let config = GoogleSimConfig {
+            job_duration: Duration::from_secs(30),
+            ..GoogleSimConfig::default()
+        };
+        let t = setup_with(
+            config,
+            |url| {
+                let mut s = spec(url, 100, None, false);
+                if let DestinationSettings::GoogleCustomerMatch { job_wait_ms, .. } =
+                    &mut s.settings
+                {
+                    *job_wait_ms = 10_000;
+                }
+                s
+            },
+            DEFAULT_ACCESS_TOKEN,
+        )
+        .await;
+        let max_attempts = 5;
+        for n in 0..3 {
+            let ops = vec![op(
+                OpKind::Add,
+                None,
+                Some(&format!("p{n}@example.com")),
+                None,
+            )];
+            let mut attempts = 0;
+            let outcomes = loop {
+                attempts += 1;
+                assert!(attempts <= max_attempts, "send {n} would be dead-lettered");
+                match t.dest.send(&export(), &binding(Vec::new()), &ops).await {
+                    Ok(outcomes) => break outcomes,
+                    Err(DestinationError::Retryable {
+                        retry_after: Some(wait),
+                        message,
+                        ..
+                    }) => {
+                        assert!(message.contains("busy"), "{message}");
+                        // The queue brings the job back after `wait` (simulated).
+                        t.sim.advance(wait);
+                    }
+                    Err(e) => panic!("send {n}: {e}"),
+                }
+            };
+            assert_eq!(outcomes, vec![OpOutcome::Accepted], "send {n}");
+        }
+        t.sim.advance(Duration::from_secs(30));
+        assert_eq!(t.sim.max_running_per_list(), 1, "one job at a time");
+        assert_eq!(
+            t.sim.concurrent_refusals(),
+            0,
+            "never CONCURRENT_MODIFICATION"
+        );
+        assert_eq!(t.sim.jobs().len(), 3);
+        assert_eq!(
+            t.sim.member_count(CUSTOMER, LIST),
+            3,
+            "every operation applied"
+        );
+    }
+
+    #[tokio::test]
     async fn gmail_dots_removed_only_when_the_destination_asks() {
         let ops = vec![op(OpKind::Add, None, Some("John.Smith@gmail.com"), None)];
         let plain = setup(100).await;
@@ -1004,11 +1267,14 @@ mod tests {
     #[test]
     fn missing_secret_is_permanent_and_names_the_variable() {
         let secrets = MapSecrets::default().with("GOOGLE_ADS_DEVELOPER_TOKEN", "d");
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let err = GoogleCustomerMatchDestination::new(
             "google".into(),
             &spec("http://127.0.0.1:1", 100, None, false),
             &secrets,
             reqwest::Client::new(),
+            Arc::new(crate::ports::SystemClock),
+            state_in(&dir),
         )
         .err();
         match err {

@@ -4,6 +4,27 @@
 //! `POST /{v}/{audience}/users`, Remove to `DELETE /{v}/{audience}/users`
 //! (the same JSON body; Graph reads a DELETE's parameters from the body as it
 //! does a POST's). Each request carries at most `batch_size` rows (≤ 10,000).
+//!
+//! **Removes go on the wire before adds.** Meta matches a row on any of its
+//! keys, so when a person's email or phone changes, the remove of the old row
+//! (same EXTERN_ID, same phone) sent *after* the add of the new row takes the
+//! person we just added out again. Ops are therefore sent in waves: within a
+//! wave, every audience's removes precede its adds; a person whose ops turn
+//! from add to remove for the same audience (entered, then left, in one
+//! batch) moves to the next wave, so their later remove is never overtaken.
+//!
+//! **A flagged audience pauses.** Since 2025-09-02 Meta flags audiences whose
+//! name suggests a health or financial condition (`operation_status` 471);
+//! every upload to one answers error 100 subcode 1713230 until a person
+//! resolves it in Ads Manager. Its ops are rejected with that reason (never
+//! retried, never dead-lettered), the audience is paused for the life of the
+//! process (later ops are rejected without a call) and reported by
+//! `Destination::alerts` so the deliver function alarms with its id.
+//!
+//! **Quota.** Every answer's `X-Business-Use-Case-Usage` is read; above 75 %
+//! of the hourly business-use-case quota requests are spaced out, above 95 %
+//! (or while Meta says to wait) the job goes back to the queue before Meta
+//! answers 80003.
 //! When one group needs more than one request, its requests share a session
 //! (`session_id` random positive int64, `batch_seq` from 1, `last_batch_flag`
 //! on the last, `estimated_num_total`), as Meta asks for large uploads.
@@ -21,22 +42,36 @@
 //! (§3a table), then by HTTP status. A retried job resends every chunk: adds
 //! and removes are idempotent at Meta.
 
-use std::collections::BTreeMap;
-use std::time::Duration;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use super::{status_is_retryable, Destination, DestinationError, OpOutcome};
+use super::{
+    send_slots, status_is_retryable, AudienceStats, Destination, DestinationAlert,
+    DestinationError, OpOutcome,
+};
 use crate::domain::identity::{match_keys, meta_row, meta_schema, IdentityOptions};
-use crate::domain::model::{DeliveryOp, OpKind};
+use crate::domain::model::DeliveryOp;
 use crate::domain::spec::{
     DestinationKind, DestinationSettings, DestinationSpec, ExportDestination, ExportSpec,
 };
 use crate::ports::{Secret, Secrets};
 
 pub const DEFAULT_BASE_URL: &str = "https://graph.facebook.com";
+/// Graph version used when the spec names none: the newest (2026-11-04).
+pub const DEFAULT_API_VERSION: &str = "v27.0";
+/// Error 100 with this subcode: the audience is flagged (operation_status 471).
+pub const FLAGGED_AUDIENCE_SUBCODE: i64 = 1713230;
+/// Error code of a deprecated (expired) Graph API version.
+pub const DEPRECATED_VERSION_CODE: i64 = 2635;
+/// Usage (percent of the hourly quota) from which requests are spaced out.
+const USAGE_SLOW_PCT: f64 = 75.0;
+/// Usage from which no request is sent until Meta's usage falls.
+const USAGE_STOP_PCT: f64 = 95.0;
 /// Meta's cap on rows per `users` request.
 pub const MAX_ROWS_PER_REQUEST: usize = 10_000;
 
@@ -55,6 +90,47 @@ pub struct MetaAudienceDestination {
     access_token: Secret,
     batch_size: usize,
     http: reqwest::Client,
+    /// Audiences Meta flagged, paused for the life of the process.
+    paused: Mutex<BTreeSet<String>>,
+    /// Set once Meta answered 2635 (the configured version has expired).
+    version_deprecated: std::sync::atomic::AtomicBool,
+    /// What `X-Business-Use-Case-Usage` last said.
+    usage: Mutex<UsageState>,
+}
+
+/// The business-use-case quota as Meta last reported it.
+#[derive(Debug, Default)]
+struct UsageState {
+    /// Highest of call_count / total_cputime / total_time, in percent.
+    pct: f64,
+    /// No request before this instant (Meta's estimated_time_to_regain_access).
+    blocked_until: Option<Instant>,
+    /// When `pct` was read: a reading older than `USAGE_STALE` no longer
+    /// holds requests back (the next answer brings a fresh one).
+    observed_at: Option<Instant>,
+}
+
+/// How long a usage reading is trusted.
+const USAGE_STALE: Duration = Duration::from_secs(60);
+
+/// Why a Graph call failed: the flagged-audience case is handled per
+/// audience, everything else fails the request.
+enum CallError {
+    AudienceFlagged(String),
+    Destination(DestinationError),
+}
+
+#[cfg(test)]
+impl CallError {
+    fn is_retryable(&self) -> bool {
+        matches!(self, CallError::Destination(e) if e.is_retryable())
+    }
+}
+
+impl From<DestinationError> for CallError {
+    fn from(e: DestinationError) -> Self {
+        CallError::Destination(e)
+    }
 }
 
 impl std::fmt::Debug for MetaAudienceDestination {
@@ -151,6 +227,9 @@ impl MetaAudienceDestination {
             batch_size: spec.batch_size.clamp(1, MAX_ROWS_PER_REQUEST),
             name,
             http,
+            paused: Mutex::new(BTreeSet::new()),
+            version_deprecated: std::sync::atomic::AtomicBool::new(false),
+            usage: Mutex::new(UsageState::default()),
         })
     }
 
@@ -180,9 +259,26 @@ impl MetaAudienceDestination {
         status: u16,
         headers: &reqwest::header::HeaderMap,
         body: &[u8],
-    ) -> DestinationError {
+    ) -> CallError {
         let parsed: GraphErrorBody = serde_json::from_slice(body).unwrap_or_default();
         let error = parsed.error.unwrap_or_default();
+        if error.code == Some(100) && error.error_subcode == Some(FLAGGED_AUDIENCE_SUBCODE) {
+            return CallError::AudienceFlagged(
+                error
+                    .message
+                    .clone()
+                    .unwrap_or_else(|| "audience flagged".into()),
+            );
+        }
+        if error.code == Some(DEPRECATED_VERSION_CODE) {
+            self.version_deprecated
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+            tracing::error!(
+                destination = %self.name,
+                api_url = %self.api_url,
+                "Meta refuses this Graph API version (error 2635): set api_version to {DEFAULT_API_VERSION} or newer"
+            );
+        }
         let detail = match &error.message {
             Some(m) => m.clone(),
             None => String::from_utf8_lossy(body).chars().take(200).collect(),
@@ -206,7 +302,7 @@ impl MetaAudienceDestination {
             Some(code) if PERMANENT_CODES.contains(&code) => false,
             _ => status_is_retryable(status),
         };
-        if retryable {
+        CallError::Destination(if retryable {
             DestinationError::Retryable {
                 destination: self.name.clone(),
                 message,
@@ -214,6 +310,75 @@ impl MetaAudienceDestination {
             }
         } else {
             self.permanent(message)
+        })
+    }
+
+    /// Before a request: wait a little when the quota is filling, or send the
+    /// job back when it is (nearly) spent, so Meta never has to say 80003.
+    async fn pace(&self) -> Result<(), DestinationError> {
+        let now = Instant::now();
+        let (pct, blocked_until, age) = {
+            let usage = self.usage.lock().unwrap_or_else(|e| e.into_inner());
+            let age = usage
+                .observed_at
+                .map_or(USAGE_STALE, |at| now.saturating_duration_since(at));
+            (usage.pct, usage.blocked_until, age)
+        };
+        let pct = if age < USAGE_STALE { pct } else { 0.0 };
+        if let Some(until) = blocked_until.filter(|u| *u > now) {
+            return Err(DestinationError::Retryable {
+                destination: self.name.clone(),
+                message: "Meta asked us to wait before the next custom-audience call".into(),
+                retry_after: Some(until - now),
+            });
+        }
+        if pct >= USAGE_STOP_PCT {
+            return Err(DestinationError::Retryable {
+                destination: self.name.clone(),
+                message: format!("Meta business-use-case usage at {pct:.0} %: holding off"),
+                retry_after: Some(USAGE_STALE.saturating_sub(age).max(Duration::from_secs(1))),
+            });
+        }
+        if pct >= USAGE_SLOW_PCT {
+            // Up to 2 s between requests as usage climbs from 75 % to 95 %.
+            let share = (pct - USAGE_SLOW_PCT) / (USAGE_STOP_PCT - USAGE_SLOW_PCT);
+            tokio::time::sleep(Duration::from_millis((share * 2000.0) as u64)).await;
+        }
+        Ok(())
+    }
+
+    /// Remember what `X-Business-Use-Case-Usage` says about this account.
+    fn observe_usage(&self, headers: &reqwest::header::HeaderMap) {
+        let Some(report) = business_usage(headers, &self.ad_account_id) else {
+            return;
+        };
+        let mut usage = self.usage.lock().unwrap_or_else(|e| e.into_inner());
+        usage.pct = report.pct;
+        usage.observed_at = Some(Instant::now());
+        usage.blocked_until = (report.regain_minutes > 0)
+            .then(|| Instant::now() + Duration::from_secs(report.regain_minutes * 60));
+    }
+
+    fn is_paused(&self, audience: &str) -> bool {
+        self.paused
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(audience)
+    }
+
+    fn pause(&self, audience: &str, message: &str) {
+        let newly = self
+            .paused
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(audience.to_string());
+        if newly {
+            tracing::error!(
+                destination = %self.name,
+                audience,
+                meta_message = message,
+                "Meta flagged this audience (error 100, subcode 1713230): paused; resolve it in Ads Manager, then re-sync the export"
+            );
         }
     }
 
@@ -222,7 +387,8 @@ impl MetaAudienceDestination {
         method: reqwest::Method,
         url: String,
         body: Option<&Value>,
-    ) -> Result<Value, DestinationError> {
+    ) -> Result<Value, CallError> {
+        self.pace().await?;
         let mut req = self
             .http
             .request(method, url)
@@ -233,21 +399,23 @@ impl MetaAudienceDestination {
         let resp = req.send().await.map_err(|e| self.transport_error(e))?;
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
+        self.observe_usage(&headers);
         let bytes = resp.bytes().await.map_err(|e| self.transport_error(e))?;
         if !(200..300).contains(&status) {
             return Err(self.graph_error(status, &headers, &bytes));
         }
         serde_json::from_slice(&bytes).map_err(|e| {
             // Meta may have applied the rows: resending is safe, losing them is not.
-            DestinationError::Retryable {
+            CallError::Destination(DestinationError::Retryable {
                 destination: self.name.clone(),
                 message: format!("unreadable Graph answer: {e}"),
                 retry_after: None,
-            }
+            })
         })
     }
 
-    /// Send one group (one audience, one direction) in chunks; fills `outcomes`.
+    /// Send one group (one audience, one direction) in chunks; fills
+    /// `outcomes`. A flagged audience pauses it and rejects its rows.
     async fn send_group(
         &self,
         audience: &str,
@@ -256,6 +424,32 @@ impl MetaAudienceDestination {
         rows: &[Row],
         outcomes: &mut [Option<OpOutcome>],
     ) -> Result<(), DestinationError> {
+        match self
+            .send_group_chunks(audience, remove, schema, rows, outcomes)
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(CallError::Destination(e)) => Err(e),
+            Err(CallError::AudienceFlagged(message)) => {
+                self.pause(audience, &message);
+                for row in rows {
+                    if let Some(slot @ None) = outcomes.get_mut(row.index) {
+                        *slot = Some(flagged_outcome(audience));
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    async fn send_group_chunks(
+        &self,
+        audience: &str,
+        remove: bool,
+        schema: &[&str],
+        rows: &[Row],
+        outcomes: &mut [Option<OpOutcome>],
+    ) -> Result<(), CallError> {
         let chunks: Vec<&[Row]> = rows.chunks(self.batch_size).collect();
         let session_id = (chunks.len() > 1).then(new_session_id);
         let url = format!("{}/{}/users", self.api_url, audience);
@@ -308,6 +502,66 @@ impl MetaAudienceDestination {
         }
         Ok(())
     }
+}
+
+/// The outcome of an op for a flagged (paused) audience.
+fn flagged_outcome(audience: &str) -> OpOutcome {
+    OpOutcome::Rejected {
+        reason: format!(
+            "Meta audience {audience} is flagged (operation_status 471, error 100 subcode 1713230): paused until resolved in Ads Manager"
+        ),
+    }
+}
+
+/// What `X-Business-Use-Case-Usage` says about one ad account.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct UsageReport {
+    pct: f64,
+    regain_minutes: u64,
+}
+
+/// The highest usage percentage and wait reported for `ad_account_id` (or,
+/// when the header names no such key, for any account in it).
+fn business_usage(
+    headers: &reqwest::header::HeaderMap,
+    ad_account_id: &str,
+) -> Option<UsageReport> {
+    let usage: Map<String, Value> = headers
+        .get("x-business-use-case-usage")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| serde_json::from_str(v).ok())?;
+    let entries: Vec<&Value> = match usage
+        .get(ad_account_id)
+        .or_else(|| usage.get(&format!("act_{ad_account_id}")))
+    {
+        Some(Value::Array(list)) => list.iter().collect(),
+        _ => usage
+            .values()
+            .filter_map(Value::as_array)
+            .flatten()
+            .collect(),
+    };
+    if entries.is_empty() {
+        return None;
+    }
+    let mut report = UsageReport {
+        pct: 0.0,
+        regain_minutes: 0,
+    };
+    for entry in entries {
+        for field in ["call_count", "total_cputime", "total_time"] {
+            if let Some(p) = entry.get(field).and_then(Value::as_f64) {
+                report.pct = report.pct.max(p);
+            }
+        }
+        if let Some(m) = entry
+            .get("estimated_time_to_regain_access")
+            .and_then(Value::as_u64)
+        {
+            report.regain_minutes = report.regain_minutes.max(m);
+        }
+    }
+    Some(report)
 }
 
 /// A random positive int64: unique per ad account in practice.
@@ -403,25 +657,26 @@ impl Destination for MetaAudienceDestination {
         let schema = meta_schema(&keys);
         let opts = IdentityOptions {
             default_phone_region: export.identity.default_phone_region.clone(),
-            gmail_remove_dots: false,
+            ..IdentityOptions::default()
         };
         let mut outcomes: Vec<Option<OpOutcome>> = vec![None; ops.len()];
-        // (audience, remove?) → rows, in op order.
-        let mut groups: BTreeMap<(&str, bool), Vec<Row>> = BTreeMap::new();
-        for (index, op) in ops.iter().enumerate() {
-            let remove = match op.op {
-                OpKind::Add | OpKind::Update => false,
-                OpKind::Remove => true,
-                OpKind::Event => {
-                    outcomes[index] = Some(OpOutcome::Rejected {
-                        reason: "Meta Custom Audiences take membership ops, not events".into(),
-                    });
-                    continue;
-                }
+        // (wave, audience, add?) → rows, in op order: removes before adds.
+        let mut groups: BTreeMap<(usize, &str, bool), Vec<Row>> = BTreeMap::new();
+        let slots = send_slots(ops);
+        for ((index, op), slot) in ops.iter().enumerate().zip(slots) {
+            let Some(slot) = slot else {
+                outcomes[index] = Some(OpOutcome::Rejected {
+                    reason: "Meta Custom Audiences take membership ops, not events".into(),
+                });
+                continue;
             };
+            if self.is_paused(&op.audience) {
+                outcomes[index] = Some(flagged_outcome(&op.audience));
+                continue;
+            }
             match meta_row(&keys, &op.ids, &op.attributes, &opts) {
                 Ok(cells) => groups
-                    .entry((op.audience.as_str(), remove))
+                    .entry((slot.wave, op.audience.as_str(), slot.add))
                     .or_default()
                     .push(Row { index, cells }),
                 Err(e) => {
@@ -436,8 +691,14 @@ impl Destination for MetaAudienceDestination {
                 }
             }
         }
-        for ((audience, remove), rows) in &groups {
-            self.send_group(audience, *remove, &schema, rows, &mut outcomes)
+        for ((_, audience, add), rows) in &groups {
+            if self.is_paused(audience) {
+                for row in rows {
+                    outcomes[row.index] = Some(flagged_outcome(audience));
+                }
+                continue;
+            }
+            self.send_group(audience, !*add, &schema, rows, &mut outcomes)
                 .await?;
         }
         Ok(outcomes
@@ -459,13 +720,62 @@ impl Destination for MetaAudienceDestination {
             "{}/{}?fields=approximate_count_lower_bound,approximate_count_upper_bound",
             self.api_url, binding.audience
         );
-        let answer = self.call(reqwest::Method::GET, url, None).await?;
+        let answer = match self.call(reqwest::Method::GET, url, None).await {
+            Ok(answer) => answer,
+            Err(CallError::Destination(e)) => return Err(e),
+            Err(CallError::AudienceFlagged(message)) => {
+                self.pause(&binding.audience, &message);
+                return Ok(None);
+            }
+        };
         // Meta gives a range; the lower bound is the conservative count.
         // Negative values mean "too small to tell".
         Ok(answer
             .get("approximate_count_lower_bound")
             .and_then(Value::as_i64)
             .and_then(|n| u64::try_from(n).ok()))
+    }
+
+    /// The audience's count plus its upload sessions: Meta's own matched /
+    /// received figures give reconcile the platform's match rate.
+    async fn audience_stats(
+        &self,
+        export: &ExportSpec,
+        binding: &ExportDestination,
+    ) -> Result<AudienceStats, DestinationError> {
+        let mut stats = AudienceStats {
+            size: self.audience_size(export, binding).await?,
+            ..AudienceStats::default()
+        };
+        let url = format!("{}/{}/sessions", self.api_url, binding.audience);
+        match self.call(reqwest::Method::GET, url, None).await {
+            Ok(answer) => stats.add_meta_sessions(&answer),
+            Err(CallError::Destination(e)) => return Err(e),
+            Err(CallError::AudienceFlagged(message)) => self.pause(&binding.audience, &message),
+        }
+        Ok(stats)
+    }
+
+    fn alerts(&self) -> Vec<DestinationAlert> {
+        let mut out: Vec<DestinationAlert> = self
+            .paused
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|audience| DestinationAlert::AudiencePaused {
+                audience: audience.clone(),
+                reason: "flagged by Meta (operation_status 471, subcode 1713230)".into(),
+            })
+            .collect();
+        if self
+            .version_deprecated
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            out.push(DestinationAlert::ApiVersionDeprecated {
+                api_url: self.api_url.clone(),
+            });
+        }
+        out
     }
 
     fn describe_output(&self, _export: &ExportSpec, binding: &ExportDestination) -> String {
@@ -480,7 +790,7 @@ impl Destination for MetaAudienceDestination {
 mod tests {
     use super::*;
     use crate::domain::identity::sha256_hex;
-    use crate::domain::model::{Identifiers, PersonKey};
+    use crate::domain::model::{Identifiers, OpKind, PersonKey};
     use crate::domain::spec::{
         Cadence, ExportMode, ExportSource, GuardRails, IdKind, IdentitySpec,
     };
@@ -497,6 +807,7 @@ mod tests {
             base_url: Some(base_url.into()),
             batch_size,
             max_concurrency: 1,
+            max_requests_per_second: None,
             max_attempts: 3,
             settings: DestinationSettings::MetaAudience {
                 api_version: "v25.0".into(),
@@ -656,6 +967,15 @@ mod tests {
             }
             other => panic!("expected retryable, got {other:?}"),
         }
+        // While Meta's wait runs, the next job is held here, not sent.
+        let calls = sim.request_count();
+        assert!(dest
+            .send(&export(), &binding(), &ops)
+            .await
+            .is_err_and(|e| e.is_retryable()));
+        assert_eq!(sim.request_count(), calls);
+        // Meta's wait is over.
+        *dest.usage.lock().unwrap_or_else(|e| e.into_inner()) = UsageState::default();
         sim.fail_next(1, MetaFault::UserRateLimit);
         assert!(dest
             .send(&export(), &binding(), &ops)
@@ -707,6 +1027,193 @@ mod tests {
         assert_eq!(seqs, vec![Some(1), Some(2), Some(3)]);
         let last: Vec<Option<bool>> = requests.iter().map(|r| r.last_batch_flag).collect();
         assert_eq!(last, vec![Some(false), Some(false), Some(true)]);
+    }
+
+    #[tokio::test]
+    async fn email_change_keeps_the_person_in_the_audience() {
+        let (_running, sim, dest) = setup(100, DEFAULT_ACCESS_TOKEN).await;
+        let phone = "+1 415 555 0101";
+        let entered = vec![op(
+            OpKind::Add,
+            Some("p1"),
+            Some("old@example.com"),
+            Some(phone),
+        )];
+        dest.send(&export(), &binding(), &entered)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        // What membership derives for an email change: the old row out, the
+        // new row in. Both carry EXTERN_ID p1 and the same phone.
+        let swap = vec![
+            op(
+                OpKind::Remove,
+                Some("p1"),
+                Some("old@example.com"),
+                Some(phone),
+            ),
+            op(
+                OpKind::Add,
+                Some("p1"),
+                Some("new@example.com"),
+                Some(phone),
+            ),
+        ];
+        let outcomes = dest
+            .send(&export(), &binding(), &swap)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(outcomes, vec![OpOutcome::Accepted, OpOutcome::Accepted]);
+        assert!(sim.has_member_with(AUDIENCE, "EXTERN_ID", "p1"));
+        assert!(sim.has_member_with(
+            AUDIENCE,
+            "EMAIL",
+            "f0030501023327437b06e5c6f87df7871b8e704ae608d1d0b7b24fdd2a06c716"
+        ));
+        assert!(!sim.has_member_with(AUDIENCE, "EMAIL", &sha256_hex("old@example.com")));
+        assert_eq!(sim.member_count(AUDIENCE), 1);
+        let methods: Vec<String> = sim.requests().into_iter().map(|r| r.method).collect();
+        assert_eq!(
+            methods,
+            vec!["POST", "DELETE", "POST"],
+            "the remove reaches Meta before the add"
+        );
+    }
+
+    #[tokio::test]
+    async fn flagged_audience_is_paused_and_its_ops_rejected_without_failing_the_batch() {
+        let (_running, sim, dest) = setup(100, DEFAULT_ACCESS_TOKEN).await;
+        sim.create_audience("777");
+        sim.flag_audience(AUDIENCE);
+        let mut elsewhere = op(OpKind::Add, Some("u2"), None, None);
+        elsewhere.audience = "777".into();
+        let ops = vec![op(OpKind::Add, Some("u1"), None, None), elsewhere];
+        let outcomes = dest
+            .send(&export(), &binding(), &ops)
+            .await
+            .unwrap_or_else(|e| panic!("a flagged audience failed the request: {e}"));
+        assert!(
+            matches!(&outcomes[0], OpOutcome::Rejected { reason } if reason.contains(AUDIENCE) && reason.contains("1713230")),
+            "{:?}",
+            outcomes[0]
+        );
+        assert_eq!(outcomes[1], OpOutcome::Accepted);
+        assert!(sim.has_member_with("777", "EXTERN_ID", "u2"));
+        assert!(matches!(
+            &dest.alerts()[..],
+            [DestinationAlert::AudiencePaused { audience, .. }] if audience == AUDIENCE
+        ));
+        // Paused: the next ops for it are rejected without calling Meta.
+        let calls = sim.request_count();
+        let outcomes = dest
+            .send(
+                &export(),
+                &binding(),
+                &[op(OpKind::Remove, Some("u1"), None, None)],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(matches!(outcomes[0], OpOutcome::Rejected { .. }));
+        assert_eq!(sim.request_count(), calls);
+    }
+
+    #[tokio::test]
+    async fn enter_then_leave_in_one_batch_ends_outside_the_audience() {
+        let (_running, sim, dest) = setup(100, DEFAULT_ACCESS_TOKEN).await;
+        let ops = vec![
+            op(OpKind::Add, Some("p2"), Some("p2@example.com"), None),
+            op(OpKind::Add, Some("p3"), Some("p3@example.com"), None),
+            op(OpKind::Remove, Some("p2"), Some("p2@example.com"), None),
+        ];
+        let outcomes = dest
+            .send(&export(), &binding(), &ops)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(outcomes.iter().all(|o| *o == OpOutcome::Accepted));
+        assert!(!sim.has_member_with(AUDIENCE, "EXTERN_ID", "p2"));
+        assert!(sim.has_member_with(AUDIENCE, "EXTERN_ID", "p3"));
+        let methods: Vec<String> = sim.requests().into_iter().map(|r| r.method).collect();
+        assert_eq!(methods, vec!["POST", "DELETE"]);
+    }
+
+    #[test]
+    fn send_slots_put_removes_first_and_a_later_remove_after_its_add() {
+        let a = |id| op(OpKind::Add, Some(id), None, None);
+        let r = |id| op(OpKind::Remove, Some(id), None, None);
+        let slots = send_slots(&[r("x"), a("x"), a("y"), r("y"), a("y"), r("z")]);
+        let got: Vec<(usize, bool)> = slots
+            .into_iter()
+            .map(|s| s.map(|s| (s.wave, s.add)).unwrap_or((usize::MAX, false)))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (0, false),
+                (0, true),
+                (0, true),
+                (1, false),
+                (1, true),
+                (0, false)
+            ]
+        );
+    }
+
+    #[test]
+    fn business_usage_reads_the_highest_share_and_the_wait_for_our_account() {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            "x-business-use-case-usage",
+            reqwest::header::HeaderValue::from_static(
+                r#"{"1234567890":[{"type":"ads_management","call_count":81,"total_cputime":12,"total_time":40,"estimated_time_to_regain_access":0}],"999":[{"type":"ads_management","call_count":100,"estimated_time_to_regain_access":30}]}"#,
+            ),
+        );
+        assert_eq!(
+            business_usage(&headers, "1234567890"),
+            Some(UsageReport {
+                pct: 81.0,
+                regain_minutes: 0
+            })
+        );
+        assert_eq!(
+            business_usage(&headers, "999"),
+            Some(UsageReport {
+                pct: 100.0,
+                regain_minutes: 30
+            })
+        );
+        assert_eq!(
+            business_usage(&reqwest::header::HeaderMap::new(), "1"),
+            None
+        );
+    }
+
+    #[tokio::test]
+    async fn usage_near_the_quota_holds_the_next_request_before_meta_refuses_it() {
+        let (_running, sim, dest) = setup(100, DEFAULT_ACCESS_TOKEN).await;
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            "x-business-use-case-usage",
+            reqwest::header::HeaderValue::from_static(
+                r#"{"1234567890":[{"type":"ads_management","call_count":97,"total_cputime":10,"total_time":10,"estimated_time_to_regain_access":0}]}"#,
+            ),
+        );
+        dest.observe_usage(&headers);
+        let err = dest
+            .send(
+                &export(),
+                &binding(),
+                &[op(OpKind::Add, Some("u1"), None, None)],
+            )
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("sent at 97 % usage"));
+        assert!(matches!(
+            err,
+            DestinationError::Retryable {
+                retry_after: Some(_),
+                ..
+            }
+        ));
+        assert_eq!(sim.request_count(), 0, "nothing reached Meta");
     }
 
     #[tokio::test]

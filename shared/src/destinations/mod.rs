@@ -7,11 +7,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 use thiserror::Error;
 
-use crate::domain::model::DeliveryOp;
+use crate::domain::model::{DeliveryOp, OpKind, PersonKey};
 use crate::domain::spec::{DestinationKind, ExportDestination, ExportSpec};
 
 pub mod clevertap;
 pub mod google;
+pub mod google_auth;
+pub mod google_dm;
 pub mod meta;
 pub mod warehouse;
 pub mod webhook;
@@ -72,6 +74,104 @@ pub fn required_secret(
     })
 }
 
+/// A condition a destination found that needs a person: the deliver
+/// function turns each into a metric its alarms watch, naming the audience.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DestinationAlert {
+    /// The platform refuses every upload to this audience until someone
+    /// resolves it (Meta's flagged audiences); its ops are rejected, not retried.
+    AudiencePaused { audience: String, reason: String },
+    /// The configured API version has expired (Meta error 2635).
+    ApiVersionDeprecated { api_url: String },
+}
+
+/// What one `settle` call found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SettleSummary {
+    /// Requests / jobs whose final status was read.
+    pub finished: u64,
+    /// Still processing at the platform.
+    pub pending: u64,
+    /// People the platform rejected after accepting the request.
+    pub rejected: u64,
+}
+
+/// What a platform says of one audience, in its own numbers.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AudienceStats {
+    /// Its count of the audience (`None`: its API gives none).
+    pub size: Option<u64>,
+    /// Rows received in finished uploads, and how many of them matched a
+    /// platform user (Meta sessions' `num_received` / `num_matched`).
+    pub received: Option<u64>,
+    pub matched: Option<u64>,
+    /// Rows of uploads the platform is still processing: not in `size` yet.
+    pub pending_rows: u64,
+}
+
+impl AudienceStats {
+    /// Totals of a Meta `GET /{audience}/sessions` answer
+    /// (`{data:[{stage, num_received, num_matched, …}]}`): finished
+    /// sessions give the match numbers, the others count as pending.
+    pub fn add_meta_sessions(&mut self, answer: &serde_json::Value) {
+        let num = |s: &serde_json::Value, k: &str| {
+            s.get(k).and_then(|v| {
+                v.as_u64()
+                    .or_else(|| v.as_str().and_then(|t| t.parse().ok()))
+            })
+        };
+        let Some(sessions) = answer.get("data").and_then(serde_json::Value::as_array) else {
+            return;
+        };
+        for s in sessions {
+            let received = num(s, "num_received").unwrap_or(0);
+            if s.get("stage").and_then(serde_json::Value::as_str) == Some("finished") {
+                *self.received.get_or_insert(0) += received;
+                *self.matched.get_or_insert(0) += num(s, "num_matched").unwrap_or(0);
+            } else {
+                self.pending_rows += received;
+            }
+        }
+    }
+}
+
+/// One op's place in the send order: its wave, then removes before adds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Slot {
+    pub wave: usize,
+    /// `false` (a remove) sorts before `true` (an add).
+    pub add: bool,
+}
+
+/// Wave of each op for the ad platforms, which send an audience's removes
+/// before its adds (an identifier swap's old row shares keys with the new
+/// one, so a late remove would take the person out). A person's op stays in
+/// the wave of their previous op for the same audience unless it turns an
+/// add into a remove (entered, then left, in one batch): that remove must
+/// follow the add on the wire, so it opens the next wave. `None` for events.
+pub fn send_slots(ops: &[DeliveryOp]) -> Vec<Option<Slot>> {
+    let mut last: std::collections::HashMap<(&str, &PersonKey), Slot> =
+        std::collections::HashMap::new();
+    ops.iter()
+        .map(|op| {
+            let add = match op.op {
+                OpKind::Add | OpKind::Update => true,
+                OpKind::Remove => false,
+                OpKind::Event => return None,
+            };
+            let key = (op.audience.as_str(), &op.person_key);
+            let wave = match last.get(&key) {
+                Some(prev) if prev.add && !add => prev.wave + 1,
+                Some(prev) => prev.wave,
+                None => 0,
+            };
+            let slot = Slot { wave, add };
+            last.insert(key, slot);
+            Some(slot)
+        })
+        .collect()
+}
+
 /// A destination API.
 #[async_trait]
 pub trait Destination: Send + Sync {
@@ -95,6 +195,31 @@ pub trait Destination: Send + Sync {
     ) -> Result<Option<u64>, DestinationError> {
         Ok(None)
     }
+    /// The platform's own numbers for an audience, for reconciliation: its
+    /// count and, where it reports them, how many uploaded rows matched a
+    /// platform user (Meta sessions). Defaults to `audience_size` alone.
+    async fn audience_stats(
+        &self,
+        export: &ExportSpec,
+        binding: &ExportDestination,
+    ) -> Result<AudienceStats, DestinationError> {
+        Ok(AudienceStats {
+            size: self.audience_size(export, binding).await?,
+            ..AudienceStats::default()
+        })
+    }
+    /// Finish work the platform does asynchronously, from an earlier call:
+    /// read the status of requests sent before (Google Data Manager), run or
+    /// poll a list's job (Google Ads). Called once per delivery invocation;
+    /// never waits for the platform. Per-person results are recorded in the
+    /// state store by the destination itself.
+    async fn settle(&self) -> Result<SettleSummary, DestinationError> {
+        Ok(SettleSummary::default())
+    }
+    /// Conditions found so far that need a person (see `DestinationAlert`).
+    fn alerts(&self) -> Vec<DestinationAlert> {
+        Vec::new()
+    }
     /// Where the output goes, for reports (a path, an audience URL).
     fn describe_output(&self, export: &ExportSpec, binding: &ExportDestination) -> String;
 }
@@ -107,6 +232,7 @@ pub fn build(
     http: reqwest::Client,
     store: Option<std::sync::Arc<dyn crate::ports::ObjectStore>>,
     clock: std::sync::Arc<dyn crate::ports::Clock>,
+    state: std::sync::Arc<dyn crate::ports::StateStore>,
 ) -> Result<std::sync::Arc<dyn Destination>, DestinationError> {
     use crate::domain::spec::DestinationKind as K;
     let name = spec.name.clone();
@@ -127,7 +253,10 @@ pub fn build(
             name, spec, secrets, http,
         )?),
         K::GoogleCustomerMatch => std::sync::Arc::new(google::GoogleCustomerMatchDestination::new(
-            name, spec, secrets, http,
+            name, spec, secrets, http, clock, state,
+        )?),
+        K::GoogleDataManager => std::sync::Arc::new(google_dm::DataManagerDestination::new(
+            name, spec, secrets, http, clock, state,
         )?),
         K::Webhook => {
             std::sync::Arc::new(webhook::WebhookDestination::new(name, spec, secrets, http)?)

@@ -217,6 +217,7 @@ mod tests {
             base_url: None,
             batch_size: 500,
             max_concurrency: 1,
+            max_requests_per_second: None,
             max_attempts: 3,
             settings: DestinationSettings::Warehouse {
                 location: "./out".into(),

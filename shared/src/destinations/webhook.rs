@@ -311,6 +311,7 @@ mod tests {
             base_url: None,
             batch_size,
             max_concurrency: 2,
+            max_requests_per_second: None,
             max_attempts: 3,
             settings: DestinationSettings::Webhook {
                 url: url.to_string(),

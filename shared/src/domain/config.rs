@@ -20,6 +20,11 @@ use super::spec::{
     MatchKey, ReportingFeed, TierRule, TierSpec, Transform,
 };
 
+#[path = "config_google.rs"]
+mod google;
+// `exports.<name>.latency_slo`: parsed and checked in its own file.
+mod slo;
+
 /// The only spec format version this build reads.
 pub const SPEC_VERSION: u32 = 1;
 /// Delivery attempts before a job is dead-lettered, unless a destination says otherwise.
@@ -74,6 +79,7 @@ pub fn default_batch_size(kind: DestinationKind) -> usize {
         DestinationKind::Clevertap => 100,
         DestinationKind::MetaAudience => 10_000,
         DestinationKind::GoogleCustomerMatch => 10_000,
+        DestinationKind::GoogleDataManager => 10_000,
         DestinationKind::Warehouse => 5_000,
         DestinationKind::Webhook => 500,
     }
@@ -85,6 +91,8 @@ pub fn max_batch_size(kind: DestinationKind) -> usize {
         DestinationKind::Clevertap => 1_000,
         DestinationKind::MetaAudience => 10_000,
         DestinationKind::GoogleCustomerMatch => 100_000,
+        // ≤ 10,000 audience members per ingest / remove request.
+        DestinationKind::GoogleDataManager => 10_000,
         DestinationKind::Warehouse => 100_000,
         DestinationKind::Webhook => 10_000,
     }
@@ -97,6 +105,7 @@ pub fn default_max_concurrency(kind: DestinationKind) -> u32 {
         DestinationKind::Clevertap => 10,
         DestinationKind::MetaAudience => 4,
         DestinationKind::GoogleCustomerMatch => 2,
+        DestinationKind::GoogleDataManager => 2,
         DestinationKind::Warehouse => 4,
         DestinationKind::Webhook => 4,
     }
@@ -316,6 +325,7 @@ const DESTINATION_COMMON_KEYS: &[&str] = &[
     "base_url",
     "batch_size",
     "max_concurrency",
+    "max_requests_per_second",
     "max_attempts",
 ];
 
@@ -324,14 +334,8 @@ fn destination_keys(kind: DestinationKind) -> &'static [&'static str] {
         DestinationKind::Warehouse => &["location"],
         DestinationKind::Clevertap => &["region", "account_id_env", "passcode_env"],
         DestinationKind::MetaAudience => &["api_version", "ad_account_id", "access_token_env"],
-        DestinationKind::GoogleCustomerMatch => &[
-            "api_version",
-            "customer_id",
-            "login_customer_id",
-            "developer_token_env",
-            "access_token_env",
-            "gmail_remove_dots",
-        ],
+        DestinationKind::GoogleCustomerMatch => google::CUSTOMER_MATCH_KEYS,
+        DestinationKind::GoogleDataManager => google::DATA_MANAGER_KEYS,
         DestinationKind::Webhook => &["url", "secret_env"],
     }
 }
@@ -344,6 +348,7 @@ const KINDS: &[(&str, DestinationKind)] = &[
         "google_customer_match",
         DestinationKind::GoogleCustomerMatch,
     ),
+    ("google_data_manager", DestinationKind::GoogleDataManager),
     ("webhook", DestinationKind::Webhook),
 ];
 const MODES: &[(&str, ExportMode)] = &[
@@ -777,6 +782,7 @@ impl Checker {
         }
 
         let mut exports = BTreeMap::new();
+        let mut latency_slo_ms = BTreeMap::new();
         let mut exports_ok = export_fields.is_some();
         if let Some(fields) = &export_fields {
             if fields.entries.is_empty() {
@@ -793,6 +799,13 @@ impl Checker {
             for (name, key_node, value) in &fields.entries {
                 let at = here.child("exports").child(name).in_export(name);
                 let named = self.plain_name(key_node, &at, "export name").is_some();
+                match self.latency_slo(value, &at) {
+                    Some(Some(ms)) => {
+                        latency_slo_ms.insert((*name).to_owned(), ms);
+                    }
+                    Some(None) => {}
+                    None => exports_ok = false,
+                }
                 match self.export(name, value, &at, &declared) {
                     Some(spec) if named => {
                         exports.insert((*name).to_owned(), spec);
@@ -816,6 +829,7 @@ impl Checker {
             destinations,
             exports,
             reporting_feeds: reporting_feeds?,
+            latency_slo_ms,
         })
     }
 
@@ -956,6 +970,27 @@ impl Checker {
             }
         };
 
+        let max_requests_per_second = match fields.get("max_requests_per_second") {
+            None => Some(None),
+            Some(n) => {
+                let at = here.child("max_requests_per_second");
+                match self.number(n, &at) {
+                    Some(v) if v.is_finite() && v > 0.0 && v <= 100_000.0 => Some(Some(v)),
+                    Some(v) => {
+                        self.issue(
+                            n,
+                            &at,
+                            format!(
+                                "max_requests_per_second {v} must be above 0 and at most 100000"
+                            ),
+                        );
+                        None
+                    }
+                    None => None,
+                }
+            }
+        };
+
         let max_attempts = match fields.get("max_attempts") {
             None => Some(DEFAULT_MAX_ATTEMPTS),
             Some(n) => {
@@ -979,6 +1014,7 @@ impl Checker {
             base_url: base_url?,
             batch_size: batch_size?,
             max_concurrency: max_concurrency?,
+            max_requests_per_second: max_requests_per_second?,
             max_attempts: max_attempts?,
             settings: settings?,
         })
@@ -1080,9 +1116,12 @@ impl Checker {
                 })
             }
             DestinationKind::MetaAudience => {
-                let api_version = self
-                    .require(fields, "api_version", here)
-                    .and_then(|n| self.api_version(n, &here.child("api_version"), "v25.0"));
+                // Optional: the newest Graph version we have checked the
+                // contract against (v22-v24 have expired; 2635 alarms).
+                let api_version = match fields.get("api_version") {
+                    Some(n) => self.api_version(n, &here.child("api_version"), "v27.0"),
+                    None => Some(crate::destinations::meta::DEFAULT_API_VERSION.to_string()),
+                };
                 let ad_account_id = self.require(fields, "ad_account_id", here).and_then(|n| {
                     self.digits(
                         n,
@@ -1097,34 +1136,8 @@ impl Checker {
                     access_token_env: access_token_env?,
                 })
             }
-            DestinationKind::GoogleCustomerMatch => {
-                let api_version = self
-                    .require(fields, "api_version", here)
-                    .and_then(|n| self.api_version(n, &here.child("api_version"), "v26"));
-                let customer_id = self
-                    .require(fields, "customer_id", here)
-                    .and_then(|n| self.google_customer_id(n, &here.child("customer_id")));
-                let login_customer_id = match fields.get("login_customer_id") {
-                    None => Some(None),
-                    Some(n) => self
-                        .google_customer_id(n, &here.child("login_customer_id"))
-                        .map(Some),
-                };
-                let developer_token_env = self.required_env(fields, "developer_token_env", here);
-                let access_token_env = self.required_env(fields, "access_token_env", here);
-                let gmail_remove_dots = match fields.get("gmail_remove_dots") {
-                    None => Some(false),
-                    Some(n) => self.boolean(n, &here.child("gmail_remove_dots")),
-                };
-                Some(DestinationSettings::GoogleCustomerMatch {
-                    api_version: api_version?,
-                    customer_id: customer_id?,
-                    login_customer_id: login_customer_id?,
-                    developer_token_env: developer_token_env?,
-                    access_token_env: access_token_env?,
-                    gmail_remove_dots: gmail_remove_dots?,
-                })
-            }
+            DestinationKind::GoogleCustomerMatch => self.google_customer_match(fields, here),
+            DestinationKind::GoogleDataManager => self.google_data_manager(fields, here),
             DestinationKind::Webhook => {
                 let url = self
                     .require(fields, "url", here)
@@ -1172,6 +1185,7 @@ impl Checker {
                 "destinations",
                 "guard_rails",
                 "test_profiles",
+                "latency_slo",
             ]),
         )?;
 
@@ -1895,14 +1909,17 @@ impl Checker {
         let mut ok = true;
         match kind {
             Some(DestinationKind::MetaAudience) | None => {}
-            Some(DestinationKind::GoogleCustomerMatch) => {
+            Some(
+                g @ (DestinationKind::GoogleCustomerMatch | DestinationKind::GoogleDataManager),
+            ) => {
                 if !GOOGLE_KEYS.contains(key) {
                     let names: Vec<&str> = GOOGLE_KEYS.iter().map(MatchKey::as_str).collect();
                     self.issue(
                         node,
                         here,
                         format!(
-                            "google_customer_match does not take `{}`; its keys are: {}",
+                            "{} does not take `{}`; its keys are: {}",
+                            g.as_str(),
                             key.as_str(),
                             names.join(", ")
                         ),
@@ -1974,7 +1991,9 @@ impl Checker {
                 }
                 ok
             }
-            DestinationKind::MetaAudience | DestinationKind::GoogleCustomerMatch => {
+            DestinationKind::MetaAudience
+            | DestinationKind::GoogleCustomerMatch
+            | DestinationKind::GoogleDataManager => {
                 let meta = kind == DestinationKind::MetaAudience;
                 let mut ok = true;
                 // Listed identifier keys that identity can never fill.
@@ -2710,6 +2729,27 @@ exports:
             "passcode_env: CT_PASSCODE\n    max_concurrency: 20",
         );
         one_issue_at(&text, "max_concurrency: 20", "account cap of 15");
+    }
+
+    #[test]
+    fn max_requests_per_second_is_read_and_must_be_positive() {
+        let text = edited(
+            "passcode_env: CT_PASSCODE",
+            "passcode_env: CT_PASSCODE\n    max_requests_per_second: 2.5",
+        );
+        let spec = parse_spec(&text, "t.yaml").unwrap_or_else(|e| panic!("{e}"));
+        let limits: Vec<Option<f64>> = spec
+            .destinations
+            .values()
+            .map(|d| d.max_requests_per_second)
+            .collect();
+        assert!(limits.contains(&Some(2.5)), "{limits:?}");
+        assert!(limits.contains(&None), "unset stays unlimited: {limits:?}");
+        let text = edited(
+            "passcode_env: CT_PASSCODE",
+            "passcode_env: CT_PASSCODE\n    max_requests_per_second: 0",
+        );
+        one_issue_at(&text, "max_requests_per_second: 0", "must be above 0");
     }
 
     #[test]

@@ -437,7 +437,10 @@ pub struct ReconcileRow {
     pub accepted: u64,
     pub rejected: u64,
     pub unmatched: u64,
-    /// accepted / (sent + unmatched).
+    /// The platform's own match rate: matched / received of its finished
+    /// uploads (Meta sessions) or, failing that, its count / delivered
+    /// members. `None` when the platform gives neither (CleverTap). Where it
+    /// comes from is `check.match_source`.
     pub match_rate: Option<f64>,
     /// state_count - source_count.
     pub drift_source_state: Option<i64>,
@@ -449,6 +452,42 @@ pub struct ReconcileRow {
     pub output: String,
     /// Over the drift threshold.
     pub alarm: bool,
+    /// The destination's count against what we delivered, and why the row
+    /// alarms.
+    #[serde(default)]
+    pub check: DestinationCheck,
+}
+
+/// How the destination's own count compares with what we delivered.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct DestinationCheck {
+    /// Our acceptance rate: accepted / (sent + unmatched).
+    #[serde(default)]
+    pub acceptance_rate: Option<f64>,
+    /// `"platform sessions"` (matched / received) or `"size / delivered"`.
+    #[serde(default)]
+    pub match_source: Option<String>,
+    /// The platform's received and matched rows of finished uploads.
+    #[serde(default)]
+    pub platform_received: Option<u64>,
+    #[serde(default)]
+    pub platform_matched: Option<u64>,
+    /// Rows the platform is still processing (not in its count yet).
+    #[serde(default)]
+    pub pending_rows: u64,
+    /// What the destination should hold: delivered × the platform's match rate.
+    #[serde(default)]
+    pub expected_count: Option<u64>,
+    /// destination_count − expected_count.
+    #[serde(default)]
+    pub drift: Option<i64>,
+    /// The drift allowed before alarming (platform lag, match-rate noise,
+    /// the relative threshold).
+    #[serde(default)]
+    pub tolerance: Option<u64>,
+    /// Why the row alarms, one line per reason.
+    #[serde(default)]
+    pub alarm_reasons: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

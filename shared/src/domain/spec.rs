@@ -19,6 +19,11 @@ pub struct ActivationSpec {
     /// `email.unsubscribed -> [email_suppression]`.
     #[serde(default)]
     pub reporting_feeds: Vec<ReportingFeed>,
+    /// Each export's latency objective (`exports.<name>.latency_slo`), in
+    /// ms: p95 of source-to-acknowledgement latency above it alarms. Kept
+    /// here, keyed by export name, so `ExportSpec` literals stay unchanged.
+    #[serde(default)]
+    pub latency_slo_ms: BTreeMap<String, Millis>,
 }
 
 impl ActivationSpec {
@@ -27,6 +32,10 @@ impl ActivationSpec {
     }
     pub fn destination(&self, name: &str) -> Option<&DestinationSpec> {
         self.destinations.get(name)
+    }
+    /// The export's latency objective in ms, if the spec sets one.
+    pub fn latency_slo_ms(&self, export: &str) -> Option<Millis> {
+        self.latency_slo_ms.get(export).copied()
     }
     /// Exports that list `event` among their exit events.
     pub fn exports_exiting_on<'a>(
@@ -64,6 +73,8 @@ pub enum DestinationKind {
     Clevertap,
     MetaAudience,
     GoogleCustomerMatch,
+    /// Google audiences through the Data Manager API (the default Google path).
+    GoogleDataManager,
     Webhook,
 }
 
@@ -74,6 +85,7 @@ impl DestinationKind {
             DestinationKind::Clevertap => "clevertap",
             DestinationKind::MetaAudience => "meta_audience",
             DestinationKind::GoogleCustomerMatch => "google_customer_match",
+            DestinationKind::GoogleDataManager => "google_data_manager",
             DestinationKind::Webhook => "webhook",
         }
     }
@@ -81,7 +93,9 @@ impl DestinationKind {
     pub fn is_ad_platform(self) -> bool {
         matches!(
             self,
-            DestinationKind::MetaAudience | DestinationKind::GoogleCustomerMatch
+            DestinationKind::MetaAudience
+                | DestinationKind::GoogleCustomerMatch
+                | DestinationKind::GoogleDataManager
         )
     }
 }
@@ -99,6 +113,10 @@ pub struct DestinationSpec {
     pub batch_size: usize,
     /// Concurrent requests at most (the destination's rate limit).
     pub max_concurrency: u32,
+    /// Requests per second at most, per process (`pipeline::limits`);
+    /// `None`: no rate limit beyond `max_concurrency`.
+    #[serde(default)]
+    pub max_requests_per_second: Option<f64>,
     /// Delivery attempts before a job is dead-lettered.
     pub max_attempts: u32,
     pub settings: DestinationSettings,
@@ -122,6 +140,8 @@ pub enum DestinationSettings {
         ad_account_id: String,
         access_token_env: String,
     },
+    /// Google Ads API Customer Match (offline user data jobs): for accounts
+    /// Google still allowlists for it; everyone else uses `GoogleDataManager`.
     GoogleCustomerMatch {
         api_version: String,
         /// 10 digits, no dashes.
@@ -129,15 +149,117 @@ pub enum DestinationSettings {
         #[serde(default)]
         login_customer_id: Option<String>,
         developer_token_env: String,
-        access_token_env: String,
+        /// OAuth credentials and token endpoint.
+        auth: GoogleAuthSpec,
         /// Remove dots from gmail.com local parts before hashing.
         #[serde(default)]
         gmail_remove_dots: bool,
+        /// How long a send waits before looking again at a list whose job
+        /// is still running (the job itself takes hours), in ms.
+        #[serde(default = "default_job_wait_ms")]
+        job_wait_ms: u64,
+    },
+    /// Google audiences through the Data Manager API (`API-CONTRACTS.md` §4b).
+    GoogleDataManager {
+        /// The Google Ads account owning the user lists (digits).
+        operating_account_id: String,
+        /// A manager account the credentials log in through, if any.
+        #[serde(default)]
+        login_account_id: Option<String>,
+        /// The account the operating account is linked through, if any.
+        #[serde(default)]
+        linked_account_id: Option<String>,
+        auth: GoogleAuthSpec,
+        consent: GoogleConsentSpec,
+        /// Remove dots from gmail.com local parts (on by default here).
+        #[serde(default = "default_true")]
+        gmail_remove_dots: bool,
+        /// Remove a `+suffix` from gmail.com local parts.
+        #[serde(default)]
+        gmail_strip_plus_suffix: bool,
+        /// How long after sending a request its status is first read, in ms.
+        #[serde(default = "default_status_poll_after_ms")]
+        status_poll_after_ms: u64,
     },
     Webhook {
         url: String,
         secret_env: String,
     },
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_job_wait_ms() -> u64 {
+    15 * 60 * 1000
+}
+
+fn default_status_poll_after_ms() -> u64 {
+    5 * 60 * 1000
+}
+
+/// Where a Google destination gets its OAuth access tokens.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GoogleAuthSpec {
+    /// The OAuth token endpoint (default Google's).
+    pub token_url: String,
+    pub credentials: GoogleCredentialsSpec,
+}
+
+/// Google credentials, each secret named by environment variable.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum GoogleCredentialsSpec {
+    /// A service-account key file (JSON), JWT bearer grant.
+    ServiceAccount { key_env: String },
+    /// An OAuth client and a user's refresh token.
+    RefreshToken {
+        client_id_env: String,
+        client_secret_env: String,
+        refresh_token_env: String,
+    },
+    /// A fixed access token: cannot be refreshed (tests, or rotated outside).
+    AccessToken { access_token_env: String },
+}
+
+/// A Data Manager consent value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConsentStatus {
+    Granted,
+    Denied,
+    Unspecified,
+}
+
+impl ConsentStatus {
+    pub fn as_api(self) -> &'static str {
+        match self {
+            ConsentStatus::Granted => "CONSENT_GRANTED",
+            ConsentStatus::Denied => "CONSENT_DENIED",
+            ConsentStatus::Unspecified => "CONSENT_STATUS_UNSPECIFIED",
+        }
+    }
+}
+
+/// Consent sent to the Data Manager API: per request from these settings,
+/// per member from an export attribute. EEA (and UK, Swiss) people without
+/// both consents granted are not sent.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GoogleConsentSpec {
+    pub ad_user_data: ConsentStatus,
+    pub ad_personalization: ConsentStatus,
+    /// Export attribute carrying a person's consent to both (true / false,
+    /// or granted / denied); it overrides the request's.
+    #[serde(default)]
+    pub attribute: Option<String>,
+    /// Export attribute with the person's country (ISO alpha-2), which
+    /// decides whether the EEA rule applies.
+    #[serde(default)]
+    pub country_attribute: Option<String>,
+    /// Whether a person whose country is unknown is treated as in the EEA.
+    #[serde(default = "default_true")]
+    pub unknown_country_is_eea: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -9,6 +9,8 @@
 //!   the job back with backoff; after the queue's last attempt it lands in
 //!   the dead-letter queue, where `redrive` can bring it back once fixed.
 //! * Counters are written once per completed job.
+//! * Every send first takes a permit of the destination's process-wide
+//!   limiter (`max_concurrency`, `max_requests_per_second`: see `limits`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -86,6 +88,23 @@ pub async fn deliver_jobs(
 ) -> (Vec<Disposition>, DeliveryTotals) {
     let mut totals = DeliveryTotals::default();
     let mut dispositions = vec![Disposition::Done; jobs.len()];
+    // Work the platform finished since an earlier invocation (Google request
+    // statuses, Ads API jobs): read it first, never waiting for it.
+    match destination.settle().await {
+        Ok(s) if s.finished + s.rejected > 0 => {
+            info!(
+                destination = destination.name(),
+                finished = s.finished,
+                pending = s.pending,
+                rejected = s.rejected,
+                "settled earlier requests"
+            )
+        }
+        Ok(_) => {}
+        Err(e) => {
+            warn!(destination = destination.name(), error = %e, "could not settle earlier requests")
+        }
+    }
     let now = deps.clock.now_ms();
     let mut claimed: Vec<(usize, Claimed)> = Vec::new();
     for (i, received) in jobs.iter().enumerate() {
@@ -136,6 +155,10 @@ pub async fn deliver_jobs(
                 .push((ci, oi));
         }
     }
+    let limiter = deps
+        .spec
+        .destination(destination.name())
+        .map(super::limits::limiter_for_spec);
     for (export_name, refs) in by_export {
         let export = deps.spec.export(export_name);
         let binding = export.and_then(|e| e.binding(destination.name()));
@@ -162,11 +185,26 @@ pub async fn deliver_jobs(
                 destination = destination.name(),
                 ops = ops.len()
             );
-            match destination
-                .send(export, binding, &ops)
-                .instrument(span)
-                .await
-            {
+            let permit = match &limiter {
+                Some(l) => Some(
+                    l.acquire(super::limits::requests_for(destination.kind(), &ops))
+                        .await,
+                ),
+                None => None,
+            };
+            let sent = match permit {
+                Some(Err(e)) => Err(e),
+                held => {
+                    let answer = destination
+                        .send(export, binding, &ops)
+                        .instrument(span)
+                        .await;
+                    // The slot is freed once the destination has answered.
+                    drop(held);
+                    answer
+                }
+            };
+            match sent {
                 Ok(outcomes) => {
                     for ((ci, oi), outcome) in chunk.iter().zip(
                         outcomes

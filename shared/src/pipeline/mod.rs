@@ -12,6 +12,7 @@ pub mod changes;
 pub mod deliver;
 pub mod export;
 pub mod intake;
+pub mod limits;
 pub mod reconcile;
 
 /// The adapters every stage needs.

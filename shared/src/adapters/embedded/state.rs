@@ -16,7 +16,9 @@ use super::{classify_db_error, DbFailure};
 use crate::domain::model::{
     MembershipRecord, Millis, Person, PersonKey, QuarantineEntry, ReconcileReport, RunRecord,
 };
-use crate::ports::{IdempotencyStart, MembershipWrite, Page, StateError, StateStore};
+use crate::ports::{
+    DestinationRecord, IdempotencyStart, MembershipWrite, Page, RecordWrite, StateError, StateStore,
+};
 
 /// (export, person key) -> MembershipRecord (JSON).
 const MEMBERSHIP: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("membership");
@@ -41,6 +43,15 @@ const QUARANTINE: TableDefinition<&str, &[u8]> = TableDefinition::new("quarantin
 /// (received_at, id): the newest-first index of quarantined webhooks.
 const QUARANTINE_BY_TIME: TableDefinition<(i64, &str), ()> =
     TableDefinition::new("quarantine_by_time");
+/// (destination, key) -> StoredRecord (JSON): destination records.
+const DEST_RECORD: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("dest_record");
+
+/// A destination record as stored: its version and value.
+#[derive(Debug, Serialize, Deserialize)]
+struct StoredRecord {
+    version: u64,
+    value: serde_json::Value,
+}
 
 /// Powertools' idempotency record: status, expiration, in-progress expiration.
 #[derive(Debug, Serialize, Deserialize)]
@@ -120,6 +131,7 @@ impl EmbeddedStateStore {
             create(txn.open_table(REPORT_BY_TIME).map(drop))?;
             create(txn.open_table(QUARANTINE).map(drop))?;
             create(txn.open_table(QUARANTINE_BY_TIME).map(drop))?;
+            create(txn.open_table(DEST_RECORD).map(drop))?;
         }
         commit(txn, "open")?;
         Ok(Self { db: Arc::new(db) })
@@ -741,6 +753,141 @@ impl StateStore for EmbeddedStateStore {
                 }
             }
             Ok(out)
+        })
+        .await
+    }
+
+    async fn get_destination_record(
+        &self,
+        destination: &str,
+        key: &str,
+    ) -> Result<Option<DestinationRecord>, StateError> {
+        let (destination, key) = (destination.to_string(), key.to_string());
+        self.blocking(move |db| {
+            let what = "get destination record";
+            let txn = db.begin_read().map_err(|e| db_err(what, e))?;
+            let t = txn.open_table(DEST_RECORD).map_err(|e| db_err(what, e))?;
+            let got = t
+                .get((destination.as_str(), key.as_str()))
+                .map_err(|e| db_err(what, e))?;
+            match got {
+                None => Ok(None),
+                Some(v) => {
+                    let stored: StoredRecord = decode("destination record", v.value())?;
+                    Ok(Some(DestinationRecord {
+                        destination: destination.clone(),
+                        key: key.clone(),
+                        version: stored.version,
+                        value: stored.value,
+                    }))
+                }
+            }
+        })
+        .await
+    }
+
+    async fn put_destination_record(
+        &self,
+        destination: &str,
+        key: &str,
+        value: &serde_json::Value,
+        expected: Option<u64>,
+    ) -> Result<RecordWrite, StateError> {
+        let (destination, key, value) = (destination.to_string(), key.to_string(), value.clone());
+        self.blocking(move |db| {
+            let what = "put destination record";
+            let txn = db.begin_write().map_err(|e| db_err(what, e))?;
+            let verdict = {
+                let mut t = txn.open_table(DEST_RECORD).map_err(|e| db_err(what, e))?;
+                let stored: Option<StoredRecord> = t
+                    .get((destination.as_str(), key.as_str()))
+                    .map_err(|e| db_err(what, e))?
+                    .map(|v| decode("destination record", v.value()))
+                    .transpose()?;
+                if stored.map(|r| r.version) != expected {
+                    RecordWrite::Conflict
+                } else {
+                    let version = expected.unwrap_or(0) + 1;
+                    let bytes = encode("destination record", &StoredRecord { version, value })?;
+                    t.insert((destination.as_str(), key.as_str()), bytes.as_slice())
+                        .map_err(|e| db_err(what, e))?;
+                    RecordWrite::Applied { version }
+                }
+            };
+            if matches!(verdict, RecordWrite::Applied { .. }) {
+                commit(txn, what)?;
+            }
+            Ok(verdict)
+        })
+        .await
+    }
+
+    async fn list_destination_records(
+        &self,
+        destination: &str,
+        prefix: &str,
+        limit: usize,
+    ) -> Result<Vec<DestinationRecord>, StateError> {
+        let (destination, prefix) = (destination.to_string(), prefix.to_string());
+        self.blocking(move |db| {
+            let what = "list destination records";
+            let txn = db.begin_read().map_err(|e| db_err(what, e))?;
+            let t = txn.open_table(DEST_RECORD).map_err(|e| db_err(what, e))?;
+            let mut out = Vec::new();
+            let range = t
+                .range((destination.as_str(), prefix.as_str())..)
+                .map_err(|e| db_err(what, e))?;
+            for entry in range {
+                if out.len() >= limit {
+                    break;
+                }
+                let (k, v) = entry.map_err(|e| db_err(what, e))?;
+                let (d, key) = k.value();
+                if d != destination || !key.starts_with(prefix.as_str()) {
+                    break;
+                }
+                let stored: StoredRecord = decode("destination record", v.value())?;
+                out.push(DestinationRecord {
+                    destination: d.to_string(),
+                    key: key.to_string(),
+                    version: stored.version,
+                    value: stored.value,
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn delete_destination_record(
+        &self,
+        destination: &str,
+        key: &str,
+        expected: u64,
+    ) -> Result<bool, StateError> {
+        let (destination, key) = (destination.to_string(), key.to_string());
+        self.blocking(move |db| {
+            let what = "delete destination record";
+            let txn = db.begin_write().map_err(|e| db_err(what, e))?;
+            let deleted = {
+                let mut t = txn.open_table(DEST_RECORD).map_err(|e| db_err(what, e))?;
+                let stored: Option<StoredRecord> = t
+                    .get((destination.as_str(), key.as_str()))
+                    .map_err(|e| db_err(what, e))?
+                    .map(|v| decode("destination record", v.value()))
+                    .transpose()?;
+                if stored.is_some_and(|r| r.version == expected) {
+                    t.remove((destination.as_str(), key.as_str()))
+                        .map_err(|e| db_err(what, e))?;
+                    true
+                } else {
+                    false
+                }
+            };
+            if deleted {
+                commit(txn, what)?;
+            }
+            Ok(deleted)
         })
         .await
     }

@@ -1,0 +1,1456 @@
+//! `dataout template`: the SAM template, rendered from an activation spec.
+//!
+//! The spec is the one source of truth for the stack's per-spec parts: one
+//! SQS queue + DLQ + deliver function per destination (concurrency from
+//! `max_concurrency`, receive count from `max_attempts`), one EventBridge
+//! Scheduler schedule per batch export (`rate()` from `every:`), alarms per
+//! destination (dead letters, errors, reject rate) and per export (latency
+//! objective from `latency_slo:`), and the dashboard. The fixed parts (state
+//! table, intake, reconcile, IAM) are rendered here too, so the template is
+//! one output of one function; `template.yaml` in the repository is this
+//! output for `config/exports.example.yaml`, and a test keeps it current.
+
+mod dashboard;
+mod iam;
+mod yaml;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use dataout::domain::config::load_spec_file;
+use dataout::domain::spec::{
+    ActivationSpec, DestinationKind, DestinationSettings, DestinationSpec,
+};
+
+use yaml::{att, b, emit, iff, l, ls, m, n, no_value, r#ref, s, sub, sub_block, Y};
+
+/// Why a template could not be rendered. All permanent: fix the spec.
+#[derive(Debug, thiserror::Error)]
+pub enum TemplateError {
+    /// The spec does not validate (the message lists every issue).
+    #[error("{0}")]
+    Spec(String),
+    /// Two names map to one CloudFormation logical id.
+    #[error("logical id `{id}` would be used twice ({what}); rename one of them")]
+    Clash { id: String, what: String },
+    #[error("YAML emitter: {0}")]
+    Emit(String),
+}
+
+/// Reconciliation's drift alarm threshold, in percent (`DATAOUT_DRIFT_ALARM`
+/// is the same as a fraction).
+pub const DRIFT_ALARM_PCT: f64 = 2.0;
+/// Lambda's minimum for an SQS event source's `MaximumConcurrency`.
+pub const MIN_SQS_CONCURRENCY: u32 = 2;
+/// Lambda's maximum for it.
+pub const MAX_SQS_CONCURRENCY: u32 = 1000;
+/// Deliver function timeout; queue visibility is six times it.
+const DELIVER_TIMEOUT_SECS: i64 = 120;
+/// The batch export's longest run per invocation.
+const BATCH_TIMEOUT_SECS: i64 = 900;
+/// Reject-rate alarm: ops an hour below which the rate is not judged.
+pub const REJECT_RATE_MIN_OPS: u32 = 20;
+const LOG_RETENTION_DAYS: i64 = 30;
+
+/// `analytics_webhook` -> `AnalyticsWebhook`.
+pub fn pascal(name: &str) -> String {
+    name.split('_')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let mut c = p.chars();
+            match c.next() {
+                Some(f) => f.to_ascii_uppercase().to_string() + c.as_str(),
+                None => String::new(),
+            }
+        })
+        .collect()
+}
+
+/// `MaximumConcurrency` of a destination's event source: its
+/// `max_concurrency`, clamped to what Lambda accepts.
+pub fn sqs_concurrency(d: &DestinationSpec) -> u32 {
+    d.max_concurrency
+        .clamp(MIN_SQS_CONCURRENCY, MAX_SQS_CONCURRENCY)
+}
+
+/// EventBridge rate expression for an `every:` in minutes.
+pub fn rate_expression(minutes: u32) -> String {
+    if minutes == 1 {
+        "rate(1 minute)".to_string()
+    } else {
+        format!("rate({minutes} minutes)")
+    }
+}
+
+/// Reads, validates and renders a spec file. `label` is how the header
+/// names the spec (a repository-relative path keeps the output stable).
+pub fn render_file(path: &Path, label: &str) -> Result<String, TemplateError> {
+    let spec = load_spec_file(path).map_err(|e| TemplateError::Spec(e.to_string()))?;
+    render(&spec, label)
+}
+
+/// A template under construction: resources in order, with comments, and
+/// every logical id checked for uniqueness.
+struct Doc {
+    ids: BTreeSet<String>,
+    resources: String,
+    /// A comment or section heading was just written (no blank line then).
+    headed: bool,
+}
+
+impl Doc {
+    fn claim(&mut self, id: &str, what: &str) -> Result<(), TemplateError> {
+        if self.ids.insert(id.to_owned()) {
+            Ok(())
+        } else {
+            Err(TemplateError::Clash {
+                id: id.to_owned(),
+                what: what.to_owned(),
+            })
+        }
+    }
+    fn section(&mut self, title: &str) {
+        let dashes = 66usize.saturating_sub(title.len());
+        self.resources
+            .push_str(&format!("\n  # {} {title}\n", "-".repeat(dashes)));
+        self.headed = true;
+    }
+    fn comment(&mut self, text: &str) {
+        self.resources.push('\n');
+        for line in text.lines() {
+            self.resources.push_str(&format!("  # {line}\n"));
+        }
+        self.headed = true;
+    }
+    fn add(&mut self, id: &str, what: &str, body: Y) -> Result<(), TemplateError> {
+        self.claim(id, what)?;
+        if !std::mem::take(&mut self.headed) {
+            self.resources.push('\n');
+        }
+        self.resources.push_str(&emit(&m([(id, body)]), 2)?);
+        Ok(())
+    }
+}
+
+struct Dest<'s> {
+    name: &'s str,
+    id: String,
+    spec: &'s DestinationSpec,
+}
+
+impl Dest<'_> {
+    fn queue(&self) -> String {
+        format!("{}Queue", self.id)
+    }
+    fn dlq(&self) -> String {
+        format!("{}DLQ", self.id)
+    }
+    fn function(&self) -> String {
+        format!("Deliver{}", self.id)
+    }
+}
+
+fn describe_kind(kind: DestinationKind) -> &'static str {
+    match kind.as_str() {
+        "warehouse" => "the warehouse (S3 files)",
+        "clevertap" => "CleverTap profiles",
+        "meta_audience" => "a Meta Custom Audience",
+        "google_customer_match" => "Google Ads Customer Match",
+        "google_data_manager" => "Google audiences (Data Manager API)",
+        "webhook" => "a signed webhook",
+        _ => "its API",
+    }
+}
+
+/// Seconds SQS waits to fill a batch: short for the per-person APIs, long
+/// for the bulk ones.
+fn batching_window(kind: DestinationKind) -> i64 {
+    if kind == DestinationKind::Warehouse {
+        30
+    } else if kind.is_ad_platform() {
+        10
+    } else {
+        5
+    }
+}
+
+/// The `*_env` names the spec's destinations read secrets from, plus the
+/// workspace's own.
+fn secret_names(spec: &ActivationSpec) -> Vec<String> {
+    let mut names: BTreeSet<String> = [
+        "CIO_WEBHOOK_SIGNING_SECRET",
+        "DATAOUT_ACTION_SECRET",
+        "CIO_APP_API_KEY",
+    ]
+    .into_iter()
+    .map(str::to_owned)
+    .collect();
+    fn collect(value: &serde_json::Value, names: &mut BTreeSet<String>) {
+        if let serde_json::Value::Object(map) = value {
+            for (k, v) in map {
+                match v.as_str() {
+                    Some(name) if k.ends_with("_env") => {
+                        names.insert(name.to_owned());
+                    }
+                    _ => collect(v, names),
+                }
+            }
+        }
+    }
+    for d in spec.destinations.values() {
+        if let Ok(settings) = serde_json::to_value(&d.settings) {
+            collect(&settings, &mut names);
+        }
+    }
+    names.into_iter().collect()
+}
+
+fn alarm_actions() -> Y {
+    iff("HasAlarmEmail", l([r#ref("AlarmTopic")]), no_value())
+}
+
+/// A one-metric alarm: above `threshold` for `periods` periods.
+fn simple_alarm(
+    description: Y,
+    namespace: Y,
+    metric: &str,
+    dimensions: Y,
+    statistic: &str,
+    period: i64,
+    periods: i64,
+) -> Y {
+    let mut props = vec![
+        ("AlarmDescription", description),
+        ("Namespace", namespace),
+        ("MetricName", s(metric)),
+        ("Dimensions", dimensions),
+        ("Statistic", s(statistic)),
+        ("Period", n(period)),
+        ("EvaluationPeriods", n(periods)),
+    ];
+    if periods > 1 {
+        props.push(("DatapointsToAlarm", n(periods)));
+    }
+    props.extend([
+        ("Threshold", n(0)),
+        ("ComparisonOperator", s("GreaterThanThreshold")),
+        ("TreatMissingData", s("notBreaching")),
+        ("AlarmActions", alarm_actions()),
+    ]);
+    m([
+        ("Type", s("AWS::CloudWatch::Alarm")),
+        ("Properties", m(props)),
+    ])
+}
+
+fn dims(pairs: &[(&str, Y)]) -> Y {
+    l(pairs
+        .iter()
+        .map(|(k, v)| m([("Name", s(*k)), ("Value", v.clone())])))
+}
+
+fn namespace() -> Y {
+    sub("DataOut/${AWS::StackName}")
+}
+
+fn emf_metric(id: &str, metric: &str, dimensions: Y, stat: &str, period: i64, ret: bool) -> Y {
+    m([
+        ("Id", s(id)),
+        (
+            "MetricStat",
+            m([
+                (
+                    "Metric",
+                    m([
+                        ("Namespace", namespace()),
+                        ("MetricName", s(metric)),
+                        ("Dimensions", dimensions),
+                    ]),
+                ),
+                ("Period", n(period)),
+                ("Stat", s(stat)),
+            ]),
+        ),
+        ("ReturnData", b(ret)),
+    ])
+}
+
+fn function(
+    binary: &str,
+    code_uri: &str,
+    description: &str,
+    role: &str,
+    logs: &str,
+    mut properties: Vec<(&'static str, Y)>,
+) -> Y {
+    let mut props: Vec<(&'static str, Y)> = vec![
+        ("Description", s(description)),
+        ("CodeUri", s(code_uri)),
+        ("Role", att(role, "Arn")),
+        ("LoggingConfig", m([("LogGroup", r#ref(logs))])),
+    ];
+    props.append(&mut properties);
+    m([
+        ("Type", s("AWS::Serverless::Function")),
+        (
+            "Metadata",
+            m([
+                ("BuildMethod", s("rust-cargolambda")),
+                ("BuildProperties", m([("Binary", s(binary))])),
+            ]),
+        ),
+        ("Properties", m(props)),
+    ])
+}
+
+fn log_group() -> Y {
+    m([
+        ("Type", s("AWS::Logs::LogGroup")),
+        (
+            "Properties",
+            m([("RetentionInDays", n(LOG_RETENTION_DAYS))]),
+        ),
+    ])
+}
+
+fn queue(dlq: &str, max_receive_count: u32) -> Y {
+    m([
+        ("Type", s("AWS::SQS::Queue")),
+        (
+            "Properties",
+            m([
+                ("VisibilityTimeout", n(6 * DELIVER_TIMEOUT_SECS)),
+                ("MessageRetentionPeriod", n(345_600)),
+                ("SqsManagedSseEnabled", b(true)),
+                (
+                    "RedrivePolicy",
+                    m([
+                        ("deadLetterTargetArn", att(dlq, "Arn")),
+                        ("maxReceiveCount", n(i64::from(max_receive_count))),
+                    ]),
+                ),
+            ]),
+        ),
+    ])
+}
+
+fn dead_letter_queue() -> Y {
+    m([
+        ("Type", s("AWS::SQS::Queue")),
+        (
+            "Properties",
+            m([
+                ("MessageRetentionPeriod", n(1_209_600)),
+                ("SqsManagedSseEnabled", b(true)),
+            ]),
+        ),
+    ])
+}
+
+/// Renders the whole template for a validated spec.
+pub fn render(spec: &ActivationSpec, label: &str) -> Result<String, TemplateError> {
+    let dests: Vec<Dest<'_>> = spec
+        .destinations
+        .iter()
+        .map(|(name, d)| Dest {
+            name,
+            id: pascal(name),
+            spec: d,
+        })
+        .collect();
+    let batch: Vec<(&str, u32)> = spec
+        .exports
+        .iter()
+        .filter_map(|(name, e)| e.cadence.every_minutes.map(|m| (name.as_str(), m)))
+        .collect();
+    let has_warehouse_bucket = dests.iter().any(|d| {
+        matches!(&d.spec.settings, DestinationSettings::Warehouse { location } if !location.starts_with("s3://"))
+    });
+    let queue_ids: Vec<String> = dests.iter().map(Dest::queue).collect();
+    let mut doc = Doc {
+        ids: BTreeSet::new(),
+        resources: String::new(),
+        headed: false,
+    };
+
+    // ------------------------------------------------------------ state
+    doc.section("state");
+    doc.add(
+        "StateTable",
+        "state table",
+        m([
+            ("Type", s("AWS::DynamoDB::Table")),
+            ("DeletionPolicy", s("Retain")),
+            ("UpdateReplacePolicy", s("Retain")),
+            (
+                "Properties",
+                m([
+                    ("BillingMode", s("PAY_PER_REQUEST")),
+                    (
+                        "AttributeDefinitions",
+                        l(["pk", "sk"]
+                            .map(|a| m([("AttributeName", s(a)), ("AttributeType", s("S"))]))),
+                    ),
+                    (
+                        "KeySchema",
+                        l([("pk", "HASH"), ("sk", "RANGE")]
+                            .map(|(a, k)| m([("AttributeName", s(a)), ("KeyType", s(k))]))),
+                    ),
+                    (
+                        "TimeToLiveSpecification",
+                        m([("AttributeName", s("expires_at")), ("Enabled", b(true))]),
+                    ),
+                    (
+                        "PointInTimeRecoverySpecification",
+                        m([("PointInTimeRecoveryEnabled", b(true))]),
+                    ),
+                    ("SSESpecification", m([("SSEEnabled", b(true))])),
+                ]),
+            ),
+        ]),
+    )?;
+    if has_warehouse_bucket {
+        doc.comment(
+            "A warehouse destination whose location is not s3://... writes here:\n\
+             set its location to s3://<WarehouseBucketName output>/<prefix> in the\n\
+             spec you upload to ConfigS3Uri.",
+        );
+        warehouse_bucket(&mut doc)?;
+    }
+
+    // ------------------------------------------------------------ queues
+    doc.section("queues");
+    doc.comment(&format!(
+        "One standard queue + DLQ per destination. Visibility {} s = 6 x the\n\
+         deliver timeout; maxReceiveCount = the destination's max_attempts;\n\
+         DLQs keep messages the SQS maximum, 14 days.",
+        6 * DELIVER_TIMEOUT_SECS
+    ));
+    for d in &dests {
+        doc.add(&d.dlq(), d.name, dead_letter_queue())?;
+        doc.add(&d.queue(), d.name, queue(&d.dlq(), d.spec.max_attempts))?;
+    }
+    if !batch.is_empty() {
+        doc.comment("Scheduler invocations that could not be delivered to BatchExport.");
+        doc.add("SchedulerDLQ", "scheduler DLQ", dead_letter_queue())?;
+    }
+
+    // ------------------------------------------------------------ functions
+    doc.section("functions");
+    intake(&mut doc, &queue_ids)?;
+    if !batch.is_empty() {
+        batch_export(&mut doc, &batch, &queue_ids)?;
+    }
+    doc.comment(
+        "One deliver function per destination queue. MaximumConcurrency is the\n\
+         destination's max_concurrency (Lambda accepts 2 to 1000).",
+    );
+    for d in &dests {
+        deliver(&mut doc, d)?;
+    }
+    reconcile(&mut doc)?;
+
+    // ------------------------------------------------------------ alarms
+    doc.section("alarms");
+    alarms(&mut doc, spec, &dests, !batch.is_empty())?;
+
+    // ------------------------------------------------------------ dashboard
+    doc.section("dashboard");
+    doc.comment(
+        "Per export x destination: delivered, rejected, drift, latency p95,\n\
+         DLQ depth, held runs (see cli/src/template/dashboard.rs).",
+    );
+    doc.add(
+        "Dashboard",
+        "dashboard",
+        m([
+            ("Type", s("AWS::CloudWatch::Dashboard")),
+            (
+                "Properties",
+                m([
+                    ("DashboardName", sub("${AWS::StackName}-dataout")),
+                    ("DashboardBody", sub_block(dashboard::body(spec))),
+                ]),
+            ),
+        ]),
+    )?;
+
+    let mut out = header(spec, label, &dests, &batch);
+    out.push_str(&emit(&parameters(spec), 0)?);
+    out.push('\n');
+    out.push_str(&emit(&conditions(), 0)?);
+    out.push('\n');
+    out.push_str(&emit(&globals(&dests), 0)?);
+    out.push_str("\nResources:");
+    out.push_str(&doc.resources);
+    out.push('\n');
+    out.push_str(&emit(&outputs(&dests, has_warehouse_bucket), 0)?);
+    Ok(out)
+}
+
+fn header(spec: &ActivationSpec, label: &str, dests: &[Dest<'_>], batch: &[(&str, u32)]) -> String {
+    let names: Vec<&str> = dests.iter().map(|d| d.name).collect();
+    let schedules: Vec<String> = batch
+        .iter()
+        .map(|(e, m)| format!("{e} {}", rate_expression(*m)))
+        .collect();
+    let mut h = String::new();
+    h.push_str(&format!(
+        "# GENERATED by `dataout template --config {label}`; do not edit.\n\
+         # Change the spec (or cli/src/template.rs) and render again. A test\n\
+         # compares this file with the rendering of config/exports.example.yaml.\n\
+         #\n\
+         # Destinations: {}\n\
+         # Batch schedules: {}\n\
+         # Exports: {}\n",
+        names.join(", "),
+        if schedules.is_empty() {
+            "none".to_string()
+        } else {
+            schedules.join(", ")
+        },
+        spec.exports.keys().cloned().collect::<Vec<_>>().join(", ")
+    ));
+    h.push_str(
+        "AWSTemplateFormatVersion: \"2010-09-09\"\n\
+         Transform: AWS::Serverless-2016-10-31\n\
+         Description: >-\n  \
+           Customer.io Data Out: webhook intake, scheduled batch exports, one delivery\n  \
+           function per destination queue, and a daily reconciliation. Build and deploy\n  \
+           with scripts/package <spec> and `sam deploy --guided`.\n\n",
+    );
+    h
+}
+
+fn parameters(spec: &ActivationSpec) -> Y {
+    m([(
+        "Parameters",
+        m([
+            (
+                "ConfigS3Uri",
+                m([
+                    ("Type", s("String")),
+                    ("Description", s("Where the activation spec lives, s3://bucket/key (upload it before the first deploy; it must be the spec this template was rendered from). The functions may read this one object only.")),
+                    ("AllowedPattern", s("^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/.+$")),
+                    ("ConstraintDescription", s("must be s3://<bucket>/<key>")),
+                ]),
+            ),
+            (
+                "SecretsId",
+                m([
+                    ("Type", s("String")),
+                    ("Description", s(format!(
+                        "Secrets Manager secret (name or full ARN) holding a JSON object of the keys the spec names: {}. Read through the Parameters and Secrets Lambda Extension; the functions may read this secret only.",
+                        secret_names(spec).join(", ")
+                    ))),
+                    ("MinLength", n(1)),
+                ]),
+            ),
+            (
+                "SecretsExtensionLayerArn",
+                m([
+                    ("Type", s("String")),
+                    ("Description", s("ARN of the AWS Parameters and Secrets Lambda Extension layer for arm64 in the deploy region, e.g. in us-east-1 arn:aws:lambda:us-east-1:177933569100:layer:AWS-Parameters-and-Secrets-Lambda-Extension-Arm64:<version> (the Secrets Manager user guide lists the ARN per region).")),
+                    ("AllowedPattern", s("^arn:aws[a-z-]*:lambda:[a-z0-9-]+:[0-9]{12}:layer:[A-Za-z0-9_-]+:[0-9]+$")),
+                ]),
+            ),
+            (
+                "CustomerIoRegion",
+                m([
+                    ("Type", s("String")),
+                    ("Description", s("Data centre of the Customer.io workspace (App API host).")),
+                    ("AllowedValues", ls(["us", "eu"])),
+                    ("Default", s("us")),
+                ]),
+            ),
+            (
+                "RejectRatePercent",
+                m([
+                    ("Type", s("Number")),
+                    ("Description", s(format!(
+                        "Alarm when a destination rejects more than this share of the ops sent to it in an hour (judged from {REJECT_RATE_MIN_OPS} ops an hour up)."
+                    ))),
+                    ("MinValue", n(0)),
+                    ("MaxValue", n(100)),
+                    ("Default", n(5)),
+                ]),
+            ),
+            (
+                "AlarmEmail",
+                m([
+                    ("Type", s("String")),
+                    ("Description", s("Optional e-mail address subscribed to every alarm (empty for none).")),
+                    ("Default", s("")),
+                ]),
+            ),
+        ]),
+    )])
+}
+
+fn conditions() -> Y {
+    m([(
+        "Conditions",
+        m([
+            (
+                "HasAlarmEmail",
+                m([(
+                    "Fn::Not",
+                    l([m([("Fn::Equals", l([r#ref("AlarmEmail"), s("")]))])]),
+                )]),
+            ),
+            (
+                "SecretsIdIsArn",
+                m([(
+                    "Fn::Equals",
+                    l([
+                        m([(
+                            "Fn::Select",
+                            l([n(0), m([("Fn::Split", l([s(":"), r#ref("SecretsId")]))])]),
+                        )]),
+                        s("arn"),
+                    ]),
+                )]),
+            ),
+        ]),
+    )])
+}
+
+/// `DATAOUT_QUEUES`: destination -> queue and DLQ URLs (for `Fn::Sub`).
+fn queues_json(dests: &[Dest<'_>]) -> String {
+    let entries: Vec<String> = dests
+        .iter()
+        .map(|d| {
+            format!(
+                "\"{}\":{{\"queue_url\":\"${{{}}}\",\"dlq_url\":\"${{{}}}\"}}",
+                d.name,
+                d.queue(),
+                d.dlq()
+            )
+        })
+        .collect();
+    format!("{{{}}}", entries.join(","))
+}
+
+fn globals(dests: &[Dest<'_>]) -> Y {
+    m([(
+        "Globals",
+        m([(
+            "Function",
+            m([
+                ("Runtime", s("provided.al2023")),
+                ("Architectures", ls(["arm64"])),
+                ("Handler", s("bootstrap")),
+                ("MemorySize", n(256)),
+                ("Timeout", n(60)),
+                ("Tracing", s("Active")),
+                (
+                    "LoggingConfig",
+                    m([
+                        ("LogFormat", s("JSON")),
+                        ("ApplicationLogLevel", s("INFO")),
+                        ("SystemLogLevel", s("WARN")),
+                    ]),
+                ),
+                ("Layers", l([r#ref("SecretsExtensionLayerArn")])),
+                (
+                    "Environment",
+                    m([(
+                        "Variables",
+                        m([
+                            ("DATAOUT_TABLE", r#ref("StateTable")),
+                            ("DATAOUT_CONFIG", r#ref("ConfigS3Uri")),
+                            ("DATAOUT_SECRETS_ID", r#ref("SecretsId")),
+                            ("DATAOUT_METRICS_NAMESPACE", namespace()),
+                            ("CIO_REGION", r#ref("CustomerIoRegion")),
+                            ("DATAOUT_QUEUES", sub(queues_json(dests))),
+                        ]),
+                    )]),
+                ),
+            ]),
+        )]),
+    )])
+}
+
+fn warehouse_bucket(doc: &mut Doc) -> Result<(), TemplateError> {
+    doc.add(
+        "WarehouseBucket",
+        "warehouse bucket",
+        m([
+            ("Type", s("AWS::S3::Bucket")),
+            ("DeletionPolicy", s("Retain")),
+            ("UpdateReplacePolicy", s("Retain")),
+            (
+                "Properties",
+                m([
+                    (
+                        "BucketEncryption",
+                        m([(
+                            "ServerSideEncryptionConfiguration",
+                            l([m([(
+                                "ServerSideEncryptionByDefault",
+                                m([("SSEAlgorithm", s("AES256"))]),
+                            )])]),
+                        )]),
+                    ),
+                    (
+                        "PublicAccessBlockConfiguration",
+                        m([
+                            ("BlockPublicAcls", b(true)),
+                            ("BlockPublicPolicy", b(true)),
+                            ("IgnorePublicAcls", b(true)),
+                            ("RestrictPublicBuckets", b(true)),
+                        ]),
+                    ),
+                    (
+                        "OwnershipControls",
+                        m([(
+                            "Rules",
+                            l([m([("ObjectOwnership", s("BucketOwnerEnforced"))])]),
+                        )]),
+                    ),
+                    ("VersioningConfiguration", m([("Status", s("Enabled"))])),
+                ]),
+            ),
+        ]),
+    )?;
+    doc.add(
+        "WarehouseBucketPolicy",
+        "warehouse bucket policy",
+        m([
+            ("Type", s("AWS::S3::BucketPolicy")),
+            (
+                "Properties",
+                m([
+                    ("Bucket", r#ref("WarehouseBucket")),
+                    (
+                        "PolicyDocument",
+                        m([
+                            ("Version", s("2012-10-17")),
+                            (
+                                "Statement",
+                                l([m([
+                                    ("Sid", s("DenyInsecureTransport")),
+                                    ("Effect", s("Deny")),
+                                    ("Principal", s("*")),
+                                    ("Action", s("s3:*")),
+                                    (
+                                        "Resource",
+                                        l([
+                                            att("WarehouseBucket", "Arn"),
+                                            sub("${WarehouseBucket.Arn}/*"),
+                                        ]),
+                                    ),
+                                    (
+                                        "Condition",
+                                        m([("Bool", m([("aws:SecureTransport", s("false"))]))]),
+                                    ),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                ]),
+            ),
+        ]),
+    )
+}
+
+fn with_role_and_logs(
+    doc: &mut Doc,
+    function_id: &str,
+    role_description: &str,
+    statements: Vec<Y>,
+) -> Result<(String, String), TemplateError> {
+    let logs = format!("{function_id}Logs");
+    let role = format!("{function_id}Role");
+    doc.add(&logs, function_id, log_group())?;
+    let mut all = iam::common(&logs);
+    all.extend(statements);
+    doc.add(&role, function_id, iam::role(role_description, all))?;
+    Ok((role, logs))
+}
+
+fn intake(doc: &mut Doc, queue_ids: &[String]) -> Result<(), TemplateError> {
+    doc.comment(
+        "Customer.io waits 4 s: the intake answers well before, heavy work is queued.\n\
+         The URL is public (AuthType NONE); every request is verified in code\n\
+         (HMAC signature for reporting webhooks, token for webhook actions).",
+    );
+    let (role, logs) = with_role_and_logs(
+        doc,
+        "WebhookIntake",
+        "dataout webhook intake: state, enqueue to every destination queue",
+        vec![iam::send_to_queues(queue_ids)],
+    )?;
+    doc.add(
+        "WebhookIntake",
+        "intake function",
+        function(
+            "webhook-intake",
+            "functions/webhook-intake",
+            "Customer.io webhooks in (verify, dedup, apply, enqueue)",
+            &role,
+            &logs,
+            vec![
+                ("Timeout", n(8)),
+                (
+                    "FunctionUrlConfig",
+                    m([("AuthType", s("NONE")), ("InvokeMode", s("BUFFERED"))]),
+                ),
+            ],
+        ),
+    )?;
+    doc.comment(
+        "Since October 2025 a public Function URL needs lambda:InvokeFunction\n\
+         too; the condition keeps it to calls made through the URL.",
+    );
+    doc.add(
+        "WebhookIntakeUrlInvokePermission",
+        "intake URL permission",
+        m([
+            ("Type", s("AWS::Lambda::Permission")),
+            (
+                "Properties",
+                m([
+                    ("Action", s("lambda:InvokeFunction")),
+                    ("FunctionName", r#ref("WebhookIntake")),
+                    ("Principal", s("*")),
+                    ("InvokedViaFunctionUrl", b(true)),
+                ]),
+            ),
+        ]),
+    )
+}
+
+fn batch_export(
+    doc: &mut Doc,
+    batch: &[(&str, u32)],
+    queue_ids: &[String],
+) -> Result<(), TemplateError> {
+    // Two invocations of one export must never overlap: the timeout is at
+    // most the shortest interval (and never over Lambda's 900 s).
+    let shortest = batch
+        .iter()
+        .map(|(_, m)| i64::from(*m) * 60)
+        .min()
+        .unwrap_or(BATCH_TIMEOUT_SECS);
+    let timeout = shortest.min(BATCH_TIMEOUT_SECS);
+    let margin = (timeout / 10).clamp(5, 60);
+    doc.comment(&format!(
+        "One tick per batch export; a run that outlives an invocation checkpoints\n\
+         and the next tick continues it. Timeout {timeout} s = the shortest interval\n\
+         (at most 900 s), so two invocations of one export never overlap; async\n\
+         retries are off for the same reason (the next tick is the retry)."
+    ));
+    let (role, logs) = with_role_and_logs(
+        doc,
+        "BatchExport",
+        "dataout batch export: state, enqueue to every destination queue",
+        vec![iam::send_to_queues(queue_ids)],
+    )?;
+    let mut events = Vec::new();
+    for (export, minutes) in batch {
+        let input = serde_json::json!({
+            "export": export,
+            "scheduled_time": "<aws.scheduler.scheduled-time>",
+            "execution_id": "<aws.scheduler.execution-id>",
+        });
+        let event_id = pascal(export);
+        doc.claim(&format!("BatchExport{event_id}"), export)?;
+        events.push((
+            event_id,
+            m([
+                ("Type", s("ScheduleV2")),
+                (
+                    "Properties",
+                    m([
+                        ("Description", s(format!("Batch export {export}"))),
+                        ("ScheduleExpression", s(rate_expression(*minutes))),
+                        ("Input", s(input.to_string())),
+                        (
+                            "RetryPolicy",
+                            m([
+                                ("MaximumRetryAttempts", n(3)),
+                                ("MaximumEventAgeInSeconds", n(600)),
+                            ]),
+                        ),
+                        ("DeadLetterConfig", m([("Arn", att("SchedulerDLQ", "Arn"))])),
+                    ]),
+                ),
+            ]),
+        ));
+    }
+    doc.add(
+        "BatchExport",
+        "batch export function",
+        function(
+            "batch-export",
+            "functions/batch-export",
+            "Scheduled batch export of one segment per invocation",
+            &role,
+            &logs,
+            vec![
+                ("Timeout", n(timeout)),
+                ("MemorySize", n(512)),
+                (
+                    "Environment",
+                    m([(
+                        "Variables",
+                        m([("DATAOUT_DEADLINE_MARGIN_SECS", s(margin.to_string()))]),
+                    )]),
+                ),
+                (
+                    "EventInvokeConfig",
+                    m([
+                        ("MaximumRetryAttempts", n(0)),
+                        ("MaximumEventAgeInSeconds", n(900)),
+                    ]),
+                ),
+                ("Events", m(events)),
+            ],
+        ),
+    )
+}
+
+fn deliver(doc: &mut Doc, d: &Dest<'_>) -> Result<(), TemplateError> {
+    let fid = d.function();
+    let mut extra = vec![iam::consume(&d.queue())];
+    if let DestinationSettings::Warehouse { location } = &d.spec.settings {
+        let objects = match dataout::aws::parse_s3_uri(location) {
+            Some((bucket, prefix)) => {
+                let prefix = prefix.trim_matches('/');
+                let path = if prefix.is_empty() {
+                    format!("{bucket}/*")
+                } else {
+                    format!("{bucket}/{prefix}/*")
+                };
+                sub(format!("arn:${{AWS::Partition}}:s3:::{path}"))
+            }
+            None => sub("${WarehouseBucket.Arn}/*"),
+        };
+        extra.push(iam::write_objects(objects));
+    }
+    let (role, logs) = with_role_and_logs(
+        doc,
+        &fid,
+        &format!("dataout deliver {}: consume its queue", d.name),
+        extra,
+    )?;
+    doc.add(
+        &fid,
+        d.name,
+        function(
+            "deliver",
+            "functions/deliver",
+            &format!("Deliver {} jobs to {}", d.name, describe_kind(d.spec.kind)),
+            &role,
+            &logs,
+            vec![
+                ("Timeout", n(DELIVER_TIMEOUT_SECS)),
+                (
+                    "Environment",
+                    m([(
+                        "Variables",
+                        m([
+                            ("DATAOUT_DESTINATION", s(d.name)),
+                            (
+                                "DATAOUT_MAX_RECEIVE_COUNT",
+                                s(d.spec.max_attempts.to_string()),
+                            ),
+                        ]),
+                    )]),
+                ),
+                (
+                    "Events",
+                    m([(
+                        "Jobs",
+                        m([
+                            ("Type", s("SQS")),
+                            (
+                                "Properties",
+                                m([
+                                    ("Queue", att(&d.queue(), "Arn")),
+                                    ("BatchSize", n(10)),
+                                    (
+                                        "MaximumBatchingWindowInSeconds",
+                                        n(batching_window(d.spec.kind)),
+                                    ),
+                                    ("FunctionResponseTypes", ls(["ReportBatchItemFailures"])),
+                                    (
+                                        "ScalingConfig",
+                                        m([(
+                                            "MaximumConcurrency",
+                                            n(i64::from(sqs_concurrency(d.spec))),
+                                        )]),
+                                    ),
+                                ]),
+                            ),
+                        ]),
+                    )]),
+                ),
+            ],
+        ),
+    )
+}
+
+fn reconcile(doc: &mut Doc) -> Result<(), TemplateError> {
+    doc.comment(
+        "Daily, after the night's batch runs: source, state and destination\n\
+         counts, drift, match rate and latency per export x destination.",
+    );
+    let (role, logs) = with_role_and_logs(
+        doc,
+        "Reconcile",
+        "dataout reconcile: state, reports",
+        vec![],
+    )?;
+    doc.add(
+        "Reconcile",
+        "reconcile function",
+        function(
+            "reconcile",
+            "functions/reconcile",
+            "Daily reconciliation of source, state and destination counts",
+            &role,
+            &logs,
+            vec![
+                ("Timeout", n(300)),
+                (
+                    "Environment",
+                    m([(
+                        "Variables",
+                        m([(
+                            "DATAOUT_DRIFT_ALARM",
+                            s(format!("{}", DRIFT_ALARM_PCT / 100.0)),
+                        )]),
+                    )]),
+                ),
+                (
+                    "Events",
+                    m([(
+                        "Daily",
+                        m([
+                            ("Type", s("Schedule")),
+                            (
+                                "Properties",
+                                m([
+                                    ("Description", s("Daily reconciliation at 03:00 UTC")),
+                                    ("Schedule", s("cron(0 3 * * ? *)")),
+                                ]),
+                            ),
+                        ]),
+                    )]),
+                ),
+            ],
+        ),
+    )
+}
+
+/// Meta destinations: one alarm per audience the spec sends to, on the
+/// deliver function's `AudiencePaused` metric (Meta flagged the audience:
+/// every upload is refused until a person resolves it in Ads Manager), and
+/// one on `ApiVersionDeprecated` (error 2635).
+fn meta_alarms(
+    doc: &mut Doc,
+    spec: &ActivationSpec,
+    dests: &[Dest<'_>],
+) -> Result<(), TemplateError> {
+    for d in dests
+        .iter()
+        .filter(|d| d.spec.kind == DestinationKind::MetaAudience)
+    {
+        let audiences: BTreeSet<&str> = spec
+            .exports
+            .values()
+            .filter_map(|e| e.binding(d.name))
+            .flat_map(|b| {
+                std::iter::once(b.audience.as_str())
+                    .chain(b.tier_audiences.values().map(String::as_str))
+            })
+            .collect();
+        for audience in audiences {
+            let id_part: String = audience
+                .chars()
+                .filter(char::is_ascii_alphanumeric)
+                .collect();
+            doc.add(
+                &format!("{}Audience{id_part}PausedAlarm", d.id),
+                d.name,
+                simple_alarm(
+                    s(format!(
+                        "Meta flagged audience {audience} ({name}): uploads to it are refused (error 100, subcode 1713230) and its ops are rejected, not retried. Resolve it in Ads Manager, then re-sync: `dataout reconcile show --stack <stack>` shows the drift",
+                        name = d.name
+                    )),
+                    namespace(),
+                    "AudiencePaused",
+                    dims(&[
+                        ("service", s("deliver")),
+                        ("destination", s(d.name)),
+                        ("audience", s(audience)),
+                    ]),
+                    "Maximum",
+                    300,
+                    1,
+                ),
+            )?;
+        }
+        doc.add(
+            &format!("{}ApiVersionAlarm", d.id),
+            d.name,
+            simple_alarm(
+                s(format!(
+                    "Meta refuses the Graph API version of {} (error 2635): set its api_version to a supported version in the spec and redeploy",
+                    d.name
+                )),
+                namespace(),
+                "ApiVersionDeprecated",
+                dims(&[("service", s("deliver")), ("destination", s(d.name))]),
+                "Maximum",
+                300,
+                1,
+            ),
+        )?;
+    }
+    Ok(())
+}
+
+fn alarms(
+    doc: &mut Doc,
+    spec: &ActivationSpec,
+    dests: &[Dest<'_>],
+    has_batch: bool,
+) -> Result<(), TemplateError> {
+    doc.add(
+        "AlarmTopic",
+        "alarm topic",
+        m([
+            ("Type", s("AWS::SNS::Topic")),
+            ("Condition", s("HasAlarmEmail")),
+            (
+                "Properties",
+                m([
+                    ("KmsMasterKeyId", s("alias/aws/sns")),
+                    (
+                        "Subscription",
+                        l([m([
+                            ("Endpoint", r#ref("AlarmEmail")),
+                            ("Protocol", s("email")),
+                        ])]),
+                    ),
+                ]),
+            ),
+        ]),
+    )?;
+
+    doc.comment(
+        "Per destination: dead letters; the deliver function failing whole\n\
+         batches for 15 minutes (an outage or rate limit); and the share of ops\n\
+         the destination rejects (deliver's EMF Accepted / Rejected).",
+    );
+    for d in dests {
+        doc.add(
+            &format!("{}DLQAlarm", d.id),
+            d.name,
+            simple_alarm(
+                sub(format!(
+                    "{name} jobs are dead-lettered: inspect with `dataout dlq list {name} --stack ${{AWS::StackName}}`, fix the cause, then `dataout dlq redrive {name} --stack ${{AWS::StackName}}`",
+                    name = d.name
+                )),
+                s("AWS/SQS"),
+                "ApproximateNumberOfMessagesVisible",
+                dims(&[("QueueName", att(&d.dlq(), "QueueName"))]),
+                "Maximum",
+                300,
+                1,
+            ),
+        )?;
+        doc.add(
+            &format!("{}ErrorsAlarm", d.function()),
+            d.name,
+            simple_alarm(
+                s(format!(
+                    "{} delivery failing for 15 minutes (see the function's logs; failed jobs retry, then dead-letter)",
+                    d.name
+                )),
+                s("AWS/Lambda"),
+                "Errors",
+                dims(&[("FunctionName", r#ref(&d.function()))]),
+                "Sum",
+                300,
+                3,
+            ),
+        )?;
+        let deliver_dims = || dims(&[("service", s("deliver")), ("destination", s(d.name))]);
+        doc.add(
+            &format!("{}RejectRateAlarm", d.id),
+            d.name,
+            m([
+                ("Type", s("AWS::CloudWatch::Alarm")),
+                (
+                    "Properties",
+                    m([
+                        (
+                            "AlarmDescription",
+                            sub(format!(
+                                "{} rejects more than RejectRatePercent of the ops sent in an hour: `dataout reconcile show --stack ${{AWS::StackName}}` and the deliver logs name the reasons",
+                                d.name
+                            )),
+                        ),
+                        (
+                            "Metrics",
+                            l([
+                                emf_metric("accepted", "Accepted", deliver_dims(), "Sum", 3600, false),
+                                emf_metric("rejected", "Rejected", deliver_dims(), "Sum", 3600, false),
+                                m([
+                                    ("Id", s("rate")),
+                                    ("Label", s("reject rate %")),
+                                    (
+                                        "Expression",
+                                        s(format!(
+                                            "IF(accepted + rejected >= {REJECT_RATE_MIN_OPS}, 100 * rejected / (accepted + rejected), 0)"
+                                        )),
+                                    ),
+                                    ("ReturnData", b(true)),
+                                ]),
+                            ]),
+                        ),
+                        ("EvaluationPeriods", n(1)),
+                        ("Threshold", r#ref("RejectRatePercent")),
+                        ("ComparisonOperator", s("GreaterThanThreshold")),
+                        ("TreatMissingData", s("notBreaching")),
+                        ("AlarmActions", alarm_actions()),
+                    ]),
+                ),
+            ]),
+        )?;
+    }
+
+    meta_alarms(doc, spec, dests)?;
+
+    let with_slo: Vec<(&String, i64)> = spec
+        .exports
+        .keys()
+        .filter_map(|e| spec.latency_slo_ms(e).map(|ms| (e, ms)))
+        .collect();
+    if !with_slo.is_empty() {
+        doc.comment(
+            "Per export with a latency_slo: p95 latency (source event to destination\n\
+             acknowledgement, reconcile's daily LatencyP95 per destination) above\n\
+             the objective, for any of the export's destinations.",
+        );
+    }
+    for (export, ms) in with_slo {
+        let Some(e) = spec.export(export) else {
+            continue;
+        };
+        let latency = |i: usize, dest: &str, ret: bool| {
+            emf_metric(
+                &format!("m{i}"),
+                "LatencyP95",
+                dims(&[
+                    ("service", s("reconcile")),
+                    ("export", s(export.as_str())),
+                    ("destination", s(dest)),
+                ]),
+                "Maximum",
+                86_400,
+                ret,
+            )
+        };
+        let metrics = if e.destinations.len() == 1 {
+            vec![latency(0, &e.destinations[0].destination, true)]
+        } else {
+            let mut v: Vec<Y> = e
+                .destinations
+                .iter()
+                .enumerate()
+                .map(|(i, bnd)| latency(i, &bnd.destination, false))
+                .collect();
+            let ids: Vec<String> = (0..e.destinations.len()).map(|i| format!("m{i}")).collect();
+            v.push(m([
+                ("Id", s("p95")),
+                ("Label", s("worst destination p95 (ms)")),
+                ("Expression", s(format!("MAX([{}])", ids.join(", ")))),
+                ("ReturnData", b(true)),
+            ]));
+            v
+        };
+        doc.add(
+            &format!("{}LatencyObjectiveAlarm", pascal(export)),
+            export,
+            m([
+                ("Type", s("AWS::CloudWatch::Alarm")),
+                (
+                    "Properties",
+                    m([
+                        (
+                            "AlarmDescription",
+                            sub(format!(
+                                "p95 latency of export {export} is above its latency_slo ({ms} ms): `dataout reconcile show --stack ${{AWS::StackName}}` has it per destination"
+                            )),
+                        ),
+                        ("Metrics", l(metrics)),
+                        ("EvaluationPeriods", n(1)),
+                        ("Threshold", n(ms)),
+                        ("ComparisonOperator", s("GreaterThanThreshold")),
+                        ("TreatMissingData", s("notBreaching")),
+                        ("AlarmActions", alarm_actions()),
+                    ]),
+                ),
+            ]),
+        )?;
+    }
+
+    if has_batch {
+        doc.comment("Batch exports: ticks that fail, schedules that cannot invoke, held runs.");
+        doc.add(
+            "SchedulerDLQAlarm",
+            "scheduler DLQ alarm",
+            simple_alarm(
+                s("EventBridge Scheduler could not invoke the batch export (messages in SchedulerDLQ)"),
+                s("AWS/SQS"),
+                "ApproximateNumberOfMessagesVisible",
+                dims(&[("QueueName", att("SchedulerDLQ", "QueueName"))]),
+                "Maximum",
+                300,
+                1,
+            ),
+        )?;
+        doc.add(
+            "BatchExportErrorsAlarm",
+            "batch export errors alarm",
+            simple_alarm(
+                s("A batch export tick failed (see the function's logs; the next tick retries)"),
+                s("AWS/Lambda"),
+                "Errors",
+                dims(&[("FunctionName", r#ref("BatchExport"))]),
+                "Sum",
+                900,
+                1,
+            ),
+        )?;
+        doc.add(
+            "HeldRunsAlarm",
+            "held runs alarm",
+            simple_alarm(
+                sub("A batch run is held by a guard rail: `dataout runs list <export> --stack ${AWS::StackName}`, then `dataout runs approve <run_id> --stack ${AWS::StackName}`"),
+                namespace(),
+                "RunsHeld",
+                dims(&[("service", s("batch-export"))]),
+                "Sum",
+                900,
+                1,
+            ),
+        )?;
+    }
+    doc.comment("Reconciliation: drift or a low match rate (period one day, so the\nalarm holds until the next report), and failed runs.");
+    doc.add(
+        "ReconcileDriftAlarm",
+        "drift alarm",
+        simple_alarm(
+            sub("Reconciliation found drift or a low match rate: `dataout reconcile show --stack ${AWS::StackName}`"),
+            namespace(),
+            "RowsInAlarm",
+            dims(&[("service", s("reconcile"))]),
+            "Maximum",
+            86_400,
+            1,
+        ),
+    )?;
+    doc.add(
+        "ReconcileErrorsAlarm",
+        "reconcile errors alarm",
+        simple_alarm(
+            s("The daily reconciliation failed (see the function's logs)"),
+            s("AWS/Lambda"),
+            "Errors",
+            dims(&[("FunctionName", r#ref("Reconcile"))]),
+            "Sum",
+            86_400,
+            1,
+        ),
+    )
+}
+
+fn outputs(dests: &[Dest<'_>], has_warehouse_bucket: bool) -> Y {
+    let mut o: Vec<(String, Y)> = vec![
+        (
+            "IntakeUrl".into(),
+            m([
+                ("Description", s("Function URL of the webhook intake")),
+                ("Value", att("WebhookIntakeUrl", "FunctionUrl")),
+            ]),
+        ),
+        (
+            "ReportingWebhookUrl".into(),
+            m([
+                (
+                    "Description",
+                    s("Paste into Customer.io's reporting webhook settings"),
+                ),
+                (
+                    "Value",
+                    sub("${WebhookIntakeUrl.FunctionUrl}webhooks/customerio"),
+                ),
+            ]),
+        ),
+        (
+            "ActionsWebhookUrl".into(),
+            m([
+                (
+                    "Description",
+                    s("URL of Customer.io campaign webhook actions (header X-Dataout-Token)"),
+                ),
+                (
+                    "Value",
+                    sub("${WebhookIntakeUrl.FunctionUrl}webhooks/actions"),
+                ),
+            ]),
+        ),
+        (
+            "StateTableName".into(),
+            m([
+                (
+                    "Description",
+                    s("DynamoDB state table (DATAOUT_TABLE for the CLI)"),
+                ),
+                ("Value", r#ref("StateTable")),
+            ]),
+        ),
+    ];
+    if has_warehouse_bucket {
+        o.push((
+            "WarehouseBucketName".into(),
+            m([
+                (
+                    "Description",
+                    s("Set the spec's warehouse location to s3://<this bucket>/<prefix>"),
+                ),
+                ("Value", r#ref("WarehouseBucket")),
+            ]),
+        ));
+    }
+    o.push((
+        "QueueUrls".into(),
+        m([
+            (
+                "Description",
+                s("DATAOUT_QUEUES for the CLI (redrive, dead letters)"),
+            ),
+            ("Value", sub(queues_json(dests))),
+        ]),
+    ));
+    for d in dests {
+        o.push((
+            format!("{}QueueUrl", d.id),
+            m([("Value", r#ref(&d.queue()))]),
+        ));
+    }
+    o.push((
+        "DashboardName".into(),
+        m([
+            ("Description", s("CloudWatch dashboard of this stack")),
+            ("Value", r#ref("Dashboard")),
+        ]),
+    ));
+    m([("Outputs", m(o))])
+}

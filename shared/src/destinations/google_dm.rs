@@ -1,0 +1,915 @@
+//! Google audiences through the Data Manager API (`API-CONTRACTS.md` §4b),
+//! the default Google path since Customer Match left the Ads API.
+//!
+//! `send`: per user list (the binding's audience), removes first, then adds
+//! (an identifier change removes the old row before the new one lands, so a
+//! shared phone does not take the new row out again), each in requests of at
+//! most `batch_size` (≤ 10,000) members with ≤ 10 identifiers each:
+//! `POST {base}/v1/audienceMembers:ingest` / `:remove` with `destinations`
+//! (operating account GOOGLE_ADS, optional login / linked account,
+//! `productDestinationId` = user list id), `encoding: HEX`, and on ingest
+//! `termsOfService` ACCEPTED and the request's `consent` from the settings.
+//! A member's own consent comes from the export attribute the settings name
+//! and overrides the request's. A person in the EEA (or the UK or
+//! Switzerland: Google's EU user consent policy), decided by the country
+//! attribute, without both consents granted is not sent: `Unmatched` with
+//! "no consent (EEA)", counted with the unmatched.
+//!
+//! Identifiers: `domain::identity::google_identifiers` (lowercase, trimmed,
+//! Gmail dots removed by default here, `+suffix` stripped when
+//! `gmail_strip_plus_suffix`, phone E.164 with `+`, SHA-256 hex; address
+//! names hashed, region and postal code not).
+//!
+//! Processing is asynchronous: the answer is a `requestId`, recorded in the
+//! state store (`req/<sent_at>/<request id>/<part>`, with the people it
+//! carried) and never waited for. [`Destination::settle`], called at the
+//! start of each delivery invocation, reads `requestStatus:retrieve` for
+//! requests older than `status_poll_after`: SUCCESS drops the record;
+//! FAILED makes every person of the request rejected with Google's reasons
+//! (counters move from accepted to rejected, and `rejected/<export>/<person>`
+//! records the reason per person); PARTIAL_SUCCESS gives counts per reason
+//! only (the API does not say which member), so the counters move by those
+//! counts and `partial/<request id>` keeps the reasons.
+//!
+//! Why delivery and not reconcile: the delivery function already holds the
+//! client, its access token and the per-project request budget, and runs
+//! within minutes of every send, so a rejection is counted the same hour;
+//! reconcile runs once a day. (A request whose list sees no further sends is
+//! settled at that list's next delivery, or by anyone calling `settle`.)
+//!
+//! Limits: 300 requests per minute per Cloud project, enforced in-process
+//! by `governor` (a wait over 5 s becomes `Retryable` with that delay);
+//! other processes share the project's budget, so 429 RESOURCE_EXHAUSTED is
+//! `Retryable` with the server's delay or 60 s. 401 fetches a new token once
+//! and retries; a second 401 is permanent. 5xx / 408 retry; other 4xx are
+//! permanent.
+
+use std::collections::BTreeMap;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use governor::clock::{Clock as _, DefaultClock};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use serde_json::{json, Value};
+
+use super::google_auth::{GoogleTokens, DATA_MANAGER_SCOPE};
+use super::{status_is_retryable, Destination, DestinationError, OpOutcome, SettleSummary};
+use crate::domain::identity::{google_identifiers, match_keys, GoogleIdentifier, IdentityOptions};
+use crate::domain::model::{counter, Attributes, CounterScope, DeliveryOp, OpKind};
+use crate::domain::spec::{
+    ConsentStatus, DestinationKind, DestinationSettings, DestinationSpec, ExportDestination,
+    ExportSpec, GoogleConsentSpec, MatchKey,
+};
+use crate::ports::{Clock, RecordWrite, Secrets, StateStore};
+
+pub const DEFAULT_BASE_URL: &str = "https://datamanager.googleapis.com";
+pub const MAX_MEMBERS_PER_REQUEST: usize = 10_000;
+pub const MAX_IDENTIFIERS_PER_MEMBER: usize = 10;
+pub const REQUESTS_PER_MINUTE: u32 = 300;
+/// People per state record of a request (keeps items far below 400 KB).
+const PEOPLE_PER_RECORD: usize = 2_000;
+/// Requests whose status one `settle` reads at most.
+const STATUS_READS_PER_SETTLE: usize = 20;
+const LONGEST_BUDGET_WAIT: Duration = Duration::from_secs(5);
+const DEFAULT_429_DELAY: Duration = Duration::from_secs(60);
+
+/// EEA members, the UK and Switzerland: where Google's EU user consent
+/// policy requires both consents.
+pub const CONSENT_REGIONS: &[&str] = &[
+    "AT", "BE", "BG", "HR", "CY", "CZ", "DK", "EE", "FI", "FR", "DE", "GR", "HU", "IE", "IT", "LV",
+    "LT", "LU", "MT", "NL", "PL", "PT", "RO", "SK", "SI", "ES", "SE", "IS", "LI", "NO", "GB", "CH",
+];
+
+pub struct DataManagerDestination {
+    name: String,
+    base: String,
+    operating_account_id: String,
+    login_account_id: Option<String>,
+    linked_account_id: Option<String>,
+    consent: GoogleConsentSpec,
+    gmail_remove_dots: bool,
+    gmail_strip_plus_suffix: bool,
+    status_poll_after_ms: i64,
+    batch_size: usize,
+    tokens: GoogleTokens,
+    http: reqwest::Client,
+    clock: Arc<dyn Clock>,
+    state: Arc<dyn StateStore>,
+    budget: DefaultDirectRateLimiter,
+    /// Request id → clock ms before which its status is not read again.
+    next_poll: std::sync::Mutex<BTreeMap<String, i64>>,
+}
+
+impl std::fmt::Debug for DataManagerDestination {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DataManagerDestination")
+            .field("name", &self.name)
+            .field("base", &self.base)
+            .field("operating_account_id", &self.operating_account_id)
+            .field("tokens", &self.tokens)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One member ready to send, remembering its op and how it counted
+/// (`a` add, `r` remove, `u` update, `ta` / `tr` tier add / remove).
+struct Member {
+    index: usize,
+    tag: &'static str,
+    body: Value,
+}
+
+fn is_numeric(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// A person's consent from the attribute: true / "granted" / "yes" grant,
+/// false / "denied" / "no" deny; anything else says nothing.
+fn consent_of(value: Option<&Value>) -> Option<ConsentStatus> {
+    match value? {
+        Value::Bool(true) => Some(ConsentStatus::Granted),
+        Value::Bool(false) => Some(ConsentStatus::Denied),
+        Value::String(s) => match s.trim().to_ascii_lowercase().as_str() {
+            "granted" | "consent_granted" | "true" | "yes" | "1" => Some(ConsentStatus::Granted),
+            "denied" | "consent_denied" | "false" | "no" | "0" => Some(ConsentStatus::Denied),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+impl DataManagerDestination {
+    pub fn new(
+        name: String,
+        spec: &DestinationSpec,
+        secrets: &dyn Secrets,
+        http: reqwest::Client,
+        clock: Arc<dyn Clock>,
+        state: Arc<dyn StateStore>,
+    ) -> Result<Self, DestinationError> {
+        let permanent = |message: String| DestinationError::Permanent {
+            destination: name.clone(),
+            message,
+        };
+        let DestinationSettings::GoogleDataManager {
+            operating_account_id,
+            login_account_id,
+            linked_account_id,
+            auth,
+            consent,
+            gmail_remove_dots,
+            gmail_strip_plus_suffix,
+            status_poll_after_ms,
+        } = &spec.settings
+        else {
+            return Err(permanent(
+                "settings are not of kind google_data_manager".into(),
+            ));
+        };
+        for id in std::iter::once(operating_account_id)
+            .chain(login_account_id)
+            .chain(linked_account_id)
+        {
+            if !is_numeric(id) {
+                return Err(permanent(format!(
+                    "account ids are digits only, not {id:?}"
+                )));
+            }
+        }
+        let tokens = GoogleTokens::new(
+            &name,
+            auth,
+            DATA_MANAGER_SCOPE,
+            secrets,
+            http.clone(),
+            clock.clone(),
+        )?;
+        let per_minute = NonZeroU32::new(REQUESTS_PER_MINUTE).unwrap_or(NonZeroU32::MIN);
+        Ok(Self {
+            base: spec
+                .base_url
+                .as_deref()
+                .unwrap_or(DEFAULT_BASE_URL)
+                .trim_end_matches('/')
+                .to_string(),
+            operating_account_id: operating_account_id.clone(),
+            login_account_id: login_account_id.clone(),
+            linked_account_id: linked_account_id.clone(),
+            consent: consent.clone(),
+            gmail_remove_dots: *gmail_remove_dots,
+            gmail_strip_plus_suffix: *gmail_strip_plus_suffix,
+            status_poll_after_ms: i64::try_from(*status_poll_after_ms).unwrap_or(i64::MAX),
+            batch_size: spec.batch_size.clamp(1, MAX_MEMBERS_PER_REQUEST),
+            tokens,
+            http,
+            clock,
+            state,
+            budget: RateLimiter::direct(Quota::per_minute(per_minute)),
+            next_poll: std::sync::Mutex::new(BTreeMap::new()),
+            name,
+        })
+    }
+
+    fn permanent(&self, message: String) -> DestinationError {
+        DestinationError::Permanent {
+            destination: self.name.clone(),
+            message,
+        }
+    }
+
+    fn retryable(&self, message: String, retry_after: Option<Duration>) -> DestinationError {
+        DestinationError::Retryable {
+            destination: self.name.clone(),
+            message,
+            retry_after,
+        }
+    }
+
+    fn state_error(&self, e: crate::ports::StateError) -> DestinationError {
+        self.retryable(format!("state store: {e}"), None)
+    }
+
+    /// The `destinations` entry of one user list.
+    fn destination_json(&self, list: &str) -> Value {
+        let mut d = json!({
+            "operatingAccount": { "accountType": "GOOGLE_ADS", "accountId": self.operating_account_id },
+            "productDestinationId": list,
+        });
+        if let Some(login) = &self.login_account_id {
+            d["loginAccount"] = json!({ "accountType": "GOOGLE_ADS", "accountId": login });
+        }
+        if let Some(linked) = &self.linked_account_id {
+            d["linkedAccount"] = json!({ "accountType": "GOOGLE_ADS", "accountId": linked });
+        }
+        d
+    }
+
+    /// Wait for the per-project budget; a long wait is the caller's retry.
+    async fn take_budget(&self) -> Result<(), DestinationError> {
+        loop {
+            match self.budget.check() {
+                Ok(()) => return Ok(()),
+                Err(not_until) => {
+                    let wait = not_until.wait_time_from(DefaultClock::default().now());
+                    if wait > LONGEST_BUDGET_WAIT {
+                        return Err(self.retryable(
+                            format!(
+                                "in-process budget of {REQUESTS_PER_MINUTE} requests per minute spent"
+                            ),
+                            Some(wait),
+                        ));
+                    }
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        }
+    }
+
+    /// One API call: budget, bearer token, a single refresh on 401.
+    async fn call(&self, path: &str, body: Option<&Value>) -> Result<Value, DestinationError> {
+        let url = format!("{}/{path}", self.base);
+        let mut refreshed = false;
+        loop {
+            self.take_budget().await?;
+            let token = self.tokens.token().await?;
+            let req = match body {
+                Some(b) => self.http.post(&url).json(b),
+                None => self.http.get(&url),
+            };
+            let resp = req
+                .bearer_auth(token.expose())
+                .send()
+                .await
+                .map_err(|e| self.retryable(format!("transport: {}", e.without_url()), None))?;
+            let status = resp.status().as_u16();
+            let retry_after = resp
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map(Duration::from_secs);
+            let bytes = resp
+                .bytes()
+                .await
+                .map_err(|e| self.retryable(format!("transport: {}", e.without_url()), None))?;
+            if (200..300).contains(&status) {
+                return serde_json::from_slice(&bytes).map_err(|e| {
+                    self.retryable(
+                        format!("unreadable Data Manager answer to {path}: {e}"),
+                        None,
+                    )
+                });
+            }
+            if status == 401 && !refreshed && self.tokens.can_refresh() {
+                tracing::info!(destination = %self.name, "access token refused (401): refreshing once");
+                self.tokens.invalidate(&token).await;
+                refreshed = true;
+                continue;
+            }
+            let parsed: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            let error = parsed.get("error");
+            let rpc = error
+                .and_then(|e| e.get("status"))
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            let detail = error
+                .and_then(|e| e.get("message"))
+                .and_then(Value::as_str)
+                .map(str::to_string)
+                .unwrap_or_else(|| String::from_utf8_lossy(&bytes).chars().take(200).collect());
+            let message = format!("{path}: HTTP {status} {rpc}: {detail}");
+            return Err(if status == 429 || rpc == "RESOURCE_EXHAUSTED" {
+                self.retryable(message, Some(retry_after.unwrap_or(DEFAULT_429_DELAY)))
+            } else if status_is_retryable(status) || matches!(rpc, "UNAVAILABLE" | "INTERNAL") {
+                self.retryable(message, retry_after)
+            } else {
+                self.permanent(message)
+            });
+        }
+    }
+
+    /// Whether a person falls under the EEA consent rule.
+    fn in_consent_region(&self, attrs: &Attributes) -> bool {
+        let country = self
+            .consent
+            .country_attribute
+            .as_ref()
+            .and_then(|a| attrs.get(a))
+            .and_then(Value::as_str)
+            .map(|c| c.trim().to_ascii_uppercase())
+            .filter(|c| c.len() == 2);
+        match country {
+            Some(c) => CONSENT_REGIONS.contains(&c.as_str()),
+            None => self.consent.unknown_country_is_eea,
+        }
+    }
+
+    /// The member JSON of one op, or why it is not sent.
+    fn member(
+        &self,
+        keys: &[MatchKey],
+        opts: &IdentityOptions,
+        op: &DeliveryOp,
+        ingest: bool,
+    ) -> Result<Value, OpOutcome> {
+        let identifiers = google_identifiers(keys, &op.ids, &op.attributes, opts).map_err(|e| {
+            OpOutcome::Unmatched {
+                reason: format!("no Google identifier: {e}"),
+            }
+        })?;
+        let ids: Vec<Value> = identifiers
+            .iter()
+            .filter_map(|i| match i {
+                GoogleIdentifier::HashedEmail(h) => Some(json!({ "emailAddress": h })),
+                GoogleIdentifier::HashedPhoneNumber(h) => Some(json!({ "phoneNumber": h })),
+                GoogleIdentifier::AddressInfo {
+                    hashed_first_name,
+                    hashed_last_name,
+                    country_code,
+                    postal_code,
+                } => Some(json!({ "address": {
+                    "givenName": hashed_first_name,
+                    "familyName": hashed_last_name,
+                    "regionCode": country_code.trim().to_ascii_uppercase(),
+                    "postalCode": postal_code.trim(),
+                }})),
+                // Customer Match through Data Manager takes contact info only.
+                GoogleIdentifier::ThirdPartyUserId(_) => None,
+            })
+            .take(MAX_IDENTIFIERS_PER_MEMBER)
+            .collect();
+        if ids.is_empty() {
+            return Err(OpOutcome::Unmatched {
+                reason: "no Google identifier: only identifiers Data Manager does not take".into(),
+            });
+        }
+        let mut member = json!({ "userData": { "userIdentifiers": ids } });
+        if ingest {
+            let own = self
+                .consent
+                .attribute
+                .as_ref()
+                .and_then(|a| consent_of(op.attributes.get(a)));
+            let effective = |request: ConsentStatus| match own {
+                Some(c) => c,
+                None => request,
+            };
+            let (user_data, personalization) = (
+                effective(self.consent.ad_user_data),
+                effective(self.consent.ad_personalization),
+            );
+            if self.in_consent_region(&op.attributes)
+                && !(user_data == ConsentStatus::Granted
+                    && personalization == ConsentStatus::Granted)
+            {
+                return Err(OpOutcome::Unmatched {
+                    reason:
+                        "no consent (EEA): ad_user_data and ad_personalization must both be granted"
+                            .into(),
+                });
+            }
+            if let Some(c) = own {
+                member["consent"] =
+                    json!({ "adUserData": c.as_api(), "adPersonalization": c.as_api() });
+            }
+        }
+        Ok(member)
+    }
+
+    fn identity_options(&self, export: &ExportSpec) -> IdentityOptions {
+        IdentityOptions {
+            default_phone_region: export.identity.default_phone_region.clone(),
+            gmail_remove_dots: self.gmail_remove_dots,
+            gmail_strip_plus_suffix: self.gmail_strip_plus_suffix,
+        }
+    }
+
+    /// Record a request id (in parts) so a later `settle` reads its status.
+    /// A failure to record is logged, not raised: the platform has the data.
+    async fn record_request(
+        &self,
+        request_id: &str,
+        method: &str,
+        export: &str,
+        list: &str,
+        people: Vec<(String, &'static str)>,
+    ) {
+        if request_id.is_empty() {
+            tracing::warn!(destination = %self.name, "Data Manager answered no requestId; its status cannot be read");
+            return;
+        }
+        let sent_at = self.clock.now_ms();
+        let chunks: Vec<&[(String, &str)]> = if people.is_empty() {
+            vec![&[]]
+        } else {
+            people.chunks(PEOPLE_PER_RECORD).collect()
+        };
+        let parts = chunks.len();
+        for (part, chunk) in chunks.into_iter().enumerate() {
+            let value = json!({
+                "request_id": request_id,
+                "method": method,
+                "export": export,
+                "list": list,
+                "sent_at": sent_at,
+                "part": part,
+                "parts": parts,
+                "people": chunk.iter().map(|(p, t)| json!([p, t])).collect::<Vec<_>>(),
+            });
+            let key = format!("req/{sent_at:020}/{request_id}/{part:04}");
+            if let Err(e) = self
+                .state
+                .put_destination_record(&self.name, &key, &value, None)
+                .await
+            {
+                tracing::warn!(destination = %self.name, request_id, error = %e, "could not record the request for its status");
+            }
+        }
+    }
+
+    /// Full replace of one list: note time T, ingest `adds`, then remove
+    /// every member last added before T (`audienceMembers:removeAll` with
+    /// `removeAsOfTime`). Rollback and resync call this. Returns one outcome
+    /// per op, like `send`.
+    pub async fn replace_all(
+        &self,
+        export: &ExportSpec,
+        binding: &ExportDestination,
+        list: &str,
+        adds: &[DeliveryOp],
+    ) -> Result<Vec<OpOutcome>, DestinationError> {
+        if !is_numeric(list) {
+            return Err(self.permanent(format!("user list id must be numeric, not {list:?}")));
+        }
+        let as_of_ms = self.clock.now_ms();
+        let as_of = chrono::DateTime::from_timestamp_millis(as_of_ms)
+            .ok_or_else(|| self.permanent("clock out of range".into()))?
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let ops: Vec<DeliveryOp> = adds
+            .iter()
+            .map(|op| DeliveryOp {
+                op: OpKind::Add,
+                audience: list.to_string(),
+                ..op.clone()
+            })
+            .collect();
+        let outcomes = self.send(export, binding, &ops).await?;
+        let body = json!({
+            "destinations": [self.destination_json(list)],
+            "removeAsOfTime": as_of,
+        });
+        let answer = self
+            .call("v1/audienceMembers:removeAll", Some(&body))
+            .await?;
+        let request_id = answer
+            .get("requestId")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        tracing::info!(destination = %self.name, list, %as_of, request_id, "full replace: members added before T removed");
+        self.record_request(request_id, "remove_all", &export.name, list, Vec::new())
+            .await;
+        Ok(outcomes)
+    }
+
+    /// Account FAILED / PARTIAL_SUCCESS results of one request.
+    async fn account_failures(
+        &self,
+        request_id: &str,
+        records: &[(String, u64, Value)],
+        status: &str,
+        reasons: &[(String, u64)],
+    ) -> Result<u64, DestinationError> {
+        let first = records.first().map(|(_, _, v)| v);
+        let export = first
+            .and_then(|v| v.get("export"))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let method = first
+            .and_then(|v| v.get("method"))
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let reason_text = if reasons.is_empty() {
+            format!("Google {status} the request without a reason")
+        } else {
+            reasons
+                .iter()
+                .map(|(r, n)| format!("{r} ×{n}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let people: Vec<(String, String)> = records
+            .iter()
+            .filter_map(|(_, _, v)| v.get("people").and_then(Value::as_array))
+            .flatten()
+            .filter_map(|p| {
+                Some((
+                    p.get(0)?.as_str()?.to_string(),
+                    p.get(1)?.as_str()?.to_string(),
+                ))
+            })
+            .collect();
+        if method == "remove_all" {
+            tracing::warn!(destination = %self.name, request_id, status, reasons = %reason_text, "full replace: remove-all failed");
+            return Ok(0);
+        }
+        let scope = CounterScope::delivery(&export, &self.name);
+        if status == "FAILED" {
+            let now = self.clock.now_ms();
+            let (mut adds, mut removes) = (0i64, 0i64);
+            for (person, tag) in &people {
+                match tag.as_str() {
+                    "a" => adds += 1,
+                    "r" => removes += 1,
+                    _ => {}
+                }
+                let key = format!("rejected/{export}/{person}");
+                let value = json!({
+                    "reason": format!("Google Data Manager: {reason_text}"),
+                    "request_id": request_id,
+                    "op": tag,
+                    "at": now,
+                });
+                self.put_latest(&key, &value).await?;
+            }
+            let n = people.len() as i64;
+            self.state
+                .add_counters(
+                    &scope,
+                    &[
+                        (counter::ACCEPTED, -n),
+                        (counter::REJECTED, n),
+                        (counter::ADDS_ACCEPTED, -adds),
+                        (counter::REMOVES_ACCEPTED, -removes),
+                    ],
+                )
+                .await
+                .map_err(|e| self.state_error(e))?;
+            tracing::warn!(destination = %self.name, request_id, people = n, reasons = %reason_text, "Data Manager request FAILED: its people are rejected");
+            Ok(n as u64)
+        } else {
+            let failed: u64 = reasons.iter().map(|(_, n)| *n).sum();
+            let n = failed.min(people.len() as u64) as i64;
+            let value = json!({
+                "export": export,
+                "request_id": request_id,
+                "reasons": reasons.iter().map(|(r, c)| json!({"reason": r, "count": c})).collect::<Vec<_>>(),
+                "people_in_request": people.len(),
+                "note": "the API gives counts per reason, not which member",
+            });
+            self.put_latest(&format!("partial/{request_id}"), &value)
+                .await?;
+            self.state
+                .add_counters(&scope, &[(counter::ACCEPTED, -n), (counter::REJECTED, n)])
+                .await
+                .map_err(|e| self.state_error(e))?;
+            tracing::warn!(destination = %self.name, request_id, rejected = n, reasons = %reason_text, "Data Manager request PARTIAL_SUCCESS");
+            Ok(n as u64)
+        }
+    }
+
+    /// Write a record whatever is stored (newest wins).
+    async fn put_latest(&self, key: &str, value: &Value) -> Result<(), DestinationError> {
+        for _ in 0..3 {
+            let current = self
+                .state
+                .get_destination_record(&self.name, key)
+                .await
+                .map_err(|e| self.state_error(e))?;
+            let written = self
+                .state
+                .put_destination_record(&self.name, key, value, current.map(|r| r.version))
+                .await
+                .map_err(|e| self.state_error(e))?;
+            if matches!(written, RecordWrite::Applied { .. }) {
+                return Ok(());
+            }
+        }
+        Err(self.retryable(format!("record {key} kept changing"), None))
+    }
+}
+
+#[async_trait]
+impl Destination for DataManagerDestination {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn kind(&self) -> DestinationKind {
+        DestinationKind::GoogleDataManager
+    }
+
+    fn max_batch(&self) -> usize {
+        self.batch_size
+    }
+
+    async fn send(
+        &self,
+        export: &ExportSpec,
+        binding: &ExportDestination,
+        ops: &[DeliveryOp],
+    ) -> Result<Vec<OpOutcome>, DestinationError> {
+        let keys = match_keys(binding, DestinationKind::GoogleDataManager);
+        let opts = self.identity_options(export);
+        let mut outcomes: Vec<Option<OpOutcome>> = vec![None; ops.len()];
+        // (wave, list, 0 = remove / 1 = ingest) → members: removes go first,
+        // and a person's remove after their add waits for the next wave.
+        let mut batches: BTreeMap<(usize, &str, u8), Vec<Member>> = BTreeMap::new();
+        let slots = super::send_slots(ops);
+        for ((index, op), slot) in ops.iter().enumerate().zip(slots) {
+            let wave = slot.map_or(0, |s| s.wave);
+            let (ingest, tag) = match (op.op, op.tier.is_some()) {
+                (OpKind::Add | OpKind::Update, false) => (true, "a"),
+                (OpKind::Add | OpKind::Update, true) => (true, "ta"),
+                (OpKind::Remove, false) => (false, "r"),
+                (OpKind::Remove, true) => (false, "tr"),
+                (OpKind::Event, _) => {
+                    outcomes[index] = Some(OpOutcome::Rejected {
+                        reason: "Customer Match takes membership ops, not events".into(),
+                    });
+                    continue;
+                }
+            };
+            // Updates of people already in the list are ingests again: idempotent.
+            let tag = if op.op == OpKind::Update { "u" } else { tag };
+            match self.member(&keys, &opts, op, ingest) {
+                Ok(body) => batches
+                    .entry((wave, op.audience.as_str(), u8::from(ingest)))
+                    .or_default()
+                    .push(Member { index, tag, body }),
+                Err(outcome) => {
+                    tracing::debug!(destination = %self.name, person = %op.person_key.log_safe(), "not sent to Google");
+                    outcomes[index] = Some(outcome);
+                }
+            }
+        }
+        if let Some(((_, bad, _), _)) = batches.iter().find(|((_, list, _), _)| !is_numeric(list)) {
+            return Err(self.permanent(format!("user list id must be numeric, not {bad:?}")));
+        }
+        for ((_, list, ingest), members) in &batches {
+            for chunk in members.chunks(self.batch_size) {
+                let mut body = json!({
+                    "destinations": [self.destination_json(list)],
+                    "audienceMembers": chunk.iter().map(|m| &m.body).collect::<Vec<_>>(),
+                    "encoding": "HEX",
+                });
+                let ingest = *ingest == 1;
+                let path = if ingest {
+                    body["consent"] = json!({
+                        "adUserData": self.consent.ad_user_data.as_api(),
+                        "adPersonalization": self.consent.ad_personalization.as_api(),
+                    });
+                    body["termsOfService"] =
+                        json!({ "customerMatchTermsOfServiceStatus": "ACCEPTED" });
+                    "v1/audienceMembers:ingest"
+                } else {
+                    "v1/audienceMembers:remove"
+                };
+                let answer = self.call(path, Some(&body)).await?;
+                let request_id = answer
+                    .get("requestId")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                tracing::info!(destination = %self.name, list, members = chunk.len(), request_id, "Data Manager request accepted; processing is asynchronous");
+                let people = chunk
+                    .iter()
+                    .filter_map(|m| {
+                        ops.get(m.index)
+                            .map(|op| (op.person_key.as_str().to_string(), m.tag))
+                    })
+                    .collect();
+                self.record_request(
+                    request_id,
+                    if ingest { "ingest" } else { "remove" },
+                    &export.name,
+                    list,
+                    people,
+                )
+                .await;
+                for m in chunk {
+                    outcomes[m.index] = Some(OpOutcome::Accepted);
+                }
+            }
+        }
+        Ok(outcomes
+            .into_iter()
+            .map(|o| {
+                o.unwrap_or(OpOutcome::Retry {
+                    reason: "not sent".into(),
+                })
+            })
+            .collect())
+    }
+
+    async fn settle(&self) -> Result<SettleSummary, DestinationError> {
+        let now = self.clock.now_ms();
+        let records = self
+            .state
+            .list_destination_records(&self.name, "req/", 500)
+            .await
+            .map_err(|e| self.state_error(e))?;
+        // request id → its parts (key, version, value).
+        let mut requests: BTreeMap<String, Vec<(String, u64, Value)>> = BTreeMap::new();
+        for r in records {
+            let id = r
+                .value
+                .get("request_id")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            requests
+                .entry(id)
+                .or_default()
+                .push((r.key, r.version, r.value));
+        }
+        let mut summary = SettleSummary::default();
+        let mut read = 0;
+        for (request_id, parts) in requests {
+            let sent_at = parts
+                .first()
+                .and_then(|(_, _, v)| v.get("sent_at"))
+                .and_then(Value::as_i64)
+                .unwrap_or(0);
+            let not_before = self
+                .next_poll
+                .lock()
+                .map(|m| m.get(&request_id).copied().unwrap_or(0))
+                .unwrap_or(0);
+            if now < sent_at.saturating_add(self.status_poll_after_ms)
+                || now < not_before
+                || read >= STATUS_READS_PER_SETTLE
+            {
+                summary.pending += 1;
+                continue;
+            }
+            read += 1;
+            let answer = match self
+                .call(
+                    "v1/requestStatus:retrieve",
+                    Some(&json!({ "requestId": request_id })),
+                )
+                .await
+            {
+                Ok(a) => a,
+                Err(DestinationError::Permanent { message, .. })
+                    if message.contains("NOT_FOUND") =>
+                {
+                    tracing::warn!(destination = %self.name, request_id, "request status no longer kept by Google; dropping its record");
+                    json!({ "requestStatusPerDestination": [{ "requestStatus": "SUCCESS" }] })
+                }
+                Err(e) => return Err(e),
+            };
+            let statuses: Vec<&Value> = answer
+                .get("requestStatusPerDestination")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().collect())
+                .unwrap_or_default();
+            let status_of = |s: &Value| {
+                s.get("requestStatus")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string()
+            };
+            let all: Vec<String> = statuses.iter().map(|s| status_of(s)).collect();
+            let processing = all.is_empty()
+                || all
+                    .iter()
+                    .any(|s| matches!(s.as_str(), "PROCESSING" | "REQUEST_STATUS_UNKNOWN" | ""));
+            if processing {
+                if let Ok(mut m) = self.next_poll.lock() {
+                    m.insert(
+                        request_id.clone(),
+                        now + self.status_poll_after_ms.max(1_000),
+                    );
+                }
+                summary.pending += 1;
+                continue;
+            }
+            let worst = if all.iter().any(|s| s == "FAILED") {
+                "FAILED"
+            } else if all.iter().any(|s| s == "PARTIAL_SUCCESS") {
+                "PARTIAL_SUCCESS"
+            } else {
+                "SUCCESS"
+            };
+            if worst != "SUCCESS" {
+                let mut reasons: BTreeMap<String, u64> = BTreeMap::new();
+                for s in &statuses {
+                    let counts = s
+                        .get("errorInfo")
+                        .and_then(|e| e.get("errorCounts"))
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten();
+                    for c in counts {
+                        let reason = c.get("reason").and_then(Value::as_str).unwrap_or("UNKNOWN");
+                        let n = match c.get("recordCount") {
+                            Some(Value::String(s)) => s.parse().unwrap_or(0),
+                            Some(Value::Number(n)) => n.as_u64().unwrap_or(0),
+                            _ => 0,
+                        };
+                        let e = reasons.entry(reason.to_string()).or_default();
+                        *e = (*e).max(n);
+                    }
+                }
+                let reasons: Vec<(String, u64)> = reasons.into_iter().collect();
+                summary.rejected += self
+                    .account_failures(&request_id, &parts, worst, &reasons)
+                    .await?;
+            }
+            for (key, version, _) in &parts {
+                self.state
+                    .delete_destination_record(&self.name, key, *version)
+                    .await
+                    .map_err(|e| self.state_error(e))?;
+            }
+            if let Ok(mut m) = self.next_poll.lock() {
+                m.remove(&request_id);
+            }
+            summary.finished += 1;
+        }
+        Ok(summary)
+    }
+
+    async fn audience_size(
+        &self,
+        _export: &ExportSpec,
+        binding: &ExportDestination,
+    ) -> Result<Option<u64>, DestinationError> {
+        let list = &binding.audience;
+        if !is_numeric(list) {
+            return Err(self.permanent(format!("user list id must be numeric, not {list:?}")));
+        }
+        let answer = self
+            .call(
+                &format!(
+                    "v1/accountTypes/GOOGLE_ADS/accounts/{}/userLists/{list}",
+                    self.operating_account_id
+                ),
+                None,
+            )
+            .await?;
+        let info = answer.get("sizeInfo");
+        let size = ["searchNetworkMembersCount", "displayNetworkMembersCount"]
+            .iter()
+            .find_map(|k| match info?.get(*k)? {
+                Value::String(s) => s.parse::<u64>().ok(),
+                Value::Number(n) => n.as_u64(),
+                _ => None,
+            });
+        Ok(size)
+    }
+
+    fn describe_output(&self, _export: &ExportSpec, binding: &ExportDestination) -> String {
+        format!(
+            "Google Ads user list {} of account {} (Data Manager API)",
+            binding.audience, self.operating_account_id
+        )
+    }
+}
+
+#[cfg(test)]
+#[path = "google_dm_tests.rs"]
+mod tests;

@@ -1,0 +1,1160 @@
+//! Google Data Manager API simulator, audiences (`API-CONTRACTS.md` §4b).
+//!
+//! Routes (under the server root, like `https://datamanager.googleapis.com`):
+//! * `POST /v1/audienceMembers:ingest`, `POST /v1/audienceMembers:remove`,
+//!   `POST /v1/audienceMembers:removeAll` → `{requestId}`.
+//! * `POST /v1/requestStatus:retrieve` `{requestId}` →
+//!   `{requestStatusPerDestination:[{destination, requestStatus, errorInfo?,
+//!   audienceMembersIngestionStatus | audienceMembersRemovalStatus}]}`.
+//! * `GET /v1/accountTypes/GOOGLE_ADS/accounts/{id}/userLists/{list}` →
+//!   `{name, id, sizeInfo:{searchNetworkMembersCount, displayNetworkMembersCount}}`.
+//! * `POST /token`: the OAuth token endpoint ([`crate::google_oauth`]).
+//!
+//! Refused as the platform refuses them (400 INVALID_ARGUMENT unless said):
+//! a bearer token not issued by the token endpoint or expired (401
+//! UNAUTHENTICATED); an operating account not accessible (403
+//! PERMISSION_DENIED); no `encoding` on a request carrying user data; an
+//! ingest without `termsOfService.customerMatchTermsOfServiceStatus:
+//! ACCEPTED`; no destinations or more than 10; an unknown user list; 0 or more
+//! than 10,000 members; a member with 0 or more than 10 identifiers; an
+//! identifier that is not exactly one of emailAddress / phoneNumber / address;
+//! an email or phone that is not a SHA-256 digest in the declared encoding
+//! (64 hex characters for HEX); address names not hashed, a region code that
+//! is not 2 uppercase letters, a postal code missing or hashed; a consent
+//! value outside CONSENT_GRANTED / CONSENT_DENIED / CONSENT_STATUS_UNSPECIFIED;
+//! a field the method does not take (`consent` or `termsOfService` on
+//! remove); a `removeAsOfTime` in the future. More than `requests_per_minute`
+//! (300 per Cloud project) API requests in a sliding minute: 429
+//! RESOURCE_EXHAUSTED.
+//!
+//! Slow as the platform: an accepted request is PROCESSING for
+//! `processing_delay`, and only then changes the list (a list's size moves
+//! when its requests are processed, not when they are accepted). It ends
+//! SUCCESS, PARTIAL_SUCCESS (some members failed) or FAILED (all did), with
+//! `errorInfo.errorCounts[{reason, recordCount}]`: like the platform, counts
+//! per reason, not which member. Members fail by a configurable share,
+//! individually (by identifier digest), or the next N requests fail whole.
+//! A member whose effective consent denies ad user data is not added.
+//!
+//! Population model: a configurable share of members match no Google user
+//! (decided from the digest of the member's smallest identifier, so the same
+//! person always (mis)matches, whatever else they carry).
+//! The list holds every member processed; `sizeInfo` counts only matched
+//! members, as Google's size estimates do.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{json, Map, Value};
+
+use crate::google_oauth::{OAuthSimConfig, TokenAuthority, TokenCheck};
+use crate::RunningSim;
+
+/// One list member: `(identifier kind, value)` pairs.
+pub type DmMember = BTreeSet<(String, String)>;
+
+/// `(operating account, user list id)`.
+type ListKey = (String, String);
+
+pub const DEFAULT_FAILURE_REASON: &str = "PROCESSING_ERROR_REASON_INTERNAL_ERROR";
+
+#[derive(Clone, Debug)]
+pub struct DataManagerSimConfig {
+    /// Google Ads accounts the credentials may operate.
+    pub operating_accounts: Vec<String>,
+    pub max_members_per_request: usize,
+    pub max_identifiers_per_member: usize,
+    pub max_destinations_per_request: usize,
+    /// Time a request stays PROCESSING (the platform: minutes to hours).
+    pub processing_delay: Duration,
+    /// Share (0–1) of members that match no Google user.
+    pub non_matching_share: f64,
+    /// Share (0–1) of members that fail processing.
+    pub failing_share: f64,
+    /// API requests per sliding minute (per Cloud project: 300).
+    pub requests_per_minute: usize,
+    pub oauth: OAuthSimConfig,
+}
+
+impl Default for DataManagerSimConfig {
+    fn default() -> Self {
+        DataManagerSimConfig {
+            operating_accounts: vec!["1234567890".into()],
+            max_members_per_request: 10_000,
+            max_identifiers_per_member: 10,
+            max_destinations_per_request: 10,
+            processing_delay: Duration::from_secs(2),
+            non_matching_share: 0.0,
+            failing_share: 0.0,
+            requests_per_minute: 300,
+            oauth: OAuthSimConfig::default(),
+        }
+    }
+}
+
+/// What the simulator saw of one API request.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DmRequest {
+    pub path: String,
+    pub status: u16,
+    /// The google.rpc status of a refusal (`INVALID_ARGUMENT`, …).
+    pub error_status: Option<String>,
+    pub message: Option<String>,
+    pub members: usize,
+    pub identifiers: usize,
+    /// The request id answered, when accepted.
+    pub request_id: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DmStatus {
+    Processing,
+    Success,
+    PartialSuccess,
+    Failed,
+}
+
+impl DmStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DmStatus::Processing => "PROCESSING",
+            DmStatus::Success => "SUCCESS",
+            DmStatus::PartialSuccess => "PARTIAL_SUCCESS",
+            DmStatus::Failed => "FAILED",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+struct ListMember {
+    ids: DmMember,
+    added_at_ms: i64,
+}
+
+#[derive(Clone, Debug)]
+enum Work {
+    Ingest(Vec<(DmMember, bool)>),
+    Remove(Vec<DmMember>),
+    RemoveAll { as_of_ms: i64 },
+}
+
+struct DmJob {
+    destinations: Vec<Value>,
+    /// `(account, list)` per destination.
+    lists: Vec<(String, String)>,
+    work: Work,
+    received_ms: i64,
+    ready_at: Instant,
+    status: DmStatus,
+    /// Forced whole-request failure reason.
+    forced_failure: Option<String>,
+    errors: BTreeMap<String, u64>,
+    records: u64,
+    identifiers: u64,
+}
+
+struct DmState {
+    config: DataManagerSimConfig,
+    /// `(account, list id)` → members.
+    lists: BTreeMap<(String, String), Vec<ListMember>>,
+    jobs: BTreeMap<String, DmJob>,
+    recent: VecDeque<Instant>,
+    failing_ids: BTreeSet<String>,
+    fail_next: VecDeque<String>,
+    requests: Vec<DmRequest>,
+    next_id: u64,
+}
+
+/// Handle on a Data Manager simulator; cheap to clone.
+#[derive(Clone)]
+pub struct DataManagerSim {
+    state: Arc<Mutex<DmState>>,
+    authority: TokenAuthority,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Whether a digest matches a Google user under the population model.
+fn matches_a_user(value: &str, non_matching_share: f64) -> bool {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(value.as_bytes());
+    let n = u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]);
+    (f64::from(n) / f64::from(u32::MAX)) >= non_matching_share
+}
+
+fn member_draw(member: &DmMember, salt: &str) -> f64 {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(salt.as_bytes());
+    for (k, v) in member {
+        h.update(k.as_bytes());
+        h.update(v.as_bytes());
+    }
+    let digest = h.finalize();
+    let n = u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]);
+    f64::from(n) / f64::from(u32::MAX)
+}
+
+impl DataManagerSim {
+    pub fn new(config: DataManagerSimConfig) -> Self {
+        let authority = TokenAuthority::new(config.oauth.clone());
+        DataManagerSim {
+            state: Arc::new(Mutex::new(DmState {
+                config,
+                lists: BTreeMap::new(),
+                jobs: BTreeMap::new(),
+                recent: VecDeque::new(),
+                failing_ids: BTreeSet::new(),
+                fail_next: VecDeque::new(),
+                requests: Vec::new(),
+                next_id: 0,
+            })),
+            authority,
+        }
+    }
+
+    /// Serve a new simulator on 127.0.0.1 (API and token endpoint).
+    pub async fn start(
+        config: DataManagerSimConfig,
+    ) -> anyhow::Result<(RunningSim, DataManagerSim)> {
+        let sim = DataManagerSim::new(config);
+        let running = crate::serve(sim.router()).await?;
+        Ok((running, sim))
+    }
+
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route("/v1/audienceMembers:ingest", post(ingest))
+            .route("/v1/audienceMembers:remove", post(remove))
+            .route("/v1/audienceMembers:removeAll", post(remove_all))
+            .route("/v1/requestStatus:retrieve", post(retrieve))
+            .route(
+                "/v1/accountTypes/{kind}/accounts/{account}/userLists/{list}",
+                get(user_list),
+            )
+            .with_state(self.clone())
+            .merge(self.authority.router())
+    }
+
+    fn lock(&self) -> MutexGuard<'_, DmState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The token authority: expire tokens, read grants.
+    pub fn authority(&self) -> &TokenAuthority {
+        &self.authority
+    }
+
+    /// Create an empty Customer Match user list.
+    pub fn create_user_list(&self, account: &str, list: &str) {
+        self.lock()
+            .lists
+            .entry((account.to_string(), list.to_string()))
+            .or_default();
+    }
+
+    /// Members of a list, matched or not, as processed so far.
+    pub fn members(&self, account: &str, list: &str) -> Vec<DmMember> {
+        let mut state = self.lock();
+        process_due(&mut state, false);
+        state
+            .lists
+            .get(&(account.to_string(), list.to_string()))
+            .map(|m| m.iter().map(|m| m.ids.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    pub fn member_count(&self, account: &str, list: &str) -> usize {
+        self.members(account, list).len()
+    }
+
+    /// Google's size estimate: processed members matching a Google user.
+    pub fn size(&self, account: &str, list: &str) -> u64 {
+        let mut state = self.lock();
+        process_due(&mut state, false);
+        size_of(&state, account, list)
+    }
+
+    pub fn has_member_with(&self, account: &str, list: &str, kind: &str, value: &str) -> bool {
+        let pair = (kind.to_string(), value.to_string());
+        self.members(account, list)
+            .iter()
+            .any(|m| m.contains(&pair))
+    }
+
+    pub fn requests(&self) -> Vec<DmRequest> {
+        self.lock().requests.clone()
+    }
+
+    pub fn request_count(&self) -> usize {
+        self.lock().requests.len()
+    }
+
+    /// Requests still PROCESSING.
+    pub fn pending_count(&self) -> usize {
+        let mut state = self.lock();
+        process_due(&mut state, false);
+        state
+            .jobs
+            .values()
+            .filter(|j| j.status == DmStatus::Processing)
+            .count()
+    }
+
+    /// Status of a request, as processed so far.
+    pub fn status_of(&self, request_id: &str) -> Option<DmStatus> {
+        let mut state = self.lock();
+        process_due(&mut state, false);
+        state.jobs.get(request_id).map(|j| j.status)
+    }
+
+    pub fn set_processing_delay(&self, delay: Duration) {
+        self.lock().config.processing_delay = delay;
+    }
+
+    pub fn set_non_matching_share(&self, share: f64) {
+        self.lock().config.non_matching_share = share;
+    }
+
+    pub fn set_failing_share(&self, share: f64) {
+        self.lock().config.failing_share = share;
+    }
+
+    pub fn set_requests_per_minute(&self, n: usize) {
+        self.lock().config.requests_per_minute = n;
+    }
+
+    /// Members carrying any of these digests fail processing.
+    pub fn fail_members_with(&self, digests: &[&str]) {
+        self.lock()
+            .failing_ids
+            .extend(digests.iter().map(|d| d.to_string()));
+    }
+
+    /// The next `n` accepted requests end FAILED with `reason`.
+    pub fn fail_next_requests(&self, n: usize, reason: &str) {
+        self.lock()
+            .fail_next
+            .extend(std::iter::repeat_n(reason.to_string(), n));
+    }
+
+    /// Finish every PROCESSING request now, whatever its delay.
+    pub fn process_now(&self) {
+        process_due(&mut self.lock(), true);
+    }
+}
+
+fn size_of(state: &DmState, account: &str, list: &str) -> u64 {
+    let share = state.config.non_matching_share;
+    state
+        .lists
+        .get(&(account.to_string(), list.to_string()))
+        .map(|members| {
+            members
+                .iter()
+                .filter(|m| {
+                    m.ids
+                        .iter()
+                        .map(|(_, v)| v)
+                        .min()
+                        .is_some_and(|v| matches_a_user(v, share))
+                })
+                .count() as u64
+        })
+        .unwrap_or(0)
+}
+
+/// Apply every request whose processing time has come (all with `force`),
+/// in the order received.
+fn process_due(state: &mut DmState, force: bool) {
+    let now = Instant::now();
+    let due: Vec<String> = {
+        let mut due: Vec<(&String, &DmJob)> = state
+            .jobs
+            .iter()
+            .filter(|(_, j)| j.status == DmStatus::Processing && (force || j.ready_at <= now))
+            .collect();
+        due.sort_by_key(|(id, j)| (j.received_ms, (*id).clone()));
+        due.into_iter().map(|(id, _)| id.clone()).collect()
+    };
+    for id in due {
+        let Some(mut job) = state.jobs.remove(&id) else {
+            continue;
+        };
+        let mut errors: BTreeMap<String, u64> = BTreeMap::new();
+        let mut failed = 0u64;
+        let failing_share = state.config.failing_share;
+        let total = match &job.work {
+            Work::Ingest(m) => m.len(),
+            Work::Remove(m) => m.len(),
+            Work::RemoveAll { .. } => 0,
+        } as u64;
+        if let Some(reason) = job.forced_failure.clone() {
+            errors.insert(reason, total.max(1));
+            failed = total;
+        } else {
+            let fails = |m: &DmMember, failing: &BTreeSet<String>| {
+                m.iter().any(|(_, v)| failing.contains(v))
+                    || (failing_share > 0.0 && member_draw(m, "fail") < failing_share)
+            };
+            for (account, list) in job.lists.clone() {
+                let failing = state.failing_ids.clone();
+                let members = state.lists.entry((account, list)).or_default();
+                match &job.work {
+                    Work::Ingest(batch) => {
+                        for (m, consented) in batch {
+                            if fails(m, &failing) {
+                                failed += 1;
+                                *errors.entry(DEFAULT_FAILURE_REASON.into()).or_default() += 1;
+                                continue;
+                            }
+                            if !consented {
+                                continue;
+                            }
+                            let mut merged = m.clone();
+                            members.retain(|existing| {
+                                if existing.ids.iter().any(|p| merged.contains(p)) {
+                                    merged.extend(existing.ids.iter().cloned());
+                                    false
+                                } else {
+                                    true
+                                }
+                            });
+                            members.push(ListMember {
+                                ids: merged,
+                                added_at_ms: job.received_ms,
+                            });
+                        }
+                    }
+                    Work::Remove(batch) => {
+                        for m in batch {
+                            if fails(m, &failing) {
+                                failed += 1;
+                                *errors.entry(DEFAULT_FAILURE_REASON.into()).or_default() += 1;
+                                continue;
+                            }
+                            members.retain(|existing| !existing.ids.iter().any(|p| m.contains(p)));
+                        }
+                    }
+                    Work::RemoveAll { as_of_ms } => {
+                        members.retain(|existing| existing.added_at_ms >= *as_of_ms);
+                    }
+                }
+            }
+        }
+        job.status = if failed == 0 {
+            DmStatus::Success
+        } else if failed >= total {
+            DmStatus::Failed
+        } else {
+            DmStatus::PartialSuccess
+        };
+        job.errors = errors;
+        state.jobs.insert(id, job);
+    }
+}
+
+/// A refusal, as google.rpc.Status over REST.
+struct RpcError {
+    status: StatusCode,
+    rpc_status: &'static str,
+    reason: &'static str,
+    message: String,
+}
+
+impl RpcError {
+    fn invalid(reason: &'static str, message: impl Into<String>) -> Self {
+        RpcError {
+            status: StatusCode::BAD_REQUEST,
+            rpc_status: "INVALID_ARGUMENT",
+            reason,
+            message: message.into(),
+        }
+    }
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            Json(json!({"error": {
+                "code": self.status.as_u16(),
+                "message": self.message,
+                "status": self.rpc_status,
+                "details": [{
+                    "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                    "reason": self.reason,
+                    "domain": "datamanager.googleapis.com",
+                }],
+            }})),
+        )
+            .into_response()
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Method {
+    Ingest,
+    Remove,
+    RemoveAll,
+    Retrieve,
+}
+
+impl Method {
+    fn path(self) -> &'static str {
+        match self {
+            Method::Ingest => "/v1/audienceMembers:ingest",
+            Method::Remove => "/v1/audienceMembers:remove",
+            Method::RemoveAll => "/v1/audienceMembers:removeAll",
+            Method::Retrieve => "/v1/requestStatus:retrieve",
+        }
+    }
+    fn fields(self) -> &'static [&'static str] {
+        match self {
+            Method::Ingest => &[
+                "destinations",
+                "audienceMembers",
+                "consent",
+                "validateOnly",
+                "encoding",
+                "encryptionInfo",
+                "termsOfService",
+            ],
+            Method::Remove => &[
+                "destinations",
+                "audienceMembers",
+                "validateOnly",
+                "encoding",
+                "encryptionInfo",
+            ],
+            Method::RemoveAll => &["destinations", "removeAsOfTime", "validateOnly"],
+            Method::Retrieve => &["requestId"],
+        }
+    }
+}
+
+/// Auth and the per-minute budget, shared by every API route.
+fn admit(
+    state: &mut DmState,
+    authority: &TokenAuthority,
+    headers: &HeaderMap,
+) -> Result<(), RpcError> {
+    let bearer = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let check = bearer.map_or(TokenCheck::Unknown, |t| authority.check(t));
+    if check != TokenCheck::Valid {
+        return Err(RpcError {
+            status: StatusCode::UNAUTHORIZED,
+            rpc_status: "UNAUTHENTICATED",
+            reason: if check == TokenCheck::Expired {
+                "ACCESS_TOKEN_EXPIRED"
+            } else {
+                "ACCESS_TOKEN_TYPE_UNSUPPORTED"
+            },
+            message: "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential.".into(),
+        });
+    }
+    let now = Instant::now();
+    while state
+        .recent
+        .front()
+        .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(60))
+    {
+        state.recent.pop_front();
+    }
+    if state.recent.len() >= state.config.requests_per_minute {
+        return Err(RpcError {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            rpc_status: "RESOURCE_EXHAUSTED",
+            reason: "RATE_LIMIT_EXCEEDED",
+            message: format!(
+                "Quota exceeded: {} requests per minute per project.",
+                state.config.requests_per_minute
+            ),
+        });
+    }
+    state.recent.push_back(now);
+    Ok(())
+}
+
+fn parse_body(method: Method, body: &[u8]) -> Result<Map<String, Value>, RpcError> {
+    let value: Value = serde_json::from_slice(body).map_err(|e| {
+        RpcError::invalid(
+            "INVALID_ARGUMENT",
+            format!("Invalid JSON payload received. {e}"),
+        )
+    })?;
+    let Value::Object(obj) = value else {
+        return Err(RpcError::invalid(
+            "INVALID_ARGUMENT",
+            "The request body must be a JSON object.",
+        ));
+    };
+    if let Some(k) = obj.keys().find(|k| !method.fields().contains(&k.as_str())) {
+        return Err(RpcError::invalid(
+            "INVALID_ARGUMENT",
+            format!("Invalid JSON payload received. Unknown name \"{k}\": Cannot find field."),
+        ));
+    }
+    Ok(obj)
+}
+
+fn is_hex_digest(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+fn is_b64_digest(s: &str) -> bool {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD
+        .decode(s)
+        .is_ok_and(|b| b.len() == 32)
+}
+
+fn parse_destinations(
+    state: &DmState,
+    obj: &Map<String, Value>,
+) -> Result<(Vec<Value>, Vec<ListKey>), RpcError> {
+    let dests = obj
+        .get("destinations")
+        .and_then(Value::as_array)
+        .filter(|d| !d.is_empty())
+        .ok_or_else(|| RpcError::invalid("REQUIRED_FIELD_MISSING", "destinations is required."))?;
+    if dests.len() > state.config.max_destinations_per_request {
+        return Err(RpcError::invalid(
+            "TOO_MANY_DESTINATIONS",
+            format!(
+                "At most {} destinations per request.",
+                state.config.max_destinations_per_request
+            ),
+        ));
+    }
+    let mut lists = Vec::new();
+    for d in dests {
+        let op = d.get("operatingAccount");
+        let kind = op
+            .and_then(|o| o.get("accountType"))
+            .and_then(Value::as_str);
+        let account = op
+            .and_then(|o| o.get("accountId"))
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        if kind != Some("GOOGLE_ADS")
+            || account.is_empty()
+            || !account.bytes().all(|b| b.is_ascii_digit())
+        {
+            return Err(RpcError::invalid(
+                "INVALID_OPERATING_ACCOUNT",
+                "destinations[].operatingAccount needs accountType GOOGLE_ADS and a numeric accountId.",
+            ));
+        }
+        for other in ["loginAccount", "linkedAccount"] {
+            if let Some(acc) = d.get(other) {
+                let ok = acc.get("accountType").and_then(Value::as_str).is_some()
+                    && acc
+                        .get("accountId")
+                        .and_then(Value::as_str)
+                        .is_some_and(|a| !a.is_empty() && a.bytes().all(|b| b.is_ascii_digit()));
+                if !ok {
+                    return Err(RpcError::invalid(
+                        "INVALID_ACCOUNT",
+                        format!(
+                            "destinations[].{other} needs an accountType and a numeric accountId."
+                        ),
+                    ));
+                }
+            }
+        }
+        if !state.config.operating_accounts.iter().any(|a| a == account) {
+            return Err(RpcError {
+                status: StatusCode::FORBIDDEN,
+                rpc_status: "PERMISSION_DENIED",
+                reason: "PERMISSION_DENIED",
+                message: format!(
+                    "The caller does not have permission to operate account {account}."
+                ),
+            });
+        }
+        let list = d
+            .get("productDestinationId")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        if !state
+            .lists
+            .contains_key(&(account.to_string(), list.to_string()))
+        {
+            return Err(RpcError::invalid(
+                "INVALID_PRODUCT_DESTINATION_ID",
+                format!("productDestinationId {list:?} is not a Customer Match user list of account {account}."),
+            ));
+        }
+        lists.push((account.to_string(), list.to_string()));
+    }
+    Ok((dests.clone(), lists))
+}
+
+const CONSENT_VALUES: &[&str] = &[
+    "CONSENT_GRANTED",
+    "CONSENT_DENIED",
+    "CONSENT_STATUS_UNSPECIFIED",
+];
+
+fn check_consent(v: Option<&Value>, at: &str) -> Result<(), RpcError> {
+    let Some(v) = v else { return Ok(()) };
+    for field in ["adUserData", "adPersonalization"] {
+        if let Some(x) = v.get(field) {
+            if !x.as_str().is_some_and(|s| CONSENT_VALUES.contains(&s)) {
+                return Err(RpcError::invalid(
+                    "INVALID_CONSENT",
+                    format!("{at}.{field} must be one of {}.", CONSENT_VALUES.join(", ")),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn denies_user_data(member: Option<&Value>, request: Option<&Value>) -> bool {
+    fn get(c: Option<&Value>) -> Option<&str> {
+        c.and_then(|c| c.get("adUserData"))
+            .and_then(Value::as_str)
+            .filter(|s| *s != "CONSENT_STATUS_UNSPECIFIED")
+    }
+    get(member).or(get(request)) == Some("CONSENT_DENIED")
+}
+
+/// Members of an ingest / remove request: `(member, consented)` each.
+fn parse_members(
+    state: &DmState,
+    obj: &Map<String, Value>,
+    record: &mut DmRequest,
+) -> Result<Vec<(DmMember, bool)>, RpcError> {
+    let members = obj
+        .get("audienceMembers")
+        .and_then(Value::as_array)
+        .filter(|m| !m.is_empty())
+        .ok_or_else(|| {
+            RpcError::invalid("REQUIRED_FIELD_MISSING", "audienceMembers is required.")
+        })?;
+    record.members = members.len();
+    let max = state.config.max_members_per_request;
+    if members.len() > max {
+        return Err(RpcError::invalid(
+            "TOO_MANY_AUDIENCE_MEMBERS",
+            format!(
+                "{} audience members in one request; at most {max}.",
+                members.len()
+            ),
+        ));
+    }
+    let encoding = obj.get("encoding").and_then(Value::as_str);
+    let digest_ok: fn(&str) -> bool = match encoding {
+        Some("HEX") => is_hex_digest,
+        Some("BASE64") => is_b64_digest,
+        None => {
+            return Err(RpcError::invalid(
+                "REQUIRED_FIELD_MISSING",
+                "encoding is required when sending user data (HEX or BASE64).",
+            ))
+        }
+        Some(other) => {
+            return Err(RpcError::invalid(
+                "INVALID_ENCODING",
+                format!("Unknown encoding {other:?}."),
+            ))
+        }
+    };
+    let request_consent = obj.get("consent");
+    let max_ids = state.config.max_identifiers_per_member;
+    let mut out = Vec::with_capacity(members.len());
+    for (i, m) in members.iter().enumerate() {
+        let at = format!("audienceMembers[{i}]");
+        check_consent(m.get("consent"), &at)?;
+        let ids = m
+            .get("userData")
+            .and_then(|u| u.get("userIdentifiers"))
+            .and_then(Value::as_array)
+            .ok_or_else(|| {
+                RpcError::invalid(
+                    "REQUIRED_FIELD_MISSING",
+                    format!("{at}.userData.userIdentifiers is required."),
+                )
+            })?;
+        record.identifiers += ids.len();
+        if ids.is_empty() || ids.len() > max_ids {
+            return Err(RpcError::invalid(
+                "TOO_MANY_USER_IDENTIFIERS",
+                format!(
+                    "{at} has {} identifiers; 1 to {max_ids} per member.",
+                    ids.len()
+                ),
+            ));
+        }
+        let mut member = DmMember::new();
+        for (j, id) in ids.iter().enumerate() {
+            let at = format!("{at}.userData.userIdentifiers[{j}]");
+            let obj = id.as_object().ok_or_else(|| {
+                RpcError::invalid("INVALID_ARGUMENT", format!("{at} must be an object."))
+            })?;
+            let [(kind, value)] = obj.iter().collect::<Vec<_>>()[..] else {
+                return Err(RpcError::invalid(
+                    "INVALID_ARGUMENT",
+                    format!("{at} must set exactly one of emailAddress, phoneNumber, address."),
+                ));
+            };
+            match kind.as_str() {
+                "emailAddress" | "phoneNumber" => {
+                    let s = value.as_str().unwrap_or("");
+                    if !digest_ok(s) {
+                        return Err(RpcError::invalid(
+                            "INVALID_HASH_FORMAT",
+                            format!(
+                                "{at}.{kind} is not a SHA-256 digest in {} encoding.",
+                                encoding.unwrap_or("")
+                            ),
+                        ));
+                    }
+                    member.insert((kind.clone(), s.to_ascii_lowercase()));
+                }
+                "address" => {
+                    let get = |f: &str| value.get(f).and_then(Value::as_str).unwrap_or("");
+                    let (given, family) = (get("givenName"), get("familyName"));
+                    let (region, postal) = (get("regionCode"), get("postalCode"));
+                    if !digest_ok(given) || !digest_ok(family) {
+                        return Err(RpcError::invalid(
+                            "INVALID_HASH_FORMAT",
+                            format!(
+                                "{at}.address givenName and familyName must be SHA-256 digests."
+                            ),
+                        ));
+                    }
+                    if region.len() != 2 || !region.bytes().all(|b| b.is_ascii_uppercase()) {
+                        return Err(RpcError::invalid(
+                            "INVALID_REGION_CODE",
+                            format!(
+                                "{at}.address.regionCode must be 2 uppercase letters (not hashed)."
+                            ),
+                        ));
+                    }
+                    if postal.trim().is_empty() || is_hex_digest(postal) || postal != postal.trim()
+                    {
+                        return Err(RpcError::invalid(
+                            "INVALID_POSTAL_CODE",
+                            format!(
+                                "{at}.address.postalCode must be given, trimmed and not hashed."
+                            ),
+                        ));
+                    }
+                    member.insert((
+                        "address".into(),
+                        format!(
+                            "{}|{}|{region}|{postal}",
+                            given.to_ascii_lowercase(),
+                            family.to_ascii_lowercase()
+                        ),
+                    ));
+                }
+                other => {
+                    return Err(RpcError::invalid(
+                        "INVALID_ARGUMENT",
+                        format!("Invalid JSON payload received. Unknown name \"{other}\" at {at}."),
+                    ))
+                }
+            }
+        }
+        let consented = !denies_user_data(m.get("consent"), request_consent);
+        out.push((member, consented));
+    }
+    Ok(out)
+}
+
+fn new_request_id(state: &mut DmState) -> String {
+    state.next_id += 1;
+    format!("sim-dm-{:08}-{:08x}", state.next_id, rand::random::<u32>())
+}
+
+fn enqueue(
+    state: &mut DmState,
+    destinations: Vec<Value>,
+    lists: Vec<(String, String)>,
+    work: Work,
+    identifiers: u64,
+) -> String {
+    let id = new_request_id(state);
+    let records = match &work {
+        Work::Ingest(m) => m.len(),
+        Work::Remove(m) => m.len(),
+        Work::RemoveAll { .. } => 0,
+    } as u64;
+    let forced_failure = state.fail_next.pop_front();
+    let job = DmJob {
+        destinations,
+        lists,
+        work,
+        received_ms: now_ms(),
+        ready_at: Instant::now() + state.config.processing_delay,
+        status: DmStatus::Processing,
+        forced_failure,
+        errors: BTreeMap::new(),
+        records,
+        identifiers,
+    };
+    state.jobs.insert(id.clone(), job);
+    id
+}
+
+fn serve(
+    sim: &DataManagerSim,
+    method: Method,
+    headers: &HeaderMap,
+    body: &[u8],
+    record: &mut DmRequest,
+) -> Result<Value, RpcError> {
+    let mut state = sim.lock();
+    process_due(&mut state, false);
+    admit(&mut state, &sim.authority, headers)?;
+    let obj = parse_body(method, body)?;
+    let validate_only = obj.get("validateOnly") == Some(&Value::Bool(true));
+    match method {
+        Method::Ingest | Method::Remove => {
+            let (dests, lists) = parse_destinations(&state, &obj)?;
+            if method == Method::Ingest {
+                let accepted = obj
+                    .get("termsOfService")
+                    .and_then(|t| t.get("customerMatchTermsOfServiceStatus"))
+                    .and_then(Value::as_str)
+                    == Some("ACCEPTED");
+                if !accepted {
+                    return Err(RpcError::invalid(
+                        "TERMS_OF_SERVICE_NOT_ACCEPTED",
+                        "termsOfService.customerMatchTermsOfServiceStatus must be ACCEPTED to upload Customer Match data.",
+                    ));
+                }
+                check_consent(obj.get("consent"), "consent")?;
+            }
+            let members = parse_members(&state, &obj, record)?;
+            if validate_only {
+                return Ok(json!({}));
+            }
+            let work = if method == Method::Ingest {
+                Work::Ingest(members)
+            } else {
+                Work::Remove(members.into_iter().map(|(m, _)| m).collect())
+            };
+            let id = enqueue(&mut state, dests, lists, work, record.identifiers as u64);
+            record.request_id = Some(id.clone());
+            Ok(json!({ "requestId": id }))
+        }
+        Method::RemoveAll => {
+            let (dests, lists) = parse_destinations(&state, &obj)?;
+            let as_of_ms = match obj.get("removeAsOfTime").and_then(Value::as_str) {
+                None => now_ms(),
+                Some(t) => time_from_rfc3339(t).ok_or_else(|| {
+                    RpcError::invalid(
+                        "INVALID_ARGUMENT",
+                        format!("removeAsOfTime {t:?} is not an RFC 3339 timestamp."),
+                    )
+                })?,
+            };
+            if as_of_ms > now_ms() + 1_000 {
+                return Err(RpcError::invalid(
+                    "INVALID_ARGUMENT",
+                    "removeAsOfTime must not be in the future.",
+                ));
+            }
+            if validate_only {
+                return Ok(json!({}));
+            }
+            let id = enqueue(&mut state, dests, lists, Work::RemoveAll { as_of_ms }, 0);
+            record.request_id = Some(id.clone());
+            Ok(json!({ "requestId": id }))
+        }
+        Method::Retrieve => {
+            let id = obj.get("requestId").and_then(Value::as_str).unwrap_or("");
+            let job = state.jobs.get(id).ok_or(RpcError {
+                status: StatusCode::NOT_FOUND,
+                rpc_status: "NOT_FOUND",
+                reason: "REQUEST_ID_NOT_FOUND",
+                message: format!("Request {id:?} not found."),
+            })?;
+            let per_destination: Vec<Value> = job
+                .destinations
+                .iter()
+                .map(|d| {
+                    let mut entry = json!({
+                        "destination": d,
+                        "requestStatus": job.status.as_str(),
+                    });
+                    if !job.errors.is_empty() {
+                        entry["errorInfo"] = json!({ "errorCounts": job.errors.iter().map(|(reason, n)| json!({
+                            "recordCount": n.to_string(),
+                            "reason": reason,
+                        })).collect::<Vec<_>>() });
+                    }
+                    let status = json!({ "userDataIngestionStatus": {
+                        "recordCount": job.records.to_string(),
+                        "userIdentifierCount": job.identifiers.to_string(),
+                    }});
+                    match job.work {
+                        Work::Ingest(_) => entry["audienceMembersIngestionStatus"] = status,
+                        _ => entry["audienceMembersRemovalStatus"] = status,
+                    }
+                    entry
+                })
+                .collect();
+            Ok(json!({ "requestStatusPerDestination": per_destination }))
+        }
+    }
+}
+
+/// Milliseconds since the epoch of an RFC 3339 UTC timestamp
+/// (`YYYY-MM-DDTHH:MM:SS[.fff]Z`; offsets `±HH:MM` too).
+fn time_from_rfc3339(t: &str) -> Option<i64> {
+    let (date, rest) = t.split_once('T')?;
+    let mut d = date.split('-');
+    let (y, m, day): (i64, i64, i64) = (
+        d.next()?.parse().ok()?,
+        d.next()?.parse().ok()?,
+        d.next()?.parse().ok()?,
+    );
+    let (clock, offset_min) = if let Some(c) = rest.strip_suffix('Z') {
+        (c, 0)
+    } else {
+        let at = rest.rfind(['+', '-'])?;
+        let (c, off) = rest.split_at(at);
+        let sign = if off.starts_with('-') { -1 } else { 1 };
+        let (oh, om) = off.get(1..)?.split_once(':')?;
+        (
+            c,
+            sign * (oh.parse::<i64>().ok()? * 60 + om.parse::<i64>().ok()?),
+        )
+    };
+    let (hms, frac) = clock.split_once('.').unwrap_or((clock, ""));
+    let mut p = hms.split(':');
+    let (h, mi, s): (i64, i64, i64) = (
+        p.next()?.parse().ok()?,
+        p.next()?.parse().ok()?,
+        p.next()?.parse().ok()?,
+    );
+    let ms: i64 = if frac.is_empty() {
+        0
+    } else {
+        format!("{frac:0<3}").get(..3)?.parse().ok()?
+    };
+    // Days from civil (Howard Hinnant's algorithm).
+    let y2 = if m <= 2 { y - 1 } else { y };
+    let era = y2.div_euclid(400);
+    let yoe = y2 - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(((days * 86_400 + h * 3600 + mi * 60 + s - offset_min * 60) * 1000) + ms)
+}
+
+async fn handle(sim: DataManagerSim, method: Method, headers: HeaderMap, body: Bytes) -> Response {
+    let mut record = DmRequest {
+        path: method.path().to_string(),
+        status: 200,
+        error_status: None,
+        message: None,
+        members: 0,
+        identifiers: 0,
+        request_id: None,
+    };
+    let result = serve(&sim, method, &headers, &body, &mut record);
+    let response = match result {
+        Ok(v) => (StatusCode::OK, Json(v)).into_response(),
+        Err(e) => {
+            record.status = e.status.as_u16();
+            record.error_status = Some(e.rpc_status.to_string());
+            record.message = Some(e.message.clone());
+            e.into_response()
+        }
+    };
+    sim.lock().requests.push(record);
+    response
+}
+
+async fn ingest(State(sim): State<DataManagerSim>, headers: HeaderMap, body: Bytes) -> Response {
+    handle(sim, Method::Ingest, headers, body).await
+}
+
+async fn remove(State(sim): State<DataManagerSim>, headers: HeaderMap, body: Bytes) -> Response {
+    handle(sim, Method::Remove, headers, body).await
+}
+
+async fn remove_all(
+    State(sim): State<DataManagerSim>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    handle(sim, Method::RemoveAll, headers, body).await
+}
+
+async fn retrieve(State(sim): State<DataManagerSim>, headers: HeaderMap, body: Bytes) -> Response {
+    handle(sim, Method::Retrieve, headers, body).await
+}
+
+async fn user_list(
+    State(sim): State<DataManagerSim>,
+    Path((kind, account, list)): Path<(String, String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let mut record = DmRequest {
+        path: format!("/v1/accountTypes/{kind}/accounts/{account}/userLists/{list}"),
+        status: 200,
+        error_status: None,
+        message: None,
+        members: 0,
+        identifiers: 0,
+        request_id: None,
+    };
+    let result = {
+        let mut state = sim.lock();
+        process_due(&mut state, false);
+        admit(&mut state, &sim.authority, &headers).and_then(|()| {
+            if kind != "GOOGLE_ADS" || !state.lists.contains_key(&(account.clone(), list.clone())) {
+                return Err(RpcError {
+                    status: StatusCode::NOT_FOUND,
+                    rpc_status: "NOT_FOUND",
+                    reason: "USER_LIST_NOT_FOUND",
+                    message: format!("User list {list} of account {account} not found."),
+                });
+            }
+            let size = size_of(&state, &account, &list).to_string();
+            Ok(json!({
+                "name": format!("accountTypes/{kind}/accounts/{account}/userLists/{list}"),
+                "id": list,
+                "sizeInfo": {
+                    "searchNetworkMembersCount": size,
+                    "displayNetworkMembersCount": size,
+                },
+            }))
+        })
+    };
+    let response = match result {
+        Ok(v) => (StatusCode::OK, Json(v)).into_response(),
+        Err(e) => {
+            record.status = e.status.as_u16();
+            record.error_status = Some(e.rpc_status.to_string());
+            e.into_response()
+        }
+    };
+    sim.lock().requests.push(record);
+    response
+}
+
+#[cfg(test)]
+#[path = "google_dm_tests.rs"]
+mod tests;
