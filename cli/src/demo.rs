@@ -320,9 +320,11 @@ pub async fn run(people: usize, out: &Path) -> anyhow::Result<()> {
         "Columns: source = Customer.io segment count, state = our members, delivered = adds - removes accepted, accepted/rejected/unmatched = our per-person outcomes, p50/p95 = source event to destination acknowledgement."
     );
     println!(
-        "Simulated population: the Meta simulator matches {:.0} % of identifiers to no Meta user (deterministically, by hashing each row's most stable key), so Meta's count and match rate sit near {:.0} % of what we delivered; these figures are measured against simulators, not the platforms.",
+        "Simulated population: the Meta simulator matches {:.0} % of identifiers to no Meta user (deterministically, by hashing each row's most stable key), and the Data Manager simulator {:.0} % of members to no Google user (by hashing each member's smallest identifier digest), so Meta's and Google's counts and match rates sit near {:.0} % and {:.0} % of what we delivered (one deterministic draw per person, so a few points either way); these figures are measured against simulators, not the platforms.",
         DEMO_META_UNMATCHED_SHARE * 100.0,
-        (1.0 - DEMO_META_UNMATCHED_SHARE) * 100.0
+        DEMO_GOOGLE_UNMATCHED_SHARE * 100.0,
+        (1.0 - DEMO_META_UNMATCHED_SHARE) * 100.0,
+        (1.0 - DEMO_GOOGLE_UNMATCHED_SHARE) * 100.0
     );
     println!(
         "Finished in {:.1}s.",
