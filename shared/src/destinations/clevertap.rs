@@ -649,6 +649,7 @@ mod tests {
             event_id: "e1".into(),
             name: "Charged".into(),
             data: serde_json::from_value(json!({"amount": 5, "items": [1, 2]}))?,
+            ..EventPayload::default()
         });
         let out = dest
             .send(&export(), &binding(), &[add, remove, event])

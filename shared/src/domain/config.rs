@@ -834,6 +834,7 @@ impl Checker {
             exports,
             reporting_feeds: reporting_feeds?,
             latency_slo_ms,
+            events: BTreeMap::new(),
         })
     }
 

@@ -232,12 +232,24 @@ pub struct DeliveryOp {
     pub intake_ts: Millis,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct EventPayload {
+    /// The source event's id: Meta deduplicates on it, Google on order_id.
     pub event_id: String,
+    /// The source event's name (`order_placed`, or `email.opened` for a
+    /// reporting-webhook metric).
     pub name: String,
+    /// Properties after the taxonomy's allow-list and transforms.
     #[serde(default)]
     pub data: serde_json::Map<String, Value>,
+    /// Conversion value, currency (ISO 4217, upper case) and order id, read
+    /// from the properties the taxonomy names (`events.<name>.value` …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub currency: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order_id: Option<String>,
 }
 
 /// A batch of ops for one export and one destination: one queue message.

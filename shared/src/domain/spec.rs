@@ -24,6 +24,33 @@ pub struct ActivationSpec {
     /// here, keyed by export name, so `ExportSpec` literals stay unchanged.
     #[serde(default)]
     pub latency_slo_ms: BTreeMap<String, Millis>,
+    /// The event taxonomy (`events.<name>`): what each forwarded event must
+    /// carry and which of its properties travel.
+    #[serde(default)]
+    pub events: BTreeMap<String, EventSpec>,
+}
+
+/// One event of the taxonomy. An event named by an events export must be
+/// declared here; one missing a required property is rejected and counted,
+/// never forwarded.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct EventSpec {
+    pub name: String,
+    /// Properties every such event must carry (present, not null, not blank).
+    #[serde(default)]
+    pub required: Vec<String>,
+    /// The allow-list of properties forwarded, with transforms, as for
+    /// attributes; nothing else travels. Required properties are in it.
+    #[serde(default)]
+    pub properties: Vec<AttributeSpec>,
+    /// Conversion fields: the properties holding the value, its currency
+    /// (ISO 4217) and the order id (Google's transaction id).
+    #[serde(default)]
+    pub value: Option<String>,
+    #[serde(default)]
+    pub currency: Option<String>,
+    #[serde(default)]
+    pub order_id: Option<String>,
 }
 
 impl ActivationSpec {

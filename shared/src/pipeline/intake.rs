@@ -353,6 +353,7 @@ async fn act_on_event(
                     event_id: event_id.clone(),
                     name: event.name.clone(),
                     data: event.data.clone(),
+                    ..EventPayload::default()
                 }),
                 source_ts: ts,
                 intake_ts: now,
