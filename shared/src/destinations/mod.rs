@@ -29,6 +29,11 @@ pub enum OpOutcome {
     Unmatched { reason: String },
     /// Failed in a way worth retrying (CleverTap 555, a per-record 5xx).
     Retry { reason: String },
+    /// Refused by our own checks before sending, because the platform would
+    /// refuse it (an event older than Meta's 7 days, a conversion without a
+    /// field Google requires): never sent, so it cannot sink the request it
+    /// would have travelled in. Counted as `invalid`.
+    Invalid { reason: String },
 }
 
 /// A failure of the whole request.

@@ -376,6 +376,8 @@ pub mod counter {
     pub const ACCEPTED: &str = "accepted";
     pub const REJECTED: &str = "rejected";
     pub const UNMATCHED: &str = "unmatched";
+    /// Ops our own checks kept from being sent (see `OpOutcome::Invalid`).
+    pub const INVALID: &str = "invalid";
     pub const SUPERSEDED: &str = "superseded";
     pub const ADDS_ACCEPTED: &str = "adds_accepted";
     pub const REMOVES_ACCEPTED: &str = "removes_accepted";

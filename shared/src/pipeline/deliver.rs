@@ -61,6 +61,8 @@ pub struct DeliveryTotals {
     pub accepted: u64,
     pub rejected: u64,
     pub unmatched: u64,
+    /// Ops our own checks kept from being sent.
+    pub invalid: u64,
     pub requests: u64,
 }
 
@@ -375,6 +377,11 @@ async fn finish_job(
                 totals.unmatched += 1;
                 *deltas.entry(counter::UNMATCHED.into()).or_default() += 1;
                 info!(job_id = %job.job_id, person = %op.person_key.log_safe(), %reason, "op unmatched");
+            }
+            OpOutcome::Invalid { reason } => {
+                totals.invalid += 1;
+                *deltas.entry(counter::INVALID.into()).or_default() += 1;
+                info!(job_id = %job.job_id, person = %op.person_key.log_safe(), %reason, "op invalid: not sent");
             }
             OpOutcome::Retry { reason } => {
                 if job.attempt + 1 >= opts.max_attempts {
