@@ -412,6 +412,9 @@ fn demo_secrets(spec: &ActivationSpec, ct: &ClevertapSimConfig) -> MapSecrets {
                 secrets.with(secret_env, WEBHOOK_SECRET)
             }
             DestinationSettings::Warehouse { .. } => secrets,
+            DestinationSettings::MetaConversions {
+                access_token_env, ..
+            } => secrets.with(access_token_env, dataout_sim::meta::DEFAULT_ACCESS_TOKEN),
         };
     }
     secrets

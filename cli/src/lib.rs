@@ -2,8 +2,12 @@
 //! simulators and the example spec pointed at them) and the terminal
 //! reports, shared by the binary and the end-to-end tests.
 
+pub mod check;
 pub mod demo;
+pub mod dry_run;
+pub mod html_report;
 pub mod ops;
+pub mod preview;
 pub mod report;
 pub mod stack;
 pub mod template;

@@ -36,6 +36,36 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Print the exact requests an export would send to one destination for
+    /// a file of people (JSON Lines), one JSON line per request; sends nothing.
+    Preview {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        export: String,
+        #[arg(long)]
+        destination: String,
+        /// One Customer.io person per line: {"id", "email", "cio_id",
+        /// "phone", "attributes": {…}} (and "event" for events exports).
+        #[arg(long)]
+        people: PathBuf,
+    },
+    /// One batch run of an export on the local state, reading the source
+    /// configured as for `serve`. With --dry-run, print its plan only.
+    Export {
+        name: String,
+        #[arg(long)]
+        config: PathBuf,
+        /// Diff and print the plan (adds, removes, attribute changes, tier
+        /// moves, ops per destination, guard-rail verdict); write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long, default_value = ".state/serve")]
+        state_dir: PathBuf,
+        /// Print the plan as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run the whole pipeline locally against simulators and print the report.
     Demo {
         /// People in the simulated Customer.io workspace.
@@ -95,6 +125,30 @@ enum Command {
         #[command(flatten)]
         target: TargetArgs,
     },
+    /// The report people look at: one self-contained HTML file (charts
+    /// inline) per export × destination, from the stored reconciliations.
+    Report {
+        /// Write the page here.
+        #[arg(long)]
+        html: PathBuf,
+        /// Days of history drawn.
+        #[arg(long, default_value_t = 30)]
+        days: u32,
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+    /// The weekly check: suppression really suppresses, audiences are not
+    /// stale, growth within the guard rails. Exits non-zero on a failure.
+    Check {
+        /// Grace after an export's cadence before it counts as stale, in
+        /// percent of the cadence (at least --min-grace-minutes).
+        #[arg(long, default_value_t = 50)]
+        grace_pct: u32,
+        #[arg(long, default_value_t = 15)]
+        min_grace_minutes: u32,
+        #[command(flatten)]
+        target: TargetArgs,
+    },
 }
 
 fn main() -> ExitCode {
@@ -123,6 +177,26 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Demo { people, out } => {
             telemetry::init(LogFormat::Text, "warn");
             demo::run(people, &out).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Preview {
+            config,
+            export,
+            destination,
+            people,
+        } => {
+            telemetry::init(LogFormat::Text, "error");
+            preview(&config, &export, &destination, &people).await
+        }
+        Command::Export {
+            name,
+            config,
+            dry_run,
+            state_dir,
+            json,
+        } => {
+            telemetry::init(LogFormat::Text, "warn");
+            export(&name, &config, dry_run, &state_dir, json).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Validate { file } => Ok(validate(&file)),
@@ -163,6 +237,24 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             telemetry::init(LogFormat::Text, "warn");
             ops::reconcile(&Target::open(&target).await?, action).await?;
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Report { html, days, target } => {
+            telemetry::init(LogFormat::Text, "warn");
+            dataout_cli::html_report::write(&Target::open(&target).await?, &html, days).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Check {
+            grace_pct,
+            min_grace_minutes,
+            target,
+        } => {
+            telemetry::init(LogFormat::Text, "warn");
+            let opts = dataout_cli::check::CheckOptions {
+                grace_pct,
+                min_grace_minutes,
+                ..Default::default()
+            };
+            dataout_cli::check::command(&Target::open(&target).await?, &opts).await
         }
     }
 }
@@ -277,5 +369,80 @@ async fn serve(config: &Path, addr: SocketAddr, state_dir: &Path) -> anyhow::Res
         })
         .await?;
     rt.shutdown().await;
+    Ok(())
+}
+
+async fn preview(
+    config: &Path,
+    export: &str,
+    destination: &str,
+    people: &Path,
+) -> anyhow::Result<ExitCode> {
+    let spec = load_spec_file(config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let file =
+        std::fs::File::open(people).with_context(|| format!("opening {}", people.display()))?;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let summary = dataout_cli::preview::preview(
+        &spec,
+        export,
+        destination,
+        std::io::BufReader::new(file),
+        &mut out,
+    )
+    .await?;
+    drop(out);
+    eprint!(
+        "{}",
+        dataout_cli::preview::render_summary(destination, &summary)
+    );
+    Ok(if summary.bad_lines.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// The batch source as `serve` configures it (the App API, from the environment).
+fn app_api_source() -> anyhow::Result<AppApiClient> {
+    if env_secret("CIO_APP_API_KEY").is_none() {
+        bail!("CIO_APP_API_KEY is not set: the export reads its segment from the App API");
+    }
+    Ok(AppApiClient::new(
+        AppApiConfig::from_lookup(|name| std::env::var(name).ok())?,
+        &EnvSecrets,
+        reqwest::Client::new(),
+    )?
+    .with_budget(Arc::new(LocalBudget::new())))
+}
+
+async fn export(
+    name: &str,
+    config: &Path,
+    dry_run: bool,
+    state_dir: &Path,
+    json: bool,
+) -> anyhow::Result<()> {
+    let spec = load_spec_file(config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let source = app_api_source()?;
+    let plan = if dry_run {
+        let snapshot = dataout_cli::dry_run::open_local_state(state_dir)?;
+        dataout_cli::dry_run::plan(
+            Arc::new(spec),
+            snapshot.state.clone(),
+            &source,
+            name,
+            Arc::new(SystemClock),
+        )
+        .await?
+    } else {
+        let deps = dataout_cli::dry_run::open_local_deps(spec, state_dir, Arc::new(SystemClock))?;
+        dataout_cli::dry_run::run(&deps, &source, name).await?
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&plan)?);
+    } else {
+        print!("{}", dataout_cli::dry_run::render(&plan));
+    }
     Ok(())
 }

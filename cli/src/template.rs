@@ -155,6 +155,7 @@ fn describe_kind(kind: DestinationKind) -> &'static str {
         "warehouse" => "the warehouse (S3 files)",
         "clevertap" => "CleverTap profiles",
         "meta_audience" => "a Meta Custom Audience",
+        "meta_conversions" => "a Meta pixel (Conversions API)",
         "google_customer_match" => "Google Ads Customer Match",
         "google_data_manager" => "Google audiences (Data Manager API)",
         "webhook" => "a signed webhook",
@@ -448,7 +449,7 @@ pub fn render(spec: &ActivationSpec, label: &str) -> Result<String, TemplateErro
     for d in &dests {
         deliver(&mut doc, d)?;
     }
-    reconcile(&mut doc)?;
+    reconcile(&mut doc, &dests)?;
 
     // ------------------------------------------------------------ alarms
     doc.section("alarms");
@@ -992,16 +993,24 @@ fn deliver(doc: &mut Doc, d: &Dest<'_>) -> Result<(), TemplateError> {
     )
 }
 
-fn reconcile(doc: &mut Doc) -> Result<(), TemplateError> {
+fn reconcile(doc: &mut Doc, dests: &[Dest<'_>]) -> Result<(), TemplateError> {
     doc.comment(
         "Daily, after the night's batch runs: source, state and destination\n\
-         counts, drift, match rate and latency per export x destination.",
+         counts, drift, match rate and latency per export x destination. The\n\
+         report (JSON) and its HTML page go to the warehouse bucket, reports/.",
     );
+    // The page shows each destination's dead-letter depth.
+    let queue_arns = dests
+        .iter()
+        .flat_map(|d| [att(&d.queue(), "Arn"), att(&d.dlq(), "Arn")]);
     let (role, logs) = with_role_and_logs(
         doc,
         "Reconcile",
         "dataout reconcile: state, reports",
-        vec![],
+        vec![
+            iam::write_reports(sub("${WarehouseBucket.Arn}/reports/*")),
+            iam::read_queue_depth(l(queue_arns)),
+        ],
     )?;
     doc.add(
         "Reconcile",
@@ -1018,10 +1027,16 @@ fn reconcile(doc: &mut Doc) -> Result<(), TemplateError> {
                     "Environment",
                     m([(
                         "Variables",
-                        m([(
-                            "DATAOUT_DRIFT_ALARM",
-                            s(format!("{}", DRIFT_ALARM_PCT / 100.0)),
-                        )]),
+                        m([
+                            (
+                                "DATAOUT_DRIFT_ALARM",
+                                s(format!("{}", DRIFT_ALARM_PCT / 100.0)),
+                            ),
+                            (
+                                "DATAOUT_REPORT_LOCATION",
+                                sub("s3://${WarehouseBucket}/reports"),
+                            ),
+                        ]),
                     )]),
                 ),
                 (
@@ -1048,19 +1063,23 @@ fn reconcile(doc: &mut Doc) -> Result<(), TemplateError> {
 /// Meta destinations: one alarm per audience the spec sends to, on the
 /// deliver function's `AudiencePaused` metric (Meta flagged the audience:
 /// every upload is refused until a person resolves it in Ads Manager), and
-/// one on `ApiVersionDeprecated` (error 2635).
+/// one on `ApiVersionDeprecated` (error 2635). Conversions API
+/// destinations (pixels, no audiences) get the version alarm only.
 fn meta_alarms(
     doc: &mut Doc,
     spec: &ActivationSpec,
     dests: &[Dest<'_>],
 ) -> Result<(), TemplateError> {
-    for d in dests
-        .iter()
-        .filter(|d| d.spec.kind == DestinationKind::MetaAudience)
-    {
+    for d in dests.iter().filter(|d| {
+        matches!(
+            d.spec.kind,
+            DestinationKind::MetaAudience | DestinationKind::MetaConversions
+        )
+    }) {
         let audiences: BTreeSet<&str> = spec
             .exports
             .values()
+            .filter(|_| d.spec.kind == DestinationKind::MetaAudience)
             .filter_map(|e| e.binding(d.name))
             .flat_map(|b| {
                 std::iter::once(b.audience.as_str())

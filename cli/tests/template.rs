@@ -410,3 +410,44 @@ exports:
         other => panic!("expected a clash, got {other:?}"),
     }
 }
+
+#[test]
+fn a_meta_conversions_destination_gets_its_queue_secrets_and_version_alarm_only() {
+    let text = r#"version: 1
+destinations:
+  capi:
+    kind: meta_conversions
+    pixel_id: "555000111"
+    access_token_env: META_CAPI_TOKEN
+    test_event_code_env: META_CAPI_TEST_CODE
+exports:
+  purchases:
+    source: {events: [order_placed]}
+    mode: conversions
+    cadence: {realtime: true}
+    identity: {golden: id, fallbacks: [email]}
+    destinations:
+      capi: {audience: Purchase}
+"#;
+    let spec = parse_spec(text, "capi.yaml").unwrap_or_else(|e| panic!("{e}"));
+    let t = parse_template(&render(&spec, "capi.yaml").expect("renders"));
+    let res = &t["Resources"];
+    assert_eq!(res["CapiQueue"]["Type"], "AWS::SQS::Queue");
+    assert_eq!(res["DeliverCapi"]["Type"], "AWS::Serverless::Function");
+    let secrets = t["Parameters"]["SecretsId"]["Description"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        secrets.contains("META_CAPI_TOKEN") && secrets.contains("META_CAPI_TEST_CODE"),
+        "{secrets}"
+    );
+    // Error 2635 alarms; a pixel has no audiences to pause.
+    assert_eq!(res["CapiApiVersionAlarm"]["Type"], "AWS::CloudWatch::Alarm");
+    let audience_alarms: Vec<&String> = res
+        .as_object()
+        .expect("Resources")
+        .keys()
+        .filter(|k| k.starts_with("CapiAudience"))
+        .collect();
+    assert!(audience_alarms.is_empty(), "{audience_alarms:?}");
+}

@@ -9,6 +9,7 @@
 //! * `destinations`: one module per destination API.
 //! * `pipeline`: intake, batch export, delivery, reconcile, written against
 //!   the ports only, so the Lambda functions and the local CLI share them.
+//! * `report`: the HTML report page (charts inline), read through the ports.
 
 pub mod adapters;
 pub mod aws;
@@ -19,4 +20,5 @@ pub mod domain;
 pub mod local;
 pub mod pipeline;
 pub mod ports;
+pub mod report;
 pub mod telemetry;

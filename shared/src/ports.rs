@@ -210,6 +210,8 @@ pub trait StateStore: Send + Sync {
     // -- reports
     async fn put_report(&self, report: &ReconcileReport) -> Result<(), StateError>;
     async fn latest_report(&self) -> Result<Option<ReconcileReport>, StateError>;
+    /// The newest `limit` reports, newest first (the HTML report's history).
+    async fn list_reports(&self, limit: usize) -> Result<Vec<ReconcileReport>, StateError>;
 
     // -- quarantine
     async fn put_quarantine(&self, entry: &QuarantineEntry) -> Result<(), StateError>;

@@ -7,8 +7,9 @@
 //! * content type other than `application/json`, malformed JSON, missing or
 //!   empty `d`, more records than `max_records` (default 100) → 400;
 //! * more than `max_concurrent` (15) requests in flight → 429, no `Retry-After`;
-//! * per record: the codes of the contract table (509, 512, 514, 515, 516,
-//!   522, 523, 524, 525), answered with HTTP 200 and the failed records in
+//! * per record: the codes of the contract table (509, 512, 513, 514, 515,
+//!   516, 522, 523, 524, 525; events: `clevertap_events.rs`), answered with
+//!   HTTP 200 and the failed records in
 //!   `unprocessed`. When some records passed, `status` is `"success"` by
 //!   default (the real API's surprising answer that clients must survive);
 //!   [`ClevertapSimConfig::partial_status`] switches it to `"partial"`. When
@@ -33,7 +34,8 @@
 //! reports CleverTap's count as unknown.
 //!
 //! Accepted profiles are merged per identity (profileData keys upserted);
-//! accepted events are appended. Tests read them through [`ClevertapState`],
+//! accepted events are appended, and read per identity with
+//! [`ClevertapState::events_of`]. Tests read them through [`ClevertapState`],
 //! inject whole-request failures with [`ClevertapState::fail_next`] and
 //! per-record 555s with [`ClevertapState::fail_records_555`].
 
@@ -52,12 +54,17 @@ use serde_json::{json, Map, Value};
 
 use crate::RunningSim;
 
+#[path = "clevertap_events.rs"]
+mod events;
+pub use events::RESTRICTED_EVENT_NAMES;
+
 /// The identifier keys of a record; exactly one must be present.
 pub const IDENTITY_KEYS: [&str; 4] = ["identity", "objectId", "FBID", "GPID"];
 
 const MAX_KEY_BYTES: usize = 120;
 const MAX_VALUE_BYTES: usize = 512;
-const MAX_EVENT_PROPERTIES: usize = 100;
+/// CleverTap's default event-property limit per account.
+pub const DEFAULT_MAX_EVENT_PROPERTIES: usize = 100;
 /// Unix seconds at or above this are taken as milliseconds sent by mistake.
 const MAX_TS_SECONDS: i64 = 10_000_000_000;
 const HARD_MAX_RECORDS: usize = 1000;
@@ -85,6 +92,9 @@ pub struct ClevertapSimConfig {
     /// Hold every request this long before answering (lets tests overlap
     /// requests to hit the concurrency limit).
     pub response_delay: Option<Duration>,
+    /// The account's event-property limit: an event with more is refused
+    /// with code 522 (default 100; CleverTap raises it per account).
+    pub max_event_properties: usize,
 }
 
 impl Default for ClevertapSimConfig {
@@ -96,6 +106,7 @@ impl Default for ClevertapSimConfig {
             max_concurrent: 15,
             partial_status: PartialStatus::Success,
             response_delay: None,
+            max_event_properties: DEFAULT_MAX_EVENT_PROPERTIES,
         }
     }
 }
@@ -315,7 +326,7 @@ async fn upload(
     let mut unprocessed = Vec::new();
     let mut processed = 0u64;
     for record in records {
-        let outcome = validate(record).and_then(|valid| {
+        let outcome = validate(record, &state.config).and_then(|valid| {
             if dry_run {
                 return Ok(valid);
             }
@@ -444,7 +455,7 @@ enum ValidBody {
 
 type RecordError = (u16, String);
 
-fn validate(record: &Value) -> Result<Valid, RecordError> {
+fn validate(record: &Value, config: &ClevertapSimConfig) -> Result<Valid, RecordError> {
     let Some(obj) = record.as_object() else {
         return Err((524, "record is not an object".into()));
     };
@@ -481,25 +492,7 @@ fn validate(record: &Value) -> Result<Valid, RecordError> {
         },
     };
     let body = if kind == Some("event") {
-        let name = match obj.get("evtName").and_then(Value::as_str) {
-            Some(n) if !n.trim().is_empty() => n.to_string(),
-            _ => return Err((509, "event name missing".into())),
-        };
-        let data = match obj.get("evtData") {
-            None => Map::new(),
-            Some(Value::Object(m)) => m.clone(),
-            Some(_) => return Err((512, "evtData must be an object".into())),
-        };
-        if data.len() > MAX_EVENT_PROPERTIES {
-            return Err((522, "too many event properties".into()));
-        }
-        for (k, v) in &data {
-            check_sizes(k, v)?;
-            if v.is_object() || v.is_array() {
-                return Err((512, format!("event property {k} is nested")));
-            }
-        }
-        ValidBody::Event { name, data }
+        events::validate_event(obj, config.max_event_properties)?
     } else {
         let data = match obj.get("profileData") {
             Some(Value::Object(m)) => m.clone(),
@@ -507,6 +500,7 @@ fn validate(record: &Value) -> Result<Valid, RecordError> {
         };
         for (k, v) in &data {
             check_sizes(k, v)?;
+            check_date(k, v)?;
             check_profile_value(k, v)?;
         }
         ValidBody::Profile(data)
@@ -537,6 +531,17 @@ fn check_sizes(key: &str, value: &Value) -> Result<(), RecordError> {
         ));
     }
     Ok(())
+}
+
+/// A `$D_` value must carry integer epoch seconds.
+fn check_date(key: &str, value: &Value) -> Result<(), RecordError> {
+    match value.as_str().and_then(|s| s.strip_prefix("$D_")) {
+        Some(rest) if rest.parse::<i64>().is_err() => Err((
+            512,
+            format!("value of {key} is not a date: $D_ takes epoch seconds"),
+        )),
+        _ => Ok(()),
+    }
 }
 
 fn check_profile_value(key: &str, value: &Value) -> Result<(), RecordError> {

@@ -9,6 +9,7 @@
 //! * `GET /v1/accountTypes/GOOGLE_ADS/accounts/{id}/userLists/{list}` →
 //!   `{name, id, sizeInfo:{searchNetworkMembersCount, displayNetworkMembersCount}}`.
 //! * `POST /token`: the OAuth token endpoint ([`crate::google_oauth`]).
+//! * `POST /v1/events:ingest`: conversions, in `google_dm_events.rs`.
 //!
 //! Refused as the platform refuses them (400 INVALID_ARGUMENT unless said):
 //! a bearer token not issued by the token endpoint or expired (401
@@ -170,6 +171,8 @@ struct DmState {
     fail_next: VecDeque<String>,
     requests: Vec<DmRequest>,
     next_id: u64,
+    /// Conversion actions, conversions received, events requests.
+    events: events::EventsState,
 }
 
 /// Handle on a Data Manager simulator; cheap to clone.
@@ -220,6 +223,7 @@ impl DataManagerSim {
                 fail_next: VecDeque::new(),
                 requests: Vec::new(),
                 next_id: 0,
+                events: events::EventsState::default(),
             })),
             authority,
         }
@@ -240,6 +244,7 @@ impl DataManagerSim {
             .route("/v1/audienceMembers:remove", post(remove))
             .route("/v1/audienceMembers:removeAll", post(remove_all))
             .route("/v1/requestStatus:retrieve", post(retrieve))
+            .route("/v1/events:ingest", post(events::ingest))
             .route(
                 "/v1/accountTypes/{kind}/accounts/{account}/userLists/{list}",
                 get(user_list),
@@ -352,7 +357,9 @@ impl DataManagerSim {
 
     /// Finish every PROCESSING request now, whatever its delay.
     pub fn process_now(&self) {
-        process_due(&mut self.lock(), true);
+        let mut state = self.lock();
+        process_due(&mut state, true);
+        events::finish_all(&mut state);
     }
 }
 
@@ -610,129 +617,6 @@ fn parse_body(method: Method, body: &[u8]) -> Result<Map<String, Value>, RpcErro
     Ok(obj)
 }
 
-fn is_hex_digest(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
-}
-
-fn is_b64_digest(s: &str) -> bool {
-    use base64::Engine;
-    base64::engine::general_purpose::STANDARD
-        .decode(s)
-        .is_ok_and(|b| b.len() == 32)
-}
-
-fn parse_destinations(
-    state: &DmState,
-    obj: &Map<String, Value>,
-) -> Result<(Vec<Value>, Vec<ListKey>), RpcError> {
-    let dests = obj
-        .get("destinations")
-        .and_then(Value::as_array)
-        .filter(|d| !d.is_empty())
-        .ok_or_else(|| RpcError::invalid("REQUIRED_FIELD_MISSING", "destinations is required."))?;
-    if dests.len() > state.config.max_destinations_per_request {
-        return Err(RpcError::invalid(
-            "TOO_MANY_DESTINATIONS",
-            format!(
-                "At most {} destinations per request.",
-                state.config.max_destinations_per_request
-            ),
-        ));
-    }
-    let mut lists = Vec::new();
-    for d in dests {
-        let op = d.get("operatingAccount");
-        let kind = op
-            .and_then(|o| o.get("accountType"))
-            .and_then(Value::as_str);
-        let account = op
-            .and_then(|o| o.get("accountId"))
-            .and_then(Value::as_str)
-            .unwrap_or("");
-        if kind != Some("GOOGLE_ADS")
-            || account.is_empty()
-            || !account.bytes().all(|b| b.is_ascii_digit())
-        {
-            return Err(RpcError::invalid(
-                "INVALID_OPERATING_ACCOUNT",
-                "destinations[].operatingAccount needs accountType GOOGLE_ADS and a numeric accountId.",
-            ));
-        }
-        for other in ["loginAccount", "linkedAccount"] {
-            if let Some(acc) = d.get(other) {
-                let ok = acc.get("accountType").and_then(Value::as_str).is_some()
-                    && acc
-                        .get("accountId")
-                        .and_then(Value::as_str)
-                        .is_some_and(|a| !a.is_empty() && a.bytes().all(|b| b.is_ascii_digit()));
-                if !ok {
-                    return Err(RpcError::invalid(
-                        "INVALID_ACCOUNT",
-                        format!(
-                            "destinations[].{other} needs an accountType and a numeric accountId."
-                        ),
-                    ));
-                }
-            }
-        }
-        if !state.config.operating_accounts.iter().any(|a| a == account) {
-            return Err(RpcError {
-                status: StatusCode::FORBIDDEN,
-                rpc_status: "PERMISSION_DENIED",
-                reason: "PERMISSION_DENIED",
-                message: format!(
-                    "The caller does not have permission to operate account {account}."
-                ),
-            });
-        }
-        let list = d
-            .get("productDestinationId")
-            .and_then(Value::as_str)
-            .unwrap_or("");
-        if !state
-            .lists
-            .contains_key(&(account.to_string(), list.to_string()))
-        {
-            return Err(RpcError::invalid(
-                "INVALID_PRODUCT_DESTINATION_ID",
-                format!("productDestinationId {list:?} is not a Customer Match user list of account {account}."),
-            ));
-        }
-        lists.push((account.to_string(), list.to_string()));
-    }
-    Ok((dests.clone(), lists))
-}
-
-const CONSENT_VALUES: &[&str] = &[
-    "CONSENT_GRANTED",
-    "CONSENT_DENIED",
-    "CONSENT_STATUS_UNSPECIFIED",
-];
-
-fn check_consent(v: Option<&Value>, at: &str) -> Result<(), RpcError> {
-    let Some(v) = v else { return Ok(()) };
-    for field in ["adUserData", "adPersonalization"] {
-        if let Some(x) = v.get(field) {
-            if !x.as_str().is_some_and(|s| CONSENT_VALUES.contains(&s)) {
-                return Err(RpcError::invalid(
-                    "INVALID_CONSENT",
-                    format!("{at}.{field} must be one of {}.", CONSENT_VALUES.join(", ")),
-                ));
-            }
-        }
-    }
-    Ok(())
-}
-
-fn denies_user_data(member: Option<&Value>, request: Option<&Value>) -> bool {
-    fn get(c: Option<&Value>) -> Option<&str> {
-        c.and_then(|c| c.get("adUserData"))
-            .and_then(Value::as_str)
-            .filter(|s| *s != "CONSENT_STATUS_UNSPECIFIED")
-    }
-    get(member).or(get(request)) == Some("CONSENT_DENIED")
-}
-
 /// Members of an ingest / remove request: `(member, consented)` each.
 fn parse_members(
     state: &DmState,
@@ -757,23 +641,7 @@ fn parse_members(
             ),
         ));
     }
-    let encoding = obj.get("encoding").and_then(Value::as_str);
-    let digest_ok: fn(&str) -> bool = match encoding {
-        Some("HEX") => is_hex_digest,
-        Some("BASE64") => is_b64_digest,
-        None => {
-            return Err(RpcError::invalid(
-                "REQUIRED_FIELD_MISSING",
-                "encoding is required when sending user data (HEX or BASE64).",
-            ))
-        }
-        Some(other) => {
-            return Err(RpcError::invalid(
-                "INVALID_ENCODING",
-                format!("Unknown encoding {other:?}."),
-            ))
-        }
-    };
+    let digest_ok = digest_check(obj)?;
     let request_consent = obj.get("consent");
     let max_ids = state.config.max_identifiers_per_member;
     let mut out = Vec::with_capacity(members.len());
@@ -791,87 +659,7 @@ fn parse_members(
                 )
             })?;
         record.identifiers += ids.len();
-        if ids.is_empty() || ids.len() > max_ids {
-            return Err(RpcError::invalid(
-                "TOO_MANY_USER_IDENTIFIERS",
-                format!(
-                    "{at} has {} identifiers; 1 to {max_ids} per member.",
-                    ids.len()
-                ),
-            ));
-        }
-        let mut member = DmMember::new();
-        for (j, id) in ids.iter().enumerate() {
-            let at = format!("{at}.userData.userIdentifiers[{j}]");
-            let obj = id.as_object().ok_or_else(|| {
-                RpcError::invalid("INVALID_ARGUMENT", format!("{at} must be an object."))
-            })?;
-            let [(kind, value)] = obj.iter().collect::<Vec<_>>()[..] else {
-                return Err(RpcError::invalid(
-                    "INVALID_ARGUMENT",
-                    format!("{at} must set exactly one of emailAddress, phoneNumber, address."),
-                ));
-            };
-            match kind.as_str() {
-                "emailAddress" | "phoneNumber" => {
-                    let s = value.as_str().unwrap_or("");
-                    if !digest_ok(s) {
-                        return Err(RpcError::invalid(
-                            "INVALID_HASH_FORMAT",
-                            format!(
-                                "{at}.{kind} is not a SHA-256 digest in {} encoding.",
-                                encoding.unwrap_or("")
-                            ),
-                        ));
-                    }
-                    member.insert((kind.clone(), s.to_ascii_lowercase()));
-                }
-                "address" => {
-                    let get = |f: &str| value.get(f).and_then(Value::as_str).unwrap_or("");
-                    let (given, family) = (get("givenName"), get("familyName"));
-                    let (region, postal) = (get("regionCode"), get("postalCode"));
-                    if !digest_ok(given) || !digest_ok(family) {
-                        return Err(RpcError::invalid(
-                            "INVALID_HASH_FORMAT",
-                            format!(
-                                "{at}.address givenName and familyName must be SHA-256 digests."
-                            ),
-                        ));
-                    }
-                    if region.len() != 2 || !region.bytes().all(|b| b.is_ascii_uppercase()) {
-                        return Err(RpcError::invalid(
-                            "INVALID_REGION_CODE",
-                            format!(
-                                "{at}.address.regionCode must be 2 uppercase letters (not hashed)."
-                            ),
-                        ));
-                    }
-                    if postal.trim().is_empty() || is_hex_digest(postal) || postal != postal.trim()
-                    {
-                        return Err(RpcError::invalid(
-                            "INVALID_POSTAL_CODE",
-                            format!(
-                                "{at}.address.postalCode must be given, trimmed and not hashed."
-                            ),
-                        ));
-                    }
-                    member.insert((
-                        "address".into(),
-                        format!(
-                            "{}|{}|{region}|{postal}",
-                            given.to_ascii_lowercase(),
-                            family.to_ascii_lowercase()
-                        ),
-                    ));
-                }
-                other => {
-                    return Err(RpcError::invalid(
-                        "INVALID_ARGUMENT",
-                        format!("Invalid JSON payload received. Unknown name \"{other}\" at {at}."),
-                    ))
-                }
-            }
-        }
+        let member = parse_user_identifiers(ids, &at, max_ids, digest_ok)?;
         let consented = !denies_user_data(m.get("consent"), request_consent);
         out.push((member, consented));
     }
@@ -981,6 +769,9 @@ fn serve(
         }
         Method::Retrieve => {
             let id = obj.get("requestId").and_then(Value::as_str).unwrap_or("");
+            if let Some(answer) = events::status(&state, id) {
+                return Ok(answer);
+            }
             let job = state.jobs.get(id).ok_or(RpcError {
                 status: StatusCode::NOT_FOUND,
                 rpc_status: "NOT_FOUND",
@@ -1015,51 +806,6 @@ fn serve(
             Ok(json!({ "requestStatusPerDestination": per_destination }))
         }
     }
-}
-
-/// Milliseconds since the epoch of an RFC 3339 UTC timestamp
-/// (`YYYY-MM-DDTHH:MM:SS[.fff]Z`; offsets `±HH:MM` too).
-fn time_from_rfc3339(t: &str) -> Option<i64> {
-    let (date, rest) = t.split_once('T')?;
-    let mut d = date.split('-');
-    let (y, m, day): (i64, i64, i64) = (
-        d.next()?.parse().ok()?,
-        d.next()?.parse().ok()?,
-        d.next()?.parse().ok()?,
-    );
-    let (clock, offset_min) = if let Some(c) = rest.strip_suffix('Z') {
-        (c, 0)
-    } else {
-        let at = rest.rfind(['+', '-'])?;
-        let (c, off) = rest.split_at(at);
-        let sign = if off.starts_with('-') { -1 } else { 1 };
-        let (oh, om) = off.get(1..)?.split_once(':')?;
-        (
-            c,
-            sign * (oh.parse::<i64>().ok()? * 60 + om.parse::<i64>().ok()?),
-        )
-    };
-    let (hms, frac) = clock.split_once('.').unwrap_or((clock, ""));
-    let mut p = hms.split(':');
-    let (h, mi, s): (i64, i64, i64) = (
-        p.next()?.parse().ok()?,
-        p.next()?.parse().ok()?,
-        p.next()?.parse().ok()?,
-    );
-    let ms: i64 = if frac.is_empty() {
-        0
-    } else {
-        format!("{frac:0<3}").get(..3)?.parse().ok()?
-    };
-    // Days from civil (Howard Hinnant's algorithm).
-    let y2 = if m <= 2 { y - 1 } else { y };
-    let era = y2.div_euclid(400);
-    let yoe = y2 - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some(((days * 86_400 + h * 3600 + mi * 60 + s - offset_min * 60) * 1000) + ms)
 }
 
 async fn handle(sim: DataManagerSim, method: Method, headers: HeaderMap, body: Bytes) -> Response {
@@ -1154,6 +900,16 @@ async fn user_list(
     sim.lock().requests.push(record);
     response
 }
+
+/// Checks of user data shared by audience members and events.
+#[path = "google_dm_ids.rs"]
+mod ids;
+use ids::*;
+
+/// `events:ingest` (conversions).
+#[path = "google_dm_events.rs"]
+mod events;
+pub use events::SimConversion;
 
 #[cfg(test)]
 #[path = "google_dm_tests.rs"]

@@ -15,13 +15,20 @@
 //! request cannot be replayed later.
 //!
 //! ## Body
-//! `{"export": "...", "destination": "...", "ops": [ ... ]}` as JSON.
+//! `{"export": "...", "destination": "...", "ops": [ ... ]}` as JSON. An op
+//! with `"type": "event"` is an event payload and must carry a non-empty
+//! string `event_id` and `event_name` and an RFC 3339 UTC `event_time`
+//! (`YYYY-MM-DDTHH:MM:SS[.fff]Z`).
 //!
 //! ## Answers
 //! bad or missing signature or stale timestamp → 401; body over `max_body`
-//! (default 1 MiB) → 413; content type not JSON → 415; malformed JSON or not
-//! the shape above → 400; otherwise 200 `{"status":"ok","received":<ops>}`
-//! and the delivery is recorded. [`WebhookState::fail_next`] injects failures.
+//! (default 1 MiB) → 413; content type not JSON → 415; malformed JSON, not
+//! the shape above, or one malformed event payload → 400 (the whole
+//! delivery, as a strict receiver would); otherwise 200
+//! `{"status":"ok","received":<ops>}` and the delivery is recorded.
+//! [`WebhookState::fail_next`] injects failures. [`WebhookState::events`]
+//! lists the event payloads received, redeliveries included, so a test can
+//! count each `event_id` exactly once.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -133,6 +140,63 @@ impl WebhookState {
     pub fn counters(&self) -> WebhookCounters {
         self.lock().counters
     }
+
+    /// Every event payload (`"type": "event"` op) of every accepted
+    /// delivery, in arrival order.
+    pub fn events(&self) -> Vec<Value> {
+        self.ops()
+            .into_iter()
+            .filter(|op| op["type"] == EVENT_TYPE)
+            .collect()
+    }
+}
+
+/// The `type` of an event payload op.
+pub const EVENT_TYPE: &str = "event";
+
+/// `YYYY-MM-DDTHH:MM:SS`, optional fraction, then `Z`: RFC 3339 in UTC.
+fn is_rfc3339_utc(s: &str) -> bool {
+    let b = s.as_bytes();
+    let digits =
+        |r: std::ops::Range<usize>| b.get(r).is_some_and(|d| d.iter().all(u8::is_ascii_digit));
+    let at = |i: usize, c: u8| b.get(i) == Some(&c);
+    let head = digits(0..4)
+        && at(4, b'-')
+        && digits(5..7)
+        && at(7, b'-')
+        && digits(8..10)
+        && at(10, b'T')
+        && digits(11..13)
+        && at(13, b':')
+        && digits(14..16)
+        && at(16, b':')
+        && digits(17..19);
+    let tail = match b.get(19..) {
+        Some([b'Z']) => true,
+        Some([b'.', rest @ ..]) => {
+            rest.len() >= 2
+                && rest.last() == Some(&b'Z')
+                && rest[..rest.len() - 1].iter().all(u8::is_ascii_digit)
+        }
+        _ => false,
+    };
+    head && tail
+}
+
+/// Why an event payload op is malformed, if it is.
+fn event_problem(op: &Value) -> Option<String> {
+    if op["type"] != EVENT_TYPE {
+        return None;
+    }
+    for key in ["event_id", "event_name"] {
+        if op[key].as_str().is_none_or(|s| s.trim().is_empty()) {
+            return Some(format!("event payload without a string `{key}`"));
+        }
+    }
+    if !op["event_time"].as_str().is_some_and(is_rfc3339_utc) {
+        return Some("event payload `event_time` is not RFC 3339 UTC".to_string());
+    }
+    None
 }
 
 /// Lowercase hex HMAC-SHA256 of `"<timestamp>.<body>"`: the `v1` signature.
@@ -274,6 +338,12 @@ async fn receive(
             "expected {\"export\":..,\"destination\":..,\"ops\":[..]}",
         );
     }
+    let problem = parsed["ops"]
+        .as_array()
+        .and_then(|ops| ops.iter().find_map(event_problem));
+    if let Some(problem) = problem {
+        return answer(StatusCode::BAD_REQUEST, &problem);
+    }
     let delivery = ReceivedDelivery {
         path: uri.path().to_string(),
         timestamp: ts,
@@ -373,6 +443,50 @@ mod tests {
             200
         );
         Ok(())
+    }
+
+    #[tokio::test]
+    async fn event_payloads_are_recorded_and_a_malformed_one_refuses_the_delivery(
+    ) -> anyhow::Result<()> {
+        let (sim, state) = start(WebhookSimConfig::default()).await?;
+        let secret = "test-webhook-secret";
+        let good = json!({"export": "e", "destination": "d", "ops": [
+            {"type": "event", "event_id": "ev1", "event_name": "email.opened",
+             "event_time": "2026-12-01T09:30:00.000Z"},
+            {"op": "add"},
+        ]});
+        let body = serde_json::to_vec(&good)?;
+        assert_eq!(
+            post_signed(&sim.base_url, secret, unix_now(), &body).await?,
+            200
+        );
+        for bad_op in [
+            json!({"type": "event", "event_name": "email.opened", "event_time": "2026-12-01T09:30:00Z"}),
+            json!({"type": "event", "event_id": "ev2", "event_name": "", "event_time": "2026-12-01T09:30:00Z"}),
+            json!({"type": "event", "event_id": "ev2", "event_name": "x", "event_time": "2026-12-01 09:30:00"}),
+            json!({"type": "event", "event_id": "ev2", "event_name": "x", "event_time": 1764581400}),
+        ] {
+            let body =
+                serde_json::to_vec(&json!({"export": "e", "destination": "d", "ops": [bad_op]}))?;
+            assert_eq!(
+                post_signed(&sim.base_url, secret, unix_now(), &body).await?,
+                400
+            );
+        }
+        let events = state.events();
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0]["event_id"], "ev1");
+        assert_eq!(state.ops().len(), 2);
+        Ok(())
+    }
+
+    #[test]
+    fn rfc3339_utc_times_are_recognised() {
+        assert!(is_rfc3339_utc("2026-12-01T09:30:00Z"));
+        assert!(is_rfc3339_utc("2026-12-01T09:30:00.123Z"));
+        assert!(!is_rfc3339_utc("2026-12-01T09:30:00+01:00"));
+        assert!(!is_rfc3339_utc("2026-12-01T09:30:00.Z"));
+        assert!(!is_rfc3339_utc("2026-12-01"));
     }
 
     #[test]

@@ -105,6 +105,16 @@ pub fn write_objects(resource: Y) -> Y {
     statement("WriteWarehouseFiles", &["s3:PutObject"], resource)
 }
 
+/// Write the reconciliation report and its HTML page (an ARN or `Fn::Sub`).
+pub fn write_reports(resource: Y) -> Y {
+    statement("WriteReports", &["s3:PutObject"], resource)
+}
+
+/// Read queue depths (the report's dead-letter column).
+pub fn read_queue_depth(resource: Y) -> Y {
+    statement("ReadQueueDepth", &["sqs:GetQueueAttributes"], resource)
+}
+
 /// The role resource.
 pub fn role(description: &str, statements: Vec<Y>) -> Y {
     m([

@@ -27,6 +27,9 @@ pub struct ReconcileSettings {
     pub metrics_namespace: String,
     /// Timeout of each HTTP request to Customer.io and the destinations.
     pub http_timeout: Duration,
+    /// `s3://bucket/prefix` where each report is written as JSON and as the
+    /// HTML page (`DATAOUT_REPORT_LOCATION`); none: stored in state only.
+    pub report_location: Option<(String, String)>,
 }
 
 impl ReconcileSettings {
@@ -53,7 +56,19 @@ impl ReconcileSettings {
                 }
             },
         };
+        let report_location = match value("DATAOUT_REPORT_LOCATION") {
+            None => None,
+            Some(v) => {
+                Some(
+                    dataout::aws::parse_s3_uri(&v).ok_or_else(|| ConfigError::Malformed {
+                        name: "DATAOUT_REPORT_LOCATION",
+                        reason: format!("`{v}` is not s3://bucket/prefix"),
+                    })?,
+                )
+            }
+        };
         Ok(ReconcileSettings {
+            report_location,
             app_api,
             drift_alarm,
             metrics_namespace: value("DATAOUT_METRICS_NAMESPACE")
@@ -94,6 +109,20 @@ mod tests {
         .unwrap();
         assert_eq!(s.app_api.region, Region::Eu);
         assert_eq!(s.app_api.base_url.as_deref(), Some("http://127.0.0.1:9"));
+    }
+
+    #[test]
+    fn report_location_is_an_s3_bucket_and_prefix() {
+        assert_eq!(from(&[]).unwrap().report_location, None);
+        let s = from(&[("DATAOUT_REPORT_LOCATION", "s3://wh-bucket/reports")]).unwrap();
+        assert_eq!(
+            s.report_location,
+            Some(("wh-bucket".to_string(), "reports".to_string()))
+        );
+        let e = from(&[("DATAOUT_REPORT_LOCATION", "/tmp/reports")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("DATAOUT_REPORT_LOCATION"), "{e}");
     }
 
     #[test]

@@ -9,7 +9,9 @@ use dataout::destinations::Destination;
 use dataout::domain::model::{ReconcileReport, ReconcileRow};
 use dataout::pipeline::reconcile::{reconcile, ReconcileOptions};
 use dataout::pipeline::{Deps, PipelineError};
-use dataout::ports::SegmentSource;
+use dataout::ports::{ObjectStore, SegmentSource};
+use dataout::report::html::render;
+use dataout::report::{gather, publish, PageOptions, ReportError};
 use dataout::telemetry::emf_line;
 use serde::Serialize;
 use thiserror::Error;
@@ -19,14 +21,38 @@ use tracing::{info, warn};
 pub enum ReconcileError {
     #[error("reconciliation failed: {0}")]
     Pipeline(#[from] PipelineError),
+    #[error("the report page was not written: {0}")]
+    Page(#[from] ReportError),
 }
 
 impl ReconcileError {
     pub fn is_retryable(&self) -> bool {
         match self {
             ReconcileError::Pipeline(e) => e.is_retryable(),
+            ReconcileError::Page(e) => e.is_retryable(),
         }
     }
+}
+
+/// Write the report as JSON and the HTML page (the one `dataout report
+/// --html` draws, with history, held runs, dead letters and suppression
+/// overlap) next to each other in `store`; returns where they went.
+pub async fn publish_page(
+    deps: &Deps,
+    report: &ReconcileReport,
+    store: &dyn ObjectStore,
+) -> Result<Vec<String>, ReconcileError> {
+    let page = gather(
+        deps.state.as_ref(),
+        Some(deps.queue.as_ref()),
+        Some(deps.spec.as_ref()),
+        deps.clock.now_ms(),
+        &PageOptions::default(),
+    )
+    .await?;
+    let written = publish(store, report, &render(&page)).await?;
+    info!(report_id = %report.report_id, locations = ?written, "report page written");
+    Ok(written)
 }
 
 /// What the invocation returns (a summary; the full report is stored).

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use anyhow::{anyhow, Context};
+use dataout::adapters::s3::S3ObjectStore;
 use dataout::customerio::app_api::AppApiClient;
 use dataout::destinations::Destination;
 use dataout::pipeline::reconcile::ReconcileOptions;
@@ -12,7 +13,7 @@ use dataout::pipeline::Deps;
 use dataout::telemetry::{self, LogFormat};
 use lambda_runtime::{service_fn, LambdaEvent};
 use reconcile::config::ReconcileSettings;
-use reconcile::handler::{handle, trigger_time, ReconcileError, ReconcileSummary};
+use reconcile::handler::{handle, publish_page, trigger_time, ReconcileError, ReconcileSummary};
 use tracing::info;
 
 struct Function {
@@ -21,6 +22,8 @@ struct Function {
     destinations: BTreeMap<String, Arc<dyn Destination>>,
     opts: ReconcileOptions,
     namespace: String,
+    /// Where the JSON report and its HTML page go (`DATAOUT_REPORT_LOCATION`).
+    reports: Option<S3ObjectStore>,
 }
 
 async fn invoke(
@@ -42,6 +45,9 @@ async fn invoke(
     // EMF goes to stdout, where CloudWatch turns it into metrics.
     for line in &outcome.metric_lines {
         println!("{line}");
+    }
+    if let Some(store) = &f.reports {
+        publish_page(&f.deps, &outcome.report, store).await?;
     }
     Ok(outcome.summary)
 }
@@ -67,6 +73,9 @@ async fn main() -> anyhow::Result<()> {
             ..ReconcileOptions::default()
         },
         namespace: settings.metrics_namespace,
+        reports: settings.report_location.map(|(bucket, prefix)| {
+            S3ObjectStore::new(aws_sdk_s3::Client::new(&wiring.sdk), bucket, prefix)
+        }),
     };
     let function = &function;
     lambda_runtime::run(service_fn(move |event| invoke(function, event)))

@@ -11,13 +11,15 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use dataout::adapters::local_fs::LocalDirStore;
+use dataout::adapters::s3::S3ObjectStore;
 use dataout::customerio::app_api::{AppApiClient, AppApiConfig};
 use dataout::destinations::warehouse::WarehouseDestination;
 use dataout::destinations::Destination;
 use dataout::pipeline::reconcile::ReconcileOptions;
+use dataout::ports::ObjectStore;
 use dataout::ports::{Clock, MapSecrets, StateStore, SystemClock};
 use dataout_sim::customerio::{demo_workspace, CioSimConfig};
-use reconcile::handler::{handle, trigger_time};
+use reconcile::handler::{handle, publish_page, trigger_time};
 
 const SCHEDULED_EVENT: &str = include_str!("../../../events/lambda/schedule-reconcile.json");
 
@@ -126,6 +128,32 @@ async fn scheduled_run_stores_a_report_and_prints_drift_metrics() -> Result<()> 
     assert_eq!(
         summary["_aws"]["CloudWatchMetrics"][0]["Namespace"],
         "DataOut/test"
+    );
+
+    // The JSON report and its HTML page, next to each other in S3.
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&sdk)
+            .force_path_style(true)
+            .build(),
+    );
+    let bucket = harness::unique("reports").to_lowercase().replace('_', "-");
+    s3.create_bucket().bucket(&bucket).send().await?;
+    let store = S3ObjectStore::new(s3, bucket.clone(), "reports");
+    let written = publish_page(&deps, &outcome.report, &store).await?;
+    assert_eq!(written.len(), 4, "{written:?}");
+    let json = store.get("latest.json").await?.context("latest.json")?;
+    let back: dataout::domain::model::ReconcileReport = serde_json::from_slice(&json)?;
+    assert_eq!(back, outcome.report);
+    let id_html = format!("{}.html", outcome.report.report_id);
+    let html = String::from_utf8(store.get(&id_html).await?.context("the page")?)?;
+    assert!(
+        html.contains("cart_abandoners → clevertap</h3>"),
+        "pair section"
+    );
+    assert!(html.contains("<svg"), "chart inlined");
+    assert!(
+        !html.contains("unavailable"),
+        "queue depths read from SQS: {html}"
     );
     Ok(())
 }

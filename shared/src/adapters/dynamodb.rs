@@ -1098,6 +1098,15 @@ impl StateStore for DynamoStateStore {
         }
     }
 
+    async fn list_reports(&self, limit: usize) -> Result<Vec<ReconcileReport>, StateError> {
+        let what = "list reports";
+        self.newest(what, REPORTS_PK, limit)
+            .await?
+            .iter()
+            .map(|item| from_blob(item, "record", what))
+            .collect()
+    }
+
     async fn put_quarantine(&self, entry: &QuarantineEntry) -> Result<(), StateError> {
         let at = Indexed {
             what: "put quarantine",

@@ -4,5 +4,6 @@ pub mod dynamodb;
 pub mod dynamodb_budget;
 pub mod embedded;
 pub mod local_fs;
+pub mod overlay;
 pub mod s3;
 pub mod sqs;

@@ -870,6 +870,20 @@ pub async fn reports_latest_is_the_newest(store: Store) {
             ),
         );
     }
+    let listed: Vec<String> = store
+        .list_reports(2)
+        .await
+        .or_fail(SUITE, CASE, "list_reports")
+        .into_iter()
+        .map(|r| r.report_id)
+        .collect();
+    if listed != ["rep-3", "rep-2"] {
+        fail(
+            SUITE,
+            CASE,
+            format!("list_reports(2) gave {listed:?}, expected rep-3, rep-2 (newest first)"),
+        );
+    }
 }
 
 // ---------------------------------------------------------------- quarantine

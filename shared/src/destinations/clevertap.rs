@@ -2,10 +2,20 @@
 //!
 //! Membership is a boolean profile property per export audience (option a of
 //! the contract): Add sends `{<audience>: true, ...attributes}`, Remove sends
-//! `{<audience>: false}` alone, Update sends the attributes, Event sends an
-//! event record with nested values stringified (CleverTap refuses nested
-//! event data). Add and Update also carry the person's normalised `Email` and
-//! `Phone` when known, unless the export's attributes already name those keys.
+//! `{<audience>: false}` alone, Update sends the attributes. Add and Update
+//! also carry the person's normalised `Email` and `Phone` when known, unless
+//! the export's attributes already name those keys.
+//!
+//! Attribute-only sync (`mode: attributes`): an Update is a profile upload of
+//! exactly the export's allow-listed attributes: no membership property, no
+//! implicit `Email` / `Phone`. (Those exports never produce Add or Remove;
+//! one arriving anyway is `Invalid`, so a membership flag can never leak.)
+//!
+//! Event ops become event records (`clevertap_events.rs`: `evtName`,
+//! flattened `evtData`, `$D_` dates, the account's property limit).
+//!
+//! Profile attributes the export's allow-list transforms with `date` travel
+//! as CleverTap dates (`$D_<epoch seconds>`).
 //!
 //! The record's `identity` is the person's golden id per the export's
 //! identity spec (golden, then fallbacks); a person with none is `Unmatched`
@@ -26,9 +36,12 @@ use super::{status_is_retryable, Destination, DestinationError, OpOutcome};
 use crate::domain::identity::{normalize_email, normalize_phone_e164};
 use crate::domain::model::{DeliveryOp, Identifiers, OpKind};
 use crate::domain::spec::{
-    DestinationKind, DestinationSettings, DestinationSpec, ExportDestination, ExportSpec, IdKind,
-    IdentitySpec,
+    DestinationKind, DestinationSettings, DestinationSpec, ExportDestination, ExportMode,
+    ExportSpec, IdKind, IdentitySpec, Transform,
 };
+
+#[path = "clevertap_events.rs"]
+pub mod events;
 use crate::ports::{Secret, Secrets};
 
 /// Records per request: current docs allow 1000 (the official library uses 100).
@@ -97,6 +110,8 @@ pub struct ClevertapDestination {
     account_id: Secret,
     passcode: Secret,
     batch_size: usize,
+    /// The account's event-property limit.
+    max_event_properties: usize,
     http: reqwest::Client,
 }
 
@@ -106,6 +121,7 @@ impl std::fmt::Debug for ClevertapDestination {
             .field("name", &self.name)
             .field("base_url", &self.base_url)
             .field("batch_size", &self.batch_size)
+            .field("max_event_properties", &self.max_event_properties)
             .finish_non_exhaustive()
     }
 }
@@ -153,6 +169,7 @@ impl ClevertapDestination {
             region,
             account_id_env,
             passcode_env,
+            max_event_properties,
         } = &spec.settings
         else {
             return Err(permanent("settings are not of kind clevertap".to_string()));
@@ -166,6 +183,7 @@ impl ClevertapDestination {
         };
         Ok(Self {
             batch_size: spec.batch_size.clamp(1, MAX_RECORDS_PER_REQUEST),
+            max_event_properties: (*max_event_properties).max(1),
             name,
             base_url,
             account_id,
@@ -206,30 +224,32 @@ impl ClevertapDestination {
         }
         match op.op {
             OpKind::Event => {
-                let Some(event) = &op.event else {
-                    return Err(OpOutcome::Rejected {
-                        reason: "event op carries no event".to_string(),
-                    });
-                };
-                let data: Map<String, Value> = event
-                    .data
-                    .iter()
-                    .filter(|(_, v)| !v.is_null())
-                    .map(|(k, v)| (k.clone(), flat_event_value(v)))
-                    .collect();
+                let (name, data) = events::event_fields(op, self.max_event_properties)?;
                 record.insert("type".into(), json!("event"));
-                record.insert("evtName".into(), json!(event.name));
+                record.insert("evtName".into(), json!(name));
                 record.insert("evtData".into(), Value::Object(data));
+            }
+            OpKind::Add | OpKind::Update if export.mode == ExportMode::Attributes => {
+                let data = attribute_properties(export, op);
+                if data.is_empty() {
+                    return Err(OpOutcome::Invalid {
+                        reason: "no allow-listed attribute to upload".to_string(),
+                    });
+                }
+                record.insert("type".into(), json!("profile"));
+                record.insert("profileData".into(), Value::Object(data));
+            }
+            OpKind::Remove if export.mode == ExportMode::Attributes => {
+                return Err(OpOutcome::Invalid {
+                    reason: "an attributes export never removes: it sets no membership property"
+                        .to_string(),
+                });
             }
             OpKind::Add | OpKind::Remove | OpKind::Update => {
                 let mut data = Map::new();
                 if op.op != OpKind::Remove {
                     self.known_contact(export, &op.ids, &mut data);
-                    for (k, v) in &op.attributes {
-                        if !v.is_null() {
-                            data.insert(k.clone(), profile_value(v));
-                        }
-                    }
+                    data.extend(attribute_properties(export, op));
                 }
                 // Last, so no attribute can clobber the membership flag.
                 match op.op {
@@ -457,12 +477,23 @@ fn id_kinds(spec: &IdentitySpec) -> String {
         .join("/")
 }
 
-/// Event properties must be flat: nested values travel as JSON strings.
-fn flat_event_value(v: &Value) -> Value {
-    match v {
-        Value::Object(_) | Value::Array(_) => Value::String(v.to_string()),
-        other => other.clone(),
-    }
+/// The op's attributes as profile properties: nulls dropped, values the
+/// allow-list transforms with `date` as CleverTap dates.
+fn attribute_properties(export: &ExportSpec, op: &DeliveryOp) -> Map<String, Value> {
+    op.attributes
+        .iter()
+        .filter(|(_, v)| !v.is_null())
+        .map(|(k, v)| {
+            let is_date = export
+                .attribute(k)
+                .is_some_and(|a| matches!(a.transform, Transform::Date));
+            let value = match v.as_str().filter(|_| is_date).and_then(events::date_value) {
+                Some(date) => Value::String(date),
+                None => profile_value(v),
+            };
+            (k.clone(), value)
+        })
+        .collect()
 }
 
 /// Profile properties may be scalars or arrays of scalars (multi-value).
@@ -525,424 +556,33 @@ impl Destination for ClevertapDestination {
             .collect())
     }
 
-    fn describe_output(&self, _export: &ExportSpec, binding: &ExportDestination) -> String {
-        format!(
-            "CleverTap profile property `{}` at {}",
-            binding.audience, self.base_url
-        )
+    fn describe_output(&self, export: &ExportSpec, binding: &ExportDestination) -> String {
+        match export.mode {
+            ExportMode::Attributes => {
+                let names: Vec<&str> = export.attributes.iter().map(|a| a.name.as_str()).collect();
+                format!(
+                    "CleverTap profile properties ({}) at {}",
+                    names.join(", "),
+                    self.base_url
+                )
+            }
+            ExportMode::Events | ExportMode::Conversions if binding.audience.is_empty() => {
+                format!("CleverTap events (source names) at {}", self.base_url)
+            }
+            ExportMode::Events | ExportMode::Conversions => {
+                format!(
+                    "CleverTap event `{}` at {}",
+                    binding.audience, self.base_url
+                )
+            }
+            ExportMode::Membership => format!(
+                "CleverTap profile property `{}` at {}",
+                binding.audience, self.base_url
+            ),
+        }
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::domain::model::{Attributes, EventPayload, PersonKey};
-    use crate::domain::spec::{Cadence, ExportMode, ExportSource, GuardRails};
-    use crate::ports::MapSecrets;
-    use dataout_sim::clevertap::{self as sim, ClevertapSimConfig};
-
-    fn dest_spec(base_url: &str, batch_size: usize) -> DestinationSpec {
-        DestinationSpec {
-            name: "ct".into(),
-            kind: DestinationKind::Clevertap,
-            base_url: Some(base_url.to_string()),
-            batch_size,
-            max_concurrency: 4,
-            max_requests_per_second: None,
-            max_attempts: 3,
-            settings: DestinationSettings::Clevertap {
-                region: "us1".into(),
-                account_id_env: "CT_ACCOUNT".into(),
-                passcode_env: "CT_PASSCODE".into(),
-            },
-        }
-    }
-
-    fn secrets(passcode: &str) -> MapSecrets {
-        MapSecrets::default()
-            .with("CT_ACCOUNT", "TEST-ACC-1")
-            .with("CT_PASSCODE", passcode)
-    }
-
-    fn export() -> ExportSpec {
-        ExportSpec {
-            name: "cart_abandoners".into(),
-            source: ExportSource::Segment { segment_id: 7 },
-            mode: ExportMode::Membership,
-            cadence: Cadence::default(),
-            identity: IdentitySpec {
-                golden: IdKind::Id,
-                fallbacks: vec![IdKind::Email],
-                default_phone_region: Some("US".into()),
-            },
-            attributes: vec![],
-            tiers: vec![],
-            exit_on: vec![],
-            suppress: vec![],
-            destinations: vec![binding()],
-            guard_rails: GuardRails::default(),
-            test_profiles: vec![],
-        }
-    }
-
-    fn binding() -> ExportDestination {
-        ExportDestination {
-            destination: "ct".into(),
-            audience: "cio_cart_abandoners".into(),
-            tier_audiences: Default::default(),
-            keys: vec![],
-        }
-    }
-
-    fn op(kind: OpKind, id: Option<&str>, email: Option<&str>) -> DeliveryOp {
-        DeliveryOp {
-            op: kind,
-            person_key: PersonKey(format!("id:{}", id.unwrap_or("-"))),
-            ids: Identifiers {
-                id: id.map(String::from),
-                email: email.map(String::from),
-                cio_id: None,
-                phone: None,
-            },
-            audience: "cio_cart_abandoners".into(),
-            tier: None,
-            attributes: Attributes::new(),
-            event: None,
-            source_ts: 1_700_000_000_123,
-            intake_ts: 1_700_000_001_000,
-        }
-    }
-
-    fn http() -> reqwest::Client {
-        reqwest::Client::builder()
-            .timeout(Duration::from_secs(5))
-            .build()
-            .unwrap_or_default()
-    }
-
-    async fn setup(
-        batch_size: usize,
-    ) -> anyhow::Result<(
-        dataout_sim::RunningSim,
-        std::sync::Arc<sim::ClevertapState>,
-        ClevertapDestination,
-    )> {
-        let (running, state) = sim::start(ClevertapSimConfig::default()).await?;
-        let dest = ClevertapDestination::new(
-            "ct".into(),
-            &dest_spec(&running.base_url, batch_size),
-            &secrets("TEST-PASSCODE"),
-            http(),
-        )?;
-        Ok((running, state, dest))
-    }
-
-    #[tokio::test]
-    async fn membership_and_attributes_land_as_profile_properties() -> anyhow::Result<()> {
-        let (_sim, state, dest) = setup(100).await?;
-        let mut add = op(OpKind::Add, Some("u1"), Some(" Ann@Example.com "));
-        add.attributes.insert("plan".into(), json!("pro"));
-        add.attributes.insert("prefs".into(), json!({"a": 1}));
-        let remove = op(OpKind::Remove, Some("u2"), None);
-        let mut event = op(OpKind::Event, Some("u1"), None);
-        event.event = Some(EventPayload {
-            event_id: "e1".into(),
-            name: "Charged".into(),
-            data: serde_json::from_value(json!({"amount": 5, "items": [1, 2]}))?,
-            ..EventPayload::default()
-        });
-        let out = dest
-            .send(&export(), &binding(), &[add, remove, event])
-            .await?;
-        assert_eq!(out, vec![OpOutcome::Accepted; 3]);
-
-        let u1 = state
-            .profile("u1")
-            .ok_or_else(|| anyhow::anyhow!("u1 missing"))?;
-        assert_eq!(u1.data["cio_cart_abandoners"], true);
-        assert_eq!(u1.data["plan"], "pro");
-        assert_eq!(u1.data["prefs"], "{\"a\":1}");
-        assert_eq!(u1.data["Email"], "ann@example.com");
-        assert_eq!(u1.last_ts, Some(1_700_000_000));
-        let u2 = state
-            .profile("u2")
-            .ok_or_else(|| anyhow::anyhow!("u2 missing"))?;
-        assert_eq!(u2.data["cio_cart_abandoners"], false);
-        let events = state.events();
-        assert_eq!(events.len(), 1);
-        assert_eq!(events[0].name, "Charged");
-        assert_eq!(events[0].data["items"], "[1,2]");
-        Ok(())
-    }
-
-    #[tokio::test]
-    async fn person_without_usable_identifier_is_unmatched_and_never_sent() -> anyhow::Result<()> {
-        let (_sim, state, dest) = setup(100).await?;
-        let out = dest
-            .send(&export(), &binding(), &[op(OpKind::Add, None, None)])
-            .await?;
-        assert!(matches!(out[0], OpOutcome::Unmatched { .. }));
-        assert_eq!(state.counters().requests, 0);
-        Ok(())
-    }
-
-    #[tokio::test]
-    async fn wrong_passcode_is_permanent() -> anyhow::Result<()> {
-        let (running, _state) = sim::start(ClevertapSimConfig::default()).await?;
-        let dest = ClevertapDestination::new(
-            "ct".into(),
-            &dest_spec(&running.base_url, 100),
-            &secrets("WRONG"),
-            http(),
-        )?;
-        let err = dest
-            .send(&export(), &binding(), &[op(OpKind::Add, Some("u1"), None)])
-            .await
-            .err()
-            .ok_or_else(|| anyhow::anyhow!("expected an error"))?;
-        assert!(!err.is_retryable());
-        assert!(err.to_string().contains("401"));
-        Ok(())
-    }
-
-    #[test]
-    fn missing_secret_names_the_variable() {
-        let spec = dest_spec("http://127.0.0.1:1", 100);
-        let secrets = MapSecrets::default().with("CT_ACCOUNT", "a");
-        let err = ClevertapDestination::new("ct".into(), &spec, &secrets, http())
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default();
-        assert!(err.contains("CT_PASSCODE"), "{err}");
-    }
-
-    #[tokio::test]
-    async fn one_bad_phone_rejects_only_that_op_even_when_status_says_success() -> anyhow::Result<()>
-    {
-        let (_sim, state, dest) = setup(100).await?;
-        let mut bad = op(OpKind::Add, Some("u2"), None);
-        bad.attributes.insert("Phone".into(), json!("415-555-1234"));
-        let ops = vec![
-            op(OpKind::Add, Some("u1"), None),
-            bad,
-            op(OpKind::Add, Some("u3"), None),
-        ];
-        let out = dest.send(&export(), &binding(), &ops).await?;
-        assert_eq!(out[0], OpOutcome::Accepted);
-        assert!(
-            matches!(&out[1], OpOutcome::Rejected { reason } if reason.contains("516")),
-            "{out:?}"
-        );
-        assert_eq!(out[2], OpOutcome::Accepted);
-        assert!(state.profile("u1").is_some() && state.profile("u3").is_some());
-        assert!(state.profile("u2").is_none());
-        Ok(())
-    }
-
-    #[tokio::test]
-    async fn several_ops_of_one_identity_map_failures_to_the_right_op() -> anyhow::Result<()> {
-        let (_sim, _state, dest) = setup(100).await?;
-        let add = op(OpKind::Add, Some("u1"), None);
-        let mut update = op(OpKind::Update, Some("u1"), None);
-        update.attributes.insert("Gender".into(), json!("x"));
-        let out = dest.send(&export(), &binding(), &[add, update]).await?;
-        assert_eq!(out[0], OpOutcome::Accepted);
-        assert!(matches!(&out[1], OpOutcome::Rejected { reason } if reason.contains("514")));
-        Ok(())
-    }
-
-    #[tokio::test]
-    async fn code_555_is_retry() -> anyhow::Result<()> {
-        let (_sim, state, dest) = setup(100).await?;
-        state.fail_records_555("u2", 1);
-        let ops = [
-            op(OpKind::Add, Some("u1"), None),
-            op(OpKind::Add, Some("u2"), None),
-        ];
-        let out = dest.send(&export(), &binding(), &ops).await?;
-        assert_eq!(out[0], OpOutcome::Accepted);
-        assert!(matches!(&out[1], OpOutcome::Retry { reason } if reason.contains("555")));
-        Ok(())
-    }
-
-    #[tokio::test]
-    async fn http_429_and_503_are_retryable() -> anyhow::Result<()> {
-        let (_sim, state, dest) = setup(100).await?;
-        for status in [429, 503] {
-            state.fail_next(1, status);
-            let err = dest
-                .send(&export(), &binding(), &[op(OpKind::Add, Some("u1"), None)])
-                .await
-                .err()
-                .ok_or_else(|| anyhow::anyhow!("expected an error for {status}"))?;
-            assert!(err.is_retryable(), "{status}: {err}");
-        }
-        Ok(())
-    }
-
-    #[tokio::test]
-    async fn unreachable_host_is_retryable() -> anyhow::Result<()> {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-        let addr = listener.local_addr()?;
-        drop(listener);
-        let dest = ClevertapDestination::new(
-            "ct".into(),
-            &dest_spec(&format!("http://{addr}"), 100),
-            &secrets("TEST-PASSCODE"),
-            http(),
-        )?;
-        let err = dest
-            .send(&export(), &binding(), &[op(OpKind::Add, Some("u1"), None)])
-            .await
-            .err()
-            .ok_or_else(|| anyhow::anyhow!("expected an error"))?;
-        assert!(err.is_retryable());
-        Ok(())
-    }
-
-    #[tokio::test]
-    async fn ops_are_chunked_to_batch_size() -> anyhow::Result<()> {
-        let (_sim, state, dest) = setup(2).await?;
-        assert_eq!(dest.max_batch(), 2);
-        let ops: Vec<DeliveryOp> = (0..5)
-            .map(|i| op(OpKind::Add, Some(&format!("u{i}")), None))
-            .collect();
-        let out = dest.send(&export(), &binding(), &ops).await?;
-        assert_eq!(out, vec![OpOutcome::Accepted; 5]);
-        let c = state.counters();
-        assert_eq!(c.requests, 3);
-        assert_eq!(c.records_accepted, 5);
-        Ok(())
-    }
-
-    fn offline_dest() -> anyhow::Result<ClevertapDestination> {
-        Ok(ClevertapDestination::new(
-            "ct".into(),
-            &dest_spec("http://127.0.0.1:1", 100),
-            &secrets("p"),
-            http(),
-        )?)
-    }
-
-    fn response(v: Value) -> anyhow::Result<UploadResponse> {
-        Ok(serde_json::from_value(v)?)
-    }
-
-    #[test]
-    fn failure_echoed_differently_for_a_repeated_identity_retries_all_candidates(
-    ) -> anyhow::Result<()> {
-        let dest = offline_dest()?;
-        let ops = [
-            op(OpKind::Add, Some("u1"), None),
-            op(OpKind::Update, Some("u1"), None),
-            op(OpKind::Add, Some("u2"), None),
-        ];
-        let chunk: Vec<Prepared> = ops
-            .iter()
-            .enumerate()
-            .map(|(index, o)| {
-                dest.record_for(&export(), o)
-                    .map(|record| Prepared { index, record })
-            })
-            .collect::<Result<_, _>>()
-            .map_err(|o| anyhow::anyhow!("{o:?}"))?;
-        let resp = response(json!({"status": "success", "processed": 2, "unprocessed": [
-            {"status": "fail", "code": 512, "error": "x",
-             "record": {"type": "profile", "identity": "u1", "profileData": {"changed": 1}}}
-        ]}))?;
-        let out = dest.chunk_outcomes(&export(), &ops, &chunk, resp)?;
-        assert!(matches!(out[0], OpOutcome::Retry { .. }));
-        assert!(matches!(out[1], OpOutcome::Retry { .. }));
-        assert_eq!(out[2], OpOutcome::Accepted);
-        Ok(())
-    }
-
-    #[test]
-    fn failure_matching_nothing_sent_never_reports_accepted() -> anyhow::Result<()> {
-        let dest = offline_dest()?;
-        let ops = [op(OpKind::Add, Some("u1"), None)];
-        let record = dest
-            .record_for(&export(), &ops[0])
-            .map_err(|o| anyhow::anyhow!("{o:?}"))?;
-        let chunk = [Prepared { index: 0, record }];
-        let resp = response(json!({"status": "partial", "unprocessed": [
-            {"status": "fail", "code": 516, "record": {"identity": "someone-else"}}
-        ]}))?;
-        let out = dest.chunk_outcomes(&export(), &ops, &chunk, resp)?;
-        assert!(matches!(out[0], OpOutcome::Retry { .. }));
-        Ok(())
-    }
-
-    #[test]
-    fn fail_status_without_records_fails_the_request() -> anyhow::Result<()> {
-        let dest = offline_dest()?;
-        let ops = [op(OpKind::Add, Some("u1"), None)];
-        let record = dest
-            .record_for(&export(), &ops[0])
-            .map_err(|o| anyhow::anyhow!("{o:?}"))?;
-        let chunk = [Prepared { index: 0, record }];
-        let resp = response(json!({"status": "fail", "error": "bad", "code": 400}))?;
-        let err = dest.chunk_outcomes(&export(), &ops, &chunk, resp).err();
-        assert!(matches!(err, Some(DestinationError::Permanent { .. })));
-        Ok(())
-    }
-
-    #[tokio::test]
-    async fn partial_status_is_read_like_success() -> anyhow::Result<()> {
-        let (running, _state) = sim::start(ClevertapSimConfig {
-            partial_status: sim::PartialStatus::Partial,
-            ..Default::default()
-        })
-        .await?;
-        let dest = ClevertapDestination::new(
-            "ct".into(),
-            &dest_spec(&running.base_url, 100),
-            &secrets("TEST-PASSCODE"),
-            http(),
-        )?;
-        let mut bad = op(OpKind::Add, Some("u2"), None);
-        bad.attributes.insert("Email".into(), json!("nope"));
-        let out = dest
-            .send(
-                &export(),
-                &binding(),
-                &[op(OpKind::Add, Some("u1"), None), bad],
-            )
-            .await?;
-        assert_eq!(out[0], OpOutcome::Accepted);
-        assert!(matches!(&out[1], OpOutcome::Rejected { reason } if reason.contains("515")));
-        Ok(())
-    }
-
-    #[test]
-    fn region_picks_host_and_eu_has_no_prefix() {
-        assert_eq!(
-            base_url_for_region("in1").ok().as_deref(),
-            Some("https://in1.api.clevertap.com")
-        );
-        assert_eq!(
-            base_url_for_region("eu1").ok().as_deref(),
-            Some("https://api.clevertap.com")
-        );
-        assert!(base_url_for_region("us1.evil.com/").is_err());
-    }
-
-    #[test]
-    fn golden_identity_falls_back_in_order() {
-        let spec = IdentitySpec {
-            golden: IdKind::Id,
-            fallbacks: vec![IdKind::CioId, IdKind::Email],
-            default_phone_region: None,
-        };
-        let ids = Identifiers {
-            id: Some(" ".into()),
-            email: Some("A@B.co".into()),
-            cio_id: None,
-            phone: None,
-        };
-        assert_eq!(
-            golden_identity(&spec, &ids),
-            Some((IdKind::Email, "a@b.co".to_string()))
-        );
-    }
-}
+#[path = "clevertap_tests.rs"]
+mod tests;

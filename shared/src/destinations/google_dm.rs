@@ -37,6 +37,9 @@
 //! reconcile runs once a day. (A request whose list sees no further sends is
 //! settled at that list's next delivery, or by anyone calling `settle`.)
 //!
+//! Conversions: an `events` / `conversions` export sends its event ops to
+//! `events:ingest` instead (`google_dm_events.rs`), same client and settings.
+//!
 //! Limits: 300 requests per minute per Cloud project, enforced in-process
 //! by `governor` (a wait over 5 s becomes `Retryable` with that delay);
 //! other processes share the project's budget, so 429 RESOURCE_EXHAUSTED is
@@ -119,6 +122,13 @@ struct Member {
     index: usize,
     tag: &'static str,
     body: Value,
+}
+
+/// Google's answer to one request, whatever its status.
+struct Answer {
+    status: u16,
+    retry_after: Option<Duration>,
+    body: bytes::Bytes,
 }
 
 fn is_numeric(s: &str) -> bool {
@@ -269,6 +279,22 @@ impl DataManagerDestination {
 
     /// One API call: budget, bearer token, a single refresh on 401.
     async fn call(&self, path: &str, body: Option<&Value>) -> Result<Value, DestinationError> {
+        let answer = self.exchange(path, body).await?;
+        if (200..300).contains(&answer.status) {
+            return serde_json::from_slice(&answer.body).map_err(|e| {
+                self.retryable(
+                    format!("unreadable Data Manager answer to {path}: {e}"),
+                    None,
+                )
+            });
+        }
+        Err(self.refusal(path, &answer))
+    }
+
+    /// Send one request and return Google's answer whatever its status:
+    /// budget, bearer token, a single refresh on 401; transport failures
+    /// are retryable errors.
+    async fn exchange(&self, path: &str, body: Option<&Value>) -> Result<Answer, DestinationError> {
         let url = format!("{}/{path}", self.base);
         let mut refreshed = false;
         loop {
@@ -290,43 +316,54 @@ impl DataManagerDestination {
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.trim().parse::<u64>().ok())
                 .map(Duration::from_secs);
-            let bytes = resp
+            let body = resp
                 .bytes()
                 .await
                 .map_err(|e| self.retryable(format!("transport: {}", e.without_url()), None))?;
-            if (200..300).contains(&status) {
-                return serde_json::from_slice(&bytes).map_err(|e| {
-                    self.retryable(
-                        format!("unreadable Data Manager answer to {path}: {e}"),
-                        None,
-                    )
-                });
-            }
             if status == 401 && !refreshed && self.tokens.can_refresh() {
                 tracing::info!(destination = %self.name, "access token refused (401): refreshing once");
                 self.tokens.invalidate(&token).await;
                 refreshed = true;
                 continue;
             }
-            let parsed: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-            let error = parsed.get("error");
-            let rpc = error
-                .and_then(|e| e.get("status"))
-                .and_then(Value::as_str)
-                .unwrap_or("");
-            let detail = error
-                .and_then(|e| e.get("message"))
-                .and_then(Value::as_str)
-                .map(str::to_string)
-                .unwrap_or_else(|| String::from_utf8_lossy(&bytes).chars().take(200).collect());
-            let message = format!("{path}: HTTP {status} {rpc}: {detail}");
-            return Err(if status == 429 || rpc == "RESOURCE_EXHAUSTED" {
-                self.retryable(message, Some(retry_after.unwrap_or(DEFAULT_429_DELAY)))
-            } else if status_is_retryable(status) || matches!(rpc, "UNAVAILABLE" | "INTERNAL") {
-                self.retryable(message, retry_after)
-            } else {
-                self.permanent(message)
+            return Ok(Answer {
+                status,
+                retry_after,
+                body,
             });
+        }
+    }
+
+    /// The error of a non-2xx answer: 429 / RESOURCE_EXHAUSTED retry after
+    /// the server's delay (or 60 s), 5xx / 408 retry, other 4xx permanent.
+    fn refusal(&self, path: &str, answer: &Answer) -> DestinationError {
+        let status = answer.status;
+        let parsed: Value = serde_json::from_slice(&answer.body).unwrap_or(Value::Null);
+        let error = parsed.get("error");
+        let rpc = error
+            .and_then(|e| e.get("status"))
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let detail = error
+            .and_then(|e| e.get("message"))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .unwrap_or_else(|| {
+                String::from_utf8_lossy(&answer.body)
+                    .chars()
+                    .take(200)
+                    .collect()
+            });
+        let message = format!("{path}: HTTP {status} {rpc}: {detail}");
+        if status == 429 || rpc == "RESOURCE_EXHAUSTED" {
+            self.retryable(
+                message,
+                Some(answer.retry_after.unwrap_or(DEFAULT_429_DELAY)),
+            )
+        } else if status_is_retryable(status) || matches!(rpc, "UNAVAILABLE" | "INTERNAL") {
+            self.retryable(message, answer.retry_after)
+        } else {
+            self.permanent(message)
         }
     }
 
@@ -651,6 +688,9 @@ impl Destination for DataManagerDestination {
         binding: &ExportDestination,
         ops: &[DeliveryOp],
     ) -> Result<Vec<OpOutcome>, DestinationError> {
+        if events::is_events_export(export) {
+            return self.send_events(export, binding, ops).await;
+        }
         let keys = match_keys(binding, DestinationKind::GoogleDataManager);
         let opts = self.identity_options(export);
         let mut outcomes: Vec<Option<OpOutcome>> = vec![None; ops.len()];
@@ -875,9 +915,12 @@ impl Destination for DataManagerDestination {
 
     async fn audience_size(
         &self,
-        _export: &ExportSpec,
+        export: &ExportSpec,
         binding: &ExportDestination,
     ) -> Result<Option<u64>, DestinationError> {
+        if events::is_events_export(export) {
+            return Ok(None); // a conversion action has no size
+        }
         let list = &binding.audience;
         if !is_numeric(list) {
             return Err(self.permanent(format!("user list id must be numeric, not {list:?}")));
@@ -902,13 +945,23 @@ impl Destination for DataManagerDestination {
         Ok(size)
     }
 
-    fn describe_output(&self, _export: &ExportSpec, binding: &ExportDestination) -> String {
+    fn describe_output(&self, export: &ExportSpec, binding: &ExportDestination) -> String {
+        if events::is_events_export(export) {
+            return format!(
+                "Google Ads conversion action {} of account {} (Data Manager API events:ingest)",
+                binding.audience, self.operating_account_id
+            );
+        }
         format!(
             "Google Ads user list {} of account {} (Data Manager API)",
             binding.audience, self.operating_account_id
         )
     }
 }
+
+/// Conversions (`events:ingest`): a child module, so it shares the client.
+#[path = "google_dm_events.rs"]
+mod events;
 
 #[cfg(test)]
 #[path = "google_dm_tests.rs"]

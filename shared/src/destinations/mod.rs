@@ -15,8 +15,11 @@ pub mod google;
 pub mod google_auth;
 pub mod google_dm;
 pub mod meta;
+pub mod meta_capi;
 pub mod warehouse;
+pub mod warehouse_events;
 pub mod webhook;
+pub mod webhook_events;
 
 /// What happened to one op.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -266,5 +269,8 @@ pub fn build(
         K::Webhook => {
             std::sync::Arc::new(webhook::WebhookDestination::new(name, spec, secrets, http)?)
         }
+        K::MetaConversions => std::sync::Arc::new(meta_capi::MetaConversionsDestination::new(
+            name, spec, secrets, http, clock,
+        )?),
     })
 }

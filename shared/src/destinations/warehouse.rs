@@ -4,6 +4,10 @@
 //! Each `send` writes one object named by a digest of its ops, so a retried
 //! send rewrites the same object and never duplicates rows (API-CONTRACTS
 //! §5). Rows carry a SHA-256 of the email, never the address or the phone.
+//!
+//! Event ops (events exports) go to the `events` table instead, one gzip
+//! JSON Lines object per event under `events/export=<name>/dt=<day>/`: see
+//! `warehouse_events` for its layout, row schema and Athena DDL.
 
 use std::sync::Arc;
 
@@ -14,7 +18,9 @@ use sha2::{Digest, Sha256};
 
 use super::{Destination, DestinationError, OpOutcome};
 use crate::domain::model::{Attributes, DeliveryOp, EventPayload, Millis, OpKind};
-use crate::domain::spec::{DestinationKind, DestinationSpec, ExportDestination, ExportSpec};
+use crate::domain::spec::{
+    DestinationKind, DestinationSpec, ExportDestination, ExportMode, ExportSpec,
+};
 use crate::ports::{Clock, ObjectStore, ObjectStoreError};
 
 const CONTENT_TYPE: &str = "application/x-ndjson";
@@ -23,9 +29,9 @@ const CONTENT_TYPE: &str = "application/x-ndjson";
 const DIGEST_HEX: usize = 32;
 
 pub struct WarehouseDestination {
-    name: String,
+    pub(super) name: String,
     batch_size: usize,
-    store: Arc<dyn ObjectStore>,
+    pub(super) store: Arc<dyn ObjectStore>,
     clock: Arc<dyn Clock>,
 }
 
@@ -42,6 +48,10 @@ impl std::fmt::Debug for WarehouseDestination {
 #[derive(Debug, Serialize)]
 struct Row<'a> {
     export: &'a str,
+    /// `membership`, or `attributes`: an attribute-only sync, whose rows are
+    /// all `update` (the person's allow-listed attributes as last sent;
+    /// nothing is written when they leave the segment).
+    mode: ExportMode,
     destination: &'a str,
     audience: &'a str,
     tier: Option<&'a str>,
@@ -139,6 +149,9 @@ impl Destination for WarehouseDestination {
         _binding: &ExportDestination,
         ops: &[DeliveryOp],
     ) -> Result<Vec<OpOutcome>, DestinationError> {
+        if ops.iter().any(|op| op.op == OpKind::Event) {
+            return self.send_with_events(export, _binding, ops).await;
+        }
         let now = self.clock.now_ms();
         let mut body = Vec::new();
         let mut outcomes = Vec::with_capacity(ops.len());
@@ -151,6 +164,7 @@ impl Destination for WarehouseDestination {
             }
             let row = Row {
                 export: &export.name,
+                mode: export.mode,
                 destination: &self.name,
                 audience: &op.audience,
                 tier: op.tier.as_deref(),
@@ -190,6 +204,9 @@ impl Destination for WarehouseDestination {
     }
 
     fn describe_output(&self, export: &ExportSpec, _binding: &ExportDestination) -> String {
+        if let Some(prefix) = super::warehouse_events::output_prefix(export) {
+            return self.store.locate(&prefix);
+        }
         self.store.locate(&format!("export={}/", export.name))
     }
 }

@@ -4,13 +4,18 @@
 //! `POST <url>` (the spec's `base_url`, when set, replaces `settings.url`
 //! whole), `Content-Type: application/json`, body:
 //! ```json
-//! {"export":"cart_abandoners","destination":"hook","sent_at":1700000000,
+//! {"export":"cart_abandoners","mode":"membership","destination":"hook","sent_at":1700000000,
 //!  "ops":[{"op_id":"…","op":"add","audience":"…","tier":null,
 //!          "person_key":"id:u1",
 //!          "ids":{"id":"u1","cio_id":"…","email_sha256":"…","phone_sha256":"…"},
 //!          "attributes":{…},"event":{"event_id":"…","name":"…","data":{…}},
 //!          "source_ts":1700000000123}]}
 //! ```
+//! `mode` is the export's: in an `attributes` export every op is an
+//! `update` carrying the allow-listed attributes to upsert, never a
+//! membership change (leaving the segment sends nothing).
+//! Event ops (events exports) travel in `ops` as event payloads
+//! (`{"type":"event","event_id",…}`; see `webhook_events`).
 //! `id` and `cio_id` travel as given. Email and phone never travel raw: they
 //! are normalised (email trimmed and lowercased; phone E.164 with `+`) and
 //! sent as lowercase SHA-256 hex (`email_sha256`, `phone_sha256`); a value
@@ -155,6 +160,9 @@ impl WebhookDestination {
         {
             ids.insert("phone_sha256".into(), json!(sha256_hex(&phone)));
         }
+        if let (OpKind::Event, Some(event)) = (op.op, op.event.as_ref()) {
+            return super::webhook_events::event_json(op, event, ids, op_id(export, op));
+        }
         let event = op
             .event
             .as_ref()
@@ -258,7 +266,12 @@ impl Destination for WebhookDestination {
         let mut outcomes = Vec::with_capacity(ops.len());
         let mut to_send = Vec::new();
         for (index, op) in ops.iter().enumerate() {
-            if golden_identity(&export.identity, &op.ids).is_some() {
+            let invalid = (op.op == OpKind::Event)
+                .then(|| super::webhook_events::invalid_event(op))
+                .flatten();
+            if let Some(reason) = invalid {
+                outcomes.push(OpOutcome::Invalid { reason });
+            } else if golden_identity(&export.identity, &op.ids).is_some() {
                 outcomes.push(OpOutcome::Accepted);
                 to_send.push(index);
             } else {
@@ -277,6 +290,7 @@ impl Destination for WebhookDestination {
                 .collect();
             let body = serde_json::to_vec(&json!({
                 "export": export.name,
+                "mode": export.mode,
                 "destination": self.name,
                 "sent_at": chrono::Utc::now().timestamp(),
                 "ops": ops_json,

@@ -12,7 +12,7 @@ use chrono::{DateTime, NaiveDate};
 use serde_json::{Map, Number, Value};
 
 use super::model::Attributes;
-use super::spec::{ExportSpec, Transform};
+use super::spec::{AttributeSpec, ExportSpec, Transform};
 
 /// An attribute dropped because its source value was unusable.
 #[derive(Debug, Clone, PartialEq)]
@@ -27,9 +27,18 @@ pub fn map_attributes(
     export: &ExportSpec,
     raw: &Map<String, Value>,
 ) -> (Attributes, Vec<AttributeIssue>) {
+    map_allow_list(&export.attributes, raw)
+}
+
+/// Applies an allow-list (an export's attributes, or an event's properties)
+/// and its transforms to a raw map.
+pub fn map_allow_list(
+    allow_list: &[AttributeSpec],
+    raw: &Map<String, Value>,
+) -> (Attributes, Vec<AttributeIssue>) {
     let mut out = Attributes::new();
     let mut issues = Vec::new();
-    for spec in &export.attributes {
+    for spec in allow_list {
         let Some(value) = raw.get(&spec.from).filter(|v| !is_blank(v)) else {
             continue;
         };
@@ -68,7 +77,7 @@ fn shape(v: &Value) -> String {
 }
 
 /// `Ok(None)` means the attribute is absent.
-fn apply(transform: &Transform, value: &Value) -> Result<Option<Value>, String> {
+pub(crate) fn apply(transform: &Transform, value: &Value) -> Result<Option<Value>, String> {
     match transform {
         Transform::Identity => scalar_text(value).map(|s| Some(Value::String(s))),
         Transform::Lowercase => {

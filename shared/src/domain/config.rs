@@ -27,6 +27,7 @@ mod slo;
 // The Checker's other sections, one file per part of the spec.
 mod bindings;
 mod destinations;
+mod events;
 mod exports;
 
 /// The only spec format version this build reads.
@@ -86,6 +87,8 @@ pub fn default_batch_size(kind: DestinationKind) -> usize {
         DestinationKind::GoogleDataManager => 10_000,
         DestinationKind::Warehouse => 5_000,
         DestinationKind::Webhook => 500,
+        // Meta Conversions API: ≤ 1,000 events per request.
+        DestinationKind::MetaConversions => 1_000,
     }
 }
 
@@ -99,6 +102,7 @@ pub fn max_batch_size(kind: DestinationKind) -> usize {
         DestinationKind::GoogleDataManager => 10_000,
         DestinationKind::Warehouse => 100_000,
         DestinationKind::Webhook => 10_000,
+        DestinationKind::MetaConversions => 1_000,
     }
 }
 
@@ -112,6 +116,7 @@ pub fn default_max_concurrency(kind: DestinationKind) -> u32 {
         DestinationKind::GoogleDataManager => 2,
         DestinationKind::Warehouse => 4,
         DestinationKind::Webhook => 4,
+        DestinationKind::MetaConversions => 4,
     }
 }
 
@@ -336,11 +341,23 @@ const DESTINATION_COMMON_KEYS: &[&str] = &[
 fn destination_keys(kind: DestinationKind) -> &'static [&'static str] {
     match kind {
         DestinationKind::Warehouse => &["location"],
-        DestinationKind::Clevertap => &["region", "account_id_env", "passcode_env"],
+        DestinationKind::Clevertap => &[
+            "region",
+            "account_id_env",
+            "passcode_env",
+            "max_event_properties",
+        ],
         DestinationKind::MetaAudience => &["api_version", "ad_account_id", "access_token_env"],
         DestinationKind::GoogleCustomerMatch => google::CUSTOMER_MATCH_KEYS,
         DestinationKind::GoogleDataManager => google::DATA_MANAGER_KEYS,
         DestinationKind::Webhook => &["url", "secret_env"],
+        DestinationKind::MetaConversions => &[
+            "api_version",
+            "pixel_id",
+            "access_token_env",
+            "action_source",
+            "test_event_code_env",
+        ],
     }
 }
 
@@ -354,6 +371,7 @@ const KINDS: &[(&str, DestinationKind)] = &[
     ),
     ("google_data_manager", DestinationKind::GoogleDataManager),
     ("webhook", DestinationKind::Webhook),
+    ("meta_conversions", DestinationKind::MetaConversions),
 ];
 const MODES: &[(&str, ExportMode)] = &[
     ("membership", ExportMode::Membership),
@@ -729,7 +747,13 @@ impl Checker {
         let top = self.mapping(
             root,
             &here,
-            Some(&["version", "destinations", "exports", "reporting_feeds"]),
+            Some(&[
+                "version",
+                "destinations",
+                "exports",
+                "reporting_feeds",
+                "events",
+            ]),
         )?;
 
         let version = self.require(&top, "version", &here).and_then(|n| {
@@ -824,6 +848,14 @@ impl Checker {
             Some(n) => self.reporting_feeds(n, &here.child("reporting_feeds"), &declared),
         };
 
+        let taxonomy = match top.get("events") {
+            None => Some(BTreeMap::new()),
+            Some(n) => self.taxonomy(n, &here.child("events")),
+        };
+        if let Some(taxonomy) = &taxonomy {
+            self.check_events_declared(top.get("exports"), &exports, taxonomy);
+        }
+
         if !(destinations_ok && exports_ok) {
             return None;
         }
@@ -834,7 +866,7 @@ impl Checker {
             exports,
             reporting_feeds: reporting_feeds?,
             latency_slo_ms,
-            events: BTreeMap::new(),
+            events: taxonomy?,
         })
     }
 

@@ -13,7 +13,7 @@ use super::model::{
     Attributes, ChangeKind, DeliveryOp, Identifiers, MembershipChange, MembershipRecord,
     MembershipSnapshot, Millis, OpKind, PersonKey,
 };
-use super::spec::{DestinationKind, ExportDestination, ExportSpec, TierRule};
+use super::spec::{DestinationKind, ExportDestination, ExportMode, ExportSpec, TierRule};
 
 /// What applying a change to the stored record decided.
 #[derive(Clone, Debug, PartialEq)]
@@ -207,6 +207,57 @@ pub fn ops_for_transition(
     }
     removes.extend(adds);
     removes
+}
+
+/// Ops one destination needs for a written record, by the export's mode:
+/// membership exports move people in and out of audiences
+/// ([`ops_for_transition`]); attributes exports only upsert properties
+/// ([`attribute_ops`]). Events and conversions exports forward events at
+/// intake and derive nothing from membership.
+pub fn ops_for_export(
+    export: &ExportSpec,
+    record: &MembershipRecord,
+    binding: &ExportDestination,
+    kind: DestinationKind,
+) -> Vec<DeliveryOp> {
+    match export.mode {
+        ExportMode::Membership => ops_for_transition(record, binding, kind),
+        ExportMode::Attributes => attribute_ops(record, binding),
+        ExportMode::Events | ExportMode::Conversions => Vec::new(),
+    }
+}
+
+/// Attribute-only sync (`mode: attributes`): one `Update` carrying the
+/// person's allow-listed attributes when they enter, or when their
+/// attributes or identifiers change while in the segment. Nothing on exit:
+/// the destination keeps the properties last sent (leaving the segment says
+/// nothing about them), and no membership property or tier is ever set.
+/// Nothing either when the allow-list yields no attribute for the person.
+pub fn attribute_ops(record: &MembershipRecord, binding: &ExportDestination) -> Vec<DeliveryOp> {
+    let after = &record.current;
+    if !after.member || after.attributes.is_empty() {
+        return Vec::new();
+    }
+    let changed = match record.previous.as_ref() {
+        Some(before) if before.member => {
+            before.attributes != after.attributes || before.ids != after.ids
+        }
+        _ => true,
+    };
+    if !changed {
+        return Vec::new();
+    }
+    vec![DeliveryOp {
+        op: OpKind::Update,
+        person_key: record.person_key.clone(),
+        ids: after.ids.clone(),
+        audience: binding.audience.clone(),
+        tier: None,
+        attributes: after.attributes.clone(),
+        event: None,
+        source_ts: record.source_ts,
+        intake_ts: record.intake_ts,
+    }]
 }
 
 /// An exit change for `export` caused by an event or a suppression.
@@ -426,5 +477,82 @@ mod tests {
         let r2 = write(apply_change(&e, Some(&r1), &c2, &Attributes::new(), 2 * H));
         assert_eq!(r2.entered_at, Some(1_000));
         assert!(r2.current.tiers.contains("1_4h"));
+    }
+
+    /// An attributes export: no tiers (the loader refuses them there).
+    fn attributes_export() -> ExportSpec {
+        ExportSpec {
+            mode: ExportMode::Attributes,
+            tiers: vec![],
+            ..export()
+        }
+    }
+
+    #[test]
+    fn attributes_mode_sends_updates_on_entry_and_change_and_nothing_on_exit() {
+        let e = attributes_export();
+        let b = binding();
+        let kind = DestinationKind::Clevertap;
+        let plan: Attributes = [("plan".to_string(), json!("pro"))].into();
+        let enter = change(ChangeKind::Enter, 1_000, "a", "a@x.com", plan.clone());
+        let r1 = write(apply_change(&e, None, &enter, &plan, 1_000));
+        let ops = ops_for_export(&e, &r1, &b, kind);
+        assert_eq!(ops.len(), 1, "{ops:?}");
+        assert_eq!(ops[0].op, OpKind::Update);
+        assert_eq!(ops[0].attributes, plan);
+        assert_eq!(ops[0].tier, None);
+
+        // Same attributes again: nothing to send.
+        let same = change(ChangeKind::Enter, 2_000, "b", "a@x.com", plan.clone());
+        let r2 = write(apply_change(&e, Some(&r1), &same, &plan, 2_000));
+        assert!(ops_for_export(&e, &r2, &b, kind).is_empty());
+
+        // Changed attributes: one update with the new values.
+        let team: Attributes = [("plan".to_string(), json!("team"))].into();
+        let moved = change(ChangeKind::Enter, 3_000, "c", "a@x.com", team.clone());
+        let r3 = write(apply_change(&e, Some(&r2), &moved, &team, 3_000));
+        let ops = ops_for_export(&e, &r3, &b, kind);
+        assert_eq!(ops.len(), 1);
+        assert_eq!(ops[0].op, OpKind::Update);
+        assert_eq!(ops[0].attributes["plan"], "team");
+
+        // Exit: no op at all (no remove, no membership property), and the
+        // stored attributes stay for a later re-entry.
+        let exit = change(ChangeKind::Exit, 4_000, "d", "a@x.com", Attributes::new());
+        let r4 = write(apply_change(
+            &e,
+            Some(&r3),
+            &exit,
+            &Attributes::new(),
+            4_000,
+        ));
+        for kind in [DestinationKind::Clevertap, DestinationKind::Warehouse] {
+            assert!(ops_for_export(&e, &r4, &b, kind).is_empty());
+        }
+        assert_eq!(r4.current.attributes["plan"], "team");
+
+        // Re-entry sends the properties again.
+        let back = change(ChangeKind::Enter, 5_000, "e", "a@x.com", Attributes::new());
+        let r5 = write(apply_change(
+            &e,
+            Some(&r4),
+            &back,
+            &Attributes::new(),
+            5_000,
+        ));
+        let ops = ops_for_export(&e, &r5, &b, kind);
+        assert_eq!(ops.len(), 1);
+        assert_eq!(ops[0].op, OpKind::Update);
+    }
+
+    #[test]
+    fn attributes_mode_sends_nothing_for_a_person_without_attributes() {
+        let e = attributes_export();
+        let enter = change(ChangeKind::Enter, 1_000, "a", "a@x.com", Attributes::new());
+        let rec = write(apply_change(&e, None, &enter, &Attributes::new(), 1_000));
+        assert!(ops_for_export(&e, &rec, &binding(), DestinationKind::Clevertap).is_empty());
+        // The same record in a membership export is an add.
+        let adds = ops_for_export(&export(), &rec, &binding(), DestinationKind::Clevertap);
+        assert!(adds.iter().all(|o| o.op == OpKind::Add) && !adds.is_empty());
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod attributes;
 pub mod config;
+pub mod events;
 pub mod identity;
 pub mod membership;
 pub mod model;

@@ -103,6 +103,8 @@ pub enum DestinationKind {
     /// Google audiences through the Data Manager API (the default Google path).
     GoogleDataManager,
     Webhook,
+    /// Meta Conversions API: server events for a pixel (dataset).
+    MetaConversions,
 }
 
 impl DestinationKind {
@@ -114,6 +116,7 @@ impl DestinationKind {
             DestinationKind::GoogleCustomerMatch => "google_customer_match",
             DestinationKind::GoogleDataManager => "google_data_manager",
             DestinationKind::Webhook => "webhook",
+            DestinationKind::MetaConversions => "meta_conversions",
         }
     }
     /// Ad platforms: hashed identifiers, remove the old identifier on change.
@@ -161,6 +164,11 @@ pub enum DestinationSettings {
         region: String,
         account_id_env: String,
         passcode_env: String,
+        /// The account's event-property limit (CleverTap: 100 by default,
+        /// raised per account on request): an event with more properties
+        /// after flattening is `Invalid`, never sent to be refused (522).
+        #[serde(default = "default_clevertap_max_event_properties")]
+        max_event_properties: usize,
     },
     MetaAudience {
         api_version: String,
@@ -212,10 +220,32 @@ pub enum DestinationSettings {
         url: String,
         secret_env: String,
     },
+    /// Meta Conversions API (`API-CONTRACTS.md` §3b): events of events /
+    /// conversions exports, sent to `/{api_version}/{pixel_id}/events`.
+    MetaConversions {
+        api_version: String,
+        /// The pixel (dataset) id, digits.
+        pixel_id: String,
+        access_token_env: String,
+        /// Where the conversions happened: `system_generated`, `email`,
+        /// `website`, `phone_call`, `chat`, `physical_store` or `other`.
+        action_source: String,
+        /// A Test Events code from Events Manager: events sent with it
+        /// show in the Test Events tool only.
+        #[serde(default)]
+        test_event_code_env: Option<String>,
+    },
 }
 
 fn default_true() -> bool {
     true
+}
+
+/// CleverTap's default event-property limit per account.
+pub const DEFAULT_CLEVERTAP_MAX_EVENT_PROPERTIES: usize = 100;
+
+fn default_clevertap_max_event_properties() -> usize {
+    DEFAULT_CLEVERTAP_MAX_EVENT_PROPERTIES
 }
 
 fn default_job_wait_ms() -> u64 {

@@ -13,7 +13,7 @@ use tracing::debug;
 
 use super::{Deps, PipelineError};
 use crate::domain::attributes::map_attributes;
-use crate::domain::membership::{apply_change, exit_change, ops_for_transition, Decision};
+use crate::domain::membership::{apply_change, exit_change, ops_for_export, Decision};
 use crate::domain::model::{
     Attributes, ChangeKind, ChangeOrigin, DeliveryJob, DeliveryOp, MembershipChange,
     MembershipRecord, PersonKey,
@@ -31,6 +31,10 @@ pub struct ApplySummary {
     pub ops: u64,
     /// Ops per destination, for reports and tests.
     pub ops_by_destination: BTreeMap<String, u64>,
+    /// Events forwarded (once per export taking them) and events the
+    /// taxonomy kept back.
+    pub events_forwarded: u64,
+    pub events_invalid: u64,
 }
 
 impl ApplySummary {
@@ -40,6 +44,8 @@ impl ApplySummary {
         self.suppressed += other.suppressed;
         self.jobs += other.jobs;
         self.ops += other.ops;
+        self.events_forwarded += other.events_forwarded;
+        self.events_invalid += other.events_invalid;
         for (k, v) in other.ops_by_destination {
             *self.ops_by_destination.entry(k).or_default() += v;
         }
@@ -121,7 +127,7 @@ pub fn jobs_for_record(
         let Some(dest) = deps.spec.destination(&binding.destination) else {
             continue;
         };
-        let ops = ops_for_transition(record, binding, dest.kind);
+        let ops = ops_for_export(export, record, binding, dest.kind);
         if ops.is_empty() {
             continue;
         }

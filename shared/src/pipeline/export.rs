@@ -15,7 +15,7 @@ use tracing::{info, warn};
 
 use super::changes::{apply_and_enqueue, apply_one, enqueue, mapped_attributes, new_job};
 use super::{Deps, PipelineError};
-use crate::domain::membership::{exit_change, ops_for_transition, tiers_for};
+use crate::domain::membership::{exit_change, ops_for_export, tiers_for};
 use crate::domain::model::{
     ChangeKind, ChangeOrigin, DeliveryOp, MembershipChange, MembershipRecord, Millis, Person,
     PersonKey, RunCheckpoint, RunKind, RunRecord, RunStats, RunStatus,
@@ -462,7 +462,7 @@ async fn commit_chunk(
             };
             ops.entry(binding.destination.clone())
                 .or_default()
-                .extend(ops_for_transition(&record, binding, dest.kind));
+                .extend(ops_for_export(export, &record, binding, dest.kind));
         }
         let entered = record.current.member && record.previous.as_ref().is_none_or(|p| !p.member);
         if entered {

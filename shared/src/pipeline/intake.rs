@@ -14,7 +14,8 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
-use super::changes::{apply_and_enqueue, enqueue, new_job, ApplySummary};
+use super::changes::{apply_and_enqueue, ApplySummary};
+use super::forward::{forward_event, IncomingEvent};
 use super::{Deps, PipelineError};
 use crate::customerio::actions::{
     parse_action, verify_action, ActionAuthConfig, ActionBody, ActionKind,
@@ -24,10 +25,9 @@ use crate::customerio::webhook::{
 };
 use crate::domain::membership::exit_change;
 use crate::domain::model::{
-    counter, ChangeKind, ChangeOrigin, CounterScope, DeliveryOp, EventPayload, MembershipChange,
-    Millis, OpKind, Person, QuarantineEntry,
+    counter, Attributes, ChangeKind, ChangeOrigin, CounterScope, MembershipChange, Millis, Person,
+    QuarantineEntry,
 };
-use crate::domain::spec::{ExportMode, ExportSource};
 use crate::ports::IdempotencyStart;
 
 /// Which endpoint a request came to.
@@ -195,6 +195,8 @@ async fn process(
             "stale": summary.stale,
             "jobs": summary.jobs,
             "ops": summary.ops,
+            "events": summary.events_forwarded,
+            "events_invalid": summary.events_invalid,
         }),
     ))
 }
@@ -264,7 +266,9 @@ async fn act(deps: &Deps, parsed: &Parsed, now: Millis) -> Result<ApplySummary, 
                     change_id: format!("rep:{}:{export}", ev.event_id),
                 })
                 .collect();
-            apply_and_enqueue(deps, changes).await
+            let mut summary = apply_and_enqueue(deps, changes).await?;
+            summary.merge(forward_reporting(deps, ev, now).await?);
+            Ok(summary)
         }
         Parsed::Action(a) => {
             let ts = a.sent_at_ms.unwrap_or(now);
@@ -325,51 +329,61 @@ async fn act_on_event(
         })
         .collect();
     let mut summary = apply_and_enqueue(deps, exits).await?;
-    let Some(key) = a.person.person_key() else {
-        return Ok(summary);
+    let attributes: Attributes = a
+        .attributes
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let incoming = IncomingEvent {
+        event_id: &event_id,
+        name: &event.name,
+        data: &event.data,
+        person: &a.person,
+        attributes: &attributes,
+        source_ts: ts,
     };
-    let mut jobs = Vec::new();
-    for export in deps.spec.exports.values() {
-        let forwards = matches!(export.mode, ExportMode::Events | ExportMode::Conversions)
-            && matches!(&export.source, ExportSource::Events { names } if names.contains(&event.name));
-        if !forwards {
-            continue;
-        }
-        for binding in &export.destinations {
-            let op = DeliveryOp {
-                op: OpKind::Event,
-                person_key: key.clone(),
-                ids: a.person.clone(),
-                audience: binding.audience.clone(),
-                tier: None,
-                attributes: super::changes::mapped_attributes(
-                    export,
-                    &a.attributes
-                        .iter()
-                        .map(|(k, v)| (k.clone(), v.clone()))
-                        .collect(),
-                ),
-                event: Some(EventPayload {
-                    event_id: event_id.clone(),
-                    name: event.name.clone(),
-                    data: event.data.clone(),
-                    ..EventPayload::default()
-                }),
-                source_ts: ts,
-                intake_ts: now,
-            };
-            jobs.push(new_job(
-                deps,
-                export,
-                &binding.destination,
-                &format!("event:{event_id}"),
-                None,
-                vec![op],
-            ));
+    summary.merge(forward_event(deps, &incoming, now).await?);
+    Ok(summary)
+}
+
+/// A reporting metric (`email.opened`, …) forwarded as an event, its
+/// message ids (campaign, delivery, …) and data as its properties.
+async fn forward_reporting(
+    deps: &Deps,
+    ev: &ReportingEvent,
+    now: Millis,
+) -> Result<ApplySummary, PipelineError> {
+    let name = format!("{}.{}", ev.object_type, ev.metric);
+    if !deps.spec.events.contains_key(&name) {
+        return Ok(ApplySummary::default());
+    }
+    let mut data = ev.data.clone();
+    for (k, v) in [
+        ("campaign_id", &ev.campaign_id),
+        ("delivery_id", &ev.delivery_id),
+        ("action_id", &ev.action_id),
+        ("journey_id", &ev.journey_id),
+        ("broadcast_id", &ev.broadcast_id),
+        ("newsletter_id", &ev.newsletter_id),
+        ("transactional_message_id", &ev.transactional_message_id),
+        ("trigger_event_id", &ev.trigger_event_id),
+    ] {
+        if let Some(v) = v {
+            data.entry(k.to_string())
+                .or_insert_with(|| Value::String(v.clone()));
         }
     }
-    summary.merge(enqueue(deps, jobs).await?);
-    Ok(summary)
+    data.insert("object_type".into(), Value::String(ev.object_type.clone()));
+    data.insert("metric".into(), Value::String(ev.metric.clone()));
+    let incoming = IncomingEvent {
+        event_id: &ev.event_id,
+        name: &name,
+        data: &data,
+        person: &ev.identifiers,
+        attributes: &Attributes::new(),
+        source_ts: ev.timestamp_ms(),
+    };
+    forward_event(deps, &incoming, now).await
 }
 
 async fn count(deps: &Deps, name: &str) -> Result<(), PipelineError> {

@@ -11,6 +11,7 @@ use crate::ports::{Clock, JobQueue, QueueError, SourceError, StateError, StateSt
 pub mod changes;
 pub mod deliver;
 pub mod export;
+pub mod forward;
 pub mod intake;
 pub mod limits;
 pub mod reconcile;

@@ -30,7 +30,7 @@ use crate::destinations::{AudienceStats, Destination};
 use crate::domain::model::{
     counter, CounterScope, DestinationCheck, ReconcileReport, ReconcileRow,
 };
-use crate::domain::spec::ExportSource;
+use crate::domain::spec::{ExportMode, ExportSource};
 use crate::ports::SegmentSource;
 
 #[derive(Clone, Debug)]
@@ -207,7 +207,11 @@ pub async fn reconcile(
                     ));
                 }
             }
-            if over(drift_state_delivered, state_count as i64) {
+            // Only membership exports deliver members: an attributes export
+            // holds its segment in state but sends properties, never adds.
+            if export.mode == ExportMode::Membership
+                && over(drift_state_delivered, state_count as i64)
+            {
                 check.alarm_reasons.push(format!(
                     "we delivered {delivered_members} members for a state of {state_count}: drift {drift_state_delivered} over {:.0}%",
                     opts.drift_alarm * 100.0

@@ -19,6 +19,9 @@ pub(super) struct GraphError {
     pub subcode: Option<i64>,
     pub kind: &'static str,
     pub message: String,
+    /// `error_user_title` and `error_user_msg`: what the Conversions API
+    /// says of an invalid event (boxed: errors travel in `Result`s).
+    pub user: Option<Box<(String, String)>>,
 }
 
 impl GraphError {
@@ -30,6 +33,7 @@ impl GraphError {
             subcode: None,
             kind: "OAuthException",
             message: message.into(),
+            user: None,
         }
     }
     pub fn param(message: impl Into<String>) -> Self {
@@ -48,6 +52,14 @@ impl GraphError {
         });
         if let (Some(sub), Some(obj)) = (self.subcode, error.as_object_mut()) {
             obj.insert("error_subcode".into(), json!(sub));
+        }
+        if let Some(obj) = error.as_object_mut() {
+            if let Some(user) = self.user {
+                let (title, msg) = *user;
+                obj.insert("error_user_title".into(), json!(title));
+                obj.insert("error_user_msg".into(), json!(msg));
+                obj.insert("is_transient".into(), json!(false));
+            }
         }
         (self.status, Json(json!({ "error": error }))).into_response()
     }

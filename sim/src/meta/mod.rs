@@ -7,6 +7,8 @@
 //! * `GET    /{v}/{audience_id}?fields=approximate_count_lower_bound,approximate_count_upper_bound,operation_status,name`.
 //! * `GET    /{v}/{audience_id}/sessions` → `{data:[{session_id, stage, progress,
 //!   num_received, num_matched, num_invalid_entries, start_time, end_time}]}`, newest first.
+//! * `POST   /{v}/{pixel_id}/events`: the Conversions API, see [`capi`] (its
+//!   calls share the token, version checks, faults, quota and request log).
 //!
 //! Graph takes its parameters from the query string, a form body or a JSON
 //! body alike; the official SDKs send a DELETE's `payload` in the query string
@@ -79,6 +81,7 @@ use sha2::{Digest, Sha256};
 
 use crate::RunningSim;
 
+pub mod capi;
 mod edit;
 mod graph;
 #[cfg(test)]
@@ -269,6 +272,8 @@ struct MetaState {
     offset: Duration,
     token_expired: bool,
     quota: Option<Quota>,
+    /// Conversions API pixels and the events they received.
+    capi: capi::CapiState,
 }
 
 impl MetaState {
@@ -427,6 +432,7 @@ impl MetaSim {
                 offset: Duration::ZERO,
                 token_expired: false,
                 quota: None,
+                capi: capi::CapiState::default(),
             })),
         }
     }
@@ -450,6 +456,7 @@ impl MetaSim {
                 post(edit::create_audience),
             )
             .route("/{version}/{node}/sessions", get(edit::read_sessions))
+            .route("/{version}/{node}/events", post(capi::events))
             .route("/{version}/{node}", get(edit::read_audience))
             .with_state(self.clone())
     }

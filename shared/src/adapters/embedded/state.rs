@@ -678,6 +678,31 @@ impl StateStore for EmbeddedStateStore {
         .await
     }
 
+    async fn list_reports(&self, limit: usize) -> Result<Vec<ReconcileReport>, StateError> {
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(|e| db_err("list reports", e))?;
+            let index = txn
+                .open_table(REPORT_BY_TIME)
+                .map_err(|e| db_err("list reports", e))?;
+            let reports = txn
+                .open_table(REPORT)
+                .map_err(|e| db_err("list reports", e))?;
+            let mut out = Vec::new();
+            for entry in index.iter().map_err(|e| db_err("list reports", e))?.rev() {
+                if out.len() >= limit {
+                    break;
+                }
+                let (k, _) = entry.map_err(|e| db_err("list reports", e))?;
+                let (_, id) = k.value();
+                if let Some(v) = reports.get(id).map_err(|e| db_err("list reports", e))? {
+                    out.push(decode("report", v.value())?);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     async fn put_quarantine(&self, entry: &QuarantineEntry) -> Result<(), StateError> {
         let entry = entry.clone();
         self.blocking(move |db| {

@@ -77,10 +77,10 @@ pub const MAX_ROWS_PER_REQUEST: usize = 10_000;
 
 /// Graph codes worth another attempt: rate limits (80003, 4, 17, 613, 32)
 /// and unknown / transient errors (1, 2).
-const RETRYABLE_CODES: &[i64] = &[80003, 4, 17, 613, 32, 1, 2];
+pub(crate) const RETRYABLE_CODES: &[i64] = &[80003, 4, 17, 613, 32, 1, 2];
 /// Graph codes no retry will fix (parameters, token, permissions, abuse,
 /// deprecated version, parameter counts, failed audience update).
-const PERMANENT_CODES: &[i64] = &[100, 190, 200, 368, 2635, 105, 194, 2650];
+pub(crate) const PERMANENT_CODES: &[i64] = &[100, 190, 200, 368, 2635, 105, 194, 2650];
 
 pub struct MetaAudienceDestination {
     name: String,
@@ -156,20 +156,23 @@ struct UsersResponse {
 }
 
 #[derive(Debug, Default, Deserialize)]
-struct GraphErrorBody {
-    error: Option<GraphError>,
+pub(crate) struct GraphErrorBody {
+    pub(crate) error: Option<GraphError>,
 }
 
 #[derive(Debug, Default, Deserialize)]
-struct GraphError {
+pub(crate) struct GraphError {
     #[serde(default)]
-    message: Option<String>,
+    pub(crate) message: Option<String>,
     #[serde(default)]
-    code: Option<i64>,
+    pub(crate) code: Option<i64>,
     #[serde(default)]
-    error_subcode: Option<i64>,
+    pub(crate) error_subcode: Option<i64>,
     #[serde(default)]
-    fbtrace_id: Option<String>,
+    pub(crate) fbtrace_id: Option<String>,
+    /// The message meant for a person (Conversions API errors carry it).
+    #[serde(default)]
+    pub(crate) error_user_msg: Option<String>,
 }
 
 /// One row to send, remembering which op it came from.
@@ -612,7 +615,7 @@ fn rejected_rows(rows: &[Row], samples: Option<&Value>) -> BTreeMap<usize, Strin
 
 /// The wait Meta asks for: `Retry-After` seconds, else the largest
 /// `estimated_time_to_regain_access` (minutes) of `X-Business-Use-Case-Usage`.
-fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+pub(crate) fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
     if let Some(secs) = headers
         .get("retry-after")
         .and_then(|v| v.to_str().ok())

@@ -14,6 +14,7 @@ impl Checker {
         identity: Option<&IdentitySpec>,
         attributes: Option<&[AttributeSpec]>,
         tiers: Option<&[TierSpec]>,
+        mode: Option<ExportMode>,
     ) -> Option<Vec<ExportDestination>> {
         let fields = self.mapping(node, here, None)?;
         if fields.entries.is_empty() {
@@ -36,8 +37,16 @@ impl Checker {
                 }
                 Some(kind) => *kind,
             };
+            if !self.binding_fits_mode(kind, mode, key_node, &at, dest) {
+                ok = false;
+                continue;
+            }
+            if !self.google_conversion_binding(kind, mode, key_node, value, &at, dest) {
+                ok = false;
+                continue;
+            }
             match self.binding(
-                export, dest, kind, key_node, value, &at, identity, attributes, tiers,
+                export, dest, kind, key_node, value, &at, identity, attributes, tiers, mode,
             ) {
                 Some(b) => out.push(b),
                 None => ok = false,
@@ -58,6 +67,7 @@ impl Checker {
         identity: Option<&IdentitySpec>,
         attributes: Option<&[AttributeSpec]>,
         tiers: Option<&[TierSpec]>,
+        mode: Option<ExportMode>,
     ) -> Option<ExportDestination> {
         let fields = self.mapping(node, here, Some(&["audience", "tier_audiences", "keys"]))?;
         let numeric_audience = kind.is_some_and(DestinationKind::is_ad_platform);
@@ -70,9 +80,27 @@ impl Checker {
         };
 
         let audience = match fields.get("audience") {
+            Some(n) if kind == Some(DestinationKind::MetaConversions) => {
+                self.meta_event_name(n, &here.child("audience"))
+            }
             Some(n) => audience_value(self, n, &here.child("audience")),
             None => {
                 match kind {
+                    // The Meta event name; "" sends each event under its
+                    // source name.
+                    Some(DestinationKind::MetaConversions) => Some(String::new()),
+                    // CleverTap events: "" sends each event under its
+                    // source name (the binding's audience is the evtName).
+                    Some(DestinationKind::Clevertap)
+                        if matches!(mode, Some(ExportMode::Events | ExportMode::Conversions)) =>
+                    {
+                        Some(String::new())
+                    }
+                    // Attribute-only sync sets no membership property: the
+                    // label is the export's name, for logs and reports.
+                    Some(DestinationKind::Clevertap) if mode == Some(ExportMode::Attributes) => {
+                        Some(export.to_owned())
+                    }
                     Some(DestinationKind::Warehouse | DestinationKind::Webhook) => {
                         Some(export.to_owned())
                     }
@@ -178,7 +206,7 @@ impl Checker {
     ) -> bool {
         let mut ok = true;
         match kind {
-            Some(DestinationKind::MetaAudience) | None => {}
+            Some(DestinationKind::MetaAudience | DestinationKind::MetaConversions) | None => {}
             Some(
                 g @ (DestinationKind::GoogleCustomerMatch | DestinationKind::GoogleDataManager),
             ) => {
@@ -262,9 +290,13 @@ impl Checker {
                 ok
             }
             DestinationKind::MetaAudience
+            | DestinationKind::MetaConversions
             | DestinationKind::GoogleCustomerMatch
             | DestinationKind::GoogleDataManager => {
-                let meta = kind == DestinationKind::MetaAudience;
+                let meta = matches!(
+                    kind,
+                    DestinationKind::MetaAudience | DestinationKind::MetaConversions
+                );
                 let mut ok = true;
                 // Listed identifier keys that identity can never fill.
                 for k in keys {
@@ -310,6 +342,8 @@ impl Checker {
                         .filter(|k| id_for(k).is_some())
                         .cloned()
                         .collect()
+                } else if keys.is_empty() && meta {
+                    default_keys(DestinationKind::MetaAudience)
                 } else if keys.is_empty() {
                     default_keys(kind)
                 } else {
@@ -335,6 +369,118 @@ impl Checker {
                 ok
             }
         }
+    }
+
+    /// A `meta_conversions` binding sends events: only `events` and
+    /// `conversions` exports may bind it.
+    pub(super) fn binding_fits_mode(
+        &mut self,
+        kind: Option<DestinationKind>,
+        mode: Option<ExportMode>,
+        node: &Node<'_>,
+        here: &Here<'_>,
+        dest: &str,
+    ) -> bool {
+        match (kind, mode) {
+            (
+                Some(DestinationKind::MetaConversions),
+                Some(m @ (ExportMode::Membership | ExportMode::Attributes)),
+            ) => {
+                let m = if m == ExportMode::Membership {
+                    "membership"
+                } else {
+                    "attributes"
+                };
+                self.issue(
+                    node,
+                    here,
+                    format!("destination `{dest}` (meta_conversions) takes events: bind it from an `events` or `conversions` export, not a `{m}` one"),
+                );
+                false
+            }
+            // Attribute-only sync updates profile properties: ad platforms
+            // hold audiences of hashed identifiers, not properties.
+            (Some(k), Some(ExportMode::Attributes))
+                if !matches!(
+                    k,
+                    DestinationKind::Clevertap
+                        | DestinationKind::Warehouse
+                        | DestinationKind::Webhook
+                ) =>
+            {
+                self.issue(
+                    node,
+                    here,
+                    format!("destination `{dest}` ({}) has no attribute-only sync: an `attributes` export may bind clevertap, warehouse and webhook destinations only", k.as_str()),
+                );
+                false
+            }
+            _ => true,
+        }
+    }
+
+    /// Google on an `events` / `conversions` export: `google_data_manager`
+    /// sends each event to a Google Ads conversion action (`events:ingest`),
+    /// so `audience` is that action's id, digits only; `google_customer_match`
+    /// takes membership only.
+    pub(super) fn google_conversion_binding(
+        &mut self,
+        kind: Option<DestinationKind>,
+        mode: Option<ExportMode>,
+        key_node: &Node<'_>,
+        node: &Node<'_>,
+        here: &Here<'_>,
+        dest: &str,
+    ) -> bool {
+        if !matches!(mode, Some(ExportMode::Events | ExportMode::Conversions)) {
+            return true;
+        }
+        match kind {
+            Some(DestinationKind::GoogleCustomerMatch) => {
+                self.issue(
+                    key_node,
+                    here,
+                    format!("destination `{dest}` (google_customer_match) takes membership only: send conversions through a `google_data_manager` destination (Data Manager events:ingest)"),
+                );
+                false
+            }
+            Some(DestinationKind::GoogleDataManager) => {
+                // Not a mapping: `binding` says so.
+                let YamlData::Mapping(map) = &node.data else {
+                    return true;
+                };
+                let audience = map
+                    .iter()
+                    .find(|(k, _)| as_str(k) == Some("audience"))
+                    .map(|(_, v)| v)
+                    .filter(|v| !is_null(v));
+                if audience.and_then(as_str).is_some_and(is_digits) {
+                    return true;
+                }
+                self.issue(
+                    audience.unwrap_or(key_node),
+                    &here.child("audience"),
+                    format!("destination `{dest}` (google_data_manager) on an events or conversions export needs `audience`: the Google Ads conversion action id, digits only (e.g. \"555000111\")"),
+                );
+                false
+            }
+            _ => true,
+        }
+    }
+
+    /// A Meta event name: a standard event (`Purchase`) or a custom one, at
+    /// most 50 characters, no surrounding spaces.
+    pub(super) fn meta_event_name(&mut self, node: &Node<'_>, here: &Here<'_>) -> Option<String> {
+        let s = self.string(node, here)?;
+        if s.is_empty() || s.trim() != s || s.chars().count() > 50 {
+            self.issue(
+                node,
+                here,
+                "a Meta event name is 1 to 50 characters without surrounding spaces (e.g. `Purchase`)",
+            );
+            return None;
+        }
+        Some(s)
     }
 
     pub(super) fn guard_rails(

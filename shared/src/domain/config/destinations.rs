@@ -230,10 +230,31 @@ impl Checker {
                 });
                 let account_id_env = self.required_env(fields, "account_id_env", here);
                 let passcode_env = self.required_env(fields, "passcode_env", here);
+                // The account's event-property limit (100 unless CleverTap
+                // raised it for the account; older docs said 256).
+                let max_event_properties = match fields.get("max_event_properties") {
+                    None => Some(crate::domain::spec::DEFAULT_CLEVERTAP_MAX_EVENT_PROPERTIES),
+                    Some(n) => {
+                        let at = here.child("max_event_properties");
+                        match self.uint(n, &at) {
+                            Some(v @ 1..=1000) => usize::try_from(v).ok(),
+                            Some(v) => {
+                                self.issue(
+                                    n,
+                                    &at,
+                                    format!("max_event_properties {v} must be between 1 and 1000"),
+                                );
+                                None
+                            }
+                            None => None,
+                        }
+                    }
+                };
                 Some(DestinationSettings::Clevertap {
                     region: region?,
                     account_id_env: account_id_env?,
                     passcode_env: passcode_env?,
+                    max_event_properties: max_event_properties?,
                 })
             }
             DestinationKind::MetaAudience => {
@@ -257,6 +278,7 @@ impl Checker {
                     access_token_env: access_token_env?,
                 })
             }
+            DestinationKind::MetaConversions => self.meta_conversions(fields, here),
             DestinationKind::GoogleCustomerMatch => self.google_customer_match(fields, here),
             DestinationKind::GoogleDataManager => self.google_data_manager(fields, here),
             DestinationKind::Webhook => {
@@ -270,6 +292,62 @@ impl Checker {
                 })
             }
         }
+    }
+
+    /// `meta_conversions`: the pixel, its token, and an `action_source` we
+    /// can satisfy (`app` needs app_data and `business_messaging` a
+    /// messaging channel, which Customer.io events do not carry).
+    pub(super) fn meta_conversions(
+        &mut self,
+        fields: &Fields<'_, '_>,
+        here: &Here<'_>,
+    ) -> Option<DestinationSettings> {
+        use crate::destinations::meta_capi;
+        let api_version = match fields.get("api_version") {
+            Some(n) => self.api_version(n, &here.child("api_version"), "v27.0"),
+            None => Some(crate::destinations::meta::DEFAULT_API_VERSION.to_string()),
+        };
+        let pixel_id = self
+            .require(fields, "pixel_id", here)
+            .and_then(|n| self.digits(n, &here.child("pixel_id"), "pixel_id (the dataset id)"));
+        let access_token_env = self.required_env(fields, "access_token_env", here);
+        let action_source = match fields.get("action_source") {
+            None => Some(meta_capi::DEFAULT_ACTION_SOURCE.to_string()),
+            Some(n) => {
+                let at = here.child("action_source");
+                self.string(n, &at).and_then(|v| {
+                    if meta_capi::SUPPORTED_ACTION_SOURCES.contains(&v.as_str()) {
+                        Some(v)
+                    } else if let Some(why) = meta_capi::unsupported_action_source(&v) {
+                        self.issue(n, &at, format!("action_source `{v}` cannot be sent: {why}"));
+                        None
+                    } else {
+                        self.issue(
+                            n,
+                            &at,
+                            format!(
+                                "unknown action_source `{v}`; expected one of: {}",
+                                meta_capi::SUPPORTED_ACTION_SOURCES.join(", ")
+                            ),
+                        );
+                        None
+                    }
+                })
+            }
+        };
+        let test_event_code_env = match fields.get("test_event_code_env") {
+            None => Some(None),
+            Some(n) => self
+                .env_name(n, &here.child("test_event_code_env"))
+                .map(Some),
+        };
+        Some(DestinationSettings::MetaConversions {
+            api_version: api_version?,
+            pixel_id: pixel_id?,
+            access_token_env: access_token_env?,
+            action_source: action_source?,
+            test_event_code_env: test_event_code_env?,
+        })
     }
 
     pub(super) fn required_env(

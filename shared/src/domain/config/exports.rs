@@ -124,6 +124,7 @@ impl Checker {
                 identity.as_ref(),
                 attributes.as_deref(),
                 tiers.as_deref(),
+                mode,
             )
         });
 

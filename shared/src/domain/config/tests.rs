@@ -729,3 +729,298 @@ fn batch_defaults_and_maxima_per_kind() {
         assert_eq!(max_batch_size(kind), max);
     }
 }
+
+/// BASE plus an attributes export bound to `bindings` (YAML lines under
+/// `destinations:`).
+fn with_attributes_export(bindings: &str) -> String {
+    format!(
+        "{BASE}  profile_sync:\n    source: {{segment: 3}}\n    mode: attributes\n    cadence: {{every: 1h}}\n    identity: {{golden: id, fallbacks: [email]}}\n    attributes:\n      plan: lowercase\n    destinations:\n{bindings}"
+    )
+}
+
+#[test]
+fn attributes_export_binds_clevertap_warehouse_and_webhook_without_an_audience() {
+    let text = with_attributes_export("      ct:\n      wh:\n");
+    let spec = parse_spec(&text, "spec.yaml").unwrap_or_else(|e| panic!("{e}"));
+    let export = spec.export("profile_sync").unwrap();
+    assert_eq!(export.mode, ExportMode::Attributes);
+    // No membership property to name: the label is the export's name.
+    assert_eq!(export.binding("ct").unwrap().audience, "profile_sync");
+    assert_eq!(export.binding("wh").unwrap().audience, "profile_sync");
+}
+
+#[test]
+fn attributes_export_refuses_ad_platforms() {
+    let text = with_attributes_export("      ct:\n      meta: {audience: \"444\"}\n");
+    let issue = one_issue_at(&text, "meta: {audience: \"444\"}", "no attribute-only sync");
+    assert!(issue.message.contains("meta_audience"), "{issue:#?}");
+    assert!(
+        issue.message.contains("clevertap, warehouse and webhook"),
+        "{issue:#?}"
+    );
+    let text = with_attributes_export("      google: {audience: \"555\"}\n");
+    one_issue_at(
+        &text,
+        "google: {audience: \"555\"}",
+        "google_customer_match",
+    );
+}
+
+#[test]
+fn clevertap_max_event_properties_defaults_to_100_and_is_bounded() {
+    let spec = parse_spec(BASE, "spec.yaml").unwrap_or_else(|e| panic!("{e}"));
+    let limit = |spec: &ActivationSpec| match &spec.destination("ct").unwrap().settings {
+        DestinationSettings::Clevertap {
+            max_event_properties,
+            ..
+        } => *max_event_properties,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(limit(&spec), 100);
+    let raised = edited(
+        "    passcode_env: CT_PASSCODE\n",
+        "    passcode_env: CT_PASSCODE\n    max_event_properties: 256\n",
+    );
+    let spec = parse_spec(&raised, "spec.yaml").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(limit(&spec), 256);
+    let zero = edited(
+        "    passcode_env: CT_PASSCODE\n",
+        "    passcode_env: CT_PASSCODE\n    max_event_properties: 0\n",
+    );
+    one_issue_at(&zero, "max_event_properties: 0", "between 1 and 1000");
+}
+
+// ----- meta_conversions -----
+
+/// BASE with a `capi` destination (its settings lines given) and an export
+/// of `mode` from the `order_placed` events binding it as `binding`.
+fn with_capi(settings: &str, mode: &str, binding: &str) -> String {
+    let base = BASE.replacen(
+        "  wh:\n    kind: warehouse\n",
+        &format!("  capi:\n    kind: meta_conversions\n{settings}  wh:\n    kind: warehouse\n"),
+        1,
+    );
+    let source = if mode == "events" || mode == "conversions" {
+        "{events: [order_placed]}"
+    } else {
+        "{segment: 4}"
+    };
+    format!(
+        "{base}  purchases:\n    source: {source}\n    mode: {mode}\n    cadence: {{realtime: true}}\n    identity: {{golden: id, fallbacks: [email, phone]}}\n    destinations:\n      capi:{binding}\n"
+    )
+}
+
+const CAPI_SETTINGS: &str = "    pixel_id: \"555000111\"\n    access_token_env: META_CAPI_TOKEN\n";
+
+fn capi_settings(spec: &ActivationSpec) -> DestinationSettings {
+    spec.destination("capi").unwrap().settings.clone()
+}
+
+#[test]
+fn meta_conversions_defaults_version_action_source_and_batch() {
+    let text = with_capi(CAPI_SETTINGS, "conversions", " {audience: Purchase}");
+    let spec = parse_spec(&text, "spec.yaml").unwrap_or_else(|e| panic!("{e}"));
+    let dest = spec.destination("capi").unwrap();
+    assert_eq!(dest.kind, DestinationKind::MetaConversions);
+    assert_eq!(dest.batch_size, 1000);
+    assert_eq!(dest.max_concurrency, 4);
+    assert_eq!(
+        capi_settings(&spec),
+        DestinationSettings::MetaConversions {
+            api_version: crate::destinations::meta::DEFAULT_API_VERSION.into(),
+            pixel_id: "555000111".into(),
+            access_token_env: "META_CAPI_TOKEN".into(),
+            action_source: "system_generated".into(),
+            test_event_code_env: None,
+        }
+    );
+    assert_eq!(
+        spec.export("purchases")
+            .unwrap()
+            .binding("capi")
+            .unwrap()
+            .audience,
+        "Purchase"
+    );
+}
+
+#[test]
+fn meta_conversions_reads_every_setting() {
+    let settings = format!(
+        "{CAPI_SETTINGS}    api_version: v26.0\n    action_source: email\n    test_event_code_env: META_TEST_CODE\n    batch_size: 500\n"
+    );
+    let spec = parse_spec(&with_capi(&settings, "events", ""), "spec.yaml")
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(spec.destination("capi").unwrap().batch_size, 500);
+    assert_eq!(
+        capi_settings(&spec),
+        DestinationSettings::MetaConversions {
+            api_version: "v26.0".into(),
+            pixel_id: "555000111".into(),
+            access_token_env: "META_CAPI_TOKEN".into(),
+            action_source: "email".into(),
+            test_event_code_env: Some("META_TEST_CODE".into()),
+        }
+    );
+    // No audience: each event goes under its source name.
+    assert_eq!(
+        spec.export("purchases")
+            .unwrap()
+            .binding("capi")
+            .unwrap()
+            .audience,
+        ""
+    );
+}
+
+#[test]
+fn meta_conversions_batch_size_is_capped_at_1000() {
+    let settings = format!("{CAPI_SETTINGS}    batch_size: 1001\n");
+    one_issue_at(
+        &with_capi(&settings, "events", ""),
+        "batch_size: 1001",
+        "hard maximum of 1000",
+    );
+}
+
+#[test]
+fn meta_conversions_pixel_id_must_be_digits() {
+    let settings = "    pixel_id: px-12\n    access_token_env: META_CAPI_TOKEN\n";
+    one_issue_at(
+        &with_capi(settings, "events", ""),
+        "pixel_id: px-12",
+        "digits only",
+    );
+    let settings = "    access_token_env: META_CAPI_TOKEN\n";
+    let found = issues(&with_capi(settings, "events", ""));
+    assert!(
+        found.iter().any(|i| i.message.contains("pixel_id")),
+        "{found:#?}"
+    );
+}
+
+#[test]
+fn meta_conversions_refuses_action_sources_we_cannot_satisfy() {
+    let app = format!("{CAPI_SETTINGS}    action_source: app\n");
+    let issue = one_issue_at(
+        &with_capi(&app, "events", ""),
+        "action_source: app",
+        "app_data",
+    );
+    assert!(issue.message.contains("cannot be sent"), "{issue:#?}");
+    let bm = format!("{CAPI_SETTINGS}    action_source: business_messaging\n");
+    one_issue_at(
+        &with_capi(&bm, "events", ""),
+        "action_source: business_messaging",
+        "messaging_channel",
+    );
+    let odd = format!("{CAPI_SETTINGS}    action_source: billboard\n");
+    one_issue_at(
+        &with_capi(&odd, "events", ""),
+        "action_source: billboard",
+        "unknown action_source",
+    );
+    let web = format!("{CAPI_SETTINGS}    action_source: website\n");
+    assert!(issues(&with_capi(&web, "events", "")).is_empty());
+}
+
+#[test]
+fn meta_conversions_api_version_is_checked_like_meta_audience() {
+    let settings = format!("{CAPI_SETTINGS}    api_version: \"27\"\n");
+    one_issue_at(
+        &with_capi(&settings, "events", ""),
+        "api_version: \"27\"",
+        "like `v27.0`",
+    );
+}
+
+#[test]
+fn membership_and_attributes_exports_may_not_bind_meta_conversions() {
+    for mode in ["membership", "attributes"] {
+        let text = with_capi(CAPI_SETTINGS, mode, " {audience: Purchase}");
+        let found = issues(&text);
+        assert!(
+            found
+                .iter()
+                .any(|i| i.message.contains("meta_conversions")
+                    && i.message.contains("takes events")),
+            "{mode}: {found:#?}"
+        );
+    }
+}
+
+#[test]
+fn meta_conversions_event_name_is_at_most_50_characters() {
+    let long = "X".repeat(51);
+    let text = with_capi(
+        CAPI_SETTINGS,
+        "conversions",
+        &format!(" {{audience: {long}}}"),
+    );
+    one_issue_at(&text, &long, "1 to 50 characters");
+}
+
+/// A conversions export bound to Google (Data Manager `events:ingest`).
+const GOOGLE_CONVERSIONS: &str = r#"version: 1
+destinations:
+  gdm:
+    kind: google_data_manager
+    operating_account_id: "1234567890"
+    consent_ad_user_data: granted
+    consent_ad_personalization: granted
+    access_token_env: G_TOKEN
+  ads:
+    kind: google_customer_match
+    api_version: v26
+    customer_id: "1234567890"
+    developer_token_env: G_DEV
+    access_token_env: G_TOKEN
+exports:
+  purchases:
+    source: {events: [order_placed]}
+    mode: conversions
+    cadence: {realtime: true}
+    identity: {golden: email, fallbacks: [phone]}
+    destinations:
+      gdm: {audience: "555000111"}
+"#;
+
+#[test]
+fn google_conversions_binding_takes_the_conversion_action_id() {
+    let spec = parse_spec(GOOGLE_CONVERSIONS, "spec.yaml").unwrap_or_else(|e| panic!("{e}"));
+    let binding = spec.export("purchases").and_then(|e| e.binding("gdm"));
+    assert_eq!(binding.map(|b| b.audience.as_str()), Some("555000111"));
+}
+
+#[test]
+fn google_conversions_binding_refuses_a_conversion_action_id_that_is_not_digits() {
+    let text = GOOGLE_CONVERSIONS.replace(
+        r#"gdm: {audience: "555000111"}"#,
+        "gdm: {audience: purchase_action}",
+    );
+    one_issue_at(
+        &text,
+        "purchase_action",
+        "conversion action id, digits only",
+    );
+}
+
+#[test]
+fn google_conversions_binding_needs_an_audience() {
+    let text =
+        GOOGLE_CONVERSIONS.replace(r#"gdm: {audience: "555000111"}"#, "gdm: {keys: [email]}");
+    one_issue_at(
+        &text,
+        "gdm: {keys",
+        "needs `audience`: the Google Ads conversion action id",
+    );
+}
+
+#[test]
+fn google_customer_match_cannot_take_conversions() {
+    let text = GOOGLE_CONVERSIONS.replace(
+        r#"gdm: {audience: "555000111"}"#,
+        r#"ads: {audience: "555000111"}"#,
+    );
+    one_issue_at(&text, r#"ads: {audience"#, "takes membership only");
+}
