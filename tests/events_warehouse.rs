@@ -61,6 +61,17 @@ exports:
         audience: engagement_events
       hook:
         audience: engagement
+events:
+  email.opened:
+    properties: {{campaign_id: , delivery_id: , object_type: , metric: }}
+  email.clicked:
+    properties: {{campaign_id: , delivery_id: , object_type: , metric: }}
+  order_placed:
+    required: [order_id, total, currency]
+    properties: {{order_id: , total: number, currency: }}
+    value: total
+    currency: currency
+    order_id: order_id
 "#
     )
 }

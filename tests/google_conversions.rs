@@ -62,6 +62,12 @@ exports:
     identity: {{golden: email, fallbacks: [phone]}}
     destinations:
       google: {{audience: "{ACTION}"}}
+events:
+  order_placed:
+    properties: {{order_id: , total: number, currency: }}
+    value: total
+    currency: currency
+    order_id: order_id
 "#
     );
     let spec = parse_spec(&yaml, "inline").unwrap();

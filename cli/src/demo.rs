@@ -21,9 +21,11 @@ use dataout::customerio::webhook::{sign, SignatureConfig};
 use dataout::domain::config::parse_spec;
 use dataout::domain::model::{counter, CounterScope, RunStatus};
 use dataout::domain::spec::{
-    ActivationSpec, DestinationKind, DestinationSettings, ExportSource, GoogleCredentialsSpec,
+    ActivationSpec, DestinationKind, DestinationSettings, ExportMode, ExportSource,
+    GoogleCredentialsSpec,
 };
 use dataout::local::LocalRuntime;
+use dataout::pipeline::forward::{EVENTS_FORWARDED, EVENTS_INVALID};
 use dataout::pipeline::intake::IntakeConfig;
 use dataout::ports::{Clock, MapSecrets, Secret, SystemClock};
 use dataout_sim::clevertap::{self, ClevertapSimConfig};
@@ -138,7 +140,9 @@ impl SimEnv {
             }
             dest.base_url = match dest.kind {
                 DestinationKind::Clevertap => Some(clevertap_server.base_url.clone()),
-                DestinationKind::MetaAudience => Some(meta_server.base_url.clone()),
+                DestinationKind::MetaAudience | DestinationKind::MetaConversions => {
+                    Some(meta_server.base_url.clone())
+                }
                 DestinationKind::GoogleDataManager => Some(google_server.base_url.clone()),
                 _ => dest.base_url.take(),
             };
@@ -317,6 +321,15 @@ pub async fn run(people: usize, out: &Path) -> anyhow::Result<()> {
         env.cio.handle.counters().total_requests()
     );
     println!(
+        "Events: {} forwarded, {} kept back by the event taxonomy (a required property missing).",
+        intake.get(EVENTS_FORWARDED).copied().unwrap_or(0),
+        intake.get(EVENTS_INVALID).copied().unwrap_or(0),
+    );
+    println!("What the simulators hold of them (read from the simulators, not a platform API):");
+    for line in platform_events(&env, &spec) {
+        println!("  {line}");
+    }
+    println!(
         "Columns: source = Customer.io segment count, state = our members, delivered = adds - removes accepted, accepted/rejected/unmatched = our per-person outcomes, p50/p95 = source event to destination acknowledgement."
     );
     println!(
@@ -334,6 +347,92 @@ pub async fn run(people: usize, out: &Path) -> anyhow::Result<()> {
     rt.shutdown().await;
     server.shutdown().await;
     Ok(())
+}
+
+/// Per events-export binding, what the simulator behind it holds: Meta's
+/// distinct events (after its event_id dedup), Google's counted
+/// conversions (after its order-id dedup), CleverTap's stored events.
+fn platform_events(env: &SimEnv, spec: &ActivationSpec) -> Vec<String> {
+    let mut lines = Vec::new();
+    for export in spec.exports.values() {
+        if !matches!(export.mode, ExportMode::Events | ExportMode::Conversions) {
+            continue;
+        }
+        for binding in &export.destinations {
+            let Some(dest) = spec.destination(&binding.destination) else {
+                continue;
+            };
+            let held = match &dest.settings {
+                DestinationSettings::MetaConversions { pixel_id, .. } => format!(
+                    "Meta pixel {pixel_id}: {} distinct events ({} received)",
+                    env.meta.capi_events(pixel_id).len(),
+                    env.meta.capi_received(pixel_id)
+                ),
+                DestinationSettings::GoogleDataManager {
+                    operating_account_id,
+                    ..
+                } => format!(
+                    "Google conversion action {}: {} conversions counted ({} received)",
+                    binding.audience,
+                    env.google
+                        .conversions(operating_account_id, &binding.audience)
+                        .len(),
+                    env.google
+                        .received_events(operating_account_id, &binding.audience)
+                        .len()
+                ),
+                DestinationSettings::Clevertap { .. } => format!(
+                    "CleverTap: {} `{}` events",
+                    env.clevertap
+                        .events()
+                        .iter()
+                        .filter(|e| e.name == binding.audience)
+                        .count(),
+                    binding.audience
+                ),
+                DestinationSettings::Webhook { .. } => format!(
+                    "analytics webhook: {} signed deliveries in all",
+                    env.hook.deliveries().len()
+                ),
+                DestinationSettings::Warehouse { location } => {
+                    let dir = Path::new(location)
+                        .join("events")
+                        .join(format!("export={}", export.name));
+                    format!(
+                        "warehouse `events` table: {} event objects under {}",
+                        count_files(&dir),
+                        dir.display()
+                    )
+                }
+                // The loader binds these kinds to membership exports only.
+                DestinationSettings::MetaAudience { .. }
+                | DestinationSettings::GoogleCustomerMatch { .. } => continue,
+            };
+            lines.push(format!(
+                "{:<18} {:<18} {held}",
+                export.name, binding.destination
+            ));
+        }
+    }
+    lines
+}
+
+/// Files under `dir`, at any depth (0 when it does not exist).
+fn count_files(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| {
+            let path = e.path();
+            if path.is_dir() {
+                count_files(&path)
+            } else {
+                1
+            }
+        })
+        .sum()
 }
 
 /// Google applies requests asynchronously: wait until the simulator has
@@ -430,8 +529,17 @@ fn create_sim_audiences(spec: &ActivationSpec, meta: &MetaSim, google: &DataMana
             let audiences =
                 std::iter::once(&binding.audience).chain(binding.tier_audiences.values());
             for audience in audiences {
+                let events = matches!(export.mode, ExportMode::Events | ExportMode::Conversions);
                 match &dest.settings {
                     DestinationSettings::MetaAudience { .. } => meta.create_audience(audience),
+                    DestinationSettings::MetaConversions { pixel_id, .. } => {
+                        meta.create_pixel(pixel_id)
+                    }
+                    // On an events export the binding names a conversion action.
+                    DestinationSettings::GoogleDataManager {
+                        operating_account_id,
+                        ..
+                    } if events => google.create_conversion_action(operating_account_id, audience),
                     DestinationSettings::GoogleDataManager {
                         operating_account_id,
                         ..

@@ -34,6 +34,7 @@ use serde_json::{json, Map, Value};
 
 use dataout::adapters::overlay::OverlayStateStore;
 use dataout::destinations::{self, OpOutcome};
+use dataout::domain::events::shape_event;
 use dataout::domain::membership::{apply_change, ops_for_export, Decision};
 use dataout::domain::model::{
     ChangeKind, ChangeOrigin, DeliveryOp, EventPayload, Identifiers, MembershipChange, Millis,
@@ -129,6 +130,7 @@ fn identifier(field: &str, v: Option<Value>) -> Result<Option<String>, String> {
 
 /// Turn one input line into the ops the export sends to `binding`.
 fn ops_of_line(
+    spec: &ActivationSpec,
     export: &ExportSpec,
     dest: &DestinationSpec,
     line_no: usize,
@@ -176,7 +178,16 @@ fn ops_of_line(
                     .ok_or_else(|| "event timestamp out of range".to_string())?,
                 None => now,
             };
-            // As intake forwards an event action (`act_on_event`).
+            // As intake forwards an event (`pipeline::forward`): shaped by
+            // the taxonomy, refused with its reason when it falls short.
+            let Some(taxonomy) = spec.events.get(&event.name) else {
+                return Err(format!(
+                    "event `{}` is not declared under `events:`",
+                    event.name
+                ));
+            };
+            let shaped =
+                shape_event(taxonomy, &event.data).map_err(|r| format!("not forwarded: {r}"))?;
             Ok(vec![DeliveryOp {
                 op: OpKind::Event,
                 person_key,
@@ -189,8 +200,10 @@ fn ops_of_line(
                         .id
                         .unwrap_or_else(|| format!("preview-line-{line_no}")),
                     name: event.name,
-                    data: event.data,
-                    ..EventPayload::default()
+                    data: shaped.data,
+                    value: shaped.value,
+                    currency: shaped.currency,
+                    order_id: shaped.order_id,
                 }),
                 source_ts: ts,
                 intake_ts: now,
@@ -606,7 +619,7 @@ pub async fn preview(
         if line.trim().is_empty() {
             continue;
         }
-        match ops_of_line(export, dest, line_no, &line, now) {
+        match ops_of_line(spec, export, dest, line_no, &line, now) {
             Ok(o) => {
                 summary.people += 1;
                 ops.extend(o);

@@ -26,6 +26,46 @@ fn ms(v: Option<i64>) -> String {
 
 /// The platform's match rate with where it comes from: `s` its upload
 /// sessions (matched / received), `c` its count / our delivered members.
+fn alarm_cell(r: &dataout::domain::model::ReconcileRow) -> String {
+    if r.alarm {
+        "ALARM".into()
+    } else {
+        String::new()
+    }
+}
+
+/// A text table: the first two columns left-aligned, the rest right-aligned.
+fn table(header: &[&str], body: Vec<Vec<String>>) -> String {
+    let mut rows: Vec<Vec<String>> = vec![header.iter().map(|s| s.to_string()).collect()];
+    rows.extend(body);
+    let widths: Vec<usize> = (0..header.len())
+        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for (n, row) in rows.iter().enumerate() {
+        let line: Vec<String> = row
+            .iter()
+            .enumerate()
+            .map(|(i, cell)| {
+                let pad = widths[i].saturating_sub(cell.chars().count());
+                if i < 2 {
+                    format!("{cell}{}", " ".repeat(pad))
+                } else {
+                    format!("{}{cell}", " ".repeat(pad))
+                }
+            })
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+        if n == 0 {
+            let total: usize = widths.iter().sum::<usize>() + 2 * (widths.len() - 1);
+            out.push_str(&"-".repeat(total));
+            out.push('\n');
+        }
+    }
+    out
+}
+
 fn match_cell(r: &dataout::domain::model::ReconcileRow) -> String {
     let Some(m) = r.match_rate else {
         return "-".into();
@@ -66,8 +106,8 @@ pub fn render(report: &ReconcileReport) -> String {
         "p95",
         "",
     ];
-    let mut rows: Vec<Vec<String>> = vec![header.iter().map(|s| s.to_string()).collect()];
-    for r in &report.rows {
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    for r in report.rows.iter().filter(|r| !r.events) {
         rows.push(vec![
             r.export.clone(),
             r.destination.clone(),
@@ -85,38 +125,10 @@ pub fn render(report: &ReconcileReport) -> String {
             match_cell(r),
             ms(r.latency_p50_ms),
             ms(r.latency_p95_ms),
-            if r.alarm {
-                "ALARM".into()
-            } else {
-                String::new()
-            },
+            alarm_cell(r),
         ]);
     }
-    let widths: Vec<usize> = (0..header.len())
-        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
-        .collect();
-    let mut out = String::new();
-    for (n, row) in rows.iter().enumerate() {
-        let line: Vec<String> = row
-            .iter()
-            .enumerate()
-            .map(|(i, cell)| {
-                let pad = widths[i].saturating_sub(cell.chars().count());
-                if i < 2 {
-                    format!("{cell}{}", " ".repeat(pad))
-                } else {
-                    format!("{}{cell}", " ".repeat(pad))
-                }
-            })
-            .collect();
-        out.push_str(line.join("  ").trim_end());
-        out.push('\n');
-        if n == 0 {
-            let total: usize = widths.iter().sum::<usize>() + 2 * (widths.len() - 1);
-            out.push_str(&"-".repeat(total));
-            out.push('\n');
-        }
-    }
+    let mut out = table(&header, rows);
     out.push_str(
         "\ndest.: the destination's own count (\"unknown\" where its API gives none). \
 match: the platform's match rate, s = its upload sessions (matched / received), \
@@ -124,6 +136,50 @@ c = its count / delivered (no independent check then). expected: delivered × th
 session match rate, where the platform reports sessions; drift: dest. − expected, with \
 the tolerance (rows still processing, match noise, the drift threshold).\n",
     );
+    let events: Vec<Vec<String>> = report
+        .rows
+        .iter()
+        .filter(|r| r.events)
+        .map(|r| {
+            vec![
+                r.export.clone(),
+                r.destination.clone(),
+                (r.sent + r.invalid + r.unmatched).to_string(),
+                r.sent.to_string(),
+                r.accepted.to_string(),
+                r.rejected.to_string(),
+                r.invalid.to_string(),
+                r.unmatched.to_string(),
+                ms(r.latency_p50_ms),
+                ms(r.latency_p95_ms),
+                alarm_cell(r),
+            ]
+        })
+        .collect();
+    if !events.is_empty() {
+        out.push_str("\nEvents and conversions:\n");
+        out.push_str(&table(
+            &[
+                "export",
+                "destination",
+                "events",
+                "sent",
+                "accepted",
+                "rejected",
+                "invalid",
+                "unmatched",
+                "p50",
+                "p95",
+                "",
+            ],
+            events,
+        ));
+        out.push_str(
+            "events: forwarded to the destination; invalid: kept back by our own checks \
+(a required property missing, a value that is not a number, an event too old or missing what the \
+platform needs), never sent.\n",
+        );
+    }
     let alarms: Vec<_> = report
         .rows
         .iter()
@@ -157,6 +213,8 @@ mod tests {
 
     fn row(destination: &str, count: Option<u64>, check: DestinationCheck) -> ReconcileRow {
         ReconcileRow {
+            invalid: 0,
+            events: false,
             export: "vips".into(),
             destination: destination.into(),
             source_count: Some(100),

@@ -155,6 +155,11 @@ exports:
     destinations:
       warehouse: {audience: orders}
       hook: {audience: orders}
+events:
+  order_placed:
+    properties: {total: number, currency: , value: number}
+    value: total
+    currency: currency
 "#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -347,6 +352,11 @@ exports:
     identity: {golden: id, fallbacks: [email]}
     destinations:
       ads: {audience: "7000000999"}
+events:
+  order_placed:
+    properties: {value: number, currency: }
+    value: value
+    currency: currency
 "#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

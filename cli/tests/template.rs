@@ -428,6 +428,12 @@ exports:
     identity: {golden: id, fallbacks: [email]}
     destinations:
       capi: {audience: Purchase}
+events:
+  order_placed:
+    properties: {order_id: , total: number, currency: }
+    value: total
+    currency: currency
+    order_id: order_id
 "#;
     let spec = parse_spec(text, "capi.yaml").unwrap_or_else(|e| panic!("{e}"));
     let t = parse_template(&render(&spec, "capi.yaml").expect("renders"));

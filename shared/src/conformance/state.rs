@@ -127,6 +127,8 @@ fn report(id: &str, generated_at: Millis) -> ReconcileReport {
         generated_at,
         config_hash: "cfg-1".into(),
         rows: vec![ReconcileRow {
+            invalid: 0,
+            events: false,
             export: "vip".into(),
             destination: "warehouse".into(),
             source_count: Some(10),

@@ -451,6 +451,13 @@ pub struct ReconcileRow {
     pub accepted: u64,
     pub rejected: u64,
     pub unmatched: u64,
+    /// Ops our own checks kept from being sent (an event the taxonomy or
+    /// the platform's rules refuse, a conversion without a value).
+    #[serde(default)]
+    pub invalid: u64,
+    /// An events or conversions export: its row counts events, not members.
+    #[serde(default)]
+    pub events: bool,
     /// The platform's own match rate: matched / received of its finished
     /// uploads (Meta sessions) or, failing that, its count / delivered
     /// members. `None` when the platform gives neither (CleverTap). Where it

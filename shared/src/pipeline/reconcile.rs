@@ -172,6 +172,7 @@ pub async fn reconcile(
             let accepted = get(counter::ACCEPTED).max(0) as u64;
             let rejected = get(counter::REJECTED).max(0) as u64;
             let unmatched = get(counter::UNMATCHED).max(0) as u64;
+            let invalid = get(counter::INVALID).max(0) as u64;
             let acceptance_rate =
                 (sent + unmatched > 0).then(|| accepted as f64 / (sent + unmatched) as f64);
             let dest = destinations.get(&binding.destination);
@@ -229,6 +230,8 @@ pub async fn reconcile(
                 accepted,
                 rejected,
                 unmatched,
+                invalid,
+                events: matches!(export.mode, ExportMode::Events | ExportMode::Conversions),
                 match_rate,
                 drift_source_state,
                 drift_state_delivered,

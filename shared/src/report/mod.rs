@@ -331,6 +331,8 @@ mod tests {
 
     fn row(export: &str, state: u64) -> ReconcileRow {
         ReconcileRow {
+            invalid: 0,
+            events: false,
             export: export.into(),
             destination: "meta".into(),
             source_count: Some(state),

@@ -806,9 +806,12 @@ fn with_capi(settings: &str, mode: &str, binding: &str) -> String {
         "{segment: 4}"
     };
     format!(
-        "{base}  purchases:\n    source: {source}\n    mode: {mode}\n    cadence: {{realtime: true}}\n    identity: {{golden: id, fallbacks: [email, phone]}}\n    destinations:\n      capi:{binding}\n"
+        "{base}  purchases:\n    source: {source}\n    mode: {mode}\n    cadence: {{realtime: true}}\n    identity: {{golden: id, fallbacks: [email, phone]}}\n    destinations:\n      capi:{binding}\n{ORDER_TAXONOMY}"
     )
 }
+
+/// The taxonomy entry the events and conversions exports above forward.
+const ORDER_TAXONOMY: &str = "events:\n  order_placed:\n    properties: {order_id: , total: number, currency: }\n    value: total\n    currency: currency\n    order_id: order_id\n";
 
 const CAPI_SETTINGS: &str = "    pixel_id: \"555000111\"\n    access_token_env: META_CAPI_TOKEN\n";
 
@@ -983,6 +986,12 @@ exports:
     identity: {golden: email, fallbacks: [phone]}
     destinations:
       gdm: {audience: "555000111"}
+events:
+  order_placed:
+    properties: {order_id: , total: number, currency: }
+    value: total
+    currency: currency
+    order_id: order_id
 "#;
 
 #[test]
@@ -1023,4 +1032,107 @@ fn google_customer_match_cannot_take_conversions() {
         r#"ads: {audience: "555000111"}"#,
     );
     one_issue_at(&text, r#"ads: {audience"#, "takes membership only");
+}
+
+// ----- the event taxonomy -----
+
+#[test]
+fn the_taxonomy_reads_required_properties_allow_list_and_conversion_fields() {
+    let text = format!(
+        "{GOOGLE_CONVERSIONS_BODY}events:\n  Placed Order:\n    required: [order_id, total, currency]\n    properties:\n      order_id:\n      total: number\n      currency: {{from: currency_code}}\n      coupon: lowercase\n    value: total\n    currency: currency\n    order_id: order_id\n"
+    );
+    let spec = parse_spec(&text, "spec.yaml").unwrap_or_else(|e| panic!("{e}"));
+    let ev = &spec.events["Placed Order"];
+    assert_eq!(ev.required, ["order_id", "total", "currency"]);
+    let props: Vec<(&str, &str)> = ev
+        .properties
+        .iter()
+        .map(|p| (p.name.as_str(), p.from.as_str()))
+        .collect();
+    assert_eq!(
+        props,
+        [
+            ("order_id", "order_id"),
+            ("total", "total"),
+            ("currency", "currency_code"),
+            ("coupon", "coupon")
+        ]
+    );
+    assert_eq!(ev.value.as_deref(), Some("total"));
+    assert_eq!(ev.currency.as_deref(), Some("currency"));
+    assert_eq!(ev.order_id.as_deref(), Some("order_id"));
+}
+
+/// GOOGLE_CONVERSIONS forwarding `Placed Order`, with no taxonomy yet.
+const GOOGLE_CONVERSIONS_BODY: &str = r#"version: 1
+destinations:
+  gdm:
+    kind: google_data_manager
+    operating_account_id: "1234567890"
+    consent_ad_user_data: granted
+    consent_ad_personalization: granted
+    access_token_env: G_TOKEN
+exports:
+  purchases:
+    source: {events: [Placed Order]}
+    mode: conversions
+    cadence: {realtime: true}
+    identity: {golden: email, fallbacks: [phone]}
+    destinations:
+      gdm: {audience: "555000111"}
+"#;
+
+#[test]
+fn an_events_export_naming_an_undeclared_event_is_refused_at_its_source() {
+    one_issue_at(
+        GOOGLE_CONVERSIONS_BODY,
+        "source: {events: [Placed Order]}",
+        "event `Placed Order` is not declared under `events:`",
+    );
+}
+
+#[test]
+fn a_required_property_off_the_allow_list_is_refused_at_its_line() {
+    let text = format!(
+        "{GOOGLE_CONVERSIONS_BODY}events:\n  Placed Order:\n    required: [order_id, total]\n    properties: {{total: number, currency: }}\n    value: total\n    currency: currency\n"
+    );
+    let found = issues(&text);
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert_eq!(found[0].line, line_of(&text, "required: [order_id"));
+    assert_eq!(found[0].key, "events.Placed Order.required[0]");
+    assert!(
+        found[0]
+            .message
+            .contains("`order_id` is not in `properties`"),
+        "{:?}",
+        found[0].message
+    );
+}
+
+#[test]
+fn a_conversions_export_needs_a_value_and_currency_for_its_events() {
+    let text = format!(
+        "{GOOGLE_CONVERSIONS_BODY}events:\n  Placed Order:\n    properties: {{total: number}}\n    value: total\n"
+    );
+    one_issue_at(
+        &text,
+        "source: {events: [Placed Order]}",
+        "needs `value` and `currency`",
+    );
+    let off_list = format!(
+        "{GOOGLE_CONVERSIONS_BODY}events:\n  Placed Order:\n    properties: {{total: number, currency: }}\n    value: amount\n    currency: currency\n"
+    );
+    one_issue_at(
+        &off_list,
+        "value: amount",
+        "`amount` is not in `properties`",
+    );
+}
+
+#[test]
+fn an_unknown_key_in_a_taxonomy_entry_is_refused() {
+    let text = format!(
+        "{GOOGLE_CONVERSIONS_BODY}events:\n  Placed Order:\n    properties: {{total: number, currency: }}\n    value: total\n    currency: currency\n    requires: [total]\n"
+    );
+    one_issue_at(&text, "requires: [total]", "unknown key `requires`");
 }
