@@ -125,3 +125,7 @@ pub async fn forward_event(
     summary.merge(enqueue(deps, jobs).await?);
     Ok(summary)
 }
+
+#[cfg(test)]
+#[path = "forward_tests.rs"]
+mod tests;
