@@ -1095,8 +1095,8 @@ fn meta_alarms(
                 &format!("{}Audience{id_part}PausedAlarm", d.id),
                 d.name,
                 simple_alarm(
-                    s(format!(
-                        "Meta flagged audience {audience} ({name}): uploads to it are refused (error 100, subcode 1713230) and its ops are rejected, not retried. Resolve it in Ads Manager, then re-sync: `dataout reconcile show --stack <stack>` shows the drift",
+                    sub(format!(
+                        "Meta flagged audience {audience} ({name}): uploads to it are refused (error 100, subcode 1713230) and its ops are rejected, not retried. Resolve it in Ads Manager, then re-sync: `dataout reconcile show --stack ${{AWS::StackName}}` shows the drift",
                         name = d.name
                     )),
                     namespace(),
@@ -1117,7 +1117,7 @@ fn meta_alarms(
             d.name,
             simple_alarm(
                 s(format!(
-                    "Meta refuses the Graph API version of {} (error 2635): set its api_version to a supported version in the spec and redeploy",
+                    "Meta refuses the Graph API version of {} (error 2635): set its api_version to a supported version in the spec, check it with `dataout validate <spec>`, render with `dataout template --config <spec>` and redeploy",
                     d.name
                 )),
                 namespace(),
@@ -1186,9 +1186,9 @@ fn alarms(
             &format!("{}ErrorsAlarm", d.function()),
             d.name,
             simple_alarm(
-                s(format!(
-                    "{} delivery failing for 15 minutes (see the function's logs; failed jobs retry, then dead-letter)",
-                    d.name
+                sub(format!(
+                    "{name} delivery failing for 15 minutes (see the function's logs; failed jobs retry, then dead-letter): `dataout dlq list {name} --stack ${{AWS::StackName}}` shows what waits and what is dead",
+                    name = d.name
                 )),
                 s("AWS/Lambda"),
                 "Errors",
@@ -1325,7 +1325,7 @@ fn alarms(
             "SchedulerDLQAlarm",
             "scheduler DLQ alarm",
             simple_alarm(
-                s("EventBridge Scheduler could not invoke the batch export (messages in SchedulerDLQ)"),
+                sub("EventBridge Scheduler could not invoke the batch export (messages in SchedulerDLQ): `dataout runs list <export> --stack ${AWS::StackName}` shows the last run of each export; the next tick runs again"),
                 s("AWS/SQS"),
                 "ApproximateNumberOfMessagesVisible",
                 dims(&[("QueueName", att("SchedulerDLQ", "QueueName"))]),
@@ -1338,7 +1338,7 @@ fn alarms(
             "BatchExportErrorsAlarm",
             "batch export errors alarm",
             simple_alarm(
-                s("A batch export tick failed (see the function's logs; the next tick retries)"),
+                sub("A batch export tick failed (see the function's logs; the next tick continues the checkpointed run): `dataout runs list <export> --stack ${AWS::StackName}` shows where it stopped"),
                 s("AWS/Lambda"),
                 "Errors",
                 dims(&[("FunctionName", r#ref("BatchExport"))]),
@@ -1379,7 +1379,7 @@ fn alarms(
         "ReconcileErrorsAlarm",
         "reconcile errors alarm",
         simple_alarm(
-            s("The daily reconciliation failed (see the function's logs)"),
+            sub("The daily reconciliation failed (see the function's logs): `dataout reconcile show --stack ${AWS::StackName}` shows the last report stored"),
             s("AWS/Lambda"),
             "Errors",
             dims(&[("FunctionName", r#ref("Reconcile"))]),

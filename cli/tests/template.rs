@@ -457,3 +457,72 @@ events:
         .collect();
     assert!(audience_alarms.is_empty(), "{audience_alarms:?}");
 }
+
+/// The `dataout …` commands an alarm's description names, each cut before
+/// its first placeholder or flag (`<export>`, `--stack`, `${…}`).
+fn named_commands(description: &str) -> Vec<Vec<String>> {
+    description
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .filter_map(|quoted| quoted.strip_prefix("dataout "))
+        .map(|rest| {
+            rest.split_whitespace()
+                .take_while(|w| !w.starts_with('<') && !w.starts_with('-') && !w.contains('$'))
+                .map(String::from)
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+#[test]
+fn every_alarm_description_names_a_dataout_command_that_exists() {
+    for spec in [EXAMPLE, SECOND] {
+        let t = rendered(spec);
+        let alarms = resources_of_type(&t, "AWS::CloudWatch::Alarm");
+        assert!(alarms.len() >= 10, "{spec}: {} alarms", alarms.len());
+        let mut checked = std::collections::BTreeSet::new();
+        for (name, alarm) in alarms {
+            let d = &alarm["Properties"]["AlarmDescription"];
+            let text = d
+                .as_str()
+                .or_else(|| d["Fn::Sub"].as_str())
+                .unwrap_or_else(|| panic!("{spec}: {name} has no description: {d}"));
+            let commands = named_commands(text);
+            assert!(
+                !commands.is_empty(),
+                "{spec}: {name} names no dataout command: {text}"
+            );
+            for words in commands {
+                // Destination / export names are arguments, not subcommands.
+                let sub: Vec<&str> = words.iter().take(2).map(String::as_str).collect();
+                let sub: Vec<&str> = match sub.as_slice() {
+                    [first, second] if is_subcommand_pair(first, second) => sub,
+                    [first, ..] => vec![*first],
+                    [] => panic!("{spec}: {name}: an empty command in {text}"),
+                };
+                if !checked.insert(sub.join(" ")) {
+                    continue;
+                }
+                let out = Command::new(env!("CARGO_BIN_EXE_dataout"))
+                    .args(&sub)
+                    .arg("--help")
+                    .output()
+                    .expect("run dataout");
+                assert!(
+                    out.status.success(),
+                    "{spec}: {name} names `dataout {}`, which does not exist: {}",
+                    sub.join(" "),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+        }
+    }
+}
+
+/// `runs list`, `dlq redrive`, `reconcile show`, `quarantine replay`: the
+/// operator commands with a subcommand of their own.
+fn is_subcommand_pair(first: &str, second: &str) -> bool {
+    matches!(first, "runs" | "dlq" | "reconcile" | "quarantine")
+        && second.chars().all(|c| c.is_ascii_lowercase())
+}

@@ -11,7 +11,9 @@
 //! Public API:
 //! * [`demo_workspace`] / [`demo_workspace_at`]: a deterministic shop with a
 //!   few thousand people and segments 101 (cart abandoners), 102 (recent
-//!   purchasers) and 103 (lapsed VIPs).
+//!   purchasers), 103 (lapsed VIPs), 104 (replenishment window, last order
+//!   25–40 days ago), 105 (top 10 % by lifetime value), 106 (checkout
+//!   starters) and 107 (browse intent: 2+ product views, no recent order).
 //! * [`start`] with a [`CioSimConfig`] gives a [`CioSim`]: the running server
 //!   plus a [`CioSimHandle`] to move people between segments, change
 //!   attributes, inject failures and read [`SimCounters`] between runs.
@@ -39,6 +41,10 @@ use crate::RunningSim;
 pub const SEGMENT_CART_ABANDONERS: u64 = 101;
 pub const SEGMENT_RECENT_PURCHASERS: u64 = 102;
 pub const SEGMENT_LAPSED_VIPS: u64 = 103;
+pub const SEGMENT_REPLENISHMENT: u64 = 104;
+pub const SEGMENT_VIP_TOP_LTV: u64 = 105;
+pub const SEGMENT_CHECKOUT_STARTERS: u64 = 106;
+pub const SEGMENT_BROWSE_INTENT: u64 = 107;
 
 /// The App API's documented maximum membership page size.
 pub const MAX_PAGE_LIMIT: u32 = 30_000;
@@ -119,12 +125,16 @@ impl CioWorkspace {
         })
     }
 
-    /// Re-evaluate the demo segments (101, 102, 103) from the people's
+    /// Re-evaluate the demo segments (101 to 107) from the people's
     /// attributes at `now_secs`, e.g. after a test changed attributes.
     pub fn recompute_demo_segments(&mut self, now_secs: i64) {
         let mut carts = BTreeSet::new();
         let mut recent = BTreeSet::new();
         let mut lapsed = BTreeSet::new();
+        let mut replenish = BTreeSet::new();
+        let mut checkout = BTreeSet::new();
+        let mut browse = BTreeSet::new();
+        let mut ltv: Vec<(f64, usize)> = Vec::new();
         for (i, p) in self.people.iter().enumerate() {
             let num = |k: &str| p.attributes.get(k).and_then(|v| v.parse::<i64>().ok());
             let last_order = num("last_order_at");
@@ -145,7 +155,37 @@ impl CioWorkspace {
             if vip && last_order.is_some_and(|t| t < now_secs - 90 * DAY) {
                 lapsed.insert(i);
             }
+            if last_order.is_some_and(|t| t >= now_secs - 40 * DAY && t <= now_secs - 25 * DAY) {
+                replenish.insert(i);
+            }
+            let checkout_at = num("checkout_started_at");
+            let ordered_after_checkout =
+                matches!((last_order, checkout_at), (Some(o), Some(c)) if o >= c);
+            if checkout_at.is_some_and(|c| c > now_secs - DAY && c <= now_secs)
+                && !ordered_after_checkout
+                && !recent_order
+            {
+                checkout.insert(i);
+            }
+            if num("product_views_7d").is_some_and(|v| v >= 2) && !recent_order {
+                browse.insert(i);
+            }
+            let value = p
+                .attributes
+                .get("lifetime_value")
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0);
+            if value > 0.0 {
+                ltv.push((value, i));
+            }
         }
+        // The top 10 % of customers by lifetime value (a lookalike seed).
+        ltv.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        let top: BTreeSet<usize> = ltv
+            .iter()
+            .take(ltv.len().div_ceil(10))
+            .map(|(_, i)| *i)
+            .collect();
         for (id, name, description, members) in [
             (
                 SEGMENT_CART_ABANDONERS,
@@ -164,6 +204,30 @@ impl CioWorkspace {
                 "Lapsed VIPs",
                 "Gold or silver tier, no order for more than 90 days",
                 lapsed,
+            ),
+            (
+                SEGMENT_REPLENISHMENT,
+                "Replenishment window",
+                "Last order 25 to 40 days ago",
+                replenish,
+            ),
+            (
+                SEGMENT_VIP_TOP_LTV,
+                "Top 10 % by lifetime value",
+                "The customers with the highest lifetime value, 10 % of those who ordered",
+                top,
+            ),
+            (
+                SEGMENT_CHECKOUT_STARTERS,
+                "Checkout starters (24h)",
+                "Started checkout in the last 24 hours and did not order",
+                checkout,
+            ),
+            (
+                SEGMENT_BROWSE_INTENT,
+                "Browse intent",
+                "Viewed products 2+ times in 7 days, no order in 30 days",
+                browse,
             ),
         ] {
             self.segments.insert(
@@ -476,6 +540,19 @@ fn demo_person(rng: &mut StdRng, i: usize, now: i64) -> SimPerson {
             attrs.insert("lifetime_value".into(), "0.00".into());
         }
     }
+
+    // Checkout starts and product views, derived from the person's number
+    // (not the seeded generator, so every other attribute stays as it was).
+    if let Some(cart) = cart {
+        if i % 3 == 0 {
+            attrs.insert(
+                "checkout_started_at".into(),
+                (cart + 90).min(now).to_string(),
+            );
+        }
+    }
+    let views = if (i * 37) % 10 < 2 { 2 + i % 4 } else { i % 2 };
+    attrs.insert("product_views_7d".into(), views.to_string());
 
     SimPerson {
         id: has_id.then(|| format!("cust_{i:05}")),

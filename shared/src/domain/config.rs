@@ -397,6 +397,7 @@ const MATCH_KEYS: &[(&str, MatchKey)] = &[
     ("country", MatchKey::Country),
     ("gender", MatchKey::Gender),
     ("date_of_birth", MatchKey::DateOfBirth),
+    ("lookalike_value", MatchKey::LookalikeValue),
 ];
 const SIMPLE_TRANSFORMS: &[(&str, Transform)] = &[
     ("identity", Transform::Identity),

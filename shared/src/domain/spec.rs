@@ -386,6 +386,10 @@ pub enum MatchKey {
     Country,
     Gender,
     DateOfBirth,
+    /// Meta value-based audiences (lookalike seeds): the person's value,
+    /// e.g. lifetime value, from the export attribute `lookalike_value`.
+    /// Sent as a number, never hashed, and never a match key on its own.
+    LookalikeValue,
 }
 
 impl MatchKey {
@@ -402,6 +406,7 @@ impl MatchKey {
             MatchKey::Country => "country",
             MatchKey::Gender => "gender",
             MatchKey::DateOfBirth => "date_of_birth",
+            MatchKey::LookalikeValue => "lookalike_value",
         }
     }
     /// Keys read from export attributes (not from identifiers).

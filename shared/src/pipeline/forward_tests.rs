@@ -15,7 +15,7 @@ use crate::customerio::actions::{ActionAuthConfig, ActionAuthMode};
 use crate::customerio::webhook::{sign, SignatureConfig};
 use crate::domain::model::DeliveryJob;
 use crate::pipeline::intake::{handle, IntakeConfig, Route};
-use crate::ports::{JobQueue, Secret, StateStore, SystemClock};
+use crate::ports::{Secret, SystemClock};
 
 const SECRET: &str = "forward-test-secret";
 

@@ -574,7 +574,25 @@ fn new_session_id() -> i64 {
 }
 
 fn users_body(schema: &[&str], rows: &[Row], session: Option<&SessionPart>) -> Value {
-    let data: Vec<&Vec<String>> = rows.iter().map(|r| &r.cells).collect();
+    // LOOKALIKE_VALUE travels as a number (Meta refuses it as text); every
+    // other cell is a string.
+    let value_at = schema.iter().position(|c| *c == "LOOKALIKE_VALUE");
+    let data: Vec<Vec<Value>> = rows
+        .iter()
+        .map(|r| {
+            r.cells
+                .iter()
+                .enumerate()
+                .map(
+                    |(i, cell)| match (Some(i) == value_at, cell.parse::<f64>()) {
+                        (true, Ok(n)) => serde_json::Number::from_f64(n)
+                            .map_or_else(|| Value::String(String::new()), Value::Number),
+                        _ => Value::String(cell.clone()),
+                    },
+                )
+                .collect()
+        })
+        .collect();
     let mut body = json!({ "payload": { "schema": schema, "data": data } });
     if let (Some(s), Some(obj)) = (session, body.as_object_mut()) {
         obj.insert(

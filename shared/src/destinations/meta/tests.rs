@@ -1,7 +1,9 @@
 use super::*;
 use crate::domain::identity::sha256_hex;
 use crate::domain::model::{Identifiers, OpKind, PersonKey};
-use crate::domain::spec::{Cadence, ExportMode, ExportSource, GuardRails, IdKind, IdentitySpec};
+use crate::domain::spec::{
+    Cadence, ExportMode, ExportSource, GuardRails, IdKind, IdentitySpec, MatchKey,
+};
 use crate::ports::MapSecrets;
 use dataout_sim::meta::{MetaFault, MetaSim, MetaSimConfig, DEFAULT_ACCESS_TOKEN};
 use dataout_sim::RunningSim;
@@ -528,4 +530,46 @@ fn graph_codes_decide_retry_before_http_status() {
         .graph_error(502, &headers, b"<html>bad gateway</html>")
         .is_retryable());
     assert!(!dest.graph_error(404, &headers, b"not found").is_retryable());
+}
+
+#[tokio::test]
+async fn a_value_based_audience_gets_lookalike_value_as_a_number_and_a_value_alone_matches_nobody()
+{
+    let (_running, sim, dest) = setup(100, DEFAULT_ACCESS_TOKEN).await;
+    let b = ExportDestination {
+        keys: vec![MatchKey::Email, MatchKey::LookalikeValue],
+        ..binding()
+    };
+    let mut ann = op(OpKind::Add, Some("u1"), Some("ann@example.com"), None);
+    ann.attributes
+        .insert("lookalike_value".into(), serde_json::json!(2450.5));
+    let mut nobody = op(OpKind::Add, None, None, None);
+    nobody
+        .attributes
+        .insert("lookalike_value".into(), serde_json::json!("99"));
+    let outcomes = dest
+        .send(&export(), &b, &[ann, nobody])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(outcomes[0], OpOutcome::Accepted);
+    assert!(
+        matches!(outcomes[1], OpOutcome::Unmatched { .. }),
+        "{:?}",
+        outcomes[1]
+    );
+    // The simulator refuses LOOKALIKE_VALUE given as text, as Meta does:
+    // the row landing with its value proves a number went on the wire.
+    assert!(sim.has_member_with(AUDIENCE, "LOOKALIKE_VALUE", "2450.5"));
+    let body = users_body(
+        &["EMAIL", "LOOKALIKE_VALUE"],
+        &[Row {
+            index: 0,
+            cells: vec!["ab12".into(), "2450.5".into()],
+        }],
+        None,
+    );
+    assert_eq!(
+        body["payload"]["data"][0],
+        serde_json::json!(["ab12", 2450.5])
+    );
 }

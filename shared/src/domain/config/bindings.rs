@@ -206,6 +206,14 @@ impl Checker {
     ) -> bool {
         let mut ok = true;
         match kind {
+            Some(DestinationKind::MetaConversions) if *key == MatchKey::LookalikeValue => {
+                self.issue(
+                    node,
+                    here,
+                    "`lookalike_value` is for meta_audience destinations (value-based custom audiences), not the Conversions API",
+                );
+                return false;
+            }
             Some(DestinationKind::MetaAudience | DestinationKind::MetaConversions) | None => {}
             Some(
                 g @ (DestinationKind::GoogleCustomerMatch | DestinationKind::GoogleDataManager),

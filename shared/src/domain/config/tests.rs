@@ -115,8 +115,9 @@ fn example_file_parses_into_the_demo_spec() {
         Err(e) => panic!("{e}"),
     };
     assert_eq!(spec.version, 1);
-    assert_eq!(spec.destinations.len(), 5);
-    assert_eq!(spec.exports.len(), 4);
+    assert_eq!(spec.destinations.len(), 6);
+    assert_eq!(spec.exports.len(), 11);
+    assert_eq!(spec.events.len(), 4);
     assert_eq!(spec.reporting_feeds.len(), 3);
     assert!(spec
         .reporting_feeds
@@ -158,12 +159,12 @@ fn example_file_parses_into_the_demo_spec() {
     assert_eq!(carts.guard_rails.min_size, Some(50));
     assert_eq!(carts.guard_rails.max_churn_pct, Some(60.0));
     assert_eq!(carts.test_profiles, ["cust_00000", "cust_00001"]);
-    assert_eq!(spec.exports_exiting_on("order_placed").count(), 2);
+    assert_eq!(spec.exports_exiting_on("order_placed").count(), 5);
     assert_eq!(
         spec.exports_suppressed_by("recent_purchasers")
             .map(|e| e.name.as_str())
             .collect::<Vec<_>>(),
-        ["cart_abandoners"]
+        ["cart_abandoners", "checkout_starters"]
     );
 
     let vips = spec.export("lapsed_vips").unwrap();
@@ -1135,4 +1136,39 @@ fn an_unknown_key_in_a_taxonomy_entry_is_refused() {
         "{GOOGLE_CONVERSIONS_BODY}events:\n  Placed Order:\n    properties: {{total: number, currency: }}\n    value: total\n    currency: currency\n    requires: [total]\n"
     );
     one_issue_at(&text, "requires: [total]", "unknown key `requires`");
+}
+
+#[test]
+fn lookalike_value_is_a_meta_audience_key_read_from_its_attribute_and_google_refuses_it() {
+    let text = include_str!("../../../../config/exports.example.yaml");
+    let spec = parse_spec(text, "exports.example.yaml").unwrap_or_else(|e| panic!("{e}"));
+    let seed = spec.export("vip_lookalike_seed").unwrap();
+    assert!(seed
+        .binding("meta")
+        .is_some_and(|b| b.keys.contains(&MatchKey::LookalikeValue)));
+    // On Google the same key is refused at its line.
+    let google = text.replace(
+        "        audience: \"7000000105\"\n",
+        "        audience: \"7000000105\"\n        keys: [email, lookalike_value]\n",
+    );
+    assert_ne!(google, text);
+    let found = issues(&google);
+    assert!(
+        found.iter().any(
+            |i| i.line == line_of(&google, "keys: [email, lookalike_value]")
+                && i.message.contains("does not take `lookalike_value`")
+        ),
+        "{found:#?}"
+    );
+    // Without the attribute it reads, the key is refused too.
+    let undeclared = text.replace(
+        "      lookalike_value: {from: lifetime_value, transform: number}\n",
+        "      ltv: {from: lifetime_value, transform: number}\n",
+    );
+    assert_ne!(undeclared, text);
+    one_issue_at(
+        &undeclared,
+        "keys: [email, phone, extern_id, lookalike_value]",
+        "reads the export attribute `lookalike_value`",
+    );
 }

@@ -286,6 +286,7 @@ enum MetaColumn {
     BirthYear,
     BirthMonth,
     BirthDay,
+    LookalikeValue,
 }
 
 /// Columns in schema order. FI comes with FN: it still matches when only the
@@ -305,6 +306,11 @@ const META_COLUMNS: &[(MetaColumn, MatchKey, &str)] = &[
     (MetaColumn::BirthYear, MatchKey::DateOfBirth, "DOBY"),
     (MetaColumn::BirthMonth, MatchKey::DateOfBirth, "DOBM"),
     (MetaColumn::BirthDay, MatchKey::DateOfBirth, "DOBD"),
+    (
+        MetaColumn::LookalikeValue,
+        MatchKey::LookalikeValue,
+        "LOOKALIKE_VALUE",
+    ),
 ];
 
 fn meta_columns(
@@ -399,7 +405,25 @@ fn meta_cell(
         MetaColumn::BirthYear => dob.map(|d| sha256_hex(&d.year)),
         MetaColumn::BirthMonth => dob.map(|d| sha256_hex(&d.month)),
         MetaColumn::BirthDay => dob.map(|d| sha256_hex(&d.day)),
+        MetaColumn::LookalikeValue => lookalike_value(attrs),
     }
+}
+
+/// A value-based audience's value: a finite number >= 0, as text (the
+/// Meta destination sends the column as a JSON number).
+fn lookalike_value(attrs: &Attributes) -> Option<String> {
+    let n = match attrs.get(MatchKey::LookalikeValue.as_str())? {
+        Value::Number(n) => n.as_f64()?,
+        Value::String(s) => s.trim().parse::<f64>().ok()?,
+        _ => return None,
+    };
+    (n.is_finite() && n >= 0.0).then(|| {
+        if n.fract() == 0.0 && n < 1e15 {
+            format!("{n:.0}")
+        } else {
+            n.to_string()
+        }
+    })
 }
 
 /// The person's country (alpha-2) when the export carries one; it decides
@@ -419,13 +443,20 @@ pub fn meta_row(
 ) -> Result<Vec<String>, IdentityError> {
     let country = person_country(attrs);
     let dob = attr_text(attrs, MatchKey::DateOfBirth).and_then(|d| normalize_date_of_birth(&d));
-    let row: Vec<String> = meta_columns(keys)
-        .map(|(column, _, _)| {
+    let columns: Vec<MetaColumn> = meta_columns(keys).map(|(c, _, _)| *c).collect();
+    let row: Vec<String> = columns
+        .iter()
+        .map(|column| {
             meta_cell(*column, ids, attrs, opts, country.as_deref(), dob.as_ref())
                 .unwrap_or_default()
         })
         .collect();
-    if row.iter().all(String::is_empty) {
+    // A value alone identifies nobody.
+    let identifies = columns
+        .iter()
+        .zip(&row)
+        .any(|(c, cell)| *c != MetaColumn::LookalikeValue && !cell.is_empty());
+    if !identifies {
         return Err(IdentityError::Missing { key: "identifiers" });
     }
     Ok(row)
