@@ -142,9 +142,17 @@ async fn dry_run_leaves_state_and_queues_byte_identical_and_plans_what_the_run_d
         assert!(d["ops"].as_u64().unwrap_or(0) > 0, "no ops for {q}: {plan}");
         planned_jobs.insert(q, d["jobs"].as_u64().unwrap_or(0));
     }
-    // Meta hears only of membership: 2 adds and 3 removes.
-    assert_eq!(plan["destinations"]["meta"]["add"], 2, "{plan}");
-    assert_eq!(plan["destinations"]["meta"]["remove"], 3, "{plan}");
+    // Meta hears only of membership: 2 adds and 3 removes in the main
+    // audience, and the moves of the high_value tier in its own.
+    let tier = &plan["tiers"]["high_value"];
+    let (entering, leaving) = (n(tier, "entering"), n(tier, "leaving"));
+    assert_eq!(n(&plan["destinations"]["meta"], "add"), 2 + entering, "{plan}");
+    assert_eq!(n(&plan["destinations"]["meta"], "remove"), 3 + leaving, "{plan}");
+    assert_eq!(
+        plan["destinations"]["meta"]["by_audience"]["23850000000000103"], 5,
+        "{plan}"
+    );
+    assert_eq!(plan["destinations"]["meta"]["update"], 0, "{plan}");
 
     // The text form, for a terminal.
     let text = {
@@ -255,9 +263,12 @@ async fn dry_run_reports_a_guard_rail_hold_and_what_approval_would_do() {
     assert!(reason.contains("below the expected minimum 20"), "{reason}");
     assert_eq!(plan["counts_if_approved"], true);
     assert_eq!(n(&plan, "removes"), current.len() as u64 - 5, "{plan}");
+    // Everyone leaves the main audience, and the high_value tier's members
+    // leave theirs too.
+    let leaving = n(&plan["tiers"]["high_value"], "leaving");
     assert_eq!(
         plan["destinations"]["meta"]["remove"].as_u64(),
-        Some(current.len() as u64 - 5),
+        Some(current.len() as u64 - 5 + leaving),
         "{plan}"
     );
     // The text form says so too.

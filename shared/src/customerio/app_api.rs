@@ -1082,7 +1082,7 @@ mod tests {
             ..Default::default()
         };
         assert!(client.person(&nobody).await.unwrap().is_none());
-        assert_eq!(client.segments().await.unwrap().len(), 3);
+        assert_eq!(client.segments().await.unwrap().len(), 7);
     }
 
     #[tokio::test]

@@ -20,7 +20,8 @@ use tracing::{info, info_span, warn, Instrument};
 
 use super::Deps;
 use crate::destinations::{Destination, DestinationError, OpOutcome};
-use crate::domain::model::{counter, CounterScope, DeliveryJob, OpKind};
+use crate::domain::model::{counter, CounterScope, DeliveryJob, DeliveryOp, OpKind};
+use crate::domain::spec::{DestinationKind, ExportSpec};
 use crate::ports::{IdempotencyStart, ReceivedJob};
 
 /// What to do with a received job.
@@ -175,7 +176,15 @@ pub async fn deliver_jobs(
             }
             continue;
         };
-        for chunk in refs.chunks(destination.max_batch().max(1)) {
+        let per_job = destination.kind() == DestinationKind::Warehouse;
+        let requests = plan_requests(
+            &refs,
+            |ci, oi| is_canary(export, &claimed[ci].1.received.job.ops[oi]),
+            per_job,
+            destination.max_batch(),
+        );
+        for chunk in &requests {
+            let chunk = chunk.as_slice();
             let ops: Vec<_> = chunk
                 .iter()
                 .map(|(ci, oi)| claimed[*ci].1.received.job.ops[*oi].clone())
@@ -310,6 +319,48 @@ pub async fn deliver_jobs(
     (dispositions, totals)
 }
 
+/// An op of one of the export's test profiles (canaries).
+fn is_canary(export: &ExportSpec, op: &DeliveryOp) -> bool {
+    !export.test_profiles.is_empty()
+        && op
+            .ids
+            .id
+            .as_deref()
+            .is_some_and(|id| export.test_profiles.iter().any(|t| t == id))
+}
+
+/// The requests one export's ops go out in, each at most `max` ops:
+/// canaries (test profiles) first, in requests of their own, so they reach
+/// the destination before anyone else of their run; then the rest in
+/// order. With `per_job` no request spans two jobs: the warehouse names an
+/// object by its rows, so a job redelivered after a crash must be batched
+/// alone to rewrite its own object rather than add a second one.
+pub fn plan_requests(
+    refs: &[(usize, usize)],
+    canary: impl Fn(usize, usize) -> bool,
+    per_job: bool,
+    max: usize,
+) -> Vec<Vec<(usize, usize)>> {
+    let max = max.max(1);
+    let (first, rest): (Vec<(usize, usize)>, Vec<(usize, usize)>) =
+        refs.iter().copied().partition(|(ci, oi)| canary(*ci, *oi));
+    let mut out = Vec::new();
+    for group in [first, rest] {
+        let mut current: Vec<(usize, usize)> = Vec::new();
+        for r in group {
+            let other_job = per_job && current.first().is_some_and(|(ci, _)| *ci != r.0);
+            if current.len() == max || other_job {
+                out.push(std::mem::take(&mut current));
+            }
+            current.push(r);
+        }
+        if !current.is_empty() {
+            out.push(current);
+        }
+    }
+    out
+}
+
 fn clone_error(e: &DestinationError) -> DestinationError {
     match e {
         DestinationError::Retryable {
@@ -435,4 +486,33 @@ pub async fn drain_once(
         }
     }
     Ok((received.len(), totals))
+}
+
+#[cfg(test)]
+mod request_plan_tests {
+    use super::plan_requests;
+
+    #[test]
+    fn canaries_go_first_in_requests_of_their_own_then_the_rest_in_order() {
+        // Job 0 holds ops 0..3, job 1 ops 0..2; (1, 1) and (0, 2) are canaries.
+        let refs = [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1)];
+        let canary = |ci: usize, oi: usize| (ci, oi) == (1, 1) || (ci, oi) == (0, 2);
+        assert_eq!(
+            plan_requests(&refs, canary, false, 10),
+            vec![vec![(0, 2), (1, 1)], vec![(0, 0), (0, 1), (1, 0)]]
+        );
+        assert_eq!(
+            plan_requests(&refs, |_, _| false, false, 2),
+            vec![vec![(0, 0), (0, 1)], vec![(0, 2), (1, 0)], vec![(1, 1)]]
+        );
+    }
+
+    #[test]
+    fn per_job_requests_never_span_two_jobs() {
+        let refs = [(0, 0), (0, 1), (1, 0), (2, 0), (2, 1)];
+        assert_eq!(
+            plan_requests(&refs, |_, _| false, true, 10),
+            vec![vec![(0, 0), (0, 1)], vec![(1, 0)], vec![(2, 0), (2, 1)]]
+        );
+    }
 }
