@@ -146,8 +146,16 @@ async fn dry_run_leaves_state_and_queues_byte_identical_and_plans_what_the_run_d
     // audience, and the moves of the high_value tier in its own.
     let tier = &plan["tiers"]["high_value"];
     let (entering, leaving) = (n(tier, "entering"), n(tier, "leaving"));
-    assert_eq!(n(&plan["destinations"]["meta"], "add"), 2 + entering, "{plan}");
-    assert_eq!(n(&plan["destinations"]["meta"], "remove"), 3 + leaving, "{plan}");
+    assert_eq!(
+        n(&plan["destinations"]["meta"], "add"),
+        2 + entering,
+        "{plan}"
+    );
+    assert_eq!(
+        n(&plan["destinations"]["meta"], "remove"),
+        3 + leaving,
+        "{plan}"
+    );
     assert_eq!(
         plan["destinations"]["meta"]["by_audience"]["23850000000000103"], 5,
         "{plan}"

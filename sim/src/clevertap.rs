@@ -152,6 +152,8 @@ pub struct ClevertapCounters {
 #[derive(Default)]
 struct Inner {
     profiles: BTreeMap<(String, String), StoredProfile>,
+    /// Profile keys in the order their records were stored (repeats kept).
+    arrivals: Vec<String>,
     events: Vec<StoredEvent>,
     counters: ClevertapCounters,
     fail_next: VecDeque<u16>,
@@ -216,6 +218,12 @@ impl ClevertapState {
 
     pub fn events(&self) -> Vec<StoredEvent> {
         self.lock().events.clone()
+    }
+
+    /// Profile keys in the order their records were stored, one entry per
+    /// accepted profile record.
+    pub fn arrival_order(&self) -> Vec<String> {
+        self.lock().arrivals.clone()
     }
 }
 
@@ -593,6 +601,7 @@ fn is_email(s: &str) -> bool {
 fn store(inner: &mut Inner, valid: Valid) {
     match valid.body {
         ValidBody::Profile(data) => {
+            inner.arrivals.push(valid.key.clone());
             let entry = inner
                 .profiles
                 .entry((valid.key_kind.clone(), valid.key.clone()))

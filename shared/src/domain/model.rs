@@ -349,6 +349,10 @@ pub struct RunCheckpoint {
     /// a resumed run skips exactly what is done, whatever else moved).
     #[serde(default)]
     pub committed_through: Option<String>,
+    /// Phase 2: the export's test profiles (canaries) are committed and
+    /// enqueued, ahead of everyone else.
+    #[serde(default)]
+    pub canaries_committed: bool,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -111,9 +111,31 @@ pub async fn run_export(
     run.stats.tier_moves = plan.stats.tier_moves;
     run.stats.suppressed = plan.stats.suppressed;
 
+    // Canaries (the export's test profiles) first, in a chunk of their own,
+    // so their jobs are the first of the run at every destination.
+    let canary = |c: &MembershipChange| {
+        c.person
+            .ids
+            .id
+            .as_deref()
+            .is_some_and(|id| export.test_profiles.iter().any(|t| t == id))
+    };
+    if !run.checkpoint.canaries_committed {
+        let canaries: Vec<&MembershipChange> = plan.changes.iter().filter(|c| canary(c)).collect();
+        if !canaries.is_empty() {
+            let through = run.checkpoint.committed_through.clone();
+            commit_chunk(deps, &export, &mut run, &canaries).await?;
+            // The canary chunk says nothing of how far the key-ordered
+            // chunks got.
+            run.checkpoint.committed_through = through;
+        }
+        run.checkpoint.canaries_committed = true;
+        deps.state.put_run(&run).await?;
+    }
     let pending: Vec<&MembershipChange> = plan
         .changes
         .iter()
+        .filter(|c| !canary(c))
         .filter(|c| {
             run.checkpoint
                 .committed_through
