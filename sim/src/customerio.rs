@@ -544,7 +544,7 @@ fn demo_person(rng: &mut StdRng, i: usize, now: i64) -> SimPerson {
     // Checkout starts and product views, derived from the person's number
     // (not the seeded generator, so every other attribute stays as it was).
     if let Some(cart) = cart {
-        if i % 3 == 0 {
+        if i.is_multiple_of(3) {
             attrs.insert(
                 "checkout_started_at".into(),
                 (cart + 90).min(now).to_string(),

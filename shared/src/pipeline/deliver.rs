@@ -329,6 +329,9 @@ fn is_canary(export: &ExportSpec, op: &DeliveryOp) -> bool {
             .is_some_and(|id| export.test_profiles.iter().any(|t| t == id))
 }
 
+/// An op of a claimed job: (job index, op index).
+type OpRef = (usize, usize);
+
 /// The requests one export's ops go out in, each at most `max` ops:
 /// canaries (test profiles) first, in requests of their own, so they reach
 /// the destination before anyone else of their run; then the rest in
@@ -342,7 +345,7 @@ pub fn plan_requests(
     max: usize,
 ) -> Vec<Vec<(usize, usize)>> {
     let max = max.max(1);
-    let (first, rest): (Vec<(usize, usize)>, Vec<(usize, usize)>) =
+    let (first, rest): (Vec<OpRef>, Vec<OpRef>) =
         refs.iter().copied().partition(|(ci, oi)| canary(*ci, *oi));
     let mut out = Vec::new();
     for group in [first, rest] {
