@@ -204,7 +204,7 @@ pub async fn run(people: usize, out: &Path) -> anyhow::Result<()> {
     let mut progress = Progress {
         started: Instant::now(),
         step: 0,
-        steps: 8,
+        steps: 9,
     };
     progress.step("starting simulators");
     let warehouse_dir = std::path::absolute(out.join("warehouse"))?;
@@ -339,6 +339,15 @@ pub async fn run(people: usize, out: &Path) -> anyhow::Result<()> {
         (1.0 - DEMO_META_UNMATCHED_SHARE) * 100.0,
         (1.0 - DEMO_GOOGLE_UNMATCHED_SHARE) * 100.0
     );
+    progress.step("qa: cart_abandoners' canaries through every destination");
+    let verdicts = crate::qa::run(&rt, Some(&source), "cart_abandoners").await?;
+    progress.done(&format!(
+        "{} of {} destinations pass",
+        verdicts.iter().filter(|v| v.pass).count(),
+        verdicts.len()
+    ));
+    println!();
+    print!("{}", crate::qa::render("cart_abandoners", &verdicts));
     println!(
         "Finished in {:.1}s.",
         progress.started.elapsed().as_secs_f64()

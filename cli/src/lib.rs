@@ -8,6 +8,7 @@ pub mod dry_run;
 pub mod html_report;
 pub mod ops;
 pub mod preview;
+pub mod qa;
 pub mod report;
 pub mod stack;
 pub mod template;

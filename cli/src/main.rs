@@ -66,6 +66,21 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Send an export's canary profiles (test_profiles) through every
+    /// destination of the export (enter, attribute change, exit, leaving
+    /// each as found), read the destinations back where their APIs allow,
+    /// and print pass/fail per destination. Exits non-zero on a failure.
+    Qa {
+        #[arg(long)]
+        export: String,
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long, default_value = ".state/serve")]
+        state_dir: PathBuf,
+        /// Print the verdicts as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run the whole pipeline locally against simulators and print the report.
     Demo {
         /// People in the simulated Customer.io workspace.
@@ -198,6 +213,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             telemetry::init(LogFormat::Text, "warn");
             export(&name, &config, dry_run, &state_dir, json).await?;
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Qa {
+            export,
+            config,
+            state_dir,
+            json,
+        } => {
+            telemetry::init(LogFormat::Text, "warn");
+            qa(&export, &config, &state_dir, json).await
         }
         Command::Validate { file } => Ok(validate(&file)),
         Command::Template { config, out } => {
@@ -370,6 +394,34 @@ async fn serve(config: &Path, addr: SocketAddr, state_dir: &Path) -> anyhow::Res
         .await?;
     rt.shutdown().await;
     Ok(())
+}
+
+async fn qa(export: &str, config: &Path, state_dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
+    // qa serves no webhooks: the runtime's intake settings are never used.
+    let rt = open_runtime(config, state_dir, dataout_cli::demo::intake_config())?;
+    let source = if env_secret("CIO_APP_API_KEY").is_some() {
+        Some(app_api_source()?)
+    } else {
+        None
+    };
+    let verdicts = dataout_cli::qa::run(
+        &rt,
+        source.as_ref().map(|s| s as &dyn SegmentSource),
+        export,
+    )
+    .await;
+    rt.shutdown().await;
+    let verdicts = verdicts?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&verdicts)?);
+    } else {
+        print!("{}", dataout_cli::qa::render(export, &verdicts));
+    }
+    Ok(if verdicts.iter().all(|v| v.pass) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 async fn preview(

@@ -154,6 +154,9 @@ struct Inner {
     profiles: BTreeMap<(String, String), StoredProfile>,
     /// Profile keys in the order their records were stored (repeats kept).
     arrivals: Vec<String>,
+    /// Profile keys whose records are answered as accepted but never
+    /// stored: a platform losing data silently, for `dataout qa` tests.
+    dropped: std::collections::BTreeSet<String>,
     events: Vec<StoredEvent>,
     counters: ClevertapCounters,
     fail_next: VecDeque<u16>,
@@ -218,6 +221,12 @@ impl ClevertapState {
 
     pub fn events(&self) -> Vec<StoredEvent> {
         self.lock().events.clone()
+    }
+
+    /// From now on, answer `key`'s profile records as accepted and drop
+    /// them (a silent loss only a read-back can see).
+    pub fn drop_profiles_of(&self, key: &str) {
+        self.lock().dropped.insert(key.to_string());
     }
 
     /// Profile keys in the order their records were stored, one entry per
@@ -600,6 +609,7 @@ fn is_email(s: &str) -> bool {
 
 fn store(inner: &mut Inner, valid: Valid) {
     match valid.body {
+        ValidBody::Profile(_) if inner.dropped.contains(&valid.key) => {}
         ValidBody::Profile(data) => {
             inner.arrivals.push(valid.key.clone());
             let entry = inner

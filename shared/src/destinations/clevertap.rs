@@ -42,6 +42,8 @@ use crate::domain::spec::{
 
 #[path = "clevertap_events.rs"]
 pub mod events;
+#[path = "clevertap_read.rs"]
+mod read;
 use crate::ports::{Secret, Secrets};
 
 /// Records per request: current docs allow 1000 (the official library uses 100).
@@ -511,6 +513,15 @@ fn profile_value(v: &Value) -> Value {
 impl Destination for ClevertapDestination {
     fn name(&self) -> &str {
         &self.name
+    }
+
+    async fn read_back(
+        &self,
+        export: &ExportSpec,
+        _binding: &ExportDestination,
+        op: &DeliveryOp,
+    ) -> Result<super::ReadBack, DestinationError> {
+        self.read_profile(export, op).await
     }
 
     fn kind(&self) -> DestinationKind {

@@ -230,6 +230,29 @@ pub trait Destination: Send + Sync {
     }
     /// Where the output goes, for reports (a path, an audience URL).
     fn describe_output(&self, export: &ExportSpec, binding: &ExportDestination) -> String;
+    /// What the destination itself holds of one delivered op, read back
+    /// where its API allows (for `dataout qa`).
+    async fn read_back(
+        &self,
+        _export: &ExportSpec,
+        _binding: &ExportDestination,
+        _op: &DeliveryOp,
+    ) -> Result<ReadBack, DestinationError> {
+        Ok(ReadBack::NotReadable(
+            "its API has no per-person read; its acknowledgement is all it says".into(),
+        ))
+    }
+}
+
+/// A destination's own answer about one person, read after delivery.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReadBack {
+    /// It holds what the op says (with what it showed).
+    Agrees(String),
+    /// It holds something else: the op did not land as sent.
+    Disagrees(String),
+    /// Its API cannot say (and why).
+    NotReadable(String),
 }
 
 /// Build the client of one configured destination. The warehouse writes to

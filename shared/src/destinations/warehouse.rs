@@ -121,6 +121,17 @@ impl WarehouseDestination {
         Ok(format!("export={export}/dt={dt}/part-{short}.jsonl"))
     }
 
+    fn store_error(&self, e: ObjectStoreError) -> DestinationError {
+        match e {
+            ObjectStoreError::Retryable { message } => DestinationError::Retryable {
+                destination: self.name.clone(),
+                message,
+                retry_after: None,
+            },
+            ObjectStoreError::Permanent { message } => self.permanent(message),
+        }
+    }
+
     fn permanent(&self, message: String) -> DestinationError {
         DestinationError::Permanent {
             destination: self.name.clone(),
@@ -191,16 +202,62 @@ impl Destination for WarehouseDestination {
         self.store
             .put(&key, body, CONTENT_TYPE)
             .await
-            .map_err(|e| match e {
-                ObjectStoreError::Retryable { message } => DestinationError::Retryable {
-                    destination: self.name.clone(),
-                    message,
-                    retry_after: None,
-                },
-                ObjectStoreError::Permanent { message } => self.permanent(message),
-            })?;
+            .map_err(|e| self.store_error(e))?;
         tracing::debug!(destination = %self.name, export = %export.name, key = %key, rows = outcomes.len(), "warehouse part written");
         Ok(outcomes)
+    }
+
+    /// The row of `op` in its day's partition: written once, with the op's
+    /// person, kind, audience and source time.
+    async fn read_back(
+        &self,
+        export: &ExportSpec,
+        _binding: &ExportDestination,
+        op: &DeliveryOp,
+    ) -> Result<super::ReadBack, DestinationError> {
+        if op.op == OpKind::Event {
+            return Ok(super::ReadBack::NotReadable(
+                "event rows are checked by the events table's own tests".into(),
+            ));
+        }
+        let Some(dt) = utc_date(op.source_ts) else {
+            return Ok(super::ReadBack::NotReadable(
+                "the op's time is out of range".into(),
+            ));
+        };
+        let prefix = format!("export={}/dt={dt}/", export.name);
+        let keys = self
+            .store
+            .list(&prefix)
+            .await
+            .map_err(|e| self.store_error(e))?;
+        let mut found = 0usize;
+        for key in &keys {
+            let Some(bytes) = self.store.get(key).await.map_err(|e| self.store_error(e))? else {
+                continue;
+            };
+            for line in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+                let Ok(row) = serde_json::from_slice::<serde_json::Value>(line) else {
+                    continue;
+                };
+                let op_name = serde_json::to_value(op.op).unwrap_or_default();
+                if row["person_key"] == op.person_key.0.as_str()
+                    && row["op"] == op_name
+                    && row["audience"] == op.audience.as_str()
+                    && row["source_ts"] == op.source_ts
+                {
+                    found += 1;
+                }
+            }
+        }
+        Ok(match found {
+            1 => super::ReadBack::Agrees(format!("one row under {}", self.store.locate(&prefix))),
+            0 => super::ReadBack::Disagrees(format!(
+                "no row for the op under {}",
+                self.store.locate(&prefix)
+            )),
+            n => super::ReadBack::Disagrees(format!("the op's row is there {n} times")),
+        })
     }
 
     fn describe_output(&self, export: &ExportSpec, _binding: &ExportDestination) -> String {
