@@ -3,56 +3,14 @@
 //! short; reporting metrics reach the exports that name them.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::time::Duration;
 
 use serde_json::json;
 
 use super::*;
-use crate::adapters::embedded::queue::{EmbeddedQueue, QueueSettings};
-use crate::adapters::embedded::state::EmbeddedStateStore;
-use crate::customerio::actions::{ActionAuthConfig, ActionAuthMode};
-use crate::customerio::webhook::{sign, SignatureConfig};
+use crate::customerio::webhook::sign;
 use crate::domain::model::DeliveryJob;
-use crate::pipeline::intake::{handle, IntakeConfig, Route};
-use crate::ports::{Secret, SystemClock};
-
-const SECRET: &str = "forward-test-secret";
-
-fn deps(dir: &std::path::Path) -> Deps {
-    let spec = crate::domain::config::parse_spec(
-        include_str!("../../../config/exports.example.yaml"),
-        "exports.example.yaml",
-    )
-    .expect("example spec");
-    let clock: Arc<dyn crate::ports::Clock> = Arc::new(SystemClock);
-    Deps {
-        spec: Arc::new(spec),
-        state: Arc::new(EmbeddedStateStore::open(&dir.join("s.redb")).expect("state")),
-        queue: Arc::new(
-            EmbeddedQueue::open(&dir.join("q.redb"), QueueSettings::default(), clock.clone())
-                .expect("queue"),
-        ),
-        clock,
-    }
-}
-
-fn cfg() -> IntakeConfig {
-    IntakeConfig {
-        reporting: SignatureConfig {
-            secret: Secret::new(SECRET),
-            tolerance: Duration::from_secs(300),
-        },
-        actions: ActionAuthConfig {
-            header_name: "x-dataout-token".into(),
-            secret: Secret::new(SECRET),
-            mode: ActionAuthMode::SharedSecret,
-            tolerance: Duration::from_secs(300),
-        },
-        dedup_ttl: Duration::from_secs(3600),
-        in_progress_ttl: Duration::from_secs(30),
-    }
-}
+use crate::pipeline::intake::tests::{cfg, deps, SECRET};
+use crate::pipeline::intake::{handle, Route};
 
 async fn post_action(deps: &Deps, body: serde_json::Value) -> serde_json::Value {
     let headers: BTreeMap<String, String> =

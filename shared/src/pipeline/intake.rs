@@ -462,7 +462,7 @@ pub async fn replay_quarantined(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::sync::Arc;
 
     use proptest::prelude::*;
@@ -473,9 +473,9 @@ mod tests {
     use crate::customerio::webhook::sign;
     use crate::ports::{Secret, SystemClock};
 
-    const SECRET: &str = "intake-test-secret";
+    pub(crate) const SECRET: &str = "intake-test-secret";
 
-    fn deps(dir: &std::path::Path) -> Deps {
+    pub(crate) fn deps(dir: &std::path::Path) -> Deps {
         let spec = crate::domain::config::parse_spec(
             include_str!("../../../config/exports.example.yaml"),
             "exports.example.yaml",
@@ -493,7 +493,7 @@ mod tests {
         }
     }
 
-    fn cfg() -> IntakeConfig {
+    pub(crate) fn cfg() -> IntakeConfig {
         IntakeConfig {
             reporting: SignatureConfig {
                 secret: Secret::new(SECRET),
