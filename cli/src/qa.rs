@@ -31,6 +31,9 @@ use dataout::ports::{ReceivedJob, SegmentSource};
 use serde::Serialize;
 use serde_json::Value;
 
+/// A canary's move: its name, the change kind and the raw attributes sent.
+type Move = (&'static str, (ChangeKind, BTreeMap<String, Value>));
+
 /// One move of one canary at one destination.
 #[derive(Clone, Debug, Serialize)]
 pub struct Step {
@@ -151,7 +154,7 @@ pub async fn run(
         let (person, member) = canary_person(rt, &export, source, id).await?;
         let changed = changed_attributes(&export, &person);
         let enter = |attrs: BTreeMap<String, Value>| (ChangeKind::Enter, attrs);
-        let mut moves: Vec<(&'static str, (ChangeKind, BTreeMap<String, Value>))> = Vec::new();
+        let mut moves: Vec<Move> = Vec::new();
         if member {
             if let Some(c) = changed.clone() {
                 moves.push(("attribute change", enter(c)));

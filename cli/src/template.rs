@@ -449,7 +449,7 @@ pub fn render(spec: &ActivationSpec, label: &str) -> Result<String, TemplateErro
     for d in &dests {
         deliver(&mut doc, d)?;
     }
-    reconcile(&mut doc, &dests)?;
+    reconcile(&mut doc, &dests, has_warehouse_bucket)?;
 
     // ------------------------------------------------------------ alarms
     doc.section("alarms");
@@ -993,7 +993,40 @@ fn deliver(doc: &mut Doc, d: &Dest<'_>) -> Result<(), TemplateError> {
     )
 }
 
-fn reconcile(doc: &mut Doc, dests: &[Dest<'_>]) -> Result<(), TemplateError> {
+/// Where reconcile writes its reports: the stack's warehouse bucket, else
+/// the first warehouse destination's own S3 location; none without either.
+/// (S3 URI, object ARN pattern.)
+fn report_location(dests: &[Dest<'_>], has_warehouse_bucket: bool) -> Option<(Y, Y)> {
+    if has_warehouse_bucket {
+        return Some((
+            sub("s3://${WarehouseBucket}/reports"),
+            sub("${WarehouseBucket.Arn}/reports/*"),
+        ));
+    }
+    dests.iter().find_map(|d| match &d.spec.settings {
+        DestinationSettings::Warehouse { location } => {
+            let (bucket, prefix) = dataout::aws::parse_s3_uri(location)?;
+            let prefix = prefix.trim_matches('/');
+            let path = if prefix.is_empty() {
+                format!("{bucket}/reports")
+            } else {
+                format!("{bucket}/{prefix}/reports")
+            };
+            Some((
+                s(format!("s3://{path}")),
+                sub(format!("arn:${{AWS::Partition}}:s3:::{path}/*")),
+            ))
+        }
+        _ => None,
+    })
+}
+
+fn reconcile(
+    doc: &mut Doc,
+    dests: &[Dest<'_>],
+    has_warehouse_bucket: bool,
+) -> Result<(), TemplateError> {
+    let reports = report_location(dests, has_warehouse_bucket);
     doc.comment(
         "Daily, after the night's batch runs: source, state and destination\n\
          counts, drift, match rate and latency per export x destination. The\n\
@@ -1007,11 +1040,19 @@ fn reconcile(doc: &mut Doc, dests: &[Dest<'_>]) -> Result<(), TemplateError> {
         doc,
         "Reconcile",
         "dataout reconcile: state, reports",
-        vec![
-            iam::write_reports(sub("${WarehouseBucket.Arn}/reports/*")),
-            iam::read_queue_depth(l(queue_arns)),
-        ],
+        reports
+            .iter()
+            .map(|(_, arn)| iam::write_reports(arn.clone()))
+            .chain([iam::read_queue_depth(l(queue_arns))])
+            .collect(),
     )?;
+    let mut variables = vec![(
+        "DATAOUT_DRIFT_ALARM",
+        s(format!("{}", DRIFT_ALARM_PCT / 100.0)),
+    )];
+    if let Some((uri, _)) = reports {
+        variables.push(("DATAOUT_REPORT_LOCATION", uri));
+    }
     doc.add(
         "Reconcile",
         "reconcile function",
@@ -1023,22 +1064,7 @@ fn reconcile(doc: &mut Doc, dests: &[Dest<'_>]) -> Result<(), TemplateError> {
             &logs,
             vec![
                 ("Timeout", n(300)),
-                (
-                    "Environment",
-                    m([(
-                        "Variables",
-                        m([
-                            (
-                                "DATAOUT_DRIFT_ALARM",
-                                s(format!("{}", DRIFT_ALARM_PCT / 100.0)),
-                            ),
-                            (
-                                "DATAOUT_REPORT_LOCATION",
-                                sub("s3://${WarehouseBucket}/reports"),
-                            ),
-                        ]),
-                    )]),
-                ),
+                ("Environment", m([("Variables", m(variables))])),
                 (
                     "Events",
                     m([(

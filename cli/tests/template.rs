@@ -526,3 +526,25 @@ fn is_subcommand_pair(first: &str, second: &str) -> bool {
     matches!(first, "runs" | "dlq" | "reconcile" | "quarantine")
         && second.chars().all(|c| c.is_ascii_lowercase())
 }
+
+#[test]
+fn a_spec_with_its_own_lake_bucket_gets_reports_there_and_no_reference_to_a_stack_bucket() {
+    let text = render_file(&repo(SECOND), SECOND).expect("renders");
+    // No warehouse bucket in this stack: nothing may point at one.
+    assert!(
+        !text.contains("WarehouseBucket"),
+        "a dangling WarehouseBucket reference"
+    );
+    let t = parse_template(&text);
+    let vars = &t["Resources"]["Reconcile"]["Properties"]["Environment"]["Variables"];
+    assert_eq!(
+        vars["DATAOUT_REPORT_LOCATION"], "s3://replenishment-lake/dataout/reports",
+        "{vars}"
+    );
+    let example = rendered(EXAMPLE);
+    let vars = &example["Resources"]["Reconcile"]["Properties"]["Environment"]["Variables"];
+    assert_eq!(
+        vars["DATAOUT_REPORT_LOCATION"]["Fn::Sub"], "s3://${WarehouseBucket}/reports",
+        "{vars}"
+    );
+}
