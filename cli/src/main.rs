@@ -119,6 +119,18 @@ enum Command {
         #[command(flatten)]
         target: TargetArgs,
     },
+    /// Put an export's destinations back to what they held after one of
+    /// its runs (--to <run_id>), or empty what we added (no --to), as a run
+    /// held until `runs approve`.
+    Rollback {
+        #[arg(long)]
+        export: String,
+        /// A finished run of the export (one of its newest three).
+        #[arg(long)]
+        to: Option<String>,
+        #[command(flatten)]
+        target: TargetArgs,
+    },
     /// Batch runs: list them, approve one a guard rail held.
     Runs {
         #[command(subcommand)]
@@ -245,6 +257,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Quarantine { action, target } => {
             telemetry::init(LogFormat::Text, "warn");
             ops::quarantine(&Target::open(&target).await?, action).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Rollback { export, to, target } => {
+            telemetry::init(LogFormat::Text, "warn");
+            let deps = Target::open(&target).await?.deps().await?;
+            let run = dataout::pipeline::rollback::prepare(&deps, &export, to.as_deref()).await?;
+            if let dataout::domain::model::RunStatus::Held { reason } = &run.status {
+                println!("{} held: {reason}", run.run_id);
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Runs { action, target } => {

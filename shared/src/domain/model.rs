@@ -353,6 +353,10 @@ pub struct RunCheckpoint {
     /// enqueued, ahead of everyone else.
     #[serde(default)]
     pub canaries_committed: bool,
+    /// A rollback run: the run whose members it restores (`""`: none, it
+    /// empties what we added). Its staged members are that run's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restores: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

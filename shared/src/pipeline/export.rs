@@ -153,7 +153,9 @@ pub async fn run_export(
     run.status = RunStatus::Finished;
     run.finished_at = Some(deps.clock.now_ms());
     deps.state.put_run(&run).await?;
-    deps.state.clear_staged(&run.run_id).await?;
+    // The run's staged members stay as the snapshot a rollback restores;
+    // only the newest few runs keep theirs.
+    prune_snapshots(deps, export_name, &run.run_id).await?;
     info!(
         export = export_name,
         run_id = %run.run_id,
@@ -165,11 +167,32 @@ pub async fn run_export(
     Ok(run)
 }
 
+/// Finished batch runs whose staged members are kept for `dataout rollback`.
+pub const SNAPSHOTS_KEPT: usize = 3;
+
+/// Clear the staged members of this export's runs older than the newest
+/// [`SNAPSHOTS_KEPT`] finished ones (this one included), and of older runs
+/// that never finished (a held run older than this one can no longer be
+/// approved: only the latest can).
+async fn prune_snapshots(deps: &Deps, export: &str, current: &str) -> Result<(), PipelineError> {
+    let runs = deps.state.list_runs(export, SNAPSHOTS_KEPT + 20).await?;
+    let mut kept = 0;
+    for r in runs.iter().filter(|r| r.run_id != current) {
+        let keep = r.status == RunStatus::Finished && kept + 1 < SNAPSHOTS_KEPT;
+        if keep {
+            kept += 1;
+        } else if r.kind == RunKind::Batch {
+            deps.state.clear_staged(&r.run_id).await?;
+        }
+    }
+    Ok(())
+}
+
 fn past(deadline: Option<Instant>) -> bool {
     deadline.is_some_and(|d| Instant::now() >= d)
 }
 
-fn new_run(deps: &Deps, export: &str) -> RunRecord {
+pub(crate) fn new_run(deps: &Deps, export: &str) -> RunRecord {
     let now = deps.clock.now_ms();
     let suffix: u32 = rand::rng().random_range(0..0xFFFF);
     RunRecord {

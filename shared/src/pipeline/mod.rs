@@ -15,6 +15,7 @@ pub mod forward;
 pub mod intake;
 pub mod limits;
 pub mod reconcile;
+pub mod rollback;
 
 /// The adapters every stage needs.
 #[derive(Clone)]

@@ -1,0 +1,191 @@
+//! `dataout rollback`: a held run that, once approved, leaves every
+//! destination holding exactly the members of the run it restores, or none.
+//! On the demo's simulators with the example's cart_abandoners: run 1, then
+//! 20 people leave and 12 join the segment, run 2, then roll back to run 1.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use dataout::domain::model::RunStatus;
+use dataout::pipeline::rollback;
+use dataout::ports::SystemClock;
+use dataout_cli::demo::SimEnv;
+use dataout_cli::ops::approve_and_continue;
+use dataout_sim::customerio::{SEGMENT_CART_ABANDONERS, SEGMENT_RECENT_PURCHASERS};
+
+/// The ids our state holds as members of the export.
+async fn state_members(rt: &dataout::local::LocalRuntime, export: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let mut cursor = None;
+    loop {
+        let page = rt
+            .deps
+            .state
+            .list_memberships(export, cursor, 500)
+            .await
+            .expect("list");
+        out.extend(
+            page.items
+                .iter()
+                .filter(|r| r.current.member)
+                .filter_map(|r| r.current.ids.id.clone()),
+        );
+        match page.next {
+            Some(n) => cursor = Some(n),
+            None => break,
+        }
+    }
+    out
+}
+
+/// What each simulator holds for the export, as person ids (Meta's
+/// EXTERN_ID, CleverTap's identity with the membership property set) and
+/// Google's member count.
+fn held(env: &SimEnv) -> (BTreeSet<String>, BTreeSet<String>, usize) {
+    let export = env.spec.export("cart_abandoners").expect("export");
+    let meta: BTreeSet<String> = env
+        .meta
+        .members(&export.binding("meta").expect("meta").audience)
+        .iter()
+        .filter_map(|m| {
+            m.iter()
+                .find(|(k, _)| k == "EXTERN_ID")
+                .map(|(_, v)| v.clone())
+        })
+        .collect();
+    let property = &export.binding("clevertap").expect("clevertap").audience;
+    let clevertap: BTreeSet<String> = env
+        .clevertap
+        .profiles()
+        .into_iter()
+        .filter(|p| p.data.get(property) == Some(&serde_json::Value::Bool(true)))
+        .map(|p| p.key)
+        .collect();
+    env.google.process_now();
+    let google = env.google.member_count(
+        "1234567890",
+        &export.binding("google").expect("google").audience,
+    );
+    (meta, clevertap, google)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollback_to_a_run_leaves_every_simulator_holding_exactly_its_members() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let env = SimEnv::start(1200, &dir.path().join("warehouse"))
+        .await
+        .expect("simulators");
+    let rt = Arc::new(
+        env.runtime(&dir.path().join("state"), Arc::new(SystemClock))
+            .expect("runtime"),
+    );
+    rt.start_workers().await.expect("workers");
+    let source = env.source().expect("source");
+    let idle = || async {
+        assert!(rt.wait_idle(Duration::from_secs(60)).await.expect("idle"));
+    };
+
+    let run1 = rt
+        .run_batch(&source, "cart_abandoners")
+        .await
+        .expect("run 1");
+    assert_eq!(run1.status, RunStatus::Finished, "{:?}", run1.status);
+    idle().await;
+    let members1 = state_members(&rt, "cart_abandoners").await;
+    assert!(members1.len() > 60, "{}", members1.len());
+    let (meta1, clevertap1, google1) = held(&env);
+    assert_eq!(meta1, members1);
+
+    // 20 leave the segment, 12 who are not buyers join it.
+    let ws = env.cio.handle.snapshot();
+    let segment = &ws.segments[&SEGMENT_CART_ABANDONERS].members;
+    let buyers = &ws.segments[&SEGMENT_RECENT_PURCHASERS].members;
+    let leaving: Vec<usize> = segment.iter().copied().take(20).collect();
+    let joining: Vec<usize> = (0..ws.people.len())
+        .filter(|i| !segment.contains(i) && !buyers.contains(i) && ws.people[*i].id.is_some())
+        .take(12)
+        .collect();
+    for i in &leaving {
+        env.cio.handle.remove_member(SEGMENT_CART_ABANDONERS, *i);
+    }
+    for i in &joining {
+        env.cio.handle.add_member(SEGMENT_CART_ABANDONERS, *i);
+    }
+    let run2 = rt
+        .run_batch(&source, "cart_abandoners")
+        .await
+        .expect("run 2");
+    assert_eq!(run2.status, RunStatus::Finished, "{:?}", run2.status);
+    assert_eq!(
+        (run2.stats.adds, run2.stats.removes),
+        (12, 20),
+        "{:?}",
+        run2.stats
+    );
+    idle().await;
+    let (meta2, _, _) = held(&env);
+    assert_ne!(meta2, members1);
+
+    // The rollback is held until approved, and changes nothing before.
+    let held_run = rollback::prepare(&rt.deps, "cart_abandoners", Some(&run1.run_id))
+        .await
+        .expect("prepare");
+    assert!(
+        matches!(&held_run.status, RunStatus::Held { reason } if reason.contains(&run1.run_id)),
+        "{:?}",
+        held_run.status
+    );
+    idle().await;
+    assert_eq!(held(&env).0, meta2, "a held rollback sent something");
+
+    let done = approve_and_continue(&rt.deps, &held_run.run_id, true)
+        .await
+        .expect("approve");
+    assert_eq!(done.status, RunStatus::Finished, "{:?}", done.status);
+    assert_eq!(
+        (done.stats.adds, done.stats.removes),
+        (20, 12),
+        "{:?}",
+        done.stats
+    );
+    idle().await;
+    assert_eq!(state_members(&rt, "cart_abandoners").await, members1);
+    let (meta, clevertap, google) = held(&env);
+    assert_eq!(meta, members1, "Meta");
+    assert_eq!(clevertap, clevertap1, "CleverTap");
+    assert_eq!(google, google1, "Google");
+
+    // Without a target: everything we added is taken out again (people
+    // known by email only included).
+    let held_now = rt
+        .deps
+        .state
+        .count_members("cart_abandoners")
+        .await
+        .expect("count");
+    assert!(held_now as usize >= members1.len());
+    let empty = rollback::prepare(&rt.deps, "cart_abandoners", None)
+        .await
+        .expect("prepare");
+    let done = approve_and_continue(&rt.deps, &empty.run_id, true)
+        .await
+        .expect("approve");
+    assert_eq!(done.stats.removes, held_now, "{:?}", done.stats);
+    idle().await;
+    assert_eq!(
+        rt.deps
+            .state
+            .count_members("cart_abandoners")
+            .await
+            .expect("count"),
+        0
+    );
+    let (meta, clevertap, google) = held(&env);
+    assert!(
+        meta.is_empty() && clevertap.is_empty(),
+        "{meta:?} {clevertap:?}"
+    );
+    assert_eq!(google, 0);
+    rt.shutdown().await;
+}
