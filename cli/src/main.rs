@@ -106,6 +106,9 @@ enum Command {
     Template {
         #[arg(long)]
         config: PathBuf,
+        /// The functions' architecture: arm64 (default) or x86_64.
+        #[arg(long, default_value = "arm64")]
+        arch: String,
         /// Write here instead of stdout.
         #[arg(long)]
         out: Option<PathBuf>,
@@ -236,8 +239,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             qa(&export, &config, &state_dir, json).await
         }
         Command::Validate { file } => Ok(validate(&file)),
-        Command::Template { config, out } => {
-            let text = dataout_cli::template::render_file(&config, &config.display().to_string())?;
+        Command::Template { config, arch, out } => {
+            let arch = dataout_cli::template::Arch::parse(&arch)
+                .ok_or_else(|| anyhow::anyhow!("--arch is arm64 or x86_64, not `{arch}`"))?;
+            let text = dataout_cli::template::render_file_for(
+                &config,
+                &config.display().to_string(),
+                arch,
+            )?;
             match out {
                 Some(path) => std::fs::write(&path, text)
                     .with_context(|| format!("writing {}", path.display()))?,

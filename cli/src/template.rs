@@ -85,8 +85,44 @@ pub fn rate_expression(minutes: u32) -> String {
 /// Reads, validates and renders a spec file. `label` is how the header
 /// names the spec (a repository-relative path keeps the output stable).
 pub fn render_file(path: &Path, label: &str) -> Result<String, TemplateError> {
+    render_file_for(path, label, Arch::Arm64)
+}
+
+/// The functions' processor architecture (`Globals.Function.Architectures`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Arch {
+    /// Graviton: the default, the cheaper per GB-second.
+    #[default]
+    Arm64,
+    /// For machines that cannot build for aarch64 (no aarch64 std library).
+    X86_64,
+}
+
+impl Arch {
+    pub fn parse(s: &str) -> Option<Arch> {
+        match s {
+            "arm64" => Some(Arch::Arm64),
+            "x86_64" => Some(Arch::X86_64),
+            _ => None,
+        }
+    }
+    fn lambda_name(self) -> &'static str {
+        match self {
+            Arch::Arm64 => "arm64",
+            Arch::X86_64 => "x86_64",
+        }
+    }
+    fn layer_suffix(self) -> &'static str {
+        match self {
+            Arch::Arm64 => "-Arm64",
+            Arch::X86_64 => "",
+        }
+    }
+}
+
+pub fn render_file_for(path: &Path, label: &str, arch: Arch) -> Result<String, TemplateError> {
     let spec = load_spec_file(path).map_err(|e| TemplateError::Spec(e.to_string()))?;
-    render(&spec, label)
+    render_for(&spec, label, arch)
 }
 
 /// A template under construction: resources in order, with comments, and
@@ -350,6 +386,10 @@ fn dead_letter_queue() -> Y {
 
 /// Renders the whole template for a validated spec.
 pub fn render(spec: &ActivationSpec, label: &str) -> Result<String, TemplateError> {
+    render_for(spec, label, Arch::Arm64)
+}
+
+pub fn render_for(spec: &ActivationSpec, label: &str, arch: Arch) -> Result<String, TemplateError> {
     let dests: Vec<Dest<'_>> = spec
         .destinations
         .iter()
@@ -477,11 +517,11 @@ pub fn render(spec: &ActivationSpec, label: &str) -> Result<String, TemplateErro
     )?;
 
     let mut out = header(spec, label, &dests, &batch);
-    out.push_str(&emit(&parameters(spec), 0)?);
+    out.push_str(&emit(&parameters(spec, arch), 0)?);
     out.push('\n');
     out.push_str(&emit(&conditions(), 0)?);
     out.push('\n');
-    out.push_str(&emit(&globals(&dests), 0)?);
+    out.push_str(&emit(&globals(&dests, arch), 0)?);
     out.push_str("\nResources:");
     out.push_str(&doc.resources);
     out.push('\n');
@@ -523,7 +563,7 @@ fn header(spec: &ActivationSpec, label: &str, dests: &[Dest<'_>], batch: &[(&str
     h
 }
 
-fn parameters(spec: &ActivationSpec) -> Y {
+fn parameters(spec: &ActivationSpec, arch: Arch) -> Y {
     m([(
         "Parameters",
         m([
@@ -551,7 +591,7 @@ fn parameters(spec: &ActivationSpec) -> Y {
                 "SecretsExtensionLayerArn",
                 m([
                     ("Type", s("String")),
-                    ("Description", s("ARN of the AWS Parameters and Secrets Lambda Extension layer for arm64 in the deploy region, e.g. in us-east-1 arn:aws:lambda:us-east-1:177933569100:layer:AWS-Parameters-and-Secrets-Lambda-Extension-Arm64:<version> (the Secrets Manager user guide lists the ARN per region).")),
+                    ("Description", s(format!("ARN of the AWS Parameters and Secrets Lambda Extension layer for {} in the deploy region, e.g. in us-east-1 arn:aws:lambda:us-east-1:177933569100:layer:AWS-Parameters-and-Secrets-Lambda-Extension{}:<version> (the Secrets Manager user guide lists the ARN per region).", arch.lambda_name(), arch.layer_suffix()))),
                     ("AllowedPattern", s("^arn:aws[a-z-]*:lambda:[a-z0-9-]+:[0-9]{12}:layer:[A-Za-z0-9_-]+:[0-9]+$")),
                 ]),
             ),
@@ -632,14 +672,14 @@ fn queues_json(dests: &[Dest<'_>]) -> String {
     format!("{{{}}}", entries.join(","))
 }
 
-fn globals(dests: &[Dest<'_>]) -> Y {
+fn globals(dests: &[Dest<'_>], arch: Arch) -> Y {
     m([(
         "Globals",
         m([(
             "Function",
             m([
                 ("Runtime", s("provided.al2023")),
-                ("Architectures", ls(["arm64"])),
+                ("Architectures", ls([arch.lambda_name()])),
                 ("Handler", s("bootstrap")),
                 ("MemorySize", n(256)),
                 ("Timeout", n(60)),

@@ -548,3 +548,27 @@ fn a_spec_with_its_own_lake_bucket_gets_reports_there_and_no_reference_to_a_stac
         "{vars}"
     );
 }
+
+#[test]
+fn the_architecture_is_arm64_unless_x86_64_is_asked_for() {
+    use dataout_cli::template::{render_file_for, Arch};
+    let arm = rendered(SECOND);
+    assert_eq!(
+        arm["Globals"]["Function"]["Architectures"],
+        json!(["arm64"])
+    );
+    let text = render_file_for(&repo(SECOND), SECOND, Arch::X86_64).expect("renders");
+    let x86 = parse_template(&text);
+    assert_eq!(
+        x86["Globals"]["Function"]["Architectures"],
+        json!(["x86_64"])
+    );
+    let layer = x86["Parameters"]["SecretsExtensionLayerArn"]["Description"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        layer.contains("for x86_64") && !layer.contains("Arm64"),
+        "{layer}"
+    );
+    assert_eq!(Arch::parse("aarch64"), None);
+}
