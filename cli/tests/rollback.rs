@@ -187,5 +187,16 @@ async fn rollback_to_a_run_leaves_every_simulator_holding_exactly_its_members() 
         "{meta:?} {clevertap:?}"
     );
     assert_eq!(google, 0);
+
+    // Only the newest three finished runs keep their members: three runs
+    // later, run 1 can no longer be restored, and says why.
+    for _ in 0..3 {
+        let r = rt.run_batch(&source, "cart_abandoners").await.expect("run");
+        assert_eq!(r.status, RunStatus::Finished, "{:?}", r.status);
+    }
+    let err = rollback::prepare(&rt.deps, "cart_abandoners", Some(&run1.run_id))
+        .await
+        .expect_err("too old");
+    assert!(err.to_string().contains("kept no snapshot"), "{err}");
     rt.shutdown().await;
 }

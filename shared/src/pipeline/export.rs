@@ -177,11 +177,14 @@ pub const SNAPSHOTS_KEPT: usize = 3;
 async fn prune_snapshots(deps: &Deps, export: &str, current: &str) -> Result<(), PipelineError> {
     let runs = deps.state.list_runs(export, SNAPSHOTS_KEPT + 20).await?;
     let mut kept = 0;
-    for r in runs.iter().filter(|r| r.run_id != current) {
+    for r in runs
+        .iter()
+        .filter(|r| r.run_id != current && r.kind == RunKind::Batch)
+    {
         let keep = r.status == RunStatus::Finished && kept + 1 < SNAPSHOTS_KEPT;
         if keep {
             kept += 1;
-        } else if r.kind == RunKind::Batch {
+        } else {
             deps.state.clear_staged(&r.run_id).await?;
         }
     }
