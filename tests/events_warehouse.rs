@@ -172,6 +172,7 @@ fn jobs(destination: &str, audience: &str) -> Vec<DeliveryJob> {
     events()
         .iter()
         .map(|e| DeliveryJob {
+            replace: false,
             job_id: format!("event:{}", e.0),
             export: "engagement".into(),
             destination: destination.into(),

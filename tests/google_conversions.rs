@@ -119,6 +119,7 @@ fn now() -> i64 {
 fn job(order: &str, value: Option<f64>) -> DeliveryJob {
     let email = format!("{order}@example.com");
     DeliveryJob {
+        replace: false,
         job_id: format!("event:ev-{order}"),
         export: EXPORT.into(),
         destination: "google".into(),

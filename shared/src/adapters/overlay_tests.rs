@@ -253,6 +253,7 @@ async fn writes_stay_in_the_overlay_and_reads_see_them_first() {
 async fn recording_queue_keeps_what_was_sent() {
     let q = RecordingQueue::new();
     let job = |id: &str| DeliveryJob {
+        replace: false,
         job_id: id.into(),
         export: "vip".into(),
         destination: "meta".into(),

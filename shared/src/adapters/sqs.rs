@@ -714,6 +714,7 @@ mod tests {
             })
             .collect();
         DeliveryJob {
+            replace: false,
             job_id: "job_1".into(),
             export: "e".into(),
             destination: "d".into(),

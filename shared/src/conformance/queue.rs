@@ -75,6 +75,7 @@ fn op(n: usize, blob: &str) -> DeliveryOp {
 /// A job with a unique id (queues of a shared server never mix cases up).
 fn job(tag: &str, ops: Vec<DeliveryOp>) -> DeliveryJob {
     DeliveryJob {
+        replace: false,
         job_id: format!("job-{tag}-{}", uuid::Uuid::new_v4().simple()),
         export: "vip".into(),
         destination: "warehouse".into(),

@@ -269,6 +269,11 @@ pub struct DeliveryJob {
     #[serde(default)]
     pub attempt: u32,
     pub ops: Vec<DeliveryOp>,
+    /// A full replace (a rollback's, at destinations that have one): the
+    /// destination's audiences of the export are replaced by the export's
+    /// members in state, read at delivery. `ops` is empty then.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub replace: bool,
 }
 
 impl DeliveryJob {

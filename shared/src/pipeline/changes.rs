@@ -154,6 +154,7 @@ pub fn new_job(
     ops: Vec<DeliveryOp>,
 ) -> DeliveryJob {
     DeliveryJob {
+        replace: false,
         job_id: DeliveryJob::derive_id(&export.name, destination, origin_id, &ops),
         export: export.name.clone(),
         destination: destination.to_string(),

@@ -323,6 +323,7 @@ exports:
         };
         let jobs: Vec<DeliveryJob> = (0..12)
             .map(|i| DeliveryJob {
+                replace: false,
                 job_id: format!("limit-job-{i}"),
                 export: "carts".into(),
                 destination: "ct_limit_test".into(),

@@ -134,6 +134,7 @@ mod tests {
 
     fn job() -> DeliveryJob {
         DeliveryJob {
+            replace: false,
             job_id: "job-1".into(),
             export: "vip".into(),
             destination: "warehouse".into(),

@@ -703,6 +703,7 @@ mod tests {
 
     fn job(id: &str) -> DeliveryJob {
         DeliveryJob {
+            replace: false,
             job_id: id.into(),
             export: "vip".into(),
             destination: "warehouse".into(),
