@@ -127,6 +127,29 @@ async fn rollback_to_a_run_leaves_every_simulator_holding_exactly_its_members() 
     let (meta2, _, _) = held(&env);
     assert_ne!(meta2, members1);
 
+    // Someone adds a person to the Meta audience by hand, outside the
+    // bundle: only a full replace takes them out again.
+    let meta_audience = env
+        .spec
+        .export("cart_abandoners")
+        .and_then(|e| e.binding("meta"))
+        .map(|b| b.audience.clone())
+        .expect("meta audience");
+    let stray = reqwest::Client::new()
+        .post(format!(
+            "{}/v27.0/{meta_audience}/users",
+            env.meta_server.base_url
+        ))
+        .bearer_auth(dataout_sim::meta::DEFAULT_ACCESS_TOKEN)
+        .json(
+            &serde_json::json!({"payload": {"schema": ["EXTERN_ID"], "data": [["stray_by_hand"]]}}),
+        )
+        .send()
+        .await
+        .expect("stray add");
+    assert!(stray.status().is_success(), "{:?}", stray.text().await);
+    assert!(held(&env).0.contains("stray_by_hand"));
+
     // The rollback is held until approved, and changes nothing before.
     let held_run = rollback::prepare(&rt.deps, "cart_abandoners", Some(&run1.run_id))
         .await
@@ -137,7 +160,9 @@ async fn rollback_to_a_run_leaves_every_simulator_holding_exactly_its_members() 
         held_run.status
     );
     idle().await;
-    assert_eq!(held(&env).0, meta2, "a held rollback sent something");
+    let mut meta2_stray = meta2.clone();
+    meta2_stray.insert("stray_by_hand".into());
+    assert_eq!(held(&env).0, meta2_stray, "a held rollback sent something");
 
     let done = approve_and_continue(&rt.deps, &held_run.run_id, true)
         .await
@@ -155,6 +180,32 @@ async fn rollback_to_a_run_leaves_every_simulator_holding_exactly_its_members() 
     assert_eq!(meta, members1, "Meta");
     assert_eq!(clevertap, clevertap1, "CleverTap");
     assert_eq!(google, google1, "Google");
+    // Meta and Google got their full-replace calls; CleverTap the diff.
+    assert!(
+        env.meta
+            .requests()
+            .iter()
+            .any(|r| r.path.ends_with(&format!("{meta_audience}/usersreplace"))),
+        "no usersreplace"
+    );
+    assert!(
+        env.google
+            .requests()
+            .iter()
+            .any(|r| r.path.contains("audienceMembers:removeAll")),
+        "no removeAll"
+    );
+    // Reconciliation's delivered count follows the replace.
+    let report = rt.reconcile(None).await.expect("reconcile");
+    let meta_row = report
+        .rows
+        .iter()
+        .find(|r| r.export == "cart_abandoners" && r.destination == "meta")
+        .expect("meta row");
+    assert_eq!(
+        meta_row.delivered_members, meta_row.state_count as i64,
+        "{meta_row:?}"
+    );
 
     // Without a target: everything we added is taken out again (people
     // known by email only included).

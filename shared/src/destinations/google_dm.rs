@@ -674,6 +674,24 @@ impl Destination for DataManagerDestination {
         &self.name
     }
 
+    /// Ingest the members, then remove every member added before (see
+    /// [`DataManagerDestination::replace_all`]). With no member, `None`:
+    /// the caller removes.
+    async fn replace_audience(
+        &self,
+        export: &ExportSpec,
+        binding: &ExportDestination,
+        audience: &str,
+        members: &[DeliveryOp],
+    ) -> Result<Option<Vec<OpOutcome>>, DestinationError> {
+        if members.is_empty() {
+            return Ok(None);
+        }
+        self.replace_all(export, binding, audience, members)
+            .await
+            .map(Some)
+    }
+
     fn kind(&self) -> DestinationKind {
         DestinationKind::GoogleDataManager
     }

@@ -230,6 +230,19 @@ pub trait Destination: Send + Sync {
     }
     /// Where the output goes, for reports (a path, an audience URL).
     fn describe_output(&self, export: &ExportSpec, binding: &ExportDestination) -> String;
+    /// Replace audience `audience` of this binding by exactly `members`
+    /// (Add ops) with the platform's full-replace call, returning one
+    /// outcome per member. Only kinds for which [`kind_can_replace`] is true
+    /// implement it; the rest answer `None`.
+    async fn replace_audience(
+        &self,
+        _export: &ExportSpec,
+        _binding: &ExportDestination,
+        _audience: &str,
+        _members: &[DeliveryOp],
+    ) -> Result<Option<Vec<OpOutcome>>, DestinationError> {
+        Ok(None)
+    }
     /// What the destination itself holds of one delivered op, read back
     /// where its API allows (for `dataout qa`).
     async fn read_back(
@@ -242,6 +255,15 @@ pub trait Destination: Send + Sync {
             "its API has no per-person read; its acknowledgement is all it says".into(),
         ))
     }
+}
+
+/// Kinds with a full-replace call: Meta (`usersreplace` sessions) and
+/// Google's Data Manager (ingest, then remove every member added before).
+pub fn kind_can_replace(kind: DestinationKind) -> bool {
+    matches!(
+        kind,
+        DestinationKind::MetaAudience | DestinationKind::GoogleDataManager
+    )
 }
 
 /// A destination's own answer about one person, read after delivery.

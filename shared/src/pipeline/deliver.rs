@@ -119,6 +119,31 @@ pub async fn deliver_jobs(
             .idempotency_start(&key, now, until, expires)
             .await
         {
+            Ok(IdempotencyStart::Started) if received.job.replace => {
+                // A full replace is a job of its own, never batched.
+                match replace_job(deps, destination, &received.job).await {
+                    Ok(()) => {
+                        let expires = deps.clock.now_ms() + opts.dedup_ttl.as_millis() as i64;
+                        if let Err(e) = deps.state.idempotency_complete(&key, expires).await {
+                            warn!(error = %e, "could not mark job complete");
+                        }
+                        totals.jobs_done += 1;
+                        totals.requests += 1;
+                    }
+                    Err(e) => {
+                        warn!(job_id = %received.job.job_id, error = %e, "full replace failed");
+                        let _ = deps.state.idempotency_release(&key).await;
+                        totals.jobs_retry += 1;
+                        dispositions[i] = Disposition::RetryAfter(match &e {
+                            DestinationError::Retryable {
+                                retry_after: Some(d),
+                                ..
+                            } => *d,
+                            _ => backoff(received.receive_count),
+                        });
+                    }
+                }
+            }
             Ok(IdempotencyStart::Started) => claimed.push((
                 i,
                 Claimed {
@@ -317,6 +342,122 @@ pub async fn deliver_jobs(
         totals.jobs_done += 1;
     }
     (dispositions, totals)
+}
+
+/// A full replace (a rollback's): each audience of the export at this
+/// destination, the main one and each tier's, replaced by the export's
+/// members in state now. The delivered-members counter is set to what the
+/// main audience now holds; per-person outcomes are counted as for sends.
+async fn replace_job(
+    deps: &Deps,
+    destination: &Arc<dyn Destination>,
+    job: &DeliveryJob,
+) -> Result<(), DestinationError> {
+    let permanent = |message: String| DestinationError::Permanent {
+        destination: destination.name().to_string(),
+        message,
+    };
+    let export = deps
+        .spec
+        .export(&job.export)
+        .ok_or_else(|| permanent(format!("export `{}` is no longer in the spec", job.export)))?;
+    let binding = export
+        .binding(destination.name())
+        .ok_or_else(|| permanent(format!("export `{}` no longer sends here", job.export)))?;
+    let retryable = |e: crate::ports::StateError| DestinationError::Retryable {
+        destination: destination.name().to_string(),
+        message: format!("reading the members to replace with: {e}"),
+        retry_after: None,
+    };
+    let mut members = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = deps
+            .state
+            .list_memberships(&export.name, cursor, 1_000)
+            .await
+            .map_err(retryable)?;
+        members.extend(page.items.into_iter().filter(|r| r.current.member));
+        match page.next {
+            Some(n) => cursor = Some(n),
+            None => break,
+        }
+    }
+    let op_for = |r: &crate::domain::model::MembershipRecord,
+                  audience: &str,
+                  tier: Option<&str>| DeliveryOp {
+        op: OpKind::Add,
+        person_key: r.person_key.clone(),
+        ids: r.current.ids.clone(),
+        audience: audience.to_string(),
+        tier: tier.map(str::to_string),
+        attributes: r.current.attributes.clone(),
+        event: None,
+        source_ts: r.source_ts,
+        intake_ts: r.intake_ts,
+    };
+    let mut audiences: Vec<(String, Option<String>, Vec<DeliveryOp>)> = vec![(
+        binding.audience.clone(),
+        None,
+        members
+            .iter()
+            .map(|r| op_for(r, &binding.audience, None))
+            .collect(),
+    )];
+    for (tier, audience) in &binding.tier_audiences {
+        let ops = members
+            .iter()
+            .filter(|r| r.current.tiers.contains(tier))
+            .map(|r| op_for(r, audience, Some(tier)))
+            .collect();
+        audiences.push((audience.clone(), Some(tier.clone()), ops));
+    }
+    let mut deltas: BTreeMap<String, i64> = BTreeMap::new();
+    for (audience, tier, ops) in &audiences {
+        let outcomes = destination
+            .replace_audience(export, binding, audience, ops)
+            .await?;
+        let Some(outcomes) = outcomes else {
+            warn!(destination = destination.name(), %audience, "nothing to replace the audience with: left as it is");
+            continue;
+        };
+        let accepted = outcomes
+            .iter()
+            .filter(|o| matches!(o, OpOutcome::Accepted))
+            .count() as i64;
+        let unmatched = outcomes
+            .iter()
+            .filter(|o| matches!(o, OpOutcome::Unmatched { .. }))
+            .count() as i64;
+        let rejected = outcomes.len() as i64 - accepted - unmatched;
+        *deltas.entry(counter::SENT.into()).or_default() += accepted + rejected;
+        *deltas.entry(counter::ACCEPTED.into()).or_default() += accepted;
+        *deltas.entry(counter::REJECTED.into()).or_default() += rejected;
+        *deltas.entry(counter::UNMATCHED.into()).or_default() += unmatched;
+        if tier.is_none() {
+            // Delivered = adds − removes accepted: move it to what the
+            // audience holds now.
+            let scope = CounterScope::delivery(&export.name, destination.name());
+            let c = deps.state.get_counters(&scope).await.map_err(retryable)?;
+            let get = |k: &str| c.get(k).copied().unwrap_or(0);
+            let delta = accepted - (get(counter::ADDS_ACCEPTED) - get(counter::REMOVES_ACCEPTED));
+            if delta >= 0 {
+                *deltas.entry(counter::ADDS_ACCEPTED.into()).or_default() += delta;
+            } else {
+                *deltas.entry(counter::REMOVES_ACCEPTED.into()).or_default() -= delta;
+            }
+        }
+        info!(destination = destination.name(), %audience, members = ops.len(), accepted, "audience replaced");
+    }
+    let deltas: Vec<(&str, i64)> = deltas.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+    deps.state
+        .add_counters(
+            &CounterScope::delivery(&export.name, destination.name()),
+            &deltas,
+        )
+        .await
+        .map_err(retryable)?;
+    Ok(())
 }
 
 /// An op of one of the export's test profiles (canaries).

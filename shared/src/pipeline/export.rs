@@ -15,6 +15,7 @@ use tracing::{info, warn};
 
 use super::changes::{apply_and_enqueue, apply_one, enqueue, mapped_attributes, new_job};
 use super::{Deps, PipelineError};
+use crate::destinations::kind_can_replace;
 use crate::domain::membership::{exit_change, ops_for_export, tiers_for};
 use crate::domain::model::{
     ChangeKind, ChangeOrigin, DeliveryOp, MembershipChange, MembershipRecord, Millis, Person,
@@ -150,6 +151,31 @@ pub async fn run_export(
             return Ok(run);
         }
     }
+    if replaces(&run) {
+        let jobs: Vec<_> = export
+            .destinations
+            .iter()
+            .filter(|b| {
+                deps.spec
+                    .destination(&b.destination)
+                    .is_some_and(|d| kind_can_replace(d.kind))
+            })
+            .map(|b| {
+                let mut job = new_job(
+                    deps,
+                    &export,
+                    &b.destination,
+                    &format!("replace:{}", run.run_id),
+                    Some(&run.run_id),
+                    Vec::new(),
+                );
+                job.replace = true;
+                job
+            })
+            .collect();
+        let summary = enqueue(deps, jobs).await?;
+        run.stats.jobs_enqueued += summary.jobs;
+    }
     run.status = RunStatus::Finished;
     run.finished_at = Some(deps.clock.now_ms());
     deps.state.put_run(&run).await?;
@@ -165,6 +191,16 @@ pub async fn run_export(
         "run finished"
     );
     Ok(run)
+}
+
+/// A rollback to a run's members: the destinations with a full-replace
+/// call get one instead of the diff. (A rollback that empties the export
+/// sends removes everywhere: there is nothing to replace with.)
+fn replaces(run: &RunRecord) -> bool {
+    run.checkpoint
+        .restores
+        .as_deref()
+        .is_some_and(|t| !t.is_empty())
 }
 
 /// Finished batch runs whose staged members are kept for `dataout rollback`.
@@ -500,6 +536,7 @@ async fn commit_chunk(
     let mut ops: BTreeMap<String, Vec<DeliveryOp>> = BTreeMap::new();
     let mut cascade = Vec::new();
     let mut last_key = None;
+    let replacing = replaces(run);
     for change in chunk {
         last_key = change.person.ids.person_key();
         let (written, _) = apply_one(deps, change).await?;
@@ -508,6 +545,11 @@ async fn commit_chunk(
             let Some(dest) = deps.spec.destination(&binding.destination) else {
                 continue;
             };
+            // A rollback replaces these destinations' audiences whole
+            // once state is committed, instead of sending the diff.
+            if replacing && kind_can_replace(dest.kind) {
+                continue;
+            }
             ops.entry(binding.destination.clone())
                 .or_default()
                 .extend(ops_for_export(export, &record, binding, dest.kind));

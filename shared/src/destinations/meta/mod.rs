@@ -422,13 +422,13 @@ impl MetaAudienceDestination {
     async fn send_group(
         &self,
         audience: &str,
-        remove: bool,
+        mode: Edit,
         schema: &[&str],
         rows: &[Row],
         outcomes: &mut [Option<OpOutcome>],
     ) -> Result<(), DestinationError> {
         match self
-            .send_group_chunks(audience, remove, schema, rows, outcomes)
+            .send_group_chunks(audience, mode, schema, rows, outcomes)
             .await
         {
             Ok(()) => Ok(()),
@@ -448,14 +448,19 @@ impl MetaAudienceDestination {
     async fn send_group_chunks(
         &self,
         audience: &str,
-        remove: bool,
+        mode: Edit,
         schema: &[&str],
         rows: &[Row],
         outcomes: &mut [Option<OpOutcome>],
     ) -> Result<(), CallError> {
         let chunks: Vec<&[Row]> = rows.chunks(self.batch_size).collect();
-        let session_id = (chunks.len() > 1).then(new_session_id);
-        let url = format!("{}/{}/users", self.api_url, audience);
+        // A replace always goes in a session: its last batch swaps the audience.
+        let session_id = (mode == Edit::Replace || chunks.len() > 1).then(new_session_id);
+        let remove = mode == Edit::Remove;
+        let url = match mode {
+            Edit::Replace => format!("{}/{}/usersreplace", self.api_url, audience),
+            _ => format!("{}/{}/users", self.api_url, audience),
+        };
         let method = if remove {
             reqwest::Method::DELETE
         } else {
@@ -505,6 +510,15 @@ impl MetaAudienceDestination {
         }
         Ok(())
     }
+}
+
+/// What one group of rows does to its audience.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Edit {
+    Add,
+    Remove,
+    /// `usersreplace`: the audience ends holding exactly these rows.
+    Replace,
 }
 
 /// The outcome of an op for a flagged (paused) audience.
@@ -719,7 +733,8 @@ impl Destination for MetaAudienceDestination {
                 }
                 continue;
             }
-            self.send_group(audience, !*add, &schema, rows, &mut outcomes)
+            let mode = if *add { Edit::Add } else { Edit::Remove };
+            self.send_group(audience, mode, &schema, rows, &mut outcomes)
                 .await?;
         }
         Ok(outcomes
@@ -730,6 +745,54 @@ impl Destination for MetaAudienceDestination {
                 })
             })
             .collect())
+    }
+
+    /// `usersreplace` in one session: the audience ends holding exactly
+    /// these members. With no member to send (none, or none matchable)
+    /// there is nothing to replace with: `None`, and the caller removes.
+    async fn replace_audience(
+        &self,
+        export: &ExportSpec,
+        binding: &ExportDestination,
+        audience: &str,
+        members: &[DeliveryOp],
+    ) -> Result<Option<Vec<OpOutcome>>, DestinationError> {
+        let keys = match_keys(binding, DestinationKind::MetaAudience);
+        let schema = meta_schema(&keys);
+        let opts = IdentityOptions {
+            default_phone_region: export.identity.default_phone_region.clone(),
+            ..IdentityOptions::default()
+        };
+        let mut outcomes: Vec<Option<OpOutcome>> = vec![None; members.len()];
+        if self.is_paused(audience) {
+            return Ok(Some(vec![flagged_outcome(audience); members.len()]));
+        }
+        let mut rows = Vec::new();
+        for (index, op) in members.iter().enumerate() {
+            match meta_row(&keys, &op.ids, &op.attributes, &opts) {
+                Ok(cells) => rows.push(Row { index, cells }),
+                Err(e) => {
+                    outcomes[index] = Some(OpOutcome::Unmatched {
+                        reason: format!("no Meta match key: {e}"),
+                    })
+                }
+            }
+        }
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        self.send_group(audience, Edit::Replace, &schema, &rows, &mut outcomes)
+            .await?;
+        Ok(Some(
+            outcomes
+                .into_iter()
+                .map(|o| {
+                    o.unwrap_or(OpOutcome::Retry {
+                        reason: "not sent".into(),
+                    })
+                })
+                .collect(),
+        ))
     }
 
     async fn audience_size(
