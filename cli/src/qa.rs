@@ -31,6 +31,9 @@ use dataout::ports::{ReceivedJob, SegmentSource};
 use serde::Serialize;
 use serde_json::Value;
 
+/// How long a read-back that the platform is still processing is retried.
+const READ_BACK_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// A canary's move: its name, the change kind and the raw attributes sent.
 type Move = (&'static str, (ChangeKind, BTreeMap<String, Value>));
 
@@ -253,8 +256,20 @@ pub async fn run(
                     .iter()
                     .find(|o| o.tier.is_none() && o.op != OpKind::Event)
                     .unwrap_or(&ops[0]);
-                let (read_back, read_back_ok) = match dest.read_back(&export, binding, main).await {
+                // A platform still processing (Google) is asked again for
+                // a while; past it, the step says so and does not fail.
+                let mut answer = dest.read_back(&export, binding, main).await;
+                let asking_until = Instant::now() + READ_BACK_PATIENCE;
+                while matches!(answer, Ok(ReadBack::Pending(_))) && Instant::now() < asking_until {
+                    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                    answer = dest.read_back(&export, binding, main).await;
+                }
+                let (read_back, read_back_ok) = match answer {
                     Ok(ReadBack::Agrees(s)) => (format!("read back: {s}"), true),
+                    Ok(ReadBack::Pending(s)) => (
+                        format!("acknowledged; {s} after {} s", READ_BACK_PATIENCE.as_secs()),
+                        true,
+                    ),
                     Ok(ReadBack::Disagrees(s)) => (format!("READ BACK DISAGREES: {s}"), false),
                     Ok(ReadBack::NotReadable(s)) => (format!("acknowledged; {s}"), true),
                     Err(e) => (format!("read back failed: {e}"), false),

@@ -53,6 +53,17 @@ async fn qa_passes_on_faithful_simulators_and_fails_when_clevertap_drops_a_canar
             .all(|s| s.read_back.starts_with("read back:")),
         "{text}"
     );
+    // Google: the request status, read once the platform has processed it.
+    let google = &verdicts[1];
+    assert!(
+        google
+            .steps
+            .iter()
+            .filter(|s| s.ops > 0)
+            .all(|s| s.read_back.starts_with("read back: request ")
+                && s.read_back.ends_with("SUCCESS")),
+        "{text}"
+    );
     // The canary was left as found: outside the export.
     let profile = env.clevertap.profile("cust_00001").expect("profile");
     assert_eq!(profile.data["cio_cart_abandoners"], false);

@@ -58,7 +58,9 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde_json::{json, Value};
 
 use super::google_auth::{GoogleTokens, DATA_MANAGER_SCOPE};
-use super::{status_is_retryable, Destination, DestinationError, OpOutcome, SettleSummary};
+use super::{
+    status_is_retryable, Destination, DestinationError, OpOutcome, ReadBack, SettleSummary,
+};
 use crate::domain::identity::{google_identifiers, match_keys, GoogleIdentifier, IdentityOptions};
 use crate::domain::model::{counter, Attributes, CounterScope, DeliveryOp, OpKind};
 use crate::domain::spec::{
@@ -672,6 +674,77 @@ impl DataManagerDestination {
 impl Destination for DataManagerDestination {
     fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The status of the newest request still awaiting its status that
+    /// carried this person (`requestStatus:retrieve`, read only: settling
+    /// stays with delivery).
+    async fn read_back(
+        &self,
+        _export: &ExportSpec,
+        _binding: &ExportDestination,
+        op: &DeliveryOp,
+    ) -> Result<ReadBack, DestinationError> {
+        let records = self
+            .state
+            .list_destination_records(&self.name, "req/", 500)
+            .await
+            .map_err(|e| self.state_error(e))?;
+        let person = op.person_key.as_str();
+        let request_id = records
+            .iter()
+            .rev()
+            .find(|r| {
+                r.value
+                    .get("people")
+                    .and_then(Value::as_array)
+                    .is_some_and(|people| {
+                        people
+                            .iter()
+                            .any(|p| p.get(0).and_then(Value::as_str) == Some(person))
+                    })
+            })
+            .and_then(|r| r.value.get("request_id").and_then(Value::as_str))
+            .map(str::to_string);
+        let Some(request_id) = request_id else {
+            return Ok(ReadBack::NotReadable(
+                "no request of this person awaits its status (already settled, or never sent)"
+                    .into(),
+            ));
+        };
+        let answer = self
+            .call(
+                "v1/requestStatus:retrieve",
+                Some(&json!({ "requestId": request_id })),
+            )
+            .await?;
+        let statuses: Vec<String> = answer
+            .get("requestStatusPerDestination")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .map(|s| {
+                        s.get("requestStatus")
+                            .and_then(Value::as_str)
+                            .unwrap_or("")
+                            .to_string()
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(
+            if statuses.is_empty()
+                || statuses
+                    .iter()
+                    .any(|s| matches!(s.as_str(), "PROCESSING" | "REQUEST_STATUS_UNKNOWN" | ""))
+            {
+                ReadBack::Pending(format!("request {request_id} is still processing"))
+            } else if statuses.iter().all(|s| s == "SUCCESS") {
+                ReadBack::Agrees(format!("request {request_id}: SUCCESS"))
+            } else {
+                ReadBack::Disagrees(format!("request {request_id}: {}", statuses.join(", ")))
+            },
+        )
     }
 
     /// Ingest the members, then remove every member added before (see

@@ -275,6 +275,8 @@ pub enum ReadBack {
     Disagrees(String),
     /// Its API cannot say (and why).
     NotReadable(String),
+    /// The platform is still processing it: ask again later.
+    Pending(String),
 }
 
 /// Build the client of one configured destination. The warehouse writes to
