@@ -102,6 +102,7 @@ fn op(i: usize, attr_bytes: usize) -> DeliveryOp {
 fn job(id: &str, ops: Vec<DeliveryOp>) -> DeliveryJob {
     DeliveryJob {
         replace: false,
+        replace_from: None,
         job_id: id.into(),
         export: "vip".into(),
         destination: "clevertap".into(),

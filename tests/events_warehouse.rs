@@ -173,6 +173,7 @@ fn jobs(destination: &str, audience: &str) -> Vec<DeliveryJob> {
         .iter()
         .map(|e| DeliveryJob {
             replace: false,
+            replace_from: None,
             job_id: format!("event:{}", e.0),
             export: "engagement".into(),
             destination: destination.into(),

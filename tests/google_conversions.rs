@@ -120,6 +120,7 @@ fn job(order: &str, value: Option<f64>) -> DeliveryJob {
     let email = format!("{order}@example.com");
     DeliveryJob {
         replace: false,
+        replace_from: None,
         job_id: format!("event:ev-{order}"),
         export: EXPORT.into(),
         destination: "google".into(),

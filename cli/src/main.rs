@@ -131,6 +131,11 @@ enum Command {
         /// A finished run of the export (one of its newest three).
         #[arg(long)]
         to: Option<String>,
+        /// Restore this destination alone (Meta or Google: those with a
+        /// full-replace call). State and the export's other destinations
+        /// stay; the export's next batch run re-syncs it from state.
+        #[arg(long)]
+        destination: Option<String>,
         #[command(flatten)]
         target: TargetArgs,
     },
@@ -268,10 +273,21 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             ops::quarantine(&Target::open(&target).await?, action).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Rollback { export, to, target } => {
+        Command::Rollback {
+            export,
+            to,
+            destination,
+            target,
+        } => {
             telemetry::init(LogFormat::Text, "warn");
             let deps = Target::open(&target).await?.deps().await?;
-            let run = dataout::pipeline::rollback::prepare(&deps, &export, to.as_deref()).await?;
+            let run = dataout::pipeline::rollback::prepare(
+                &deps,
+                &export,
+                to.as_deref(),
+                destination.as_deref(),
+            )
+            .await?;
             if let dataout::domain::model::RunStatus::Held { reason } = &run.status {
                 println!("{} held: {reason}", run.run_id);
             }

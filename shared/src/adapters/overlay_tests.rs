@@ -254,6 +254,7 @@ async fn recording_queue_keeps_what_was_sent() {
     let q = RecordingQueue::new();
     let job = |id: &str| DeliveryJob {
         replace: false,
+        replace_from: None,
         job_id: id.into(),
         export: "vip".into(),
         destination: "meta".into(),

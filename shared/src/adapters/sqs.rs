@@ -715,6 +715,7 @@ mod tests {
             .collect();
         DeliveryJob {
             replace: false,
+            replace_from: None,
             job_id: "job_1".into(),
             export: "e".into(),
             destination: "d".into(),

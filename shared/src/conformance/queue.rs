@@ -76,6 +76,7 @@ fn op(n: usize, blob: &str) -> DeliveryOp {
 fn job(tag: &str, ops: Vec<DeliveryOp>) -> DeliveryJob {
     DeliveryJob {
         replace: false,
+        replace_from: None,
         job_id: format!("job-{tag}-{}", uuid::Uuid::new_v4().simple()),
         export: "vip".into(),
         destination: "warehouse".into(),

@@ -274,6 +274,11 @@ pub struct DeliveryJob {
     /// members in state, read at delivery. `ops` is empty then.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub replace: bool,
+    /// With `replace`: the run whose staged members replace the audiences,
+    /// instead of state (a one-destination rollback, which leaves state as
+    /// it is).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replace_from: Option<String>,
 }
 
 impl DeliveryJob {
@@ -362,6 +367,11 @@ pub struct RunCheckpoint {
     /// empties what we added). Its staged members are that run's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restores: Option<String>,
+    /// A rollback of one destination only: it alone is restored; state
+    /// and the export's other destinations stay as they are, and the
+    /// export's next batch run replaces its audiences from state again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub only_destination: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

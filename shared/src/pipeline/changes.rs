@@ -155,6 +155,7 @@ pub fn new_job(
 ) -> DeliveryJob {
     DeliveryJob {
         replace: false,
+        replace_from: None,
         job_id: DeliveryJob::derive_id(&export.name, destination, origin_id, &ops),
         export: export.name.clone(),
         destination: destination.to_string(),

@@ -20,7 +20,7 @@ use tracing::{info, info_span, warn, Instrument};
 
 use super::Deps;
 use crate::destinations::{Destination, DestinationError, OpOutcome};
-use crate::domain::model::{counter, CounterScope, DeliveryJob, DeliveryOp, OpKind};
+use crate::domain::model::{counter, CounterScope, DeliveryJob, DeliveryOp, OpKind, PersonKey};
 use crate::domain::spec::{DestinationKind, ExportSpec};
 use crate::ports::{IdempotencyStart, ReceivedJob};
 
@@ -344,6 +344,79 @@ pub async fn deliver_jobs(
     (dispositions, totals)
 }
 
+/// The members a one-destination rollback restores: the people staged
+/// under its run (the target run's), shaped as a run would shape them now
+/// (attribute mapping, tiers), less anyone a suppressing export holds.
+/// `current` (state's members) gives each person's entry time and the
+/// identifiers the source page lacked.
+async fn staged_members(
+    deps: &Deps,
+    export: &ExportSpec,
+    run_id: &str,
+    current: &[crate::domain::model::MembershipRecord],
+) -> Result<Vec<crate::domain::model::MembershipRecord>, crate::ports::StateError> {
+    use crate::domain::model::{ChangeOrigin, MembershipRecord, MembershipSnapshot};
+    let known: BTreeMap<&PersonKey, &MembershipRecord> =
+        current.iter().map(|r| (&r.person_key, r)).collect();
+    let mut suppressed = std::collections::BTreeSet::new();
+    for other in &export.suppress {
+        let mut cursor = None;
+        loop {
+            let page = deps.state.list_memberships(other, cursor, 1_000).await?;
+            suppressed.extend(
+                page.items
+                    .into_iter()
+                    .filter(|r| r.current.member)
+                    .map(|r| r.person_key),
+            );
+            match page.next {
+                Some(n) => cursor = Some(n),
+                None => break,
+            }
+        }
+    }
+    let now = deps.clock.now_ms();
+    let mut out = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = deps.state.list_staged(run_id, cursor, 1_000).await?;
+        for (key, person) in page.items {
+            if suppressed.contains(&key) {
+                continue;
+            }
+            let stored = known.get(&key);
+            let mut ids = person.ids.clone();
+            if let Some(r) = stored {
+                ids.merge_missing(&r.current.ids);
+            }
+            let attributes = super::changes::mapped_attributes(export, &person.attributes);
+            let entered_at = stored.and_then(|r| r.entered_at).or(Some(now));
+            let tiers = crate::domain::membership::tiers_for(export, &attributes, entered_at, now);
+            out.push(MembershipRecord {
+                export: export.name.clone(),
+                person_key: key,
+                current: MembershipSnapshot {
+                    member: true,
+                    tiers,
+                    ids,
+                    attributes,
+                },
+                previous: None,
+                source_ts: now,
+                intake_ts: now,
+                entered_at,
+                change_id: format!("run:{run_id}"),
+                origin: ChangeOrigin::Batch,
+            });
+        }
+        match page.next {
+            Some(n) => cursor = Some(n),
+            None => break,
+        }
+    }
+    Ok(out)
+}
+
 /// A full replace (a rollback's): each audience of the export at this
 /// destination, the main one and each tier's, replaced by the export's
 /// members in state now. The delivered-members counter is set to what the
@@ -382,6 +455,11 @@ async fn replace_job(
             Some(n) => cursor = Some(n),
             None => break,
         }
+    }
+    if let Some(run_id) = &job.replace_from {
+        members = staged_members(deps, export, run_id, &members)
+            .await
+            .map_err(retryable)?;
     }
     let op_for = |r: &crate::domain::model::MembershipRecord,
                   audience: &str,

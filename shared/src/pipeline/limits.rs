@@ -324,6 +324,7 @@ exports:
         let jobs: Vec<DeliveryJob> = (0..12)
             .map(|i| DeliveryJob {
                 replace: false,
+                replace_from: None,
                 job_id: format!("limit-job-{i}"),
                 export: "carts".into(),
                 destination: "ct_limit_test".into(),

@@ -13,22 +13,34 @@
 //! now in a suppressing export is not put back. State and every
 //! destination move together; afterwards each destination holds exactly
 //! the target's members.
+//!
+//! With a destination (`--destination`), only that destination is
+//! restored, by its platform's full-replace call: state and the export's
+//! other destinations stay as they are. The destination is then out of
+//! step with state on purpose, until the export's next batch run, which
+//! replaces its audiences from state again. Only destinations with a
+//! full-replace call can be rolled back alone: elsewhere a diff computed
+//! against state would be sent to a destination that no longer holds
+//! state, and nothing would bring it back in step.
 
 use tracing::info;
 
 use super::export::{new_run, SNAPSHOTS_KEPT};
 use super::{Deps, PipelineError};
+use crate::destinations::kind_can_replace;
 use crate::domain::model::{RunKind, RunRecord, RunStatus};
 use crate::domain::spec::ExportSource;
 
 const PAGE: usize = 500;
 
 /// Prepare a held rollback run of `export` restoring `to` (a finished run
-/// of the export), or emptying the export when `to` is `None`.
+/// of the export), or emptying the export when `to` is `None`; of every
+/// destination of the export, or of `destination` alone.
 pub async fn prepare(
     deps: &Deps,
     export: &str,
     to: Option<&str>,
+    destination: Option<&str>,
 ) -> Result<RunRecord, PipelineError> {
     let spec = deps
         .spec
@@ -39,12 +51,37 @@ pub async fn prepare(
             "export `{export}` has no batch runs to roll back to (it is fed by webhooks only)"
         )));
     }
+    if let Some(name) = destination {
+        if spec.binding(name).is_none() {
+            return Err(PipelineError::Config(format!(
+                "export `{export}` does not send to `{name}` (it sends to {})",
+                spec.destinations
+                    .iter()
+                    .map(|b| format!("`{}`", b.destination))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        let kind = deps.spec.destination(name).map(|d| d.kind);
+        if !kind.is_some_and(kind_can_replace) {
+            return Err(PipelineError::Config(format!(
+                "destination `{name}` has no full-replace call, so it cannot be rolled back alone: \
+                 it would drift from the export's state with nothing to bring it back; \
+                 roll back the whole export (without --destination)"
+            )));
+        }
+    }
+    let scope = match destination {
+        Some(name) => format!("destination `{name}` of the export (state and the other destinations stay; the next batch run re-syncs it)"),
+        None => "every destination of the export".to_string(),
+    };
     let mut run = new_run(deps, export);
     run.checkpoint.source_done = true;
     run.checkpoint.restores = Some(to.unwrap_or_default().to_string());
+    run.checkpoint.only_destination = destination.map(str::to_string);
     let mut members = 0u64;
     let reason = match to {
-        None => "rollback: empties what we added to every destination of the export".to_string(),
+        None => format!("rollback: empties what we added to {scope}"),
         Some(target) => {
             let found = deps
                 .state
@@ -54,6 +91,12 @@ pub async fn prepare(
                 .ok_or_else(|| {
                     PipelineError::Config(format!("no batch run `{target}` of export `{export}`"))
                 })?;
+            if found.checkpoint.only_destination.is_some() {
+                return Err(PipelineError::Config(format!(
+                    "run `{target}` restored one destination only: restore the run it restored ({}) instead",
+                    found.checkpoint.restores.as_deref().filter(|t| !t.is_empty()).unwrap_or("none")
+                )));
+            }
             if found.status != RunStatus::Finished {
                 return Err(PipelineError::Config(format!(
                     "run `{target}` did not finish ({:?}): only a finished run's members can be restored",
@@ -79,7 +122,7 @@ pub async fn prepare(
                     found.stats.members
                 )));
             }
-            format!("rollback: restores every destination of the export to its {members} members after run {target}")
+            format!("rollback: restores {scope} to its {members} members after run {target}")
         }
     };
     run.stats.members = members;

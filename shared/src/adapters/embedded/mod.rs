@@ -135,6 +135,7 @@ mod tests {
     fn job() -> DeliveryJob {
         DeliveryJob {
             replace: false,
+            replace_from: None,
             job_id: "job-1".into(),
             export: "vip".into(),
             destination: "warehouse".into(),

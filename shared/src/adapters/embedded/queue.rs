@@ -704,6 +704,7 @@ mod tests {
     fn job(id: &str) -> DeliveryJob {
         DeliveryJob {
             replace: false,
+            replace_from: None,
             job_id: id.into(),
             export: "vip".into(),
             destination: "warehouse".into(),
