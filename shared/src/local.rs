@@ -11,7 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
@@ -29,7 +30,9 @@ use crate::domain::model::{ReconcileReport, RunRecord};
 use crate::domain::spec::{ActivationSpec, DestinationSettings};
 use crate::pipeline::deliver::{drain_once, DeliveryOptions};
 use crate::pipeline::export::{run_export, ExportOptions};
-use crate::pipeline::intake::{handle, IntakeConfig, Route};
+use crate::pipeline::intake::{
+    handle, too_large, IntakeConfig, IntakeResponse, Route, MAX_BODY_BYTES,
+};
 use crate::pipeline::reconcile::{reconcile, ReconcileOptions};
 use crate::pipeline::Deps;
 use crate::pipeline::PipelineError;
@@ -308,6 +311,9 @@ impl LocalRuntime {
             .route("/webhooks/customerio", post(reporting))
             .route("/webhooks/actions", post(actions))
             .route("/healthz", get(healthz))
+            // Stop reading a body one byte past the limit: a 10 MB body is
+            // never buffered whole.
+            .layer(DefaultBodyLimit::max(MAX_BODY_BYTES + 1))
             .with_state(self.clone())
     }
 
@@ -347,9 +353,23 @@ async fn intake_route(
     rt: Arc<LocalRuntime>,
     route: Route,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> impl IntoResponse {
-    let resp = handle(&rt.deps, &rt.intake, route, &header_map(&headers), &body).await;
+    let resp = match body {
+        Ok(body) => handle(&rt.deps, &rt.intake, route, &header_map(&headers), &body).await,
+        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            let len = headers
+                .get(axum::http::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(MAX_BODY_BYTES + 1);
+            too_large(route, len)
+        }
+        Err(e) => IntakeResponse::new(
+            400,
+            serde_json::json!({"status": "bad_request", "reason": format!("could not read the body: {e}")}),
+        ),
+    };
     let status = StatusCode::from_u16(resp.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     (status, Json(resp.body))
 }
@@ -357,7 +377,7 @@ async fn intake_route(
 async fn reporting(
     State(rt): State<Arc<LocalRuntime>>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> impl IntoResponse {
     intake_route(rt, Route::Reporting, headers, body).await
 }
@@ -365,7 +385,7 @@ async fn reporting(
 async fn actions(
     State(rt): State<Arc<LocalRuntime>>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> impl IntoResponse {
     intake_route(rt, Route::Actions, headers, body).await
 }

@@ -41,6 +41,10 @@ fn config_with(signing_secret: &str) -> Result<IntakeConfig> {
 }
 
 async fn setup() -> Result<Setup> {
+    setup_at(NOW_MS).await
+}
+
+async fn setup_at(now_ms: i64) -> Result<Setup> {
     let sdk = harness::sdk_config().await;
     let dir = tempfile::tempdir()?;
     let spec = harness::parse(&harness::spec_yaml(
@@ -59,7 +63,7 @@ async fn setup() -> Result<Setup> {
         spec,
         state.clone(),
         queue,
-        Arc::new(ManualClock::new(NOW_MS)),
+        Arc::new(ManualClock::new(now_ms)),
     );
     Ok(Setup {
         deps,
@@ -209,5 +213,78 @@ async fn unknown_path_is_404_and_other_methods_are_405() -> Result<()> {
     let mut staged = request(FUNCTION_URL)?;
     staged.path = "/prod/webhooks/customerio".into();
     assert_eq!(handle_request(&s.deps, &s.cfg, &staged).await.status, 200);
+    Ok(())
+}
+
+#[tokio::test]
+async fn replayed_reporting_webhook_is_applied_once_on_the_lambda_path() -> Result<()> {
+    let s = setup().await?;
+    // The same body, signature and timestamp, three times.
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        let resp = handle_request(&s.deps, &s.cfg, &request(FUNCTION_URL)?).await;
+        statuses.push(resp.body["status"].as_str().unwrap_or("").to_string());
+    }
+    assert_eq!(statuses, ["accepted", "duplicate", "duplicate"]);
+    assert_eq!(
+        members(s.state.as_ref(), "email_suppression").await?,
+        vec![("id:cust_00050".to_string(), true)]
+    );
+    // One job, not three.
+    let warehouse = s.urls.get("warehouse").context("warehouse queue")?;
+    assert_eq!(
+        harness::peek_bodies(&s.sdk, &warehouse.queue_url)
+            .await?
+            .len(),
+        1
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn reporting_webhook_signed_outside_the_replay_window_is_refused_on_the_lambda_path(
+) -> Result<()> {
+    // Ten minutes after the fixture was signed (the window is five), and
+    // ten minutes before.
+    for now in [NOW_MS + 600_000, NOW_MS - 600_000] {
+        let s = setup_at(now).await?;
+        let resp = handle_request(&s.deps, &s.cfg, &request(FUNCTION_URL)?).await;
+        assert_eq!(resp.status, 401, "{}", resp.body);
+        assert!(
+            resp.body["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("replay window")),
+            "{}",
+            resp.body
+        );
+        assert!(members(s.state.as_ref(), "email_suppression")
+            .await?
+            .is_empty());
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn body_over_the_limit_is_refused_413_unread_and_nothing_is_kept() -> Result<()> {
+    let s = setup().await?;
+    for (path, len) in [
+        (
+            "/webhooks/customerio",
+            dataout::pipeline::intake::MAX_BODY_BYTES + 1,
+        ),
+        ("/webhooks/actions", 10 * 1024 * 1024),
+    ] {
+        // A real signed request's headers, a body far past the limit.
+        let mut big = request(FUNCTION_URL)?;
+        big.path = path.into();
+        big.body = vec![b'{'; len];
+        let resp = handle_request(&s.deps, &s.cfg, &big).await;
+        assert_eq!(resp.status, 413, "{}", resp.body);
+        assert_eq!(resp.body["status"], "too_large");
+    }
+    assert!(s.state.list_quarantine(10).await?.is_empty(), "kept a body");
+    assert!(members(s.state.as_ref(), "email_suppression")
+        .await?
+        .is_empty());
     Ok(())
 }

@@ -66,7 +66,7 @@ pub struct IntakeResponse {
 }
 
 impl IntakeResponse {
-    fn new(status: u16, body: Value) -> Self {
+    pub fn new(status: u16, body: Value) -> Self {
         IntakeResponse { status, body }
     }
 }
@@ -79,6 +79,11 @@ pub async fn handle(
     headers: &BTreeMap<String, String>,
     body: &[u8],
 ) -> IntakeResponse {
+    if body.len() > MAX_BODY_BYTES {
+        // Before the signature and the parser: neither the HMAC nor the
+        // quarantine should ever see megabytes of unverified bytes.
+        return too_large(route, body.len());
+    }
     let now = deps.clock.now_ms();
     let verified = match route {
         Route::Reporting => {
@@ -110,6 +115,25 @@ pub async fn handle(
             }
         }
     }
+}
+
+/// Webhook bodies above this are refused unread (both routes share it).
+pub const MAX_BODY_BYTES: usize = crate::customerio::webhook::MAX_BODY_BYTES;
+
+/// 413 for a body over [`MAX_BODY_BYTES`]: nothing verified, parsed or kept.
+pub fn too_large(route: Route, len: usize) -> IntakeResponse {
+    warn!(
+        route = route.as_str(),
+        bytes = len,
+        "webhook refused: body over the limit"
+    );
+    IntakeResponse::new(
+        413,
+        json!({"status": "too_large", "reason": format!(
+            "body of {len} bytes is over the {} KiB limit: refused unparsed, nothing kept",
+            MAX_BODY_BYTES / 1024
+        )}),
+    )
 }
 
 fn quarantined(id: &str, reason: &str) -> IntakeResponse {
