@@ -46,6 +46,7 @@ destinations:
     kind: webhook
     url: https://analytics.invalid/hooks/dataout
     base_url: {hook_url}
+    allow_private_network: true
     secret_env: HOOK_SECRET
     batch_size: 2
 exports:

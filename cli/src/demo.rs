@@ -124,8 +124,14 @@ impl SimEnv {
                 DestinationSettings::Warehouse { location } => {
                     *location = warehouse_dir.display().to_string()
                 }
-                DestinationSettings::Webhook { url, .. } => {
-                    *url = format!("{}/hooks/dataout", hook_server.base_url)
+                DestinationSettings::Webhook {
+                    url,
+                    allow_private_network,
+                    ..
+                } => {
+                    // The receiver is the simulator on loopback.
+                    *url = format!("{}/hooks/dataout", hook_server.base_url);
+                    *allow_private_network = true;
                 }
                 DestinationSettings::GoogleDataManager {
                     auth,

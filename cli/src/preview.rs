@@ -498,6 +498,12 @@ fn pointed_at(
     let mut optional = HashSet::new();
     d.base_url = Some(format!("{capture_origin}{base_path}"));
     match &mut d.settings {
+        // The capture server is on loopback; the real URL was judged when
+        // the spec loaded and is what the preview prints.
+        DestinationSettings::Webhook {
+            allow_private_network,
+            ..
+        } => *allow_private_network = true,
         DestinationSettings::GoogleDataManager { auth, .. }
         | DestinationSettings::GoogleCustomerMatch { auth, .. } => {
             // No token exchange: a fixed token sends the same requests.

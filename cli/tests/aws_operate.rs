@@ -179,7 +179,7 @@ fn ok((success, stdout, stderr): (bool, String, String)) -> String {
 
 fn spec_yaml(hook_url: &str, exports: &str) -> String {
     format!(
-        "version: 1\ndestinations:\n  hook:\n    kind: webhook\n    url: {hook_url}/hook\n    secret_env: HOOK_SECRET\nexports:\n{exports}"
+        "version: 1\ndestinations:\n  hook:\n    kind: webhook\n    url: {hook_url}/hook\n    allow_private_network: true\n    secret_env: HOOK_SECRET\nexports:\n{exports}"
     )
 }
 

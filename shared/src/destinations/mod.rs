@@ -16,6 +16,7 @@ pub mod google_auth;
 pub mod google_dm;
 pub mod meta;
 pub mod meta_capi;
+pub mod net_guard;
 pub mod warehouse;
 pub mod warehouse_events;
 pub mod webhook;

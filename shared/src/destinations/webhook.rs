@@ -56,6 +56,8 @@ pub const SIGNATURE_HEADER: &str = "X-Dataout-Signature";
 /// Ops per request at most, whatever the spec says (keeps bodies well under
 /// the 1 MiB receivers commonly accept).
 pub const MAX_OPS_PER_REQUEST: usize = 1000;
+/// Per request, as the shared client of the other destinations.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// `v1=<hex>` for `body` signed at `timestamp` (Unix seconds).
 pub fn signature_v1(secret: &Secret, timestamp: i64, body: &[u8]) -> String {
@@ -108,7 +110,12 @@ impl WebhookDestination {
             destination: name.clone(),
             message,
         };
-        let DestinationSettings::Webhook { url, secret_env } = &spec.settings else {
+        let DestinationSettings::Webhook {
+            url,
+            secret_env,
+            allow_private_network,
+        } = &spec.settings
+        else {
             return Err(permanent("settings are not of kind webhook".to_string()));
         };
         let secret = super::required_secret(secrets, &name, secret_env)?;
@@ -116,6 +123,17 @@ impl WebhookDestination {
         if !(url.starts_with("https://") || url.starts_with("http://")) {
             return Err(permanent(format!("webhook url must be http(s): {url:?}")));
         }
+        // The loader refuses these too; a spec built in code is held to
+        // the same rule, and the client checks every address it resolves.
+        let http = if *allow_private_network {
+            http
+        } else {
+            if let Some(why) = super::net_guard::refuse_private_url(&url) {
+                return Err(permanent(format!("webhook url {why}")));
+            }
+            super::net_guard::guarded_client(REQUEST_TIMEOUT)
+                .map_err(|e| permanent(format!("http client: {e}")))?
+        };
         Ok(Self {
             batch_size: spec.batch_size.clamp(1, MAX_OPS_PER_REQUEST),
             name,
@@ -330,6 +348,7 @@ mod tests {
             settings: DestinationSettings::Webhook {
                 url: url.to_string(),
                 secret_env: "HOOK_SECRET".into(),
+                allow_private_network: true,
             },
         }
     }
@@ -491,6 +510,29 @@ mod tests {
         .map(|e| e.to_string())
         .unwrap_or_default();
         assert!(err.contains("HOOK_SECRET"), "{err}");
+    }
+
+    #[test]
+    fn a_spec_built_in_code_is_held_to_the_private_network_rule_too() {
+        let secrets = MapSecrets::default().with("HOOK_SECRET", SECRET);
+        for url in [
+            "http://hooks.example.com/x",
+            "https://169.254.169.254/latest",
+        ] {
+            let mut spec = dest_spec(url, 10);
+            if let DestinationSettings::Webhook {
+                allow_private_network,
+                ..
+            } = &mut spec.settings
+            {
+                *allow_private_network = false;
+            }
+            let err = WebhookDestination::new("hook".into(), &spec, &secrets, http())
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(err.contains("allow_private_network"), "{url}: {err}");
+        }
     }
 
     #[test]

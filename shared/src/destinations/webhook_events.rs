@@ -163,6 +163,7 @@ mod tests {
             settings: DestinationSettings::Webhook {
                 url: url.to_string(),
                 secret_env: "HOOK_SECRET".into(),
+                allow_private_network: true,
             },
         };
         let secrets = MapSecrets::default().with("HOOK_SECRET", "test-webhook-secret");

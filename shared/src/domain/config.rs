@@ -350,7 +350,7 @@ fn destination_keys(kind: DestinationKind) -> &'static [&'static str] {
         DestinationKind::MetaAudience => &["api_version", "ad_account_id", "access_token_env"],
         DestinationKind::GoogleCustomerMatch => google::CUSTOMER_MATCH_KEYS,
         DestinationKind::GoogleDataManager => google::DATA_MANAGER_KEYS,
-        DestinationKind::Webhook => &["url", "secret_env"],
+        DestinationKind::Webhook => &["url", "secret_env", "allow_private_network"],
         DestinationKind::MetaConversions => &[
             "api_version",
             "pixel_id",

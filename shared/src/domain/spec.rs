@@ -219,6 +219,10 @@ pub enum DestinationSettings {
     Webhook {
         url: String,
         secret_env: String,
+        /// Local testing only: lets the URL (or `base_url`) be `http://`
+        /// and a loopback or private address (see `destinations::net_guard`).
+        #[serde(default)]
+        allow_private_network: bool,
     },
     /// Meta Conversions API (`API-CONTRACTS.md` §3b): events of events /
     /// conversions exports, sent to `/{api_version}/{pixel_id}/events`.

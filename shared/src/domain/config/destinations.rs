@@ -286,9 +286,32 @@ impl Checker {
                     .require(fields, "url", here)
                     .and_then(|n| self.url(n, &here.child("url")));
                 let secret_env = self.required_env(fields, "secret_env", here);
+                let allow_private_network = match fields.get("allow_private_network") {
+                    None => Some(false),
+                    Some(n) => self.boolean(n, &here.child("allow_private_network")),
+                };
+                // The address we will really call: base_url replaces url.
+                if allow_private_network == Some(false) {
+                    for key in ["base_url", "url"] {
+                        let Some(node) = fields.get(key) else {
+                            continue;
+                        };
+                        // A value that is not a URL string is reported
+                        // where it is parsed; only judge real URLs here.
+                        if let YamlData::Value(Scalar::String(target)) = &node.data {
+                            if let Some(why) =
+                                crate::destinations::net_guard::refuse_private_url(target)
+                            {
+                                self.issue(node, &here.child(key), format!("webhook {key} {why}"));
+                            }
+                        }
+                        break;
+                    }
+                }
                 Some(DestinationSettings::Webhook {
                     url: url?,
                     secret_env: secret_env?,
+                    allow_private_network: allow_private_network?,
                 })
             }
         }

@@ -1172,3 +1172,56 @@ fn lookalike_value_is_a_meta_audience_key_read_from_its_attribute_and_google_ref
         "reads the export attribute `lookalike_value`",
     );
 }
+
+/// BASE with a webhook destination `hook` holding `lines` (indented 4).
+fn with_webhook(lines: &str) -> String {
+    edited(
+        "  wh:\n    kind: warehouse\n",
+        &format!("  hook:\n    kind: webhook\n    secret_env: HOOK_SECRET\n{lines}  wh:\n    kind: warehouse\n"),
+    )
+}
+
+#[test]
+fn webhook_to_plain_http_or_a_private_address_is_refused_at_its_line() {
+    for (line, says) in [
+        ("    url: http://hooks.example.com/x\n", "must be https://"),
+        (
+            "    url: https://169.254.169.254/latest/meta-data\n",
+            "not a public address",
+        ),
+        ("    url: https://10.0.0.8/hook\n", "not a public address"),
+        ("    url: https://localhost:9000/hook\n", "is this machine"),
+        ("    url: https://[::1]/hook\n", "not a public address"),
+    ] {
+        let text = with_webhook(line);
+        let issue = one_issue_at(&text, line.trim_end(), says);
+        assert!(
+            issue.message.contains("allow_private_network"),
+            "{issue:#?}"
+        );
+    }
+    // base_url replaces url, so it is the address judged.
+    let text =
+        with_webhook("    url: https://hooks.example.com/x\n    base_url: http://127.0.0.1:9000\n");
+    one_issue_at(
+        &text,
+        "base_url: http://127.0.0.1:9000",
+        "webhook base_url must be https://",
+    );
+}
+
+#[test]
+fn webhook_to_a_local_receiver_passes_with_allow_private_network() {
+    let text =
+        with_webhook("    url: http://127.0.0.1:9000/hook\n    allow_private_network: true\n");
+    let spec = parse_spec(&text, "spec.yaml").unwrap_or_else(|e| panic!("{e}"));
+    assert!(matches!(
+        spec.destination("hook").map(|d| &d.settings),
+        Some(DestinationSettings::Webhook {
+            allow_private_network: true,
+            ..
+        })
+    ));
+    let text = with_webhook("    url: https://hooks.example.com/dataout\n");
+    assert!(issues(&text).is_empty(), "{:#?}", issues(&text));
+}
