@@ -1225,3 +1225,31 @@ fn webhook_to_a_local_receiver_passes_with_allow_private_network() {
     let text = with_webhook("    url: https://hooks.example.com/dataout\n");
     assert!(issues(&text).is_empty(), "{:#?}", issues(&text));
 }
+
+#[test]
+fn a_secret_pasted_into_the_spec_is_refused_and_never_echoed() {
+    let secret = "EAABsbCS1iHgBAKZCZB7xx1234567890abcdef";
+    // In the `_env` key's place: refused as not a variable name.
+    let text = edited(
+        "access_token_env: META_TOKEN",
+        &format!("access_token_env: {secret}"),
+    );
+    let issue = one_issue_at(&text, secret, "not hold the secret itself");
+    assert!(!format!("{issue:?}").contains(secret), "{issue:?}");
+    // Under the key without `_env`: refused, pointing at the `_env` key.
+    let text = edited(
+        "access_token_env: META_TOKEN",
+        &format!("access_token: {secret}"),
+    );
+    let found = issues(&text);
+    assert!(
+        found
+            .iter()
+            .any(|i| i.message.contains("secrets never live in the spec file")),
+        "{found:#?}"
+    );
+    assert!(
+        found.iter().all(|i| !format!("{i:?}").contains(secret)),
+        "{found:#?}"
+    );
+}
