@@ -585,6 +585,10 @@ fn parameters(spec: &ActivationSpec, arch: Arch) -> Y {
                         secret_names(spec).join(", ")
                     ))),
                     ("MinLength", n(1)),
+                    // A name or an ARN, never a wildcard: the functions'
+                    // ReadSecrets grant is built from this value.
+                    ("AllowedPattern", s("^(arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:)?[A-Za-z0-9/_+=.@-]+$")),
+                    ("ConstraintDescription", s("must be a secret name (letters, digits, /_+=.@-) or its full ARN; no wildcards")),
                 ]),
             ),
             (
