@@ -70,8 +70,14 @@ fn held(env: &SimEnv) -> (BTreeSet<String>, BTreeSet<String>, usize) {
     (meta, clevertap, google)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rollback_to_a_run_leaves_every_simulator_holding_exactly_its_members() {
+/// The demo's simulators (1,200 people) and a local runtime with its
+/// delivery workers running.
+async fn started() -> (
+    tempfile::TempDir,
+    SimEnv,
+    Arc<dataout::local::LocalRuntime>,
+    dataout::customerio::app_api::AppApiClient,
+) {
     let dir = tempfile::tempdir().expect("tempdir");
     let env = SimEnv::start(1200, &dir.path().join("warehouse"))
         .await
@@ -82,6 +88,12 @@ async fn rollback_to_a_run_leaves_every_simulator_holding_exactly_its_members() 
     );
     rt.start_workers().await.expect("workers");
     let source = env.source().expect("source");
+    (dir, env, rt, source)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollback_to_a_run_leaves_every_simulator_holding_exactly_its_members() {
+    let (_dir, env, rt, source) = started().await;
     let idle = || async {
         assert!(rt.wait_idle(Duration::from_secs(60)).await.expect("idle"));
     };
@@ -254,16 +266,7 @@ async fn rollback_to_a_run_leaves_every_simulator_holding_exactly_its_members() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rollback_of_one_destination_restores_it_alone_until_the_next_run_resyncs_it() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let env = SimEnv::start(1200, &dir.path().join("warehouse"))
-        .await
-        .expect("simulators");
-    let rt = Arc::new(
-        env.runtime(&dir.path().join("state"), Arc::new(SystemClock))
-            .expect("runtime"),
-    );
-    rt.start_workers().await.expect("workers");
-    let source = env.source().expect("source");
+    let (_dir, env, rt, source) = started().await;
     let idle = || async {
         assert!(rt.wait_idle(Duration::from_secs(60)).await.expect("idle"));
     };
