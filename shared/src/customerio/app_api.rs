@@ -373,10 +373,6 @@ impl AppApiClient {
     /// One person's attributes (`GET /v1/customers/{id}/attributes`);
     /// `None` when the source does not know them.
     pub async fn person(&self, ids: &Identifiers) -> Result<Option<Person>, SourceError> {
-        #[derive(Deserialize)]
-        struct Body {
-            customer: WireCustomer,
-        }
         let Some((id_type, key)) = IdType::choose(ids) else {
             return Ok(None);
         };
@@ -384,7 +380,7 @@ impl AppApiClient {
         url.query_pairs_mut()
             .append_pair("id_type", id_type.as_str());
         match self
-            .call::<Body>("customer_attributes", Method::GET, url, None)
+            .call::<WirePerson>("customer_attributes", Method::GET, url, None)
             .await
         {
             Ok(body) => Ok(Some(to_person(ids, body.customer))),
@@ -496,12 +492,7 @@ impl AppApiClient {
             });
         }
         let bytes = resp.bytes().await.map_err(transport)?;
-        serde_json::from_slice(&bytes).map_err(|e| AppApiError::Malformed {
-            endpoint,
-            line: e.line(),
-            column: e.column(),
-            source: e,
-        })
+        decode(endpoint, &bytes)
     }
 
     /// One bulk request: people looked up by one id type (≤ 100).
@@ -512,41 +503,15 @@ impl AppApiClient {
         people: &[Identifiers],
         out: &mut Vec<(usize, Person)>,
     ) -> Result<(), SourceError> {
-        #[derive(Deserialize)]
-        struct Body {
-            #[serde(default)]
-            customers: Vec<BulkEntry>,
-        }
         let mut url = self.url(&["v1", "customers", "attributes"]);
         url.query_pairs_mut()
             .append_pair("id_type", id_type.as_str());
         let keys: Vec<&str> = chunk.iter().map(|(_, k)| k.as_str()).collect();
         let body = serde_json::json!({ "ids": keys });
-        let answer: Body = self
+        let answer: WireBulk = self
             .call("bulk_attributes", Method::POST, url, Some(&body))
             .await?;
-
-        let mut wanted: HashMap<String, usize> = chunk
-            .iter()
-            .map(|(i, k)| (id_type.match_key(k), *i))
-            .collect();
-        let mut unmatched = 0usize;
-        for entry in answer.customers {
-            let customer = entry.into_customer();
-            let found = customer
-                .key(id_type)
-                .and_then(|k| wanted.remove(&id_type.match_key(&k)));
-            match found.and_then(|i| people.get(i).map(|ids| (i, ids))) {
-                Some((i, asked)) => out.push((i, to_person(asked, customer))),
-                None => unmatched += 1,
-            }
-        }
-        if unmatched > 0 {
-            tracing::debug!(
-                unmatched,
-                "bulk attributes answered people we did not ask for"
-            );
-        }
+        match_bulk(id_type, chunk, people, answer, out);
         Ok(())
     }
 }
@@ -580,46 +545,7 @@ impl SegmentSource for AppApiClient {
             q.append_pair("limit", &limit.to_string());
         }
         let body: WireMembership = self.call("membership", Method::GET, url, None).await?;
-        let people: Vec<Identifiers> = if body.identifiers.is_empty() {
-            body.ids
-                .into_iter()
-                .flatten()
-                .map(|id| Identifiers {
-                    id: Some(id),
-                    ..Identifiers::default()
-                })
-                .collect()
-        } else {
-            body.identifiers
-                .into_iter()
-                .map(WireIdentifiers::into_ids)
-                .collect()
-        };
-        let unusable = people.iter().filter(|p| p.person_key().is_none()).count();
-        if unusable > 0 {
-            tracing::warn!(
-                segment_id,
-                unusable,
-                "members without any identifier skipped"
-            );
-        }
-        let next = body.next.filter(|n| !n.trim().is_empty());
-        if next.is_some() && next.as_deref() == start {
-            // The same token again would page forever.
-            return Err(AppApiError::Refused {
-                endpoint: "membership",
-                status: 200,
-                reason: "paging token did not advance",
-            }
-            .into());
-        }
-        Ok(MembershipPage {
-            people: people
-                .into_iter()
-                .filter(|p| p.person_key().is_some())
-                .collect(),
-            next,
-        })
+        Ok(page_from_wire(segment_id, body, start)?)
     }
 
     async fn attributes(&self, people: &[Identifiers]) -> Result<Vec<Person>, SourceError> {
@@ -660,6 +586,147 @@ fn parse_retry_after(value: Option<&HeaderValue>) -> Option<Duration> {
     Some(Duration::from_secs(secs))
 }
 
+// ------------------------------------------------------------ body parsers
+// Pure: a response body in, typed data out. The client calls the same code
+// after each request; `fuzz/` feeds them arbitrary bytes.
+
+/// A JSON body as `T`; a syntax or shape error is `Malformed`.
+fn decode<T: DeserializeOwned>(endpoint: &'static str, bytes: &[u8]) -> Result<T, AppApiError> {
+    serde_json::from_slice(bytes).map_err(|e| AppApiError::Malformed {
+        endpoint,
+        line: e.line(),
+        column: e.column(),
+        source: e,
+    })
+}
+
+/// A membership page (`GET /v1/segments/{id}/membership`) from its body, as
+/// asked for with the paging token `start`: members without any identifier
+/// are skipped, a blank `next` ends paging, a `next` equal to `start` is
+/// refused. `segment_id` only names the segment in the log.
+pub fn parse_membership_page(
+    segment_id: u64,
+    body: &[u8],
+    start: Option<&str>,
+) -> Result<MembershipPage, AppApiError> {
+    page_from_wire(segment_id, decode("membership", body)?, start)
+}
+
+fn page_from_wire(
+    segment_id: u64,
+    body: WireMembership,
+    start: Option<&str>,
+) -> Result<MembershipPage, AppApiError> {
+    let people: Vec<Identifiers> = if body.identifiers.is_empty() {
+        body.ids
+            .into_iter()
+            .flatten()
+            .map(|id| Identifiers {
+                id: Some(id),
+                ..Identifiers::default()
+            })
+            .collect()
+    } else {
+        body.identifiers
+            .into_iter()
+            .map(WireIdentifiers::into_ids)
+            .collect()
+    };
+    let unusable = people.iter().filter(|p| p.person_key().is_none()).count();
+    if unusable > 0 {
+        tracing::warn!(
+            segment_id,
+            unusable,
+            "members without any identifier skipped"
+        );
+    }
+    let next = body.next.filter(|n| !n.trim().is_empty());
+    if next.is_some() && next.as_deref() == start {
+        // The same token again would page forever.
+        return Err(AppApiError::Refused {
+            endpoint: "membership",
+            status: 200,
+            reason: "paging token did not advance",
+        });
+    }
+    Ok(MembershipPage {
+        people: people
+            .into_iter()
+            .filter(|p| p.person_key().is_some())
+            .collect(),
+        next,
+    })
+}
+
+/// One person's attributes (`GET /v1/customers/{id}/attributes`) from the
+/// body, for the person looked up as `asked`.
+pub fn parse_customer_attributes(asked: &Identifiers, body: &[u8]) -> Result<Person, AppApiError> {
+    let body: WirePerson = decode("customer_attributes", body)?;
+    Ok(to_person(asked, body.customer))
+}
+
+/// The people a bulk attributes answer (`POST /v1/customers/attributes`)
+/// matches, in the order of `people`. As the client sends it, the request
+/// looks everyone up by one id type: the one chosen for the first person
+/// that has any (`id`, else `cio_id`, else email); people for whom another
+/// type is chosen were not asked for. Answers for nobody asked are dropped.
+pub fn parse_bulk_attributes(
+    people: &[Identifiers],
+    body: &[u8],
+) -> Result<Vec<Person>, AppApiError> {
+    let answer: WireBulk = decode("bulk_attributes", body)?;
+    let Some(id_type) = people
+        .iter()
+        .find_map(|ids| IdType::choose(ids).map(|(t, _)| t))
+    else {
+        return Ok(Vec::new());
+    };
+    let chunk: Vec<(usize, String)> = people
+        .iter()
+        .enumerate()
+        .filter_map(|(i, ids)| match IdType::choose(ids) {
+            Some((t, key)) if t == id_type => Some((i, key)),
+            _ => None,
+        })
+        .collect();
+    let mut found = Vec::with_capacity(chunk.len());
+    match_bulk(id_type, &chunk, people, answer, &mut found);
+    found.sort_by_key(|(i, _)| *i);
+    Ok(found.into_iter().map(|(_, p)| p).collect())
+}
+
+/// Pairs a bulk answer with the people of `chunk` (index into `people`,
+/// lookup key), pushing each match to `out`.
+fn match_bulk(
+    id_type: IdType,
+    chunk: &[(usize, String)],
+    people: &[Identifiers],
+    answer: WireBulk,
+    out: &mut Vec<(usize, Person)>,
+) {
+    let mut wanted: HashMap<String, usize> = chunk
+        .iter()
+        .map(|(i, k)| (id_type.match_key(k), *i))
+        .collect();
+    let mut unmatched = 0usize;
+    for entry in answer.customers {
+        let customer = entry.into_customer();
+        let found = customer
+            .key(id_type)
+            .and_then(|k| wanted.remove(&id_type.match_key(&k)));
+        match found.and_then(|i| people.get(i).map(|ids| (i, ids))) {
+            Some((i, asked)) => out.push((i, to_person(asked, customer))),
+            None => unmatched += 1,
+        }
+    }
+    if unmatched > 0 {
+        tracing::debug!(
+            unmatched,
+            "bulk attributes answered people we did not ask for"
+        );
+    }
+}
+
 // ---------------------------------------------------------------- wire types
 
 /// A string field that may come as a string, a number or null; blank → None.
@@ -685,6 +752,19 @@ fn lenient_strings<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Option<String>
         .iter()
         .map(value_to_string)
         .collect())
+}
+
+/// `GET /v1/customers/{id}/attributes`.
+#[derive(Deserialize)]
+struct WirePerson {
+    customer: WireCustomer,
+}
+
+/// `POST /v1/customers/attributes`.
+#[derive(Deserialize)]
+struct WireBulk {
+    #[serde(default)]
+    customers: Vec<BulkEntry>,
 }
 
 #[derive(Deserialize)]
