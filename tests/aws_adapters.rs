@@ -221,7 +221,7 @@ async fn memberships_page_in_key_order_and_the_last_page_says_so() -> Result<()>
 }
 
 #[tokio::test]
-async fn duplicate_idempotency_key_is_refused_until_released_or_expired() -> Result<()> {
+async fn duplicate_idempotency_key_is_refused_until_expired_and_only_open_claims_are_given_back() -> Result<()> {
     let store = fresh_store().await?;
     let now = 1_700_000_000_000;
     let start = |t: i64| store.idempotency_start("evt-1", t, t + 30_000, t + 3_600_000);
@@ -231,8 +231,14 @@ async fn duplicate_idempotency_key_is_refused_until_released_or_expired() -> Res
     assert_eq!(start(now + 30_000).await?, IdempotencyStart::Started);
     store.idempotency_complete("evt-1", now + 3_600_000).await?;
     assert_eq!(start(now + 40_000).await?, IdempotencyStart::Completed);
+    // Giving back a completed key leaves it completed.
     store.idempotency_release("evt-1").await?;
-    assert_eq!(start(now + 50_000).await?, IdempotencyStart::Started);
+    assert_eq!(start(now + 50_000).await?, IdempotencyStart::Completed);
+    // A claim given back after a failed attempt can be taken at once.
+    let start2 = |t: i64| store.idempotency_start("evt-2", t, t + 30_000, t + 3_600_000);
+    assert_eq!(start2(now).await?, IdempotencyStart::Started);
+    store.idempotency_release("evt-2").await?;
+    assert_eq!(start2(now + 1).await?, IdempotencyStart::Started);
     Ok(())
 }
 

@@ -111,6 +111,19 @@ pub enum IdempotencyStart {
     Completed,
 }
 
+/// How one claimed delivery job ends an attempt ([`StateStore::settle_jobs`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JobSettlement {
+    /// The job's idempotency key.
+    pub key: String,
+    /// `None`: every op is finished and the job is completed. `Some`: the
+    /// indices of the ops finished so far (earlier attempts' included); the
+    /// claim is given back, and the next delivery sends only the others.
+    pub finished_ops: Option<Vec<u32>>,
+    /// When the record may be forgotten.
+    pub expires_at: Millis,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Page<T> {
     pub items: Vec<T>,
@@ -200,8 +213,46 @@ pub trait StateStore: Send + Sync {
         expires_at: Millis,
     ) -> Result<IdempotencyStart, StateError>;
     async fn idempotency_complete(&self, key: &str, expires_at: Millis) -> Result<(), StateError>;
-    /// Give a claim back after a failed attempt, so a retry can start at once.
+    /// Give a claim back after a failed attempt, so a retry can start at
+    /// once. A completed key stays completed (a release after a completion
+    /// whose answer was lost must not reopen it); a delivery job's finished
+    /// ops stay remembered.
     async fn idempotency_release(&self, key: &str) -> Result<(), StateError>;
+
+    /// End a delivery attempt in one atomic write: add the counter deltas
+    /// (`(scope, [(name, delta)])`) and settle each claimed job, completed
+    /// or with the ops finished so far remembered and its claim given back.
+    /// A worker that dies before this write has counted nothing and
+    /// finished nothing; one that dies after it has done both.
+    async fn settle_jobs(
+        &self,
+        jobs: &[JobSettlement],
+        counters: &[(String, Vec<(String, i64)>)],
+    ) -> Result<(), StateError>;
+    /// Claim a delivery job: as [`StateStore::idempotency_start`], and
+    /// with `Started`, the ops earlier attempts finished (indices into its
+    /// ops, as a partial [`JobSettlement`] left them; empty if none).
+    async fn claim_job(
+        &self,
+        key: &str,
+        now: Millis,
+        in_progress_until: Millis,
+        expires_at: Millis,
+    ) -> Result<(IdempotencyStart, Vec<u32>), StateError>;
+
+    /// Several records of one export in one read, in the order asked
+    /// (`None` where nothing is stored).
+    async fn get_memberships(
+        &self,
+        export: &str,
+        people: &[PersonKey],
+    ) -> Result<Vec<Option<MembershipRecord>>, StateError> {
+        let mut out = Vec::with_capacity(people.len());
+        for p in people {
+            out.push(self.get_membership(export, p).await?);
+        }
+        Ok(out)
+    }
 
     // -- counters (atomic adds)
     async fn add_counters(&self, scope: &str, deltas: &[(&str, i64)]) -> Result<(), StateError>;

@@ -26,7 +26,7 @@ use crate::domain::model::{
     RunRecord,
 };
 use crate::ports::{
-    DestinationRecord, IdempotencyStart, JobQueue, MembershipWrite, Page, QueueDepth, QueueError,
+    DestinationRecord, IdempotencyStart, JobQueue, JobSettlement, MembershipWrite, Page, QueueDepth, QueueError,
     ReceivedJob, RecordWrite, StateError, StateStore,
 };
 
@@ -55,6 +55,8 @@ struct Overlay {
     runs: BTreeMap<String, RunRecord>,
     /// `None`: released.
     claims: HashMap<String, Option<Claim>>,
+    /// Ops of claimed jobs finished by earlier attempts.
+    progress: HashMap<String, Vec<u32>>,
     counters: HashMap<String, BTreeMap<String, i64>>,
     reports: Vec<ReconcileReport>,
     quarantine: BTreeMap<String, QuarantineEntry>,
@@ -444,8 +446,70 @@ impl StateStore for OverlayStateStore {
     }
 
     async fn idempotency_release(&self, key: &str) -> Result<(), StateError> {
-        self.lock()?.claims.insert(key.to_string(), None);
+        let mut g = self.lock()?;
+        if !g.claims.get(key).copied().flatten().is_some_and(|c| c.completed) {
+            g.claims.insert(key.to_string(), None);
+        }
         Ok(())
+    }
+
+    async fn settle_jobs(
+        &self,
+        jobs: &[JobSettlement],
+        counters: &[(String, Vec<(String, i64)>)],
+    ) -> Result<(), StateError> {
+        let mut g = self.lock()?;
+        for (scope, deltas) in counters {
+            let c = g.counters.entry(scope.clone()).or_default();
+            for (name, delta) in deltas {
+                let v = c.entry(name.clone()).or_default();
+                *v = v.saturating_add(*delta);
+            }
+        }
+        for job in jobs {
+            let claim = Claim {
+                completed: job.finished_ops.is_none(),
+                expires_at: job.expires_at,
+                in_progress_until: match job.finished_ops {
+                    None => job.expires_at,
+                    Some(_) => Millis::MIN,
+                },
+            };
+            g.claims.insert(job.key.clone(), Some(claim));
+            match &job.finished_ops {
+                Some(done) => g.progress.insert(job.key.clone(), done.clone()),
+                None => g.progress.remove(&job.key),
+            };
+        }
+        Ok(())
+    }
+
+    async fn claim_job(
+        &self,
+        key: &str,
+        now: Millis,
+        in_progress_until: Millis,
+        expires_at: Millis,
+    ) -> Result<(IdempotencyStart, Vec<u32>), StateError> {
+        let expired = self
+            .lock()?
+            .claims
+            .get(key)
+            .copied()
+            .flatten()
+            .is_some_and(|c| c.expires_at <= now);
+        if expired {
+            // Progress of an expired record is forgotten with it.
+            self.lock()?.progress.remove(key);
+        }
+        let verdict = self
+            .idempotency_start(key, now, in_progress_until, expires_at)
+            .await?;
+        if verdict != IdempotencyStart::Started {
+            return Ok((verdict, Vec::new()));
+        }
+        let done = self.lock()?.progress.get(key).cloned().unwrap_or_default();
+        Ok((verdict, done))
     }
 
     async fn add_counters(&self, scope: &str, deltas: &[(&str, i64)]) -> Result<(), StateError> {

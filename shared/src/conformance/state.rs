@@ -13,7 +13,7 @@ use crate::domain::model::{
     PersonKey, QuarantineEntry, ReconcileReport, ReconcileRow, RunCheckpoint, RunKind, RunRecord,
     RunStats, RunStatus,
 };
-use crate::ports::{IdempotencyStart, MembershipWrite, RecordWrite, StateStore};
+use crate::ports::{IdempotencyStart, JobSettlement, MembershipWrite, RecordWrite, StateStore};
 
 const SUITE: &str = "state";
 
@@ -37,6 +37,9 @@ where
     runs_put_get_update_and_list_newest_first(fresh().await).await;
     idempotency_lifecycle(fresh().await).await;
     idempotency_in_progress_past_its_deadline_is_taken_over(fresh().await).await;
+    settled_jobs_and_their_counters_land_together(fresh().await).await;
+    partial_progress_is_handed_to_the_next_claim_and_survives_release(fresh().await).await;
+    memberships_read_together_in_the_order_asked(fresh().await).await;
     counters_add_concurrently_and_sum_exactly(fresh().await).await;
     counters_take_negative_deltas_per_scope(fresh().await).await;
     reports_latest_is_the_newest(fresh().await).await;
@@ -746,6 +749,211 @@ pub async fn idempotency_in_progress_past_its_deadline_is_taken_over(store: Stor
 }
 
 // ---------------------------------------------------------------- counters
+
+pub async fn settled_jobs_and_their_counters_land_together(store: Store) {
+    const CASE: &str = "settled_jobs_and_their_counters_land_together";
+    let t0: Millis = 1_700_000_000_000;
+    let hour = 3_600_000;
+    for k in ["job:meta:a", "job:meta:b"] {
+        let (v, done) = store
+            .claim_job(k, t0, t0 + 30_000, t0 + hour)
+            .await
+            .or_fail(SUITE, CASE, "claim_job");
+        if v != IdempotencyStart::Started || !done.is_empty() {
+            fail(SUITE, CASE, format!("first claim of {k}: {v:?} {done:?}"));
+        }
+    }
+    let settle = |key: &str| JobSettlement {
+        key: key.to_string(),
+        finished_ops: None,
+        expires_at: t0 + hour,
+    };
+    let counters = vec![
+        (
+            "delivery#vip#meta".to_string(),
+            vec![("accepted".to_string(), 7), ("sent".to_string(), 8)],
+        ),
+        (
+            "delivery#cart#meta".to_string(),
+            vec![("accepted".to_string(), 2), ("accepted".to_string(), 1)],
+        ),
+    ];
+    store
+        .settle_jobs(&[settle("job:meta:a"), settle("job:meta:b")], &counters)
+        .await
+        .or_fail(SUITE, CASE, "settle_jobs");
+    for k in ["job:meta:a", "job:meta:b"] {
+        let (v, _) = store
+            .claim_job(k, t0 + 1_000, t0 + 31_000, t0 + hour)
+            .await
+            .or_fail(SUITE, CASE, "claim_job");
+        if v != IdempotencyStart::Completed {
+            fail(SUITE, CASE, format!("{k} after settling: {v:?}, expected Completed"));
+        }
+    }
+    let vip = store
+        .get_counters("delivery#vip#meta")
+        .await
+        .or_fail(SUITE, CASE, "get_counters");
+    let cart = store
+        .get_counters("delivery#cart#meta")
+        .await
+        .or_fail(SUITE, CASE, "get_counters");
+    if vip.get("accepted") != Some(&7) || vip.get("sent") != Some(&8) || cart.get("accepted") != Some(&3) {
+        fail(SUITE, CASE, format!("counters after settling: vip {vip:?} cart {cart:?}"));
+    }
+    // Giving back a completed claim leaves it completed.
+    store
+        .idempotency_release("job:meta:a")
+        .await
+        .or_fail(SUITE, CASE, "idempotency_release");
+    let (v, _) = store
+        .claim_job("job:meta:a", t0 + 2_000, t0 + 32_000, t0 + hour)
+        .await
+        .or_fail(SUITE, CASE, "claim_job");
+    if v != IdempotencyStart::Completed {
+        fail(SUITE, CASE, format!("completed job after a release: {v:?}"));
+    }
+    // Counters alone (duplicates of a batch with nothing to settle).
+    store
+        .settle_jobs(&[], &[("delivery#vip#meta".to_string(), vec![("jobs_duplicate".to_string(), 2)])])
+        .await
+        .or_fail(SUITE, CASE, "settle_jobs");
+    let vip = store
+        .get_counters("delivery#vip#meta")
+        .await
+        .or_fail(SUITE, CASE, "get_counters");
+    if vip.get("jobs_duplicate") != Some(&2) {
+        fail(SUITE, CASE, format!("counters-only settle: {vip:?}"));
+    }
+}
+
+pub async fn partial_progress_is_handed_to_the_next_claim_and_survives_release(store: Store) {
+    const CASE: &str = "partial_progress_is_handed_to_the_next_claim_and_survives_release";
+    let t0: Millis = 1_700_000_000_000;
+    let hour = 3_600_000;
+    let k = "job:clevertap:c";
+    let claim = |at: Millis| {
+        let store = store.clone();
+        async move {
+            store
+                .claim_job(k, at, at + 30_000, t0 + hour)
+                .await
+                .or_fail(SUITE, CASE, "claim_job")
+        }
+    };
+    claim(t0).await;
+    store
+        .settle_jobs(
+            &[JobSettlement {
+                key: k.to_string(),
+                finished_ops: Some(vec![0, 2, 3]),
+                expires_at: t0 + hour,
+            }],
+            &[("delivery#vip#clevertap".to_string(), vec![("accepted".to_string(), 3)])],
+        )
+        .await
+        .or_fail(SUITE, CASE, "settle_jobs");
+    // The claim was given back with the settle: the next one starts at once.
+    let (v, done) = claim(t0 + 1_000).await;
+    if v != IdempotencyStart::Started || done != vec![0, 2, 3] {
+        fail(SUITE, CASE, format!("claim after a partial settle: {v:?} {done:?}, expected Started [0, 2, 3]"));
+    }
+    // While held, others see it in progress.
+    let (v, _) = claim(t0 + 2_000).await;
+    if v != IdempotencyStart::InProgress {
+        fail(SUITE, CASE, format!("claim while held: {v:?}"));
+    }
+    // A failed attempt gives the claim back; the progress stays.
+    store
+        .idempotency_release(k)
+        .await
+        .or_fail(SUITE, CASE, "idempotency_release");
+    let (v, done) = claim(t0 + 3_000).await;
+    if v != IdempotencyStart::Started || done != vec![0, 2, 3] {
+        fail(SUITE, CASE, format!("claim after release: {v:?} {done:?}, expected Started [0, 2, 3]"));
+    }
+    // A worker that died holding it: taken over past its deadline, progress kept.
+    let (v, done) = claim(t0 + 40_000).await;
+    if v != IdempotencyStart::Started || done != vec![0, 2, 3] {
+        fail(SUITE, CASE, format!("takeover: {v:?} {done:?}, expected Started [0, 2, 3]"));
+    }
+    store
+        .settle_jobs(
+            &[JobSettlement {
+                key: k.to_string(),
+                finished_ops: None,
+                expires_at: t0 + hour,
+            }],
+            &[("delivery#vip#clevertap".to_string(), vec![("accepted".to_string(), 1)])],
+        )
+        .await
+        .or_fail(SUITE, CASE, "settle_jobs");
+    let (v, _) = claim(t0 + 41_000).await;
+    if v != IdempotencyStart::Completed {
+        fail(SUITE, CASE, format!("after the last settle: {v:?}"));
+    }
+    let c = store
+        .get_counters("delivery#vip#clevertap")
+        .await
+        .or_fail(SUITE, CASE, "get_counters");
+    if c.get("accepted") != Some(&4) {
+        fail(SUITE, CASE, format!("counters: {c:?}, expected accepted 4"));
+    }
+    // Past the record's expiry, its progress is forgotten with it.
+    let k2 = "job:clevertap:d";
+    store.claim_job(k2, t0, t0 + 30_000, t0 + hour).await.or_fail(SUITE, CASE, "claim_job");
+    store
+        .settle_jobs(
+            &[JobSettlement { key: k2.to_string(), finished_ops: Some(vec![1]), expires_at: t0 + hour }],
+            &[],
+        )
+        .await
+        .or_fail(SUITE, CASE, "settle_jobs");
+    let (v, done) = store
+        .claim_job(k2, t0 + 2 * hour, t0 + 2 * hour + 30_000, t0 + 3 * hour)
+        .await
+        .or_fail(SUITE, CASE, "claim_job");
+    if v != IdempotencyStart::Started || !done.is_empty() {
+        fail(SUITE, CASE, format!("claim past expiry: {v:?} {done:?}, expected Started []"));
+    }
+}
+
+pub async fn memberships_read_together_in_the_order_asked(store: Store) {
+    const CASE: &str = "memberships_read_together_in_the_order_asked";
+    // More than one DynamoDB batch (100 keys).
+    for n in (0..230).step_by(2) {
+        let rec = record("vip", &key(n), n % 4 == 0, 1_000 + n as i64, "evt");
+        store.put_membership(&rec).await.or_fail(SUITE, CASE, "put_membership");
+    }
+    store
+        .put_membership(&record("other", &key(1), true, 5, "evt"))
+        .await
+        .or_fail(SUITE, CASE, "put_membership");
+    let mut asked: Vec<PersonKey> = (0..230).rev().map(key).collect();
+    asked.push(key(4));
+    let got = store
+        .get_memberships("vip", &asked)
+        .await
+        .or_fail(SUITE, CASE, "get_memberships");
+    if got.len() != asked.len() {
+        fail(SUITE, CASE, format!("{} answers for {} keys", got.len(), asked.len()));
+    }
+    for (k, r) in asked.iter().zip(&got) {
+        let n: usize = k.as_str().trim_start_matches("id:user-").parse().unwrap_or(usize::MAX);
+        let expected = (n % 2 == 0).then(|| record("vip", k, n % 4 == 0, 1_000 + n as i64, "evt"));
+        if r.as_ref() != expected.as_ref() {
+            fail(SUITE, CASE, format!("{k:?}: got {r:?}, expected {expected:?}"));
+        }
+    }
+    let none = store
+        .get_memberships("vip", &[])
+        .await
+        .or_fail(SUITE, CASE, "get_memberships");
+    if !none.is_empty() {
+        fail(SUITE, CASE, "answers for no keys");
+    }
+}
 
 pub async fn counters_add_concurrently_and_sum_exactly(store: Store) {
     const CASE: &str = "counters_add_concurrently_and_sum_exactly";

@@ -4,25 +4,30 @@
 //! * A job is claimed with an idempotency record keyed by its (deterministic)
 //!   id, so a redelivered or re-enqueued job is sent once.
 //! * One bad person never fails their neighbours: outcomes are per op.
-//!   Ops the destination asks us to retry travel on in a follow-up job.
+//!   Ops the destination asks us to retry stay in their job, which goes
+//!   back to the queue: its next delivery sends only them.
+//! * An op a newer change overtook (an add retried after the person left)
+//!   is not sent: counted `superseded`.
 //! * A whole request that fails (rate limit, outage, bad credentials) sends
 //!   the job back with backoff; after the queue's last attempt it lands in
 //!   the dead-letter queue, where `redrive` can bring it back once fixed.
-//! * Counters are written once per completed job.
+//! * Counters and the jobs' outcomes are settled in one atomic write.
 //! * Every send first takes a permit of the destination's process-wide
 //!   limiter (`max_concurrency`, `max_requests_per_second`: see `limits`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tracing::{info, info_span, warn, Instrument};
+use tracing::{debug, info, info_span, warn, Instrument};
 
 use super::Deps;
 use crate::destinations::{Destination, DestinationError, OpOutcome};
-use crate::domain::model::{counter, CounterScope, DeliveryJob, DeliveryOp, OpKind, PersonKey};
+use crate::domain::model::{
+    counter, CounterScope, DeliveryJob, DeliveryOp, MembershipRecord, Millis, OpKind, PersonKey,
+};
 use crate::domain::spec::{DestinationKind, ExportSpec};
-use crate::ports::{IdempotencyStart, ReceivedJob};
+use crate::ports::{IdempotencyStart, JobSettlement, ReceivedJob};
 
 /// What to do with a received job.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -74,15 +79,38 @@ pub fn backoff(receive_count: u32) -> Duration {
     Duration::from_millis(base * 1000 / 2 + jitter)
 }
 
+/// Jobs settled per state-store transaction (each job is one write, each
+/// export's counters another; DynamoDB takes 100 per transaction).
+const SETTLE_GROUP: usize = 32;
+
 struct Claimed<'a> {
     received: &'a ReceivedJob,
     key: String,
+    /// The job's ops, refreshed where state holds a newer change.
+    ops: Vec<DeliveryOp>,
+    /// Ops finished by earlier attempts (a partial settlement).
+    finished: BTreeSet<u32>,
+    /// Ops a newer change in state made pointless (see [`superseded`]).
+    superseded: Vec<bool>,
     outcomes: Vec<Option<OpOutcome>>,
     failed: Option<DestinationError>,
 }
 
+impl Claimed<'_> {
+    fn open(&self, oi: usize) -> bool {
+        !self.finished.contains(&(oi as u32)) && !self.superseded[oi]
+    }
+}
+
 /// Deliver a batch of received jobs to one destination. Returns one
 /// disposition per job, in order.
+///
+/// Exactly once in effect and in the counters: each job's outcome (its
+/// counters, and which ops are finished) is written in one atomic settle
+/// per group of jobs, after the sends. A worker killed before it has
+/// counted nothing and its claim runs out, so the job is sent again;
+/// killed after, the redelivered job is a duplicate. Ops the destination
+/// asks to retry stay in the same job: the next delivery sends only them.
 pub async fn deliver_jobs(
     deps: &Deps,
     destination: &Arc<dyn Destination>,
@@ -110,26 +138,37 @@ pub async fn deliver_jobs(
     }
     let now = deps.clock.now_ms();
     let mut claimed: Vec<(usize, Claimed)> = Vec::new();
+    let mut duplicates: BTreeMap<String, i64> = BTreeMap::new();
     for (i, received) in jobs.iter().enumerate() {
         let key = format!("job:{}:{}", destination.name(), received.job.job_id);
         let until = now + opts.in_progress_ttl.as_millis() as i64;
         let expires = now + opts.dedup_ttl.as_millis() as i64;
-        match deps
-            .state
-            .idempotency_start(&key, now, until, expires)
-            .await
-        {
-            Ok(IdempotencyStart::Started) if received.job.replace => {
+        match deps.state.claim_job(&key, now, until, expires).await {
+            Ok((IdempotencyStart::Started, _)) if received.job.replace => {
                 // A full replace is a job of its own, never batched.
-                match replace_job(deps, destination, &received.job).await {
-                    Ok(()) => {
+                let done = match replace_job(deps, destination, &received.job).await {
+                    Ok(deltas) => {
                         let expires = deps.clock.now_ms() + opts.dedup_ttl.as_millis() as i64;
-                        if let Err(e) = deps.state.idempotency_complete(&key, expires).await {
-                            warn!(error = %e, "could not mark job complete");
-                        }
-                        totals.jobs_done += 1;
-                        totals.requests += 1;
+                        let settlement = JobSettlement {
+                            key: key.clone(),
+                            finished_ops: None,
+                            expires_at: expires,
+                        };
+                        let scope = CounterScope::delivery(&received.job.export, destination.name());
+                        deps.state
+                            .settle_jobs(&[settlement], &[(scope, deltas.into_iter().collect())])
+                            .await
+                            .map_err(|e| DestinationError::Retryable {
+                                destination: destination.name().to_string(),
+                                message: format!("recording the replace: {e}"),
+                                retry_after: None,
+                            })
                     }
+                    Err(e) => Err(e),
+                };
+                totals.requests += 1;
+                match done {
+                    Ok(()) => totals.jobs_done += 1,
                     Err(e) => {
                         warn!(job_id = %received.job.job_id, error = %e, "full replace failed");
                         let _ = deps.state.idempotency_release(&key).await;
@@ -144,24 +183,27 @@ pub async fn deliver_jobs(
                     }
                 }
             }
-            Ok(IdempotencyStart::Started) => claimed.push((
-                i,
-                Claimed {
-                    received,
-                    key,
-                    outcomes: vec![None; received.job.ops.len()],
-                    failed: None,
-                },
-            )),
-            Ok(IdempotencyStart::Completed) => {
+            Ok((IdempotencyStart::Started, done)) => {
+                let n = received.job.ops.len();
+                claimed.push((
+                    i,
+                    Claimed {
+                        received,
+                        key,
+                        ops: received.job.ops.clone(),
+                        finished: done.into_iter().filter(|o| (*o as usize) < n).collect(),
+                        superseded: vec![false; n],
+                        outcomes: vec![None; n],
+                        failed: None,
+                    },
+                ))
+            }
+            Ok((IdempotencyStart::Completed, _)) => {
                 totals.jobs_duplicate += 1;
                 let scope = CounterScope::delivery(&received.job.export, destination.name());
-                let _ = deps
-                    .state
-                    .add_counters(&scope, &[(counter::JOBS_DUPLICATE, 1)])
-                    .await;
+                *duplicates.entry(scope).or_default() += 1;
             }
-            Ok(IdempotencyStart::InProgress) => {
+            Ok((IdempotencyStart::InProgress, _)) => {
                 // Another worker holds it, or held it and died: look again
                 // once such a claim would have expired.
                 dispositions[i] = Disposition::RetryAfter(opts.in_progress_ttl);
@@ -173,10 +215,17 @@ pub async fn deliver_jobs(
         }
     }
 
+    // Before sending, read the people's records: an op a newer change has
+    // overtaken (a retried add after the person left) is not sent.
+    check_superseded(deps, destination.name(), &mut claimed).await;
+
     // Fill the destination's largest batch across jobs of the same export.
     let mut by_export: BTreeMap<&str, Vec<(usize, usize)>> = BTreeMap::new();
     for (ci, (_, c)) in claimed.iter().enumerate() {
-        for oi in 0..c.received.job.ops.len() {
+        if c.failed.is_some() {
+            continue;
+        }
+        for oi in (0..c.ops.len()).filter(|oi| c.open(*oi)) {
             by_export
                 .entry(c.received.job.export.as_str())
                 .or_default()
@@ -204,7 +253,7 @@ pub async fn deliver_jobs(
         let per_job = destination.kind() == DestinationKind::Warehouse;
         let requests = plan_requests(
             &refs,
-            |ci, oi| is_canary(export, &claimed[ci].1.received.job.ops[oi]),
+            |ci, oi| is_canary(export, &claimed[ci].1.ops[oi]),
             per_job,
             destination.max_batch(),
         );
@@ -212,7 +261,7 @@ pub async fn deliver_jobs(
             let chunk = chunk.as_slice();
             let ops: Vec<_> = chunk
                 .iter()
-                .map(|(ci, oi)| claimed[*ci].1.received.job.ops[*oi].clone())
+                .map(|(ci, oi)| claimed[*ci].1.ops[*oi].clone())
                 .collect();
             totals.requests += 1;
             let span = info_span!(
@@ -265,83 +314,279 @@ pub async fn deliver_jobs(
         }
     }
 
-    let mut counters: BTreeMap<String, BTreeMap<String, i64>> = BTreeMap::new();
-    let mut done = Vec::new();
+    // Tally, then settle each group of jobs in one atomic write.
+    let now = deps.clock.now_ms();
+    let expires = now + opts.dedup_ttl.as_millis() as i64;
+    let mut tallied = Vec::with_capacity(claimed.len());
     for (i, c) in claimed {
-        let job = &c.received.job;
-        if let Some(err) = &c.failed {
-            let last = c.received.receive_count >= opts.max_attempts;
-            let _ = deps.state.idempotency_release(&c.key).await;
-            if last {
-                let scope = CounterScope::delivery(&job.export, destination.name());
-                let _ = deps
-                    .state
-                    .add_counters(
-                        &scope,
-                        &[
-                            (counter::JOBS_DEAD, 1),
-                            (counter::REJECTED, job.ops.len() as i64),
-                        ],
-                    )
-                    .await;
-                warn!(job_id = %job.job_id, error = %err, "job exhausted its attempts: dead-lettered");
+        let (deltas, settlement, disposition) =
+            tally_job(destination, &c, opts, (now, expires), &mut totals);
+        tallied.push((i, c.key, c.received.receive_count, deltas, settlement, disposition));
+    }
+    let mut first = true;
+    let groups: Vec<_> = if tallied.is_empty() {
+        vec![Vec::new()]
+    } else {
+        let mut groups = Vec::new();
+        let mut rest = tallied.into_iter().peekable();
+        while rest.peek().is_some() {
+            groups.push(rest.by_ref().take(SETTLE_GROUP).collect::<Vec<_>>());
+        }
+        groups
+    };
+    for group in groups {
+        let mut counters: BTreeMap<String, BTreeMap<String, i64>> = BTreeMap::new();
+        if first {
+            for (scope, n) in &duplicates {
+                counters
+                    .entry(scope.clone())
+                    .or_default()
+                    .insert(counter::JOBS_DUPLICATE.to_string(), *n);
             }
-            let delay = match err {
-                DestinationError::Retryable {
-                    retry_after: Some(d),
-                    ..
-                } => *d,
-                _ => backoff(c.received.receive_count),
-            };
-            totals.jobs_retry += 1;
-            dispositions[i] = Disposition::RetryAfter(delay);
+        }
+        for (_, _, _, (scope, deltas), _, _) in &group {
+            let sum = counters.entry(scope.clone()).or_default();
+            for (k, v) in deltas {
+                *sum.entry(k.clone()).or_default() += v;
+            }
+        }
+        let counters: Vec<(String, Vec<(String, i64)>)> = counters
+            .into_iter()
+            .map(|(scope, d)| (scope, d.into_iter().filter(|(_, v)| *v != 0).collect::<Vec<_>>()))
+            .filter(|(_, d)| !d.is_empty())
+            .collect();
+        let settlements: Vec<JobSettlement> =
+            group.iter().map(|(_, _, _, _, s, _)| s.clone()).collect();
+        if settlements.is_empty() && counters.is_empty() {
             continue;
         }
-        match finish_job(deps, destination, job, &c.outcomes, opts, &mut totals).await {
-            Ok(deltas) => {
-                let scope = CounterScope::delivery(&job.export, destination.name());
-                let sum = counters.entry(scope).or_default();
-                for (k, v) in deltas {
-                    *sum.entry(k).or_default() += v;
+        match deps.state.settle_jobs(&settlements, &counters).await {
+            Ok(()) => {
+                first = false;
+                for (i, _, _, _, settlement, disposition) in group {
+                    if settlement.finished_ops.is_none() {
+                        totals.jobs_done += 1;
+                    } else {
+                        totals.jobs_retry += 1;
+                    }
+                    dispositions[i] = disposition;
                 }
-                done.push((i, c.key, c.received.receive_count));
             }
             Err(e) => {
-                warn!(job_id = %job.job_id, error = %e, "could not record job outcome");
-                let _ = deps.state.idempotency_release(&c.key).await;
-                totals.jobs_retry += 1;
-                dispositions[i] = Disposition::RetryAfter(backoff(c.received.receive_count));
+                // Nothing of the group was written: its jobs go again, with
+                // their claims given back (earlier progress stays).
+                warn!(destination = destination.name(), error = %e, "could not settle delivered jobs: they will be sent again");
+                for (i, key, receive_count, _, _, _) in group {
+                    let _ = deps.state.idempotency_release(&key).await;
+                    totals.jobs_retry += 1;
+                    dispositions[i] = Disposition::RetryAfter(backoff(receive_count));
+                }
             }
         }
     }
-    // One counter write per export for the whole batch, before the jobs are
-    // marked done: a crash in between recounts, it never drops a count.
-    let mut counted = true;
-    for (scope, deltas) in &counters {
-        let deltas: Vec<(&str, i64)> = deltas.iter().map(|(k, v)| (k.as_str(), *v)).collect();
-        if deltas.is_empty() {
-            continue;
-        }
-        if let Err(e) = deps.state.add_counters(scope, &deltas).await {
-            warn!(%scope, error = %e, "could not record delivery counters");
-            counted = false;
-            break;
-        }
-    }
-    let expires = deps.clock.now_ms() + opts.dedup_ttl.as_millis() as i64;
-    for (i, key, receive_count) in done {
-        if !counted {
-            let _ = deps.state.idempotency_release(&key).await;
-            totals.jobs_retry += 1;
-            dispositions[i] = Disposition::RetryAfter(backoff(receive_count));
-            continue;
-        }
-        if let Err(e) = deps.state.idempotency_complete(&key, expires).await {
-            warn!(error = %e, "could not mark job complete");
-        }
-        totals.jobs_done += 1;
-    }
     (dispositions, totals)
+}
+
+/// Read the records of the people with open membership ops (one read per
+/// export) and mark each op a newer change in state has overtaken; where
+/// state is newer but agrees, send the record's current identifiers and
+/// attributes instead of the job's. A failed read fails those jobs'
+/// attempt (they are sent again), never sends blind.
+async fn check_superseded(deps: &Deps, destination: &str, claimed: &mut [(usize, Claimed<'_>)]) {
+    let mut by_export: BTreeMap<String, Vec<(usize, usize)>> = BTreeMap::new();
+    for (ci, (_, c)) in claimed.iter().enumerate() {
+        for (oi, op) in c.ops.iter().enumerate() {
+            if op.op != OpKind::Event && c.open(oi) {
+                by_export
+                    .entry(c.received.job.export.clone())
+                    .or_default()
+                    .push((ci, oi));
+            }
+        }
+    }
+    for (export, refs) in by_export {
+        let mut people: Vec<PersonKey> = refs
+            .iter()
+            .map(|(ci, oi)| claimed[*ci].1.ops[*oi].person_key.clone())
+            .collect();
+        people.sort();
+        people.dedup();
+        let records = match deps.state.get_memberships(&export, &people).await {
+            Ok(r) => r,
+            Err(e) => {
+                warn!(%export, destination, error = %e, "could not read the records of the ops to send");
+                for (ci, _) in refs {
+                    if claimed[ci].1.failed.is_none() {
+                        claimed[ci].1.failed = Some(DestinationError::Retryable {
+                            destination: destination.to_string(),
+                            message: format!("reading the records of the ops to send: {e}"),
+                            retry_after: None,
+                        });
+                    }
+                }
+                continue;
+            }
+        };
+        let current: BTreeMap<&PersonKey, &MembershipRecord> = people
+            .iter()
+            .zip(records.iter())
+            .filter_map(|(k, r)| r.as_ref().map(|r| (k, r)))
+            .collect();
+        let mut refreshed = Vec::new();
+        for (ci, oi) in refs {
+            let op = &claimed[ci].1.ops[oi];
+            let Some(record) = current.get(&op.person_key) else {
+                continue;
+            };
+            if superseded(op, record) {
+                claimed[ci].1.superseded[oi] = true;
+            } else if record.source_ts > op.source_ts && matches!(op.op, OpKind::Add | OpKind::Update)
+            {
+                refreshed.push((ci, oi, (*record).clone()));
+            }
+        }
+        for (ci, oi, record) in refreshed {
+            let op = &mut claimed[ci].1.ops[oi];
+            op.ids = record.current.ids;
+            op.attributes = record.current.attributes;
+        }
+    }
+}
+
+/// Whether state holds a newer change that contradicts `op`: an add (to
+/// the audience or a tier) for someone no longer in it, a remove for
+/// someone back in it. That change made its own job; sending this one
+/// after it would undo it.
+pub fn superseded(op: &DeliveryOp, current: &MembershipRecord) -> bool {
+    if current.source_ts <= op.source_ts {
+        return false;
+    }
+    let holds = match &op.tier {
+        None => current.current.member,
+        Some(t) => current.current.member && current.current.tiers.contains(t),
+    };
+    match op.op {
+        OpKind::Add => !holds,
+        OpKind::Remove => holds,
+        OpKind::Update | OpKind::Event => false,
+    }
+}
+
+/// One job's counter deltas, how it settles, and what to tell the queue.
+fn tally_job(
+    destination: &Arc<dyn Destination>,
+    c: &Claimed<'_>,
+    opts: &DeliveryOptions,
+    (now, expires): (Millis, Millis),
+    totals: &mut DeliveryTotals,
+) -> (
+    (String, BTreeMap<String, i64>),
+    JobSettlement,
+    Disposition,
+) {
+    let job = &c.received.job;
+    let last = c.received.receive_count >= opts.max_attempts;
+    let mut deltas: BTreeMap<String, i64> = BTreeMap::new();
+    let mut finished = c.finished.clone();
+    let mut open = 0usize;
+    for (oi, op) in c.ops.iter().enumerate() {
+        if c.finished.contains(&(oi as u32)) {
+            continue;
+        }
+        if c.superseded[oi] {
+            *deltas.entry(counter::SUPERSEDED.into()).or_default() += 1;
+            debug!(job_id = %job.job_id, person = %op.person_key.log_safe(), "op superseded by a newer change: not sent");
+            finished.insert(oi as u32);
+            continue;
+        }
+        let Some(outcome) = c.outcomes[oi].clone() else {
+            // Not sent (its request failed): it goes again.
+            open += 1;
+            continue;
+        };
+        match outcome {
+            OpOutcome::Accepted => {
+                totals.accepted += 1;
+                *deltas.entry(counter::SENT.into()).or_default() += 1;
+                *deltas.entry(counter::ACCEPTED.into()).or_default() += 1;
+                if op.tier.is_none() {
+                    match op.op {
+                        OpKind::Add => {
+                            *deltas.entry(counter::ADDS_ACCEPTED.into()).or_default() += 1
+                        }
+                        OpKind::Remove => {
+                            *deltas.entry(counter::REMOVES_ACCEPTED.into()).or_default() += 1
+                        }
+                        _ => {}
+                    }
+                }
+                *deltas
+                    .entry(counter::latency_bucket(now - op.source_ts))
+                    .or_default() += 1;
+            }
+            OpOutcome::Rejected { reason } => {
+                totals.rejected += 1;
+                *deltas.entry(counter::SENT.into()).or_default() += 1;
+                *deltas.entry(counter::REJECTED.into()).or_default() += 1;
+                info!(job_id = %job.job_id, export = %job.export, destination = destination.name(), person = %op.person_key.log_safe(), %reason, "op rejected");
+            }
+            OpOutcome::Unmatched { reason } => {
+                totals.unmatched += 1;
+                *deltas.entry(counter::UNMATCHED.into()).or_default() += 1;
+                info!(job_id = %job.job_id, export = %job.export, destination = destination.name(), person = %op.person_key.log_safe(), %reason, "op unmatched");
+            }
+            OpOutcome::Invalid { reason } => {
+                totals.invalid += 1;
+                *deltas.entry(counter::INVALID.into()).or_default() += 1;
+                info!(job_id = %job.job_id, export = %job.export, destination = destination.name(), person = %op.person_key.log_safe(), %reason, "op invalid: not sent");
+            }
+            OpOutcome::Retry { reason } if last => {
+                totals.rejected += 1;
+                *deltas.entry(counter::SENT.into()).or_default() += 1;
+                *deltas.entry(counter::REJECTED.into()).or_default() += 1;
+                info!(job_id = %job.job_id, export = %job.export, destination = destination.name(), person = %op.person_key.log_safe(), reason = %format!("gave up after {} attempts: {reason}", c.received.receive_count), "op rejected");
+            }
+            OpOutcome::Retry { .. } => {
+                open += 1;
+                continue;
+            }
+        }
+        finished.insert(oi as u32);
+    }
+    let scope = CounterScope::delivery(&job.export, destination.name());
+    if open == 0 {
+        return (
+            (scope, deltas),
+            JobSettlement {
+                key: c.key.clone(),
+                finished_ops: None,
+                expires_at: expires,
+            },
+            Disposition::Done,
+        );
+    }
+    if let (Some(err), true) = (&c.failed, last) {
+        // The queue moves it to the dead-letter queue on its next receive;
+        // `redrive` brings it back, and only its open ops are sent then.
+        *deltas.entry(counter::JOBS_DEAD.into()).or_default() += 1;
+        warn!(job_id = %job.job_id, open, error = %err, "job exhausted its attempts: dead-lettered");
+    }
+    let delay = match &c.failed {
+        Some(DestinationError::Retryable {
+            retry_after: Some(d),
+            ..
+        }) => *d,
+        _ => backoff(c.received.receive_count),
+    };
+    (
+        (scope, deltas),
+        JobSettlement {
+            key: c.key.clone(),
+            finished_ops: Some(finished.into_iter().collect()),
+            expires_at: expires,
+        },
+        Disposition::RetryAfter(delay),
+    )
 }
 
 /// The members a one-destination rollback restores: the people staged
@@ -421,11 +666,12 @@ async fn staged_members(
 /// destination, the main one and each tier's, replaced by the export's
 /// members in state now. The delivered-members counter is set to what the
 /// main audience now holds; per-person outcomes are counted as for sends.
+/// Returns the counter deltas, which the caller settles with the job.
 async fn replace_job(
     deps: &Deps,
     destination: &Arc<dyn Destination>,
     job: &DeliveryJob,
-) -> Result<(), DestinationError> {
+) -> Result<BTreeMap<String, i64>, DestinationError> {
     let permanent = |message: String| DestinationError::Permanent {
         destination: destination.name().to_string(),
         message,
@@ -527,15 +773,7 @@ async fn replace_job(
         }
         info!(destination = destination.name(), %audience, members = ops.len(), accepted, "audience replaced");
     }
-    let deltas: Vec<(&str, i64)> = deltas.iter().map(|(k, v)| (k.as_str(), *v)).collect();
-    deps.state
-        .add_counters(
-            &CounterScope::delivery(&export.name, destination.name()),
-            &deltas,
-        )
-        .await
-        .map_err(retryable)?;
-    Ok(())
+    Ok(deltas)
 }
 
 /// An op of one of the export's test profiles (canaries).
@@ -602,86 +840,6 @@ fn clone_error(e: &DestinationError) -> DestinationError {
             message: message.clone(),
         },
     }
-}
-
-/// Tally a job's outcomes and pass retryable ops on in a follow-up job.
-async fn finish_job(
-    deps: &Deps,
-    destination: &Arc<dyn Destination>,
-    job: &DeliveryJob,
-    outcomes: &[Option<OpOutcome>],
-    opts: &DeliveryOptions,
-    totals: &mut DeliveryTotals,
-) -> Result<BTreeMap<String, i64>, crate::ports::StateError> {
-    let now = deps.clock.now_ms();
-    let mut deltas: BTreeMap<String, i64> = BTreeMap::new();
-    let mut retry_ops = Vec::new();
-    for (op, outcome) in job.ops.iter().zip(outcomes) {
-        let outcome = outcome.clone().unwrap_or(OpOutcome::Retry {
-            reason: "not sent".into(),
-        });
-        match outcome {
-            OpOutcome::Accepted => {
-                totals.accepted += 1;
-                *deltas.entry(counter::SENT.into()).or_default() += 1;
-                *deltas.entry(counter::ACCEPTED.into()).or_default() += 1;
-                if op.tier.is_none() {
-                    match op.op {
-                        OpKind::Add => {
-                            *deltas.entry(counter::ADDS_ACCEPTED.into()).or_default() += 1
-                        }
-                        OpKind::Remove => {
-                            *deltas.entry(counter::REMOVES_ACCEPTED.into()).or_default() += 1
-                        }
-                        _ => {}
-                    }
-                }
-                *deltas
-                    .entry(counter::latency_bucket(now - op.source_ts))
-                    .or_default() += 1;
-            }
-            OpOutcome::Rejected { reason } => {
-                totals.rejected += 1;
-                *deltas.entry(counter::SENT.into()).or_default() += 1;
-                *deltas.entry(counter::REJECTED.into()).or_default() += 1;
-                info!(job_id = %job.job_id, person = %op.person_key.log_safe(), %reason, "op rejected");
-            }
-            OpOutcome::Unmatched { reason } => {
-                totals.unmatched += 1;
-                *deltas.entry(counter::UNMATCHED.into()).or_default() += 1;
-                info!(job_id = %job.job_id, person = %op.person_key.log_safe(), %reason, "op unmatched");
-            }
-            OpOutcome::Invalid { reason } => {
-                totals.invalid += 1;
-                *deltas.entry(counter::INVALID.into()).or_default() += 1;
-                info!(job_id = %job.job_id, person = %op.person_key.log_safe(), %reason, "op invalid: not sent");
-            }
-            OpOutcome::Retry { reason } => {
-                if job.attempt + 1 >= opts.max_attempts {
-                    totals.rejected += 1;
-                    *deltas.entry(counter::SENT.into()).or_default() += 1;
-                    *deltas.entry(counter::REJECTED.into()).or_default() += 1;
-                    info!(job_id = %job.job_id, person = %op.person_key.log_safe(), %reason, "op gave up after retries");
-                } else {
-                    retry_ops.push(op.clone());
-                }
-            }
-        }
-    }
-    if !retry_ops.is_empty() {
-        let follow_up = DeliveryJob {
-            job_id: format!("{}-a{}", job.job_id, job.attempt + 1),
-            attempt: job.attempt + 1,
-            ops: retry_ops,
-            created_at: now,
-            ..job.clone()
-        };
-        deps.queue
-            .send(destination.name(), std::slice::from_ref(&follow_up))
-            .await
-            .map_err(|e| crate::ports::StateError::retryable(format!("re-enqueue: {e}")))?;
-    }
-    Ok(deltas)
 }
 
 /// Receive, deliver and settle one batch from the local queue. Returns the

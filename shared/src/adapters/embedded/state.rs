@@ -17,7 +17,7 @@ use crate::domain::model::{
     MembershipRecord, Millis, Person, PersonKey, QuarantineEntry, ReconcileReport, RunRecord,
 };
 use crate::ports::{
-    DestinationRecord, IdempotencyStart, MembershipWrite, Page, RecordWrite, StateError, StateStore,
+    DestinationRecord, IdempotencyStart, JobSettlement, MembershipWrite, Page, RecordWrite, StateError, StateStore,
 };
 
 /// (export, person key) -> MembershipRecord (JSON).
@@ -59,6 +59,9 @@ struct IdempotencyRecord {
     status: IdempotencyStatus,
     expiration: Millis,
     in_progress_expiration: Millis,
+    /// Ops of a delivery job finished by earlier attempts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    finished_ops: Vec<u32>,
 }
 
 #[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -483,6 +486,18 @@ impl StateStore for EmbeddedStateStore {
         in_progress_until: Millis,
         expires_at: Millis,
     ) -> Result<IdempotencyStart, StateError> {
+        self.claim_job(key, now, in_progress_until, expires_at)
+            .await
+            .map(|(verdict, _)| verdict)
+    }
+
+    async fn claim_job(
+        &self,
+        key: &str,
+        now: Millis,
+        in_progress_until: Millis,
+        expires_at: Millis,
+    ) -> Result<(IdempotencyStart, Vec<u32>), StateError> {
         let key = key.to_string();
         self.blocking(move |db| {
             let txn = db
@@ -497,6 +512,11 @@ impl StateStore for EmbeddedStateStore {
                     .map_err(|e| db_err("idempotency start", e))?
                     .map(|v| decode("idempotency record", v.value()))
                     .transpose()?;
+                // A claim taken over keeps the ops earlier attempts finished.
+                let finished_ops = match &stored {
+                    Some(r) if r.expiration > now => r.finished_ops.clone(),
+                    _ => Vec::new(),
+                };
                 let verdict = match stored {
                     // Expired records count as absent, whatever their status.
                     Some(r) if r.expiration > now => match r.status {
@@ -509,19 +529,22 @@ impl StateStore for EmbeddedStateStore {
                     },
                     _ => IdempotencyStart::Started,
                 };
+                let mut done = Vec::new();
                 if verdict == IdempotencyStart::Started {
+                    done.clone_from(&finished_ops);
                     let record = IdempotencyRecord {
                         status: IdempotencyStatus::InProgress,
                         expiration: expires_at,
                         in_progress_expiration: in_progress_until,
+                        finished_ops,
                     };
                     let bytes = encode("idempotency record", &record)?;
                     t.insert(key.as_str(), bytes.as_slice())
                         .map_err(|e| db_err("idempotency start", e))?;
                 }
-                verdict
+                (verdict, done)
             };
-            if verdict == IdempotencyStart::Started {
+            if verdict.0 == IdempotencyStart::Started {
                 commit(txn, "idempotency start")?;
             }
             Ok(verdict)
@@ -536,6 +559,7 @@ impl StateStore for EmbeddedStateStore {
                 status: IdempotencyStatus::Completed,
                 expiration: expires_at,
                 in_progress_expiration: expires_at,
+                finished_ops: Vec::new(),
             };
             let bytes = encode("idempotency record", &record)?;
             let txn = db
@@ -563,10 +587,108 @@ impl StateStore for EmbeddedStateStore {
                 let mut t = txn
                     .open_table(IDEMPOTENCY)
                     .map_err(|e| db_err("idempotency release", e))?;
-                t.remove(key.as_str())
-                    .map_err(|e| db_err("idempotency release", e))?;
+                // Ops finished by earlier attempts stay remembered.
+                let stored: Option<IdempotencyRecord> = t
+                    .get(key.as_str())
+                    .map_err(|e| db_err("idempotency release", e))?
+                    .map(|v| decode("idempotency record", v.value()))
+                    .transpose()?;
+                match stored {
+                    // Completed meanwhile (a retried completion): stays so.
+                    Some(r) if r.status == IdempotencyStatus::Completed => {}
+                    Some(r) if !r.finished_ops.is_empty() => {
+                        let record = IdempotencyRecord {
+                            status: IdempotencyStatus::InProgress,
+                            in_progress_expiration: Millis::MIN,
+                            ..r
+                        };
+                        let bytes = encode("idempotency record", &record)?;
+                        t.insert(key.as_str(), bytes.as_slice())
+                            .map_err(|e| db_err("idempotency release", e))?;
+                    }
+                    _ => {
+                        t.remove(key.as_str())
+                            .map_err(|e| db_err("idempotency release", e))?;
+                    }
+                }
             }
             commit(txn, "idempotency release")
+        })
+        .await
+    }
+
+    async fn settle_jobs(
+        &self,
+        jobs: &[JobSettlement],
+        counters: &[(String, Vec<(String, i64)>)],
+    ) -> Result<(), StateError> {
+        let jobs = jobs.to_vec();
+        let counters = counters.to_vec();
+        self.blocking(move |db| {
+            let what = "settle jobs";
+            // One write transaction: counters and settlements land together.
+            let txn = db.begin_write().map_err(|e| db_err(what, e))?;
+            {
+                let mut t = txn.open_table(COUNTER).map_err(|e| db_err(what, e))?;
+                for (scope, deltas) in &counters {
+                    for (name, delta) in deltas {
+                        let key = (scope.as_str(), name.as_str());
+                        let cur = t
+                            .get(key)
+                            .map_err(|e| db_err(what, e))?
+                            .map(|v| v.value())
+                            .unwrap_or(0);
+                        t.insert(key, cur.saturating_add(*delta))
+                            .map_err(|e| db_err(what, e))?;
+                    }
+                }
+                let mut t = txn.open_table(IDEMPOTENCY).map_err(|e| db_err(what, e))?;
+                for job in &jobs {
+                    let record = match &job.finished_ops {
+                        None => IdempotencyRecord {
+                            status: IdempotencyStatus::Completed,
+                            expiration: job.expires_at,
+                            in_progress_expiration: job.expires_at,
+                            finished_ops: Vec::new(),
+                        },
+                        // A claim that has already run out: the next start takes it.
+                        Some(done) => IdempotencyRecord {
+                            status: IdempotencyStatus::InProgress,
+                            expiration: job.expires_at,
+                            in_progress_expiration: Millis::MIN,
+                            finished_ops: done.clone(),
+                        },
+                    };
+                    let bytes = encode("idempotency record", &record)?;
+                    t.insert(job.key.as_str(), bytes.as_slice())
+                        .map_err(|e| db_err(what, e))?;
+                }
+            }
+            commit(txn, what)
+        })
+        .await
+    }
+
+    async fn get_memberships(
+        &self,
+        export: &str,
+        people: &[PersonKey],
+    ) -> Result<Vec<Option<MembershipRecord>>, StateError> {
+        let export = export.to_string();
+        let people = people.to_vec();
+        self.blocking(move |db| {
+            let what = "get memberships";
+            let txn = db.begin_read().map_err(|e| db_err(what, e))?;
+            let t = txn.open_table(MEMBERSHIP).map_err(|e| db_err(what, e))?;
+            people
+                .iter()
+                .map(|p| {
+                    t.get((export.as_str(), p.as_str()))
+                        .map_err(|e| db_err(what, e))?
+                        .map(|v| decode("membership", v.value()))
+                        .transpose()
+                })
+                .collect()
         })
         .await
     }
