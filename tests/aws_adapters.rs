@@ -221,7 +221,8 @@ async fn memberships_page_in_key_order_and_the_last_page_says_so() -> Result<()>
 }
 
 #[tokio::test]
-async fn duplicate_idempotency_key_is_refused_until_expired_and_only_open_claims_are_given_back() -> Result<()> {
+async fn duplicate_idempotency_key_is_refused_until_expired_and_only_open_claims_are_given_back(
+) -> Result<()> {
     let store = fresh_store().await?;
     let now = 1_700_000_000_000;
     let start = |t: i64| store.idempotency_start("evt-1", t, t + 30_000, t + 3_600_000);

@@ -3,6 +3,8 @@
 //! Shared by the AWS test binaries: the SDK set up for moto's server on
 //! loopback, and names unique per case.
 
+pub mod faults;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 

@@ -36,8 +36,10 @@
 //! Accepted profiles are merged per identity (profileData keys upserted);
 //! accepted events are appended, and read per identity with
 //! [`ClevertapState::events_of`]. Tests read them through [`ClevertapState`],
-//! inject whole-request failures with [`ClevertapState::fail_next`] and
-//! per-record 555s with [`ClevertapState::fail_records_555`].
+//! inject whole-request failures with [`ClevertapState::fail_next`],
+//! per-record 555s with [`ClevertapState::fail_records_555`], and a random
+//! share of 555s over all records with
+//! [`ClevertapState::set_unprocessed_share`].
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -50,6 +52,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use bytes::Bytes;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 use serde_json::{json, Map, Value};
 
 use crate::RunningSim;
@@ -147,6 +151,9 @@ pub struct ClevertapCounters {
     pub peak_concurrent: u64,
     /// Profile lookups served.
     pub lookups: u64,
+    /// Records answered 555 by [`ClevertapState::set_unprocessed_share`]
+    /// (also counted in `records_rejected`).
+    pub unprocessed_injected: u64,
 }
 
 #[derive(Default)]
@@ -162,6 +169,9 @@ struct Inner {
     fail_next: VecDeque<u16>,
     /// identity value → how many more of its records fail with 555.
     flaky: HashMap<String, u32>,
+    /// Share of valid records answered 555, and the RNG drawing them
+    /// (`None`: no random 555s).
+    unprocessed: Option<(f64, StdRng)>,
 }
 
 /// Shared state of a running CleverTap simulator.
@@ -201,6 +211,20 @@ impl ClevertapState {
     /// per-record code 555 (after passing validation).
     pub fn fail_records_555(&self, identity: &str, times: u32) {
         self.lock().flaky.insert(identity.to_string(), times);
+    }
+
+    /// From now on each record of an upload is, with probability `share`
+    /// (drawn from an RNG seeded with `seed`), answered unprocessed with
+    /// code 555 exactly like [`Self::fail_records_555`]: after validation,
+    /// not on dry runs, and not stored; the other records of the request
+    /// are processed normally. `share` is clamped to `0..=1`; 0 turns it off.
+    pub fn set_unprocessed_share(&self, share: f64, seed: u64) {
+        let share = if share.is_nan() {
+            0.0
+        } else {
+            share.clamp(0.0, 1.0)
+        };
+        self.lock().unprocessed = (share > 0.0).then(|| (share, StdRng::seed_from_u64(seed)));
     }
 
     pub fn counters(&self) -> ClevertapCounters {
@@ -342,18 +366,29 @@ async fn upload(
     let mut inner = state.lock();
     let mut unprocessed = Vec::new();
     let mut processed = 0u64;
+    let mut injected = 0u64;
     for record in records {
         let outcome = validate(record, &state.config).and_then(|valid| {
             if dry_run {
                 return Ok(valid);
             }
+            let miscellaneous = || Err((555, "miscellaneous server error".to_string()));
             match inner.flaky.get_mut(&valid.key) {
                 Some(left) if *left > 0 => {
                     *left -= 1;
-                    Err((555, "miscellaneous server error".to_string()))
+                    return miscellaneous();
                 }
-                _ => Ok(valid),
+                _ => {}
             }
+            let unlucky = inner
+                .unprocessed
+                .as_mut()
+                .is_some_and(|(share, rng)| rng.random::<f64>() < *share);
+            if unlucky {
+                injected += 1;
+                return miscellaneous();
+            }
+            Ok(valid)
         });
         match outcome {
             Ok(valid) => {
@@ -374,6 +409,7 @@ async fn upload(
     inner.counters.records_received += records.len() as u64;
     inner.counters.records_accepted += processed;
     inner.counters.records_rejected += unprocessed.len() as u64;
+    inner.counters.unprocessed_injected += injected;
     drop(inner);
 
     let status = if processed == 0 {
@@ -809,6 +845,58 @@ mod tests {
         let (_, second) = post(&sim.base_url, "TEST-PASSCODE", &body).await?;
         assert_eq!(second["status"], "success");
         assert_eq!(state.counters().requests, 3);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn unprocessed_share_answers_555_per_record_without_storing() -> anyhow::Result<()> {
+        let (sim, state) = start(ClevertapSimConfig::default()).await?;
+        let d: Vec<Value> = (0..20)
+            .map(|i| profile(&format!("u{i}"), json!({"a": i})))
+            .collect();
+        let body = json!({ "d": d });
+
+        state.set_unprocessed_share(1.0, 7);
+        let (status, all_failed) = post(&sim.base_url, "TEST-PASSCODE", &body).await?;
+        assert_eq!(status, 200);
+        assert_eq!(all_failed["status"], "fail");
+        assert_eq!(all_failed["processed"], 0);
+        let unprocessed = all_failed["unprocessed"]
+            .as_array()
+            .ok_or_else(|| anyhow::anyhow!("no unprocessed: {all_failed}"))?;
+        assert_eq!(unprocessed.len(), 20);
+        for (i, u) in unprocessed.iter().enumerate() {
+            assert_eq!(u["code"], 555);
+            assert_eq!(u["status"], "fail");
+            assert_eq!(u["record"]["identity"], format!("u{i}"));
+        }
+        assert!(state.profiles().is_empty());
+        assert!(state.arrival_order().is_empty());
+        let counters = state.counters();
+        assert_eq!(counters.unprocessed_injected, 20);
+        assert_eq!(counters.records_rejected, 20);
+        assert_eq!(counters.records_accepted, 0);
+
+        // A share strictly between 0 and 1 fails some records and stores
+        // the others, in the same request.
+        state.set_unprocessed_share(0.5, 7);
+        let (_, mixed) = post(&sim.base_url, "TEST-PASSCODE", &body).await?;
+        let failed = mixed["unprocessed"].as_array().map_or(0, Vec::len);
+        assert!((1..20).contains(&failed), "{mixed}");
+        assert_eq!(mixed["processed"], 20 - failed as u64);
+        assert_eq!(state.profiles().len(), 20 - failed);
+
+        state.set_unprocessed_share(0.0, 7);
+        let before = state.counters();
+        let (status, all_passed) = post(&sim.base_url, "TEST-PASSCODE", &body).await?;
+        assert_eq!(status, 200);
+        assert_eq!(all_passed["status"], "success");
+        assert_eq!(all_passed["processed"], 20);
+        assert_eq!(all_passed["unprocessed"], json!([]));
+        assert_eq!(state.profiles().len(), 20);
+        let after = state.counters();
+        assert_eq!(after.unprocessed_injected, before.unprocessed_injected);
+        assert_eq!(after.records_accepted, before.records_accepted + 20);
         Ok(())
     }
 

@@ -11,6 +11,7 @@ use tokio::task::JoinHandle;
 
 pub mod clevertap;
 pub mod customerio;
+pub mod faults;
 pub mod google;
 pub mod google_dm;
 pub mod google_oauth;

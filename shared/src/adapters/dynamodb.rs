@@ -71,7 +71,8 @@ use crate::domain::model::{
     MembershipRecord, Millis, Person, PersonKey, QuarantineEntry, ReconcileReport, RunRecord,
 };
 use crate::ports::{
-    DestinationRecord, IdempotencyStart, JobSettlement, MembershipWrite, Page, RecordWrite, StateError, StateStore,
+    DestinationRecord, IdempotencyStart, JobSettlement, MembershipWrite, Page, RecordWrite,
+    StateError, StateStore,
 };
 
 /// Partition key attribute.
@@ -1048,9 +1049,11 @@ impl StateStore for DynamoStateStore {
                 Ok(_) => Ok(()),
                 // Nothing claimed (or completed meanwhile): nothing to give back.
                 Err(e)
-                        if e
-                            .as_service_error()
-                            .is_some_and(|se| se.is_conditional_check_failed_exception()) => Ok(()),
+                    if e.as_service_error()
+                        .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
+                {
+                    Ok(())
+                }
                 Err(e) => Err(classify(what, e)),
             }
         })
@@ -1187,9 +1190,11 @@ impl StateStore for DynamoStateStore {
                     match answer {
                         Ok(out) => Ok(Some(out.attributes.unwrap_or_default())),
                         Err(e)
-                        if e
-                            .as_service_error()
-                            .is_some_and(|se| se.is_conditional_check_failed_exception()) => Ok(None),
+                            if e.as_service_error()
+                                .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
+                        {
+                            Ok(None)
+                        }
                         Err(e) => Err(classify(what, e)),
                     }
                 })
@@ -1277,7 +1282,12 @@ impl StateStore for DynamoStateStore {
                             .map_err(|e| classify(what, e))
                     })
                     .await?;
-                for item in out.responses.unwrap_or_default().remove(&self.table).unwrap_or_default() {
+                for item in out
+                    .responses
+                    .unwrap_or_default()
+                    .remove(&self.table)
+                    .unwrap_or_default()
+                {
                     let record: MembershipRecord = from_blob(&item, "record", what)?;
                     found.insert(record.person_key.0.clone(), record);
                 }
@@ -1295,7 +1305,10 @@ impl StateStore for DynamoStateStore {
                 }
             }
         }
-        Ok(people.iter().map(|p| found.get(p.as_str()).cloned()).collect())
+        Ok(people
+            .iter()
+            .map(|p| found.get(p.as_str()).cloned())
+            .collect())
     }
 
     async fn add_counters(&self, scope: &str, deltas: &[(&str, i64)]) -> Result<(), StateError> {

@@ -26,8 +26,8 @@ use crate::domain::model::{
     RunRecord,
 };
 use crate::ports::{
-    DestinationRecord, IdempotencyStart, JobQueue, JobSettlement, MembershipWrite, Page, QueueDepth, QueueError,
-    ReceivedJob, RecordWrite, StateError, StateStore,
+    DestinationRecord, IdempotencyStart, JobQueue, JobSettlement, MembershipWrite, Page,
+    QueueDepth, QueueError, ReceivedJob, RecordWrite, StateError, StateStore,
 };
 
 /// Page size used to read the base in full.
@@ -447,7 +447,13 @@ impl StateStore for OverlayStateStore {
 
     async fn idempotency_release(&self, key: &str) -> Result<(), StateError> {
         let mut g = self.lock()?;
-        if !g.claims.get(key).copied().flatten().is_some_and(|c| c.completed) {
+        if !g
+            .claims
+            .get(key)
+            .copied()
+            .flatten()
+            .is_some_and(|c| c.completed)
+        {
             g.claims.insert(key.to_string(), None);
         }
         Ok(())

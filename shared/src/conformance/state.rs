@@ -788,7 +788,11 @@ pub async fn settled_jobs_and_their_counters_land_together(store: Store) {
             .await
             .or_fail(SUITE, CASE, "claim_job");
         if v != IdempotencyStart::Completed {
-            fail(SUITE, CASE, format!("{k} after settling: {v:?}, expected Completed"));
+            fail(
+                SUITE,
+                CASE,
+                format!("{k} after settling: {v:?}, expected Completed"),
+            );
         }
     }
     let vip = store
@@ -799,8 +803,15 @@ pub async fn settled_jobs_and_their_counters_land_together(store: Store) {
         .get_counters("delivery#cart#meta")
         .await
         .or_fail(SUITE, CASE, "get_counters");
-    if vip.get("accepted") != Some(&7) || vip.get("sent") != Some(&8) || cart.get("accepted") != Some(&3) {
-        fail(SUITE, CASE, format!("counters after settling: vip {vip:?} cart {cart:?}"));
+    if vip.get("accepted") != Some(&7)
+        || vip.get("sent") != Some(&8)
+        || cart.get("accepted") != Some(&3)
+    {
+        fail(
+            SUITE,
+            CASE,
+            format!("counters after settling: vip {vip:?} cart {cart:?}"),
+        );
     }
     // Giving back a completed claim leaves it completed.
     store
@@ -816,7 +827,13 @@ pub async fn settled_jobs_and_their_counters_land_together(store: Store) {
     }
     // Counters alone (duplicates of a batch with nothing to settle).
     store
-        .settle_jobs(&[], &[("delivery#vip#meta".to_string(), vec![("jobs_duplicate".to_string(), 2)])])
+        .settle_jobs(
+            &[],
+            &[(
+                "delivery#vip#meta".to_string(),
+                vec![("jobs_duplicate".to_string(), 2)],
+            )],
+        )
         .await
         .or_fail(SUITE, CASE, "settle_jobs");
     let vip = store
@@ -850,14 +867,21 @@ pub async fn partial_progress_is_handed_to_the_next_claim_and_survives_release(s
                 finished_ops: Some(vec![0, 2, 3]),
                 expires_at: t0 + hour,
             }],
-            &[("delivery#vip#clevertap".to_string(), vec![("accepted".to_string(), 3)])],
+            &[(
+                "delivery#vip#clevertap".to_string(),
+                vec![("accepted".to_string(), 3)],
+            )],
         )
         .await
         .or_fail(SUITE, CASE, "settle_jobs");
     // The claim was given back with the settle: the next one starts at once.
     let (v, done) = claim(t0 + 1_000).await;
     if v != IdempotencyStart::Started || done != vec![0, 2, 3] {
-        fail(SUITE, CASE, format!("claim after a partial settle: {v:?} {done:?}, expected Started [0, 2, 3]"));
+        fail(
+            SUITE,
+            CASE,
+            format!("claim after a partial settle: {v:?} {done:?}, expected Started [0, 2, 3]"),
+        );
     }
     // While held, others see it in progress.
     let (v, _) = claim(t0 + 2_000).await;
@@ -871,12 +895,20 @@ pub async fn partial_progress_is_handed_to_the_next_claim_and_survives_release(s
         .or_fail(SUITE, CASE, "idempotency_release");
     let (v, done) = claim(t0 + 3_000).await;
     if v != IdempotencyStart::Started || done != vec![0, 2, 3] {
-        fail(SUITE, CASE, format!("claim after release: {v:?} {done:?}, expected Started [0, 2, 3]"));
+        fail(
+            SUITE,
+            CASE,
+            format!("claim after release: {v:?} {done:?}, expected Started [0, 2, 3]"),
+        );
     }
     // A worker that died holding it: taken over past its deadline, progress kept.
     let (v, done) = claim(t0 + 40_000).await;
     if v != IdempotencyStart::Started || done != vec![0, 2, 3] {
-        fail(SUITE, CASE, format!("takeover: {v:?} {done:?}, expected Started [0, 2, 3]"));
+        fail(
+            SUITE,
+            CASE,
+            format!("takeover: {v:?} {done:?}, expected Started [0, 2, 3]"),
+        );
     }
     store
         .settle_jobs(
@@ -885,7 +917,10 @@ pub async fn partial_progress_is_handed_to_the_next_claim_and_survives_release(s
                 finished_ops: None,
                 expires_at: t0 + hour,
             }],
-            &[("delivery#vip#clevertap".to_string(), vec![("accepted".to_string(), 1)])],
+            &[(
+                "delivery#vip#clevertap".to_string(),
+                vec![("accepted".to_string(), 1)],
+            )],
         )
         .await
         .or_fail(SUITE, CASE, "settle_jobs");
@@ -902,10 +937,17 @@ pub async fn partial_progress_is_handed_to_the_next_claim_and_survives_release(s
     }
     // Past the record's expiry, its progress is forgotten with it.
     let k2 = "job:clevertap:d";
-    store.claim_job(k2, t0, t0 + 30_000, t0 + hour).await.or_fail(SUITE, CASE, "claim_job");
+    store
+        .claim_job(k2, t0, t0 + 30_000, t0 + hour)
+        .await
+        .or_fail(SUITE, CASE, "claim_job");
     store
         .settle_jobs(
-            &[JobSettlement { key: k2.to_string(), finished_ops: Some(vec![1]), expires_at: t0 + hour }],
+            &[JobSettlement {
+                key: k2.to_string(),
+                finished_ops: Some(vec![1]),
+                expires_at: t0 + hour,
+            }],
             &[],
         )
         .await
@@ -915,7 +957,11 @@ pub async fn partial_progress_is_handed_to_the_next_claim_and_survives_release(s
         .await
         .or_fail(SUITE, CASE, "claim_job");
     if v != IdempotencyStart::Started || !done.is_empty() {
-        fail(SUITE, CASE, format!("claim past expiry: {v:?} {done:?}, expected Started []"));
+        fail(
+            SUITE,
+            CASE,
+            format!("claim past expiry: {v:?} {done:?}, expected Started []"),
+        );
     }
 }
 
@@ -924,7 +970,10 @@ pub async fn memberships_read_together_in_the_order_asked(store: Store) {
     // More than one DynamoDB batch (100 keys).
     for n in (0..230).step_by(2) {
         let rec = record("vip", &key(n), n % 4 == 0, 1_000 + n as i64, "evt");
-        store.put_membership(&rec).await.or_fail(SUITE, CASE, "put_membership");
+        store
+            .put_membership(&rec)
+            .await
+            .or_fail(SUITE, CASE, "put_membership");
     }
     store
         .put_membership(&record("other", &key(1), true, 5, "evt"))
@@ -937,13 +986,25 @@ pub async fn memberships_read_together_in_the_order_asked(store: Store) {
         .await
         .or_fail(SUITE, CASE, "get_memberships");
     if got.len() != asked.len() {
-        fail(SUITE, CASE, format!("{} answers for {} keys", got.len(), asked.len()));
+        fail(
+            SUITE,
+            CASE,
+            format!("{} answers for {} keys", got.len(), asked.len()),
+        );
     }
     for (k, r) in asked.iter().zip(&got) {
-        let n: usize = k.as_str().trim_start_matches("id:user-").parse().unwrap_or(usize::MAX);
+        let n: usize = k
+            .as_str()
+            .trim_start_matches("id:user-")
+            .parse()
+            .unwrap_or(usize::MAX);
         let expected = (n % 2 == 0).then(|| record("vip", k, n % 4 == 0, 1_000 + n as i64, "evt"));
         if r.as_ref() != expected.as_ref() {
-            fail(SUITE, CASE, format!("{k:?}: got {r:?}, expected {expected:?}"));
+            fail(
+                SUITE,
+                CASE,
+                format!("{k:?}: got {r:?}, expected {expected:?}"),
+            );
         }
     }
     let none = store

@@ -154,7 +154,8 @@ pub async fn deliver_jobs(
                             finished_ops: None,
                             expires_at: expires,
                         };
-                        let scope = CounterScope::delivery(&received.job.export, destination.name());
+                        let scope =
+                            CounterScope::delivery(&received.job.export, destination.name());
                         deps.state
                             .settle_jobs(&[settlement], &[(scope, deltas.into_iter().collect())])
                             .await
@@ -321,7 +322,14 @@ pub async fn deliver_jobs(
     for (i, c) in claimed {
         let (deltas, settlement, disposition) =
             tally_job(destination, &c, opts, (now, expires), &mut totals);
-        tallied.push((i, c.key, c.received.receive_count, deltas, settlement, disposition));
+        tallied.push((
+            i,
+            c.key,
+            c.received.receive_count,
+            deltas,
+            settlement,
+            disposition,
+        ));
     }
     let mut first = true;
     let groups: Vec<_> = if tallied.is_empty() {
@@ -352,7 +360,12 @@ pub async fn deliver_jobs(
         }
         let counters: Vec<(String, Vec<(String, i64)>)> = counters
             .into_iter()
-            .map(|(scope, d)| (scope, d.into_iter().filter(|(_, v)| *v != 0).collect::<Vec<_>>()))
+            .map(|(scope, d)| {
+                (
+                    scope,
+                    d.into_iter().filter(|(_, v)| *v != 0).collect::<Vec<_>>(),
+                )
+            })
             .filter(|(_, d)| !d.is_empty())
             .collect();
         let settlements: Vec<JobSettlement> =
@@ -440,7 +453,8 @@ async fn check_superseded(deps: &Deps, destination: &str, claimed: &mut [(usize,
             };
             if superseded(op, record) {
                 claimed[ci].1.superseded[oi] = true;
-            } else if record.source_ts > op.source_ts && matches!(op.op, OpKind::Add | OpKind::Update)
+            } else if record.source_ts > op.source_ts
+                && matches!(op.op, OpKind::Add | OpKind::Update)
             {
                 refreshed.push((ci, oi, (*record).clone()));
             }
@@ -479,11 +493,7 @@ fn tally_job(
     opts: &DeliveryOptions,
     (now, expires): (Millis, Millis),
     totals: &mut DeliveryTotals,
-) -> (
-    (String, BTreeMap<String, i64>),
-    JobSettlement,
-    Disposition,
-) {
+) -> ((String, BTreeMap<String, i64>), JobSettlement, Disposition) {
     let job = &c.received.job;
     let last = c.received.receive_count >= opts.max_attempts;
     let mut deltas: BTreeMap<String, i64> = BTreeMap::new();

@@ -17,7 +17,8 @@ use crate::domain::model::{
     MembershipRecord, Millis, Person, PersonKey, QuarantineEntry, ReconcileReport, RunRecord,
 };
 use crate::ports::{
-    DestinationRecord, IdempotencyStart, JobSettlement, MembershipWrite, Page, RecordWrite, StateError, StateStore,
+    DestinationRecord, IdempotencyStart, JobSettlement, MembershipWrite, Page, RecordWrite,
+    StateError, StateStore,
 };
 
 /// (export, person key) -> MembershipRecord (JSON).

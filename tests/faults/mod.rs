@@ -1,0 +1,1253 @@
+//! The fault-injection scenario: membership changes across five exports
+//! and every audience destination kind, on DynamoDB, SQS and S3 (moto) and
+//! the simulators, while everything on the way fails at random. Then the
+//! simulators' final audiences are compared with the source of truth, and
+//! the delivery counters with the ops that were enqueued.
+//!
+//! Faults: a proxy in front of each destination answers 503 (not applied),
+//! 500 after the destination applied the request, 429 with Retry-After, and
+//! holds requests past the client's timeout (applied); CleverTap answers
+//! records `unprocessed`; Meta answers 80003 in bursts; Google's access
+//! tokens live seconds; the state store throttles and loses answers after
+//! writes; the queue loses acks (processed messages come back) and fails
+//! sends before and after they land; delivery workers are killed at random
+//! points and restarted.
+//!
+//! Used by `tests/fault_injection.rs` (sized for `./scripts/test`) and by
+//! `./scripts/bench --bench faults` (larger).
+
+pub mod wrappers;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use dataout::adapters::dynamodb::DynamoStateStore;
+use dataout::adapters::s3::S3ObjectStore;
+use dataout::adapters::sqs::SqsJobQueue;
+use dataout::customerio::actions::{ActionAuthConfig, ActionAuthMode};
+use dataout::customerio::app_api::{AppApiClient, AppApiConfig, Region};
+use dataout::customerio::webhook::SignatureConfig;
+use dataout::destinations::Destination;
+use dataout::domain::config::parse_spec;
+use dataout::domain::identity::sha256_hex;
+use dataout::domain::model::{counter, CounterScope, PersonKey, RunStatus};
+use dataout::pipeline::deliver::{deliver_jobs, DeliveryOptions, Disposition};
+use dataout::pipeline::export::{run_export, ExportOptions};
+use dataout::pipeline::intake::{handle, IntakeConfig, Route};
+use dataout::pipeline::Deps;
+use dataout::ports::{Clock, JobQueue, MapSecrets, ObjectStore, Secret, StateStore, SystemClock};
+use dataout_sim::clevertap::{self, ClevertapSimConfig, ClevertapState};
+use dataout_sim::customerio::{self as cio_sim, CioSimConfig, CioWorkspace, SimPerson, SimSegment};
+use dataout_sim::faults::{FaultPlan, FaultProxyState};
+use dataout_sim::google_dm::{DataManagerSim, DataManagerSimConfig};
+use dataout_sim::meta::{MetaFault, MetaSim, MetaSimConfig, DEFAULT_ACCESS_TOKEN};
+use dataout_sim::webhook::{self as webhook_sim, WebhookSimConfig, WebhookState};
+use dataout_sim::RunningSim;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::{json, Value};
+use tokio::task::JoinHandle;
+
+use crate::{test_sdk_config, unique};
+use wrappers::{FaultyQueue, FaultyState, QueueFaults, StoreFaults};
+
+/// The destinations, one of each audience kind.
+pub const DESTINATIONS: [&str; 5] = ["clevertap", "meta", "google", "warehouse", "hook"];
+const REALTIME: [&str; 3] = ["cart", "purchasers", "newsletter"];
+const BATCH: [(&str, u64); 2] = [("vip", 201), ("winback", 202)];
+const META_CART: &str = "23850000000000901";
+const META_WINBACK: &str = "23850000000000902";
+const GOOGLE_ACCOUNT: &str = "1234567890";
+const GOOGLE_PURCHASERS: &str = "7000000901";
+const GOOGLE_VIP: &str = "7000000902";
+const WEBHOOK_SECRET: &str = "fault-suite-webhook-secret";
+const ACTION_SECRET: &str = "fault-suite-action-secret";
+const CIO_KEY: &str = "fault-suite-cio-key";
+/// Delivery attempts (the queues' max receives) before a job is dead-lettered.
+const MAX_ATTEMPTS: u32 = 8;
+/// Visibility timeout of the queues and the claim of a job in delivery:
+/// how soon the work of a killed worker comes back.
+const VISIBILITY: Duration = Duration::from_secs(4);
+
+/// How much work, and how hard the faults.
+#[derive(Clone, Debug)]
+pub struct Scale {
+    /// People the realtime exports draw from.
+    pub realtime_people: usize,
+    /// Webhooks (each one membership change) over the realtime exports.
+    pub realtime_changes: usize,
+    /// People in the Customer.io workspace for the batch exports.
+    pub batch_people: usize,
+    /// Batch runs after the first, each after a churn of the segments.
+    pub churn_rounds: usize,
+    /// Share of each segment that leaves, and of non-members that join, per round.
+    pub churn: f64,
+    /// Concurrent webhook senders.
+    pub senders: usize,
+    /// Delivery workers per destination.
+    pub workers: usize,
+    pub seed: u64,
+}
+
+impl Scale {
+    /// What `./scripts/test` runs: a few minutes on moto on 2 cores.
+    pub fn test() -> Scale {
+        Scale {
+            realtime_people: 300,
+            realtime_changes: 1_200,
+            batch_people: 1_500,
+            churn_rounds: 2,
+            churn: 0.1,
+            senders: 4,
+            workers: 2,
+            seed: 20_261_204,
+        }
+    }
+
+    /// `FAULTS_REALTIME`, `FAULTS_BATCH_PEOPLE`, `FAULTS_ROUNDS`, `FAULTS_SEED`
+    /// override `base`.
+    pub fn from_env(base: Scale) -> Scale {
+        let get = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<u64>().ok());
+        let mut s = base;
+        if let Some(v) = get("FAULTS_REALTIME") {
+            s.realtime_changes = v as usize;
+            s.realtime_people = (v as usize / 4).max(10);
+        }
+        if let Some(v) = get("FAULTS_BATCH_PEOPLE") {
+            s.batch_people = v as usize;
+        }
+        if let Some(v) = get("FAULTS_ROUNDS") {
+            s.churn_rounds = v as usize;
+        }
+        if let Some(v) = get("FAULTS_SEED") {
+            s.seed = v;
+        }
+        s
+    }
+}
+
+/// What a run found.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// Figures to print.
+    pub figures: Vec<String>,
+    /// Every difference from the source of truth or between counters (empty: exact).
+    pub mismatches: Vec<String>,
+    /// Membership changes made (webhooks plus batch adds and removes).
+    pub changes: u64,
+}
+
+/// Per-person outcomes the delivery logged (rejected, unmatched, invalid),
+/// by (export, destination) → log-safe person key → reason.
+type Rejections = BTreeMap<(String, String), BTreeMap<String, String>>;
+
+struct Sims {
+    cio: cio_sim::CioSim,
+    clevertap: Arc<ClevertapState>,
+    meta: MetaSim,
+    google: DataManagerSim,
+    hook: Arc<WebhookState>,
+    proxies: Vec<(&'static str, Arc<FaultProxyState>)>,
+    /// Base URLs of the proxies, in the order of `proxies`.
+    proxy_urls: Vec<String>,
+    _servers: Vec<RunningSim>,
+}
+
+fn destination_plan(seed: u64) -> FaultPlan {
+    FaultPlan {
+        server_error: 0.05,
+        server_error_after_apply: 0.05,
+        rate_limited: 0.02,
+        retry_after_secs: 1,
+        timeout: 0.01,
+        timeout_hold: Duration::from_secs(6),
+        seed,
+    }
+}
+
+fn workspace(people: usize, seed: u64) -> CioWorkspace {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let now = chrono::Utc::now().timestamp();
+    let mut ws = CioWorkspace::default();
+    for i in 0..people {
+        ws.people.push(SimPerson {
+            id: Some(format!("b{i:06}")),
+            email: Some(format!("b{i:06}@example.com")),
+            cio_id: format!("cio_b{i:06}"),
+            attributes: BTreeMap::new(),
+            created_at: now - 86_400,
+            unsubscribed: false,
+        });
+    }
+    for (name, segment) in BATCH {
+        let members = (0..people).filter(|_| rng.random::<f64>() < 0.4).collect();
+        ws.segments.insert(
+            segment,
+            SimSegment {
+                name: name.to_string(),
+                description: String::new(),
+                members,
+            },
+        );
+    }
+    ws
+}
+
+async fn start_sims(scale: &Scale) -> Result<Sims> {
+    let cio = cio_sim::start(CioSimConfig::new(
+        CIO_KEY,
+        workspace(scale.batch_people, scale.seed),
+    ))
+    .await?;
+    let (ct_server, clevertap) = clevertap::start(ClevertapSimConfig::default()).await?;
+    clevertap.set_unprocessed_share(0.01, scale.seed + 1);
+    let (meta_server, meta) = MetaSim::start(MetaSimConfig {
+        unmatched_share: 0.1,
+        apply_delay: Duration::from_millis(300),
+        ..MetaSimConfig::default()
+    })
+    .await?;
+    meta.create_audience(META_CART);
+    meta.create_audience(META_WINBACK);
+    let mut dm = DataManagerSimConfig {
+        processing_delay: Duration::from_millis(500),
+        non_matching_share: 0.1,
+        ..DataManagerSimConfig::default()
+    };
+    // Tokens expire every few seconds: the destination must refresh them.
+    dm.oauth.token_lifetime = Duration::from_secs(5);
+    let (google_server, google) = DataManagerSim::start(dm).await?;
+    google.create_user_list(GOOGLE_ACCOUNT, GOOGLE_PURCHASERS);
+    google.create_user_list(GOOGLE_ACCOUNT, GOOGLE_VIP);
+    let (hook_server, hook) = webhook_sim::start(WebhookSimConfig {
+        secret: WEBHOOK_SECRET.into(),
+        ..WebhookSimConfig::default()
+    })
+    .await?;
+    let mut proxies = Vec::new();
+    let mut proxy_urls = Vec::new();
+    let mut servers = Vec::new();
+    for (i, (name, upstream)) in [
+        ("clevertap", &ct_server),
+        ("meta", &meta_server),
+        ("google", &google_server),
+        ("hook", &hook_server),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let (server, state) = dataout_sim::faults::start(
+            &upstream.base_url,
+            destination_plan(scale.seed + 10 + i as u64),
+        )
+        .await?;
+        proxies.push((name, state));
+        proxy_urls.push(server.base_url.clone());
+        servers.push(server);
+    }
+    servers.extend([ct_server, meta_server, google_server, hook_server]);
+    Ok(Sims {
+        cio,
+        clevertap,
+        meta,
+        google,
+        hook,
+        proxies,
+        proxy_urls,
+        _servers: servers,
+    })
+}
+
+fn spec_text(ct: &str, meta: &str, google: &str, hook: &str) -> String {
+    format!(
+        r#"version: 1
+destinations:
+  clevertap:
+    kind: clevertap
+    region: us1
+    account_id_env: CT_ACCOUNT
+    passcode_env: CT_PASSCODE
+    base_url: {ct}
+    max_attempts: {MAX_ATTEMPTS}
+  meta:
+    kind: meta_audience
+    api_version: v27.0
+    ad_account_id: "1234567890"
+    access_token_env: META_TOKEN
+    base_url: {meta}
+    max_attempts: {MAX_ATTEMPTS}
+  google:
+    kind: google_data_manager
+    operating_account_id: "{GOOGLE_ACCOUNT}"
+    service_account_key_env: GOOGLE_KEY
+    token_url: {google}/token
+    consent_ad_user_data: granted
+    consent_ad_personalization: granted
+    unknown_country_is_eea: false
+    status_poll_after: 0
+    base_url: {google}
+    max_attempts: {MAX_ATTEMPTS}
+  warehouse:
+    kind: warehouse
+    location: s3://fault-suite/warehouse
+    max_attempts: {MAX_ATTEMPTS}
+  hook:
+    kind: webhook
+    url: {hook}/hooks/dataout
+    secret_env: HOOK_SECRET
+    allow_private_network: true
+    max_attempts: {MAX_ATTEMPTS}
+exports:
+  cart:
+    source: action
+    mode: membership
+    cadence: {{realtime: true}}
+    identity: {{golden: id, fallbacks: [email]}}
+    suppress: [purchasers]
+    destinations:
+      meta:
+        audience: "{META_CART}"
+        keys: [email, extern_id]
+      clevertap:
+        audience: cio_cart
+  purchasers:
+    source: action
+    mode: membership
+    cadence: {{realtime: true}}
+    identity: {{golden: id, fallbacks: [email]}}
+    destinations:
+      google:
+        audience: "{GOOGLE_PURCHASERS}"
+        keys: [email]
+      warehouse:
+        audience: purchasers
+  newsletter:
+    source: action
+    mode: membership
+    cadence: {{realtime: true}}
+    identity: {{golden: id, fallbacks: [email]}}
+    destinations:
+      hook:
+        audience: newsletter
+      clevertap:
+        audience: cio_newsletter
+  vip:
+    source: {{segment: 201}}
+    mode: membership
+    cadence: {{every: 1h}}
+    identity: {{golden: id, fallbacks: [email]}}
+    destinations:
+      google:
+        audience: "{GOOGLE_VIP}"
+        keys: [email]
+      clevertap:
+        audience: cio_vip
+      warehouse:
+        audience: vip
+  winback:
+    source: {{segment: 202}}
+    mode: membership
+    cadence: {{every: 1h}}
+    identity: {{golden: id, fallbacks: [email]}}
+    destinations:
+      meta:
+        audience: "{META_WINBACK}"
+        keys: [email, extern_id]
+      hook:
+        audience: winback
+"#
+    )
+}
+
+/// One realtime webhook, in the order a person's changes happened.
+#[derive(Clone, Debug)]
+struct Webhook {
+    export: &'static str,
+    person: usize,
+    enter: bool,
+    sent_at_ms: i64,
+}
+
+/// The realtime changes, and each realtime export's final members by the
+/// rules Customer.io and the spec set (a purchaser leaves the cart and
+/// cannot re-enter it).
+fn realtime_plan(scale: &Scale) -> (Vec<Webhook>, BTreeMap<&'static str, BTreeSet<usize>>) {
+    let mut rng = StdRng::seed_from_u64(scale.seed + 2);
+    let base = chrono::Utc::now().timestamp_millis() - scale.realtime_changes as i64 - 1_000;
+    let mut inside: BTreeMap<&'static str, BTreeSet<usize>> =
+        REALTIME.iter().map(|e| (*e, BTreeSet::new())).collect();
+    let mut out = Vec::with_capacity(scale.realtime_changes);
+    for i in 0..scale.realtime_changes {
+        let person = rng.random_range(0..scale.realtime_people);
+        let u: f64 = rng.random();
+        let export = if u < 0.5 {
+            "cart"
+        } else if u < 0.85 {
+            "newsletter"
+        } else {
+            "purchasers"
+        };
+        let enter = export == "purchasers" || !inside[export].contains(&person);
+        out.push(Webhook {
+            export,
+            person,
+            enter,
+            sent_at_ms: base + i as i64,
+        });
+        let set = inside.get_mut(export).expect("export");
+        if enter {
+            set.insert(person);
+        } else {
+            set.remove(&person);
+        }
+    }
+    let purchasers = inside["purchasers"].clone();
+    if let Some(cart) = inside.get_mut("cart") {
+        cart.retain(|p| !purchasers.contains(p));
+    }
+    (out, inside)
+}
+
+fn realtime_id(person: usize) -> String {
+    format!("r{person:06}")
+}
+
+/// The log layer that collects each op's per-person outcome.
+#[derive(Clone, Default)]
+pub struct OutcomeLog(Arc<Mutex<Rejections>>);
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for OutcomeLog {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        #[derive(Default)]
+        struct Fields(BTreeMap<String, String>);
+        impl tracing::field::Visit for Fields {
+            fn record_debug(&mut self, f: &tracing::field::Field, v: &dyn std::fmt::Debug) {
+                self.0.insert(f.name().to_string(), format!("{v:?}"));
+            }
+            fn record_str(&mut self, f: &tracing::field::Field, v: &str) {
+                self.0.insert(f.name().to_string(), v.to_string());
+            }
+        }
+        let mut fields = Fields::default();
+        event.record(&mut fields);
+        let message = fields.0.get("message").map(String::as_str).unwrap_or("");
+        if !matches!(
+            message,
+            "op rejected" | "op unmatched" | "op invalid: not sent"
+        ) {
+            return;
+        }
+        let get = |k: &str| fields.0.get(k).cloned().unwrap_or_default();
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry((get("export"), get("destination")))
+            .or_default()
+            .insert(get("person"), format!("{message}: {}", get("reason")));
+    }
+}
+
+struct Pipeline {
+    deps: Deps,
+    state: Arc<FaultyState>,
+    queue: Arc<FaultyQueue>,
+    secrets: MapSecrets,
+    warehouse: Arc<dyn ObjectStore>,
+    http: reqwest::Client,
+}
+
+impl Pipeline {
+    fn destination(&self, name: &str) -> Result<Arc<dyn Destination>> {
+        let spec = self
+            .deps
+            .spec
+            .destination(name)
+            .with_context(|| format!("no destination {name}"))?;
+        Ok(dataout::destinations::build(
+            spec,
+            &self.secrets,
+            self.http.clone(),
+            Some(self.warehouse.clone()),
+            self.deps.clock.clone(),
+            self.deps.state.clone(),
+        )?)
+    }
+}
+
+fn delivery_options() -> DeliveryOptions {
+    DeliveryOptions {
+        max_attempts: MAX_ATTEMPTS,
+        in_progress_ttl: VISIBILITY,
+        ..DeliveryOptions::default()
+    }
+}
+
+/// One delivery worker: the deliver Lambda's loop, until `stop`.
+async fn worker(pipeline: Arc<Pipeline>, name: &'static str, stop: Arc<AtomicBool>) {
+    let Ok(destination) = pipeline.destination(name) else {
+        return;
+    };
+    let opts = delivery_options();
+    while !stop.load(Ordering::SeqCst) {
+        let jobs = match pipeline.deps.queue.receive(name, 10).await {
+            Ok(j) => j,
+            Err(_) => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        };
+        if jobs.is_empty() {
+            // Asynchronous work (Google request statuses) is settled by
+            // delivery runs even when nothing new arrives.
+            let _ = destination.settle().await;
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            continue;
+        }
+        let (dispositions, _) = deliver_jobs(&pipeline.deps, &destination, &jobs, &opts).await;
+        for (job, d) in jobs.iter().zip(dispositions) {
+            // A failed ack or delay leaves the message to come back by itself.
+            let _ = match d {
+                Disposition::Done => pipeline.deps.queue.ack(name, &job.receipt).await,
+                Disposition::RetryAfter(delay) => {
+                    pipeline
+                        .deps
+                        .queue
+                        .retry_later(name, &job.receipt, delay.min(Duration::from_secs(20)))
+                        .await
+                }
+            };
+        }
+    }
+}
+
+/// Send one webhook as Customer.io does: again after any 5xx or transport
+/// failure, until it is answered 2xx. Returns the attempts it took.
+async fn send_webhook(deps: &Deps, cfg: &IntakeConfig, w: &Webhook) -> Result<u32> {
+    let id = realtime_id(w.person);
+    let body = json!({
+        "action": if w.enter { "enter" } else { "exit" },
+        "export": w.export,
+        "person": {"id": id, "email": format!("{id}@example.com")},
+        "sent_at": w.sent_at_ms,
+    });
+    let body = serde_json::to_vec(&body)?;
+    let headers: BTreeMap<String, String> =
+        [("x-dataout-token".to_string(), ACTION_SECRET.to_string())].into();
+    for attempt in 1..=50u32 {
+        let resp = handle(deps, cfg, Route::Actions, &headers, &body).await;
+        match resp.status {
+            200..=299 => return Ok(attempt),
+            500..=599 => tokio::time::sleep(Duration::from_millis(50 * attempt as u64)).await,
+            other => bail!("webhook refused with {other}: {resp:?}"),
+        }
+    }
+    bail!("webhook never accepted after 50 attempts")
+}
+
+fn intake_config() -> IntakeConfig {
+    IntakeConfig {
+        reporting: SignatureConfig {
+            secret: Secret::new("unused-reporting-secret"),
+            tolerance: Duration::from_secs(300),
+        },
+        actions: ActionAuthConfig {
+            header_name: "x-dataout-token".into(),
+            secret: Secret::new(ACTION_SECRET),
+            mode: ActionAuthMode::SharedSecret,
+            tolerance: Duration::from_secs(300),
+        },
+        dedup_ttl: Duration::from_secs(3600),
+        in_progress_ttl: Duration::from_secs(2),
+    }
+}
+
+/// Run every batch export to the end of its run, continuing after
+/// failures as the scheduler's next invocation would.
+async fn batch_round(pipeline: &Pipeline, source: &AppApiClient) -> Result<u64> {
+    let mut changes = 0;
+    let opts = ExportOptions::default();
+    for (export, _) in BATCH {
+        let started = Instant::now();
+        loop {
+            match run_export(&pipeline.deps, source, export, &opts).await {
+                Ok(run) if run.status == RunStatus::Running => continue,
+                Ok(run) if run.status == RunStatus::Finished => {
+                    changes += run.stats.adds + run.stats.removes;
+                    break;
+                }
+                Ok(run) => bail!("run {} of {export} ended {:?}", run.run_id, run.status),
+                Err(e) if e.is_retryable() && started.elapsed() < Duration::from_secs(600) => {
+                    tokio::time::sleep(Duration::from_millis(100)).await
+                }
+                Err(e) => return Err(e).context(format!("batch run of {export}")),
+            }
+        }
+    }
+    Ok(changes)
+}
+
+fn churn(sims: &Sims, scale: &Scale, round: usize) {
+    let mut rng = StdRng::seed_from_u64(scale.seed + 100 + round as u64);
+    for (_, segment) in BATCH {
+        let members: BTreeSet<usize> = sims
+            .cio
+            .handle
+            .snapshot()
+            .members(segment)
+            .into_iter()
+            .collect();
+        for i in 0..scale.batch_people {
+            let draw: f64 = rng.random();
+            if members.contains(&i) && draw < scale.churn {
+                sims.cio.handle.remove_member(segment, i);
+            } else if !members.contains(&i) && draw < scale.churn * 0.6 {
+                sims.cio.handle.add_member(segment, i);
+            }
+        }
+    }
+}
+
+/// Run the scenario and compare. Needs moto (`DATAOUT_TEST_AWS_ENDPOINT`).
+pub async fn run(scale: Scale, log: OutcomeLog) -> Result<Outcome> {
+    let started = Instant::now();
+    let sims = start_sims(&scale).await?;
+    let servers = sims.proxy_urls.clone();
+    let spec = parse_spec(
+        &spec_text(&servers[0], &servers[1], &servers[2], &servers[3]),
+        "fault-suite.yaml",
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+
+    let sdk = test_sdk_config().await;
+    let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
+    let table = unique("dataout-faults");
+    DynamoStateStore::create_table(&dynamo, &table).await?;
+    let dynamo_store: Arc<dyn StateStore> = Arc::new(DynamoStateStore::new(dynamo, table));
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let names: Vec<String> = DESTINATIONS.iter().map(|d| unique(d)).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let urls = SqsJobQueue::create_queues(&sqs, &refs, VISIBILITY, MAX_ATTEMPTS).await?;
+    let queues: BTreeMap<String, _> = DESTINATIONS
+        .iter()
+        .zip(&names)
+        .map(|(d, n)| (d.to_string(), urls[n].clone()))
+        .collect();
+    // Short polls: moto's long poll spins its Python thread for the whole
+    // wait, starving every other request (SQS itself does not).
+    let sqs_queue: Arc<dyn JobQueue> =
+        Arc::new(SqsJobQueue::new(sqs, queues).with_receive_wait(Duration::ZERO));
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&sdk)
+            .force_path_style(true)
+            .build(),
+    );
+    let bucket = unique("fault-suite");
+    S3ObjectStore::create_bucket(&s3, &bucket).await?;
+    let warehouse: Arc<dyn ObjectStore> = Arc::new(S3ObjectStore::new(s3, bucket, "warehouse"));
+
+    let state = Arc::new(FaultyState::new(
+        dynamo_store.clone(),
+        StoreFaults {
+            throttled: 0.01,
+            answer_lost: 0.01,
+        },
+        scale.seed + 3,
+    ));
+    let queue = Arc::new(FaultyQueue::new(
+        sqs_queue.clone(),
+        QueueFaults {
+            ack_lost: 0.02,
+            send_refused: 0.01,
+            send_answer_lost: 0.01,
+        },
+        scale.seed + 4,
+    ));
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let ct = ClevertapSimConfig::default();
+    let secrets = MapSecrets::default()
+        .with("CIO_APP_API_KEY", CIO_KEY)
+        .with("CT_ACCOUNT", &ct.account_id)
+        .with("CT_PASSCODE", &ct.passcode)
+        .with("META_TOKEN", DEFAULT_ACCESS_TOKEN)
+        .with(
+            "GOOGLE_KEY",
+            &dataout_sim::google_oauth::test_service_account_json(&format!("{}/token", servers[2])),
+        )
+        .with("HOOK_SECRET", WEBHOOK_SECRET);
+    let pipeline = Arc::new(Pipeline {
+        deps: Deps {
+            spec: Arc::new(spec),
+            state: state.clone(),
+            queue: queue.clone(),
+            clock,
+        },
+        state: state.clone(),
+        queue: queue.clone(),
+        secrets,
+        warehouse: warehouse.clone(),
+        // The deliver Lambda's client: every request bounded in time.
+        http: reqwest::Client::builder()
+            .timeout(Duration::from_secs(3))
+            .build()?,
+    });
+
+    // Delivery workers, and the killer that aborts one at random now and then.
+    let stop = Arc::new(AtomicBool::new(false));
+    let workers: Arc<Mutex<Vec<(&'static str, JoinHandle<()>)>>> = Arc::new(Mutex::new(Vec::new()));
+    for name in DESTINATIONS {
+        for _ in 0..scale.workers {
+            let h = tokio::spawn(worker(pipeline.clone(), name, stop.clone()));
+            workers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push((name, h));
+        }
+    }
+    let kills = Arc::new(AtomicU64::new(0));
+    let chaos_stop = Arc::new(AtomicBool::new(false));
+    let killer = {
+        let (workers, pipeline, stop, chaos_stop, kills) = (
+            workers.clone(),
+            pipeline.clone(),
+            stop.clone(),
+            chaos_stop.clone(),
+            kills.clone(),
+        );
+        let seed = scale.seed + 5;
+        tokio::spawn(async move {
+            let mut rng = StdRng::seed_from_u64(seed);
+            while !chaos_stop.load(Ordering::SeqCst) {
+                let wait = rng.random_range(300..1_500);
+                tokio::time::sleep(Duration::from_millis(wait)).await;
+                let mut w = workers.lock().unwrap_or_else(|e| e.into_inner());
+                if w.is_empty() {
+                    continue;
+                }
+                let i = rng.random_range(0..w.len());
+                let name = w[i].0;
+                w[i].1.abort();
+                kills.fetch_add(1, Ordering::Relaxed);
+                w[i].1 = tokio::spawn(worker(pipeline.clone(), name, stop.clone()));
+            }
+        })
+    };
+    // Meta's ad-account rate limit (80003) in bursts.
+    let bursts = {
+        let (meta, chaos_stop) = (sims.meta.clone(), chaos_stop.clone());
+        tokio::spawn(async move {
+            let mut n = 0u64;
+            while !chaos_stop.load(Ordering::SeqCst) {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                meta.fail_next(4, MetaFault::AudienceRateLimit);
+                n += 1;
+            }
+            n
+        })
+    };
+
+    // Realtime webhooks, each sender with its own people (a person's
+    // changes stay in order, as Customer.io sends them).
+    let (webhooks, realtime_truth) = realtime_plan(&scale);
+    let cfg = Arc::new(intake_config());
+    let attempts = Arc::new(AtomicU64::new(0));
+    let mut senders = Vec::new();
+    for s in 0..scale.senders {
+        let mine: Vec<Webhook> = webhooks
+            .iter()
+            .filter(|w| w.person % scale.senders == s)
+            .cloned()
+            .collect();
+        let (pipeline, cfg, attempts) = (pipeline.clone(), cfg.clone(), attempts.clone());
+        senders.push(tokio::spawn(async move {
+            for w in &mine {
+                let n = send_webhook(&pipeline.deps, &cfg, w).await?;
+                attempts.fetch_add(n as u64, Ordering::Relaxed);
+            }
+            anyhow::Ok(())
+        }));
+    }
+
+    // A line every 15 s, so a slow run shows where it is.
+    let progress = {
+        let (queue, attempts, chaos_stop) =
+            (sqs_queue.clone(), attempts.clone(), chaos_stop.clone());
+        let total = webhooks.len();
+        tokio::spawn(async move {
+            let t0 = Instant::now();
+            while !chaos_stop.load(Ordering::SeqCst) {
+                tokio::time::sleep(Duration::from_secs(15)).await;
+                eprintln!(
+                    "faults: {:>4.0} s, webhook attempts {} (of {total} webhooks), queues: {}",
+                    t0.elapsed().as_secs_f64(),
+                    attempts.load(Ordering::Relaxed),
+                    depths(&queue).await
+                );
+            }
+        })
+    };
+
+    // Batch runs meanwhile: the first, then a churn and a run per round.
+    let source = AppApiClient::new(
+        AppApiConfig {
+            base_url: Some(sims.cio.base_url().to_string()),
+            region: Region::Us,
+            ..AppApiConfig::default()
+        },
+        &pipeline.secrets,
+        reqwest::Client::new(),
+    )?;
+    let mut batch_changes = batch_round(&pipeline, &source).await?;
+    eprintln!(
+        "faults: first batch runs done at {:.0} s ({batch_changes} changes)",
+        started.elapsed().as_secs_f64()
+    );
+    for round in 0..scale.churn_rounds {
+        churn(&sims, &scale, round);
+        batch_changes += batch_round(&pipeline, &source).await?;
+        eprintln!(
+            "faults: batch round {} done at {:.0} s",
+            round + 1,
+            started.elapsed().as_secs_f64()
+        );
+    }
+    for s in senders {
+        s.await??;
+    }
+    let generated = started.elapsed();
+    eprintln!(
+        "faults: every change made at {:.0} s; draining",
+        generated.as_secs_f64()
+    );
+
+    // Drain: wait until every queue and dead-letter queue is empty, bringing
+    // dead letters back (the operator's `dataout redrive`).
+    let drain_started = Instant::now();
+    let mut redriven = 0u64;
+    let mut quiet_since: Option<Instant> = None;
+    loop {
+        if drain_started.elapsed() > Duration::from_secs(900) {
+            bail!(
+                "the queues did not drain within 15 minutes: {}",
+                depths(&sqs_queue).await
+            );
+        }
+        let mut busy = false;
+        for name in DESTINATIONS {
+            let d = sqs_queue.depth(name).await?;
+            if d.dead > 0 {
+                redriven += sqs_queue.redrive(name).await?;
+            }
+            busy |= d.visible + d.in_flight + d.dead > 0;
+        }
+        busy |= sims.google.pending_count() > 0 || sims.meta.pending_changes() > 0;
+        if busy {
+            quiet_since = None;
+        } else if quiet_since.get_or_insert_with(Instant::now).elapsed() > Duration::from_secs(3) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    chaos_stop.store(true, Ordering::SeqCst);
+    stop.store(true, Ordering::SeqCst);
+    killer.abort();
+    progress.abort();
+    let bursts = bursts.await.unwrap_or(0);
+    for (_, h) in workers.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
+        h.abort();
+    }
+    // Read the results without faults: Google's last request statuses, then state.
+    state.set_enabled(false);
+    queue.set_enabled(false);
+    for (_, p) in &sims.proxies {
+        p.set_plan(FaultPlan::default());
+    }
+    let google = pipeline.destination("google")?;
+    for _ in 0..60 {
+        let s = google.settle().await?;
+        if s.pending == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let drained = drain_started.elapsed();
+
+    let mut out = Outcome {
+        changes: webhooks.len() as u64 + batch_changes,
+        ..Outcome::default()
+    };
+    let rejections = log.0.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    compare(
+        &sims,
+        &scale,
+        &pipeline,
+        &dynamo_store,
+        &warehouse,
+        &realtime_truth,
+        &rejections,
+        &mut out,
+    )
+    .await?;
+
+    let sc = state.counts();
+    let qc = queue.counts();
+    out.figures.push(format!(
+        "{} membership changes ({} webhooks, {} batch adds and removes over {} runs per batch export) in {:.1} s, drained in {:.1} s more",
+        out.changes,
+        webhooks.len(),
+        batch_changes,
+        scale.churn_rounds + 1,
+        generated.as_secs_f64(),
+        drained.as_secs_f64()
+    ));
+    out.figures.push(format!(
+        "webhook attempts {} for {} webhooks (retried after injected failures)",
+        attempts.load(Ordering::Relaxed),
+        webhooks.len()
+    ));
+    out.figures.push(format!(
+        "state store: {} calls, {} throttled, {} answers lost after the write; queue: {} acks lost, {} sends refused, {} send answers lost",
+        sc.calls, sc.throttled, sc.answers_lost, qc.acks_lost, qc.sends_refused, qc.send_answers_lost
+    ));
+    for (name, p) in &sims.proxies {
+        let c = p.counts();
+        out.figures.push(format!(
+            "{name}: {} requests, {} 503, {} 500 after applying, {} 429, {} held past the timeout",
+            c.total, c.server_errors, c.server_errors_after_apply, c.rate_limited, c.timeouts
+        ));
+    }
+    out.figures.push(format!(
+        "workers killed {}, Meta 80003 bursts {bursts}, dead-lettered jobs redriven {redriven}, CleverTap records answered unprocessed {}",
+        kills.load(Ordering::Relaxed),
+        sims.clevertap.counters().unprocessed_injected
+    ));
+    Ok(out)
+}
+
+async fn depths(queue: &Arc<dyn JobQueue>) -> String {
+    let mut s = Vec::new();
+    for name in DESTINATIONS {
+        match queue.depth(name).await {
+            Ok(d) => s.push(format!(
+                "{name} visible {} in flight {} dead {}",
+                d.visible, d.in_flight, d.dead
+            )),
+            Err(e) => s.push(format!("{name}: {e}")),
+        }
+    }
+    s.join("; ")
+}
+
+/// The members state holds for `export`, by person key.
+async fn state_members(store: &Arc<dyn StateStore>, export: &str) -> Result<BTreeSet<String>> {
+    let mut out = BTreeSet::new();
+    let mut cursor = None;
+    loop {
+        let page = store.list_memberships(export, cursor, 1_000).await?;
+        out.extend(
+            page.items
+                .into_iter()
+                .filter(|r| r.current.member)
+                .map(|r| r.person_key.0),
+        );
+        match page.next {
+            Some(n) => cursor = Some(n),
+            None => break,
+        }
+    }
+    Ok(out)
+}
+
+fn key_of(id: &str) -> String {
+    format!("id:{id}")
+}
+
+fn diff(out: &mut Outcome, what: &str, expected: &BTreeSet<String>, got: &BTreeSet<String>) {
+    let missing: Vec<_> = expected.difference(got).take(5).collect();
+    let extra: Vec<_> = got.difference(expected).take(5).collect();
+    let (m, e) = (
+        expected.difference(got).count(),
+        got.difference(expected).count(),
+    );
+    if m + e > 0 {
+        out.mismatches.push(format!(
+            "{what}: expected {}, found {}: {m} missing (e.g. {missing:?}), {e} unexpected (e.g. {extra:?})",
+            expected.len(),
+            got.len()
+        ));
+    }
+}
+
+/// Replay add/remove rows (warehouse objects, webhook deliveries) in
+/// source order: who is in each audience at the end.
+fn replay(rows: &[(String, String, String, i64)]) -> BTreeMap<String, BTreeSet<String>> {
+    // (audience, person) → (source_ts, in)
+    let mut last: HashMap<(String, String), (i64, bool)> = HashMap::new();
+    for (audience, person, op, ts) in rows {
+        let entry = last
+            .entry((audience.clone(), person.clone()))
+            .or_insert((i64::MIN, false));
+        if *ts >= entry.0 {
+            *entry = (*ts, op == "add");
+        }
+    }
+    let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for ((audience, person), (_, member)) in last {
+        if member {
+            out.entry(audience).or_default().insert(person);
+        }
+    }
+    out
+}
+
+fn row_of(v: &Value) -> Option<(String, String, String, i64)> {
+    Some((
+        v.get("audience")?.as_str()?.to_string(),
+        v.get("person_key")?.as_str()?.to_string(),
+        v.get("op")?.as_str()?.to_string(),
+        v.get("source_ts")?.as_i64()?,
+    ))
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn compare(
+    sims: &Sims,
+    scale: &Scale,
+    pipeline: &Pipeline,
+    store: &Arc<dyn StateStore>,
+    warehouse: &Arc<dyn ObjectStore>,
+    realtime_truth: &BTreeMap<&'static str, BTreeSet<usize>>,
+    rejections: &Rejections,
+    out: &mut Outcome,
+) -> Result<()> {
+    // 1. State against the source of truth.
+    let mut truth: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
+    for (export, people) in realtime_truth {
+        truth.insert(
+            export,
+            people.iter().map(|p| key_of(&realtime_id(*p))).collect(),
+        );
+    }
+    let ws = sims.cio.handle.snapshot();
+    for (export, segment) in BATCH {
+        let members = ws
+            .members(segment)
+            .into_iter()
+            .filter_map(|i| ws.people[i].id.clone())
+            .map(|id| key_of(&id))
+            .collect();
+        truth.insert(export, members);
+    }
+    for (export, expected) in &truth {
+        let got = state_members(store, export).await?;
+        diff(out, &format!("state of `{export}`"), expected, &got);
+    }
+
+    // What each destination should hold: the truth, less the people it
+    // refused for good or could not match (each with its reason).
+    let expected_at = |export: &str, destination: &str| -> BTreeSet<String> {
+        let refused = rejections.get(&(export.to_string(), destination.to_string()));
+        truth[export]
+            .iter()
+            .filter(|k| {
+                let safe = PersonKey((*k).clone()).log_safe();
+                !refused.is_some_and(|r| r.contains_key(&safe))
+            })
+            .cloned()
+            .collect()
+    };
+    let id_of = |key: &str| key.trim_start_matches("id:").to_string();
+
+    // 2. Meta: members by EXTERN_ID; the population leaves some unmatched.
+    for (export, audience) in [("cart", META_CART), ("winback", META_WINBACK)] {
+        let got: BTreeSet<String> = sims
+            .meta
+            .members(audience)
+            .iter()
+            .flat_map(|m| {
+                m.iter()
+                    .filter(|(k, _)| k == "EXTERN_ID")
+                    .map(|(_, v)| key_of(v))
+            })
+            .collect();
+        let expected: BTreeSet<String> = expected_at(export, "meta")
+            .into_iter()
+            .filter(|k| {
+                sims.meta
+                    .would_match(&BTreeSet::from([("EXTERN_ID".to_string(), id_of(k))]))
+            })
+            .collect();
+        diff(
+            out,
+            &format!("Meta audience of `{export}`"),
+            &expected,
+            &got,
+        );
+    }
+
+    // 3. CleverTap: the membership property on each profile.
+    for (export, property) in [
+        ("cart", "cio_cart"),
+        ("newsletter", "cio_newsletter"),
+        ("vip", "cio_vip"),
+    ] {
+        let expected = expected_at(export, "clevertap");
+        let universe: BTreeSet<String> = if export == "vip" {
+            ws.people.iter().filter_map(|p| p.id.clone()).collect()
+        } else {
+            (0..scale.realtime_people).map(realtime_id).collect()
+        };
+        let got: BTreeSet<String> = universe
+            .iter()
+            .filter(|id| {
+                sims.clevertap
+                    .profile(id)
+                    .is_some_and(|p| p.data.get(property) == Some(&Value::Bool(true)))
+            })
+            .map(|id| key_of(id))
+            .collect();
+        diff(
+            out,
+            &format!("CleverTap property `{property}`"),
+            &expected,
+            &got,
+        );
+    }
+
+    // 4. Google: the lists' members by hashed email.
+    for (export, list) in [("purchasers", GOOGLE_PURCHASERS), ("vip", GOOGLE_VIP)] {
+        let values: BTreeSet<String> = sims
+            .google
+            .members(GOOGLE_ACCOUNT, list)
+            .into_iter()
+            .flatten()
+            .map(|(_, v)| v)
+            .collect();
+        let candidates: Vec<String> = (0..scale.realtime_people)
+            .map(realtime_id)
+            .chain(ws.people.iter().filter_map(|p| p.id.clone()))
+            .map(|id| key_of(&id))
+            .collect();
+        let got: BTreeSet<String> = candidates
+            .into_iter()
+            .filter(|k| values.contains(&sha256_hex(&format!("{}@example.com", id_of(k)))))
+            .collect();
+        diff(
+            out,
+            &format!("Google list of `{export}`"),
+            &expected_at(export, "google"),
+            &got,
+        );
+    }
+
+    // 5. Warehouse: replay every row written.
+    let mut rows = Vec::new();
+    for key in warehouse.list("").await? {
+        let Some(bytes) = warehouse.get(&key).await? else {
+            continue;
+        };
+        for line in String::from_utf8_lossy(&bytes).lines() {
+            if let Ok(v) = serde_json::from_str::<Value>(line) {
+                rows.extend(row_of(&v));
+            }
+        }
+    }
+    let held = replay(&rows);
+    for (export, audience) in [("purchasers", "purchasers"), ("vip", "vip")] {
+        let got = held.get(audience).cloned().unwrap_or_default();
+        diff(
+            out,
+            &format!("warehouse table of `{export}`"),
+            &expected_at(export, "warehouse"),
+            &got,
+        );
+    }
+
+    // 6. Webhook: replay every op received.
+    let rows: Vec<_> = sims.hook.ops().iter().filter_map(row_of).collect();
+    let held = replay(&rows);
+    for (export, audience) in [("newsletter", "newsletter"), ("winback", "winback")] {
+        let got = held.get(audience).cloned().unwrap_or_default();
+        diff(
+            out,
+            &format!("webhook receiver's `{export}`"),
+            &expected_at(export, "hook"),
+            &got,
+        );
+    }
+
+    // 7. Counters: every op enqueued reached exactly one outcome, once.
+    let exports: Vec<&str> = REALTIME
+        .iter()
+        .copied()
+        .chain(BATCH.iter().map(|(e, _)| *e))
+        .collect();
+    let mut line = Vec::new();
+    for destination in DESTINATIONS {
+        let sent = pipeline.queue.sent(destination);
+        for export in &exports {
+            let enqueued: i64 = sent
+                .values()
+                .filter(|j| j.export == *export)
+                .map(|j| j.ops as i64)
+                .sum();
+            if enqueued == 0 {
+                continue;
+            }
+            let c = pipeline
+                .state
+                .get_counters(&CounterScope::delivery(export, destination))
+                .await?;
+            let get = |k: &str| c.get(k).copied().unwrap_or(0);
+            let settled = get(counter::ACCEPTED)
+                + get(counter::REJECTED)
+                + get(counter::UNMATCHED)
+                + get(counter::INVALID)
+                + get(counter::SUPERSEDED);
+            line.push(format!(
+                "{export}→{destination}: enqueued {enqueued} = accepted {} + rejected {} + unmatched {} + invalid {} + superseded {} (duplicates {}, dead-lettered {})",
+                get(counter::ACCEPTED),
+                get(counter::REJECTED),
+                get(counter::UNMATCHED),
+                get(counter::INVALID),
+                get(counter::SUPERSEDED),
+                get(counter::JOBS_DUPLICATE),
+                get(counter::JOBS_DEAD)
+            ));
+            if settled != enqueued {
+                out.mismatches.push(format!(
+                    "counters of {export}→{destination}: {enqueued} ops enqueued, {settled} settled ({c:?})"
+                ));
+            }
+            if get(counter::SENT) != get(counter::ACCEPTED) + get(counter::REJECTED) {
+                out.mismatches.push(format!(
+                    "counters of {export}→{destination}: sent ≠ accepted + rejected ({c:?})"
+                ));
+            }
+            let logged = rejections
+                .get(&(export.to_string(), destination.to_string()))
+                .map_or(0, |r| r.len() as i64);
+            let refused_people =
+                get(counter::REJECTED) + get(counter::UNMATCHED) + get(counter::INVALID);
+            if logged > refused_people {
+                out.mismatches.push(format!(
+                    "{export}→{destination}: {logged} people logged refused, counters say {refused_people}"
+                ));
+            }
+        }
+    }
+    out.figures.extend(line);
+    let refused: usize = rejections.values().map(BTreeMap::len).sum();
+    let reasons: BTreeSet<&str> = rejections
+        .values()
+        .flat_map(|r| r.values().map(String::as_str))
+        .collect();
+    out.figures.push(format!(
+        "people refused or unmatched at a destination, each with its reason: {refused} ({} distinct reasons: {:?})",
+        reasons.len(),
+        reasons.iter().take(6).collect::<Vec<_>>()
+    ));
+    Ok(())
+}
