@@ -18,8 +18,8 @@ use super::{Deps, PipelineError};
 use crate::destinations::kind_can_replace;
 use crate::domain::membership::{exit_change, ops_for_export, tiers_for};
 use crate::domain::model::{
-    ChangeKind, ChangeOrigin, DeliveryOp, MembershipChange, MembershipRecord, Millis, Person,
-    PersonKey, RunCheckpoint, RunKind, RunRecord, RunStats, RunStatus,
+    ChangeKind, ChangeOrigin, DeliveryJob, DeliveryOp, MembershipChange, MembershipRecord, Millis,
+    Person, PersonKey, RunCheckpoint, RunKind, RunRecord, RunStats, RunStatus,
 };
 use crate::domain::spec::{ExportSource, ExportSpec};
 use crate::ports::SegmentSource;
@@ -679,7 +679,8 @@ async fn commit_chunk(
     let replacing = replaces(run);
     for change in chunk {
         last_key = change.person.ids.person_key();
-        let (written, _) = apply_one(deps, change).await?;
+        let (written, _) =
+            transient_retry("apply a batch change", || apply_one(deps, change)).await?;
         let Some(record) = written else { continue };
         for binding in &export.destinations {
             let Some(dest) = deps.spec.destination(&binding.destination) else {
@@ -714,23 +715,58 @@ async fn commit_chunk(
         .map(|k| k.0)
         .unwrap_or_default();
     let origin = format!("{}#{first}", run.run_id);
-    let jobs = ops
+    let jobs: Vec<DeliveryJob> = ops
         .into_iter()
         .filter(|(_, ops)| !ops.is_empty())
         .map(|(dest, ops)| new_job(deps, export, &dest, &origin, Some(&run.run_id), ops))
         .collect();
-    let summary = enqueue(deps, jobs).await?;
+    let summary = transient_retry("enqueue a chunk's jobs", || enqueue(deps, jobs.clone())).await?;
     run.stats.jobs_enqueued += summary.jobs;
     run.stats.ops_enqueued += summary.ops;
     if !cascade.is_empty() {
-        let s = apply_and_enqueue(deps, cascade).await?;
+        let s = transient_retry("apply suppressions", || {
+            apply_and_enqueue(deps, cascade.clone())
+        })
+        .await?;
         run.stats.jobs_enqueued += s.jobs;
         run.stats.ops_enqueued += s.ops;
     }
     run.checkpoint.chunks_committed += 1;
     run.checkpoint.committed_through = last_key.map(|k| k.0);
-    deps.state.put_run(run).await?;
+    let record = run.clone();
+    transient_retry("checkpoint the run", || deps.state.put_run(&record)).await?;
     Ok(())
+}
+
+/// Retry one step of a chunk through transient failures (a throttled
+/// write), a few times with backoff: a chunk is hundreds of writes, and one
+/// failure would otherwise throw them all away and start the chunk again.
+/// Every step is idempotent (changes by id, jobs by deterministic id).
+async fn transient_retry<T, E, F, Fut>(what: &'static str, f: F) -> Result<T, PipelineError>
+where
+    E: Into<PipelineError>,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    use backon::{ExponentialBuilder, Retryable};
+    let mut f = f;
+    (move || {
+        let fut = f();
+        async move { fut.await.map_err(Into::into) }
+    })
+    .retry(
+        ExponentialBuilder::default()
+            .with_min_delay(std::time::Duration::from_millis(50))
+            .with_max_delay(std::time::Duration::from_secs(2))
+            .with_max_times(5)
+            .with_jitter(),
+    )
+    .sleep(tokio::time::sleep)
+    .when(PipelineError::is_retryable)
+    .notify(|e: &PipelineError, delay| {
+        warn!(step = what, error = %e, delay_ms = delay.as_millis() as u64, "batch step failed; retrying");
+    })
+    .await
 }
 
 /// Approve a held run: it commits on its next invocation, guard rails skipped.

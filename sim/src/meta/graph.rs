@@ -68,6 +68,7 @@ impl GraphError {
 fn fault_error(fault: MetaFault) -> Option<GraphError> {
     match fault {
         MetaFault::AudienceRateLimit => Some(rate_limited(2)),
+        MetaFault::AudienceRateLimitFor { minutes } => Some(rate_limited(minutes)),
         MetaFault::UserRateLimit => Some(GraphError::new(17, "(#17) User request limit reached")),
         MetaFault::Transient => Some(GraphError {
             status: StatusCode::SERVICE_UNAVAILABLE,

@@ -151,8 +151,12 @@ impl Default for MetaSimConfig {
 /// An injected failure, answered instead of the next request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MetaFault {
-    /// Code 80003, too many custom-audience calls on the ad account (HTTP 400).
+    /// Code 80003, too many custom-audience calls on the ad account (HTTP 400),
+    /// with access estimated back in 2 minutes.
     AudienceRateLimit,
+    /// Code 80003 with this `estimated_time_to_regain_access` (minutes; 0:
+    /// a brief throttle, try again soon).
+    AudienceRateLimitFor { minutes: u64 },
     /// Code 17, user request limit reached (HTTP 400).
     UserRateLimit,
     /// Code 2, temporary service issue (HTTP 503).
