@@ -969,7 +969,7 @@ pub async fn memberships_read_together_in_the_order_asked(store: Store) {
     const CASE: &str = "memberships_read_together_in_the_order_asked";
     // More than one DynamoDB batch (100 keys).
     for n in (0..230).step_by(2) {
-        let rec = record("vip", &key(n), n % 4 == 0, 1_000 + n as i64, "evt");
+        let rec = record("vip", &key(n), n.is_multiple_of(4), 1_000 + n as i64, "evt");
         store
             .put_membership(&rec)
             .await
@@ -998,7 +998,9 @@ pub async fn memberships_read_together_in_the_order_asked(store: Store) {
             .trim_start_matches("id:user-")
             .parse()
             .unwrap_or(usize::MAX);
-        let expected = (n % 2 == 0).then(|| record("vip", k, n % 4 == 0, 1_000 + n as i64, "evt"));
+        let expected = n
+            .is_multiple_of(2)
+            .then(|| record("vip", k, n.is_multiple_of(4), 1_000 + n as i64, "evt"));
         if r.as_ref() != expected.as_ref() {
             fail(
                 SUITE,

@@ -1,0 +1,325 @@
+//! After the run: state against the source of truth, each destination's
+//! audience against state, and the counters against the ops enqueued.
+
+use super::*;
+
+/// The members state holds for `export`, by person key.
+async fn state_members(store: &Arc<dyn StateStore>, export: &str) -> Result<BTreeSet<String>> {
+    let mut out = BTreeSet::new();
+    let mut cursor = None;
+    loop {
+        let page = store.list_memberships(export, cursor, 1_000).await?;
+        out.extend(
+            page.items
+                .into_iter()
+                .filter(|r| r.current.member)
+                .map(|r| r.person_key.0),
+        );
+        match page.next {
+            Some(n) => cursor = Some(n),
+            None => break,
+        }
+    }
+    Ok(out)
+}
+
+fn key_of(id: &str) -> String {
+    format!("id:{id}")
+}
+
+fn diff(out: &mut Outcome, what: &str, expected: &BTreeSet<String>, got: &BTreeSet<String>) {
+    let missing: Vec<_> = expected.difference(got).take(5).collect();
+    let extra: Vec<_> = got.difference(expected).take(5).collect();
+    let (m, e) = (
+        expected.difference(got).count(),
+        got.difference(expected).count(),
+    );
+    if m + e > 0 {
+        out.mismatches.push(format!(
+            "{what}: expected {}, found {}: {m} missing (e.g. {missing:?}), {e} unexpected (e.g. {extra:?})",
+            expected.len(),
+            got.len()
+        ));
+    }
+}
+
+/// Replay add/remove rows (warehouse objects, webhook deliveries) in
+/// source order: who is in each audience at the end.
+fn replay(rows: &[(String, String, String, i64)]) -> BTreeMap<String, BTreeSet<String>> {
+    // (audience, person) → (source_ts, in)
+    let mut last: HashMap<(String, String), (i64, bool)> = HashMap::new();
+    for (audience, person, op, ts) in rows {
+        let entry = last
+            .entry((audience.clone(), person.clone()))
+            .or_insert((i64::MIN, false));
+        if *ts >= entry.0 {
+            *entry = (*ts, op == "add");
+        }
+    }
+    let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for ((audience, person), (_, member)) in last {
+        if member {
+            out.entry(audience).or_default().insert(person);
+        }
+    }
+    out
+}
+
+fn row_of(v: &Value) -> Option<(String, String, String, i64)> {
+    Some((
+        v.get("audience")?.as_str()?.to_string(),
+        v.get("person_key")?.as_str()?.to_string(),
+        v.get("op")?.as_str()?.to_string(),
+        v.get("source_ts")?.as_i64()?,
+    ))
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn compare(
+    sims: &Sims,
+    scale: &Scale,
+    pipeline: &Pipeline,
+    store: &Arc<dyn StateStore>,
+    warehouse: &Arc<dyn ObjectStore>,
+    realtime_truth: &BTreeMap<&'static str, BTreeSet<usize>>,
+    rejections: &Rejections,
+    out: &mut Outcome,
+) -> Result<()> {
+    // 1. State against the source of truth.
+    let mut truth: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
+    for (export, people) in realtime_truth {
+        truth.insert(
+            export,
+            people.iter().map(|p| key_of(&realtime_id(*p))).collect(),
+        );
+    }
+    let ws = sims.cio.handle.snapshot();
+    for (export, segment) in BATCH {
+        let members = ws
+            .members(segment)
+            .into_iter()
+            .filter_map(|i| ws.people[i].id.clone())
+            .map(|id| key_of(&id))
+            .collect();
+        truth.insert(export, members);
+    }
+    for (export, expected) in &truth {
+        let got = state_members(store, export).await?;
+        diff(out, &format!("state of `{export}`"), expected, &got);
+    }
+
+    // What each destination should hold: the truth, less the people it
+    // refused for good or could not match (each with its reason).
+    let expected_at = |export: &str, destination: &str| -> BTreeSet<String> {
+        let refused = rejections.get(&(export.to_string(), destination.to_string()));
+        truth[export]
+            .iter()
+            .filter(|k| {
+                let safe = PersonKey((*k).clone()).log_safe();
+                !refused.is_some_and(|r| r.contains_key(&safe))
+            })
+            .cloned()
+            .collect()
+    };
+    let id_of = |key: &str| key.trim_start_matches("id:").to_string();
+
+    // 2. Meta: members by EXTERN_ID; the population leaves some unmatched.
+    for (export, audience) in [("cart", META_CART), ("winback", META_WINBACK)] {
+        let got: BTreeSet<String> = sims
+            .meta
+            .members(audience)
+            .iter()
+            .flat_map(|m| {
+                m.iter()
+                    .filter(|(k, _)| k == "EXTERN_ID")
+                    .map(|(_, v)| key_of(v))
+            })
+            .collect();
+        let expected: BTreeSet<String> = expected_at(export, "meta")
+            .into_iter()
+            .filter(|k| {
+                sims.meta
+                    .would_match(&BTreeSet::from([("EXTERN_ID".to_string(), id_of(k))]))
+            })
+            .collect();
+        diff(
+            out,
+            &format!("Meta audience of `{export}`"),
+            &expected,
+            &got,
+        );
+    }
+
+    // 3. CleverTap: the membership property on each profile.
+    for (export, property) in [
+        ("cart", "cio_cart"),
+        ("newsletter", "cio_newsletter"),
+        ("vip", "cio_vip"),
+    ] {
+        let expected = expected_at(export, "clevertap");
+        let universe: BTreeSet<String> = if export == "vip" {
+            ws.people.iter().filter_map(|p| p.id.clone()).collect()
+        } else {
+            (0..scale.realtime_people).map(realtime_id).collect()
+        };
+        let got: BTreeSet<String> = universe
+            .iter()
+            .filter(|id| {
+                sims.clevertap
+                    .profile(id)
+                    .is_some_and(|p| p.data.get(property) == Some(&Value::Bool(true)))
+            })
+            .map(|id| key_of(id))
+            .collect();
+        diff(
+            out,
+            &format!("CleverTap property `{property}`"),
+            &expected,
+            &got,
+        );
+    }
+
+    // 4. Google: the lists' members by hashed email.
+    for (export, list) in [("purchasers", GOOGLE_PURCHASERS), ("vip", GOOGLE_VIP)] {
+        let values: BTreeSet<String> = sims
+            .google
+            .members(GOOGLE_ACCOUNT, list)
+            .into_iter()
+            .flatten()
+            .map(|(_, v)| v)
+            .collect();
+        let candidates: Vec<String> = (0..scale.realtime_people)
+            .map(realtime_id)
+            .chain(ws.people.iter().filter_map(|p| p.id.clone()))
+            .map(|id| key_of(&id))
+            .collect();
+        let got: BTreeSet<String> = candidates
+            .into_iter()
+            .filter(|k| values.contains(&sha256_hex(&format!("{}@example.com", id_of(k)))))
+            .collect();
+        // Everyone left out must be so for a reason the delivery logged.
+        let refused = rejections
+            .get(&(export.to_string(), "google".to_string()))
+            .map_or(0, BTreeMap::len);
+        if refused == 0 && truth[export].len() > 40 {
+            out.mismatches.push(format!(
+                "Google list of `{export}`: no person refused, but people without a usable email are members"
+            ));
+        }
+        diff(
+            out,
+            &format!("Google list of `{export}`"),
+            &expected_at(export, "google"),
+            &got,
+        );
+    }
+
+    // 5. Warehouse: replay every row written.
+    let mut rows = Vec::new();
+    for key in warehouse.list("").await? {
+        let Some(bytes) = warehouse.get(&key).await? else {
+            continue;
+        };
+        for line in String::from_utf8_lossy(&bytes).lines() {
+            if let Ok(v) = serde_json::from_str::<Value>(line) {
+                rows.extend(row_of(&v));
+            }
+        }
+    }
+    let held = replay(&rows);
+    for (export, audience) in [("purchasers", "purchasers"), ("vip", "vip")] {
+        let got = held.get(audience).cloned().unwrap_or_default();
+        diff(
+            out,
+            &format!("warehouse table of `{export}`"),
+            &expected_at(export, "warehouse"),
+            &got,
+        );
+    }
+
+    // 6. Webhook: replay every op received.
+    let rows: Vec<_> = sims.hook.ops().iter().filter_map(row_of).collect();
+    let held = replay(&rows);
+    for (export, audience) in [("newsletter", "newsletter"), ("winback", "winback")] {
+        let got = held.get(audience).cloned().unwrap_or_default();
+        diff(
+            out,
+            &format!("webhook receiver's `{export}`"),
+            &expected_at(export, "hook"),
+            &got,
+        );
+    }
+
+    // 7. Counters: every op enqueued reached exactly one outcome, once.
+    let exports: Vec<&str> = REALTIME
+        .iter()
+        .copied()
+        .chain(BATCH.iter().map(|(e, _)| *e))
+        .collect();
+    let mut line = Vec::new();
+    for destination in DESTINATIONS {
+        let sent = pipeline.queue.sent(destination);
+        for export in &exports {
+            let enqueued: i64 = sent
+                .values()
+                .filter(|j| j.export == *export)
+                .map(|j| j.ops as i64)
+                .sum();
+            if enqueued == 0 {
+                continue;
+            }
+            let c = pipeline
+                .state
+                .get_counters(&CounterScope::delivery(export, destination))
+                .await?;
+            let get = |k: &str| c.get(k).copied().unwrap_or(0);
+            let settled = get(counter::ACCEPTED)
+                + get(counter::REJECTED)
+                + get(counter::UNMATCHED)
+                + get(counter::INVALID)
+                + get(counter::SUPERSEDED);
+            line.push(format!(
+                "{export}→{destination}: enqueued {enqueued} = accepted {} + rejected {} + unmatched {} + invalid {} + superseded {} (duplicates {}, dead-lettered {})",
+                get(counter::ACCEPTED),
+                get(counter::REJECTED),
+                get(counter::UNMATCHED),
+                get(counter::INVALID),
+                get(counter::SUPERSEDED),
+                get(counter::JOBS_DUPLICATE),
+                get(counter::JOBS_DEAD)
+            ));
+            if settled != enqueued {
+                out.mismatches.push(format!(
+                    "counters of {export}→{destination}: {enqueued} ops enqueued, {settled} settled ({c:?})"
+                ));
+            }
+            if get(counter::SENT) != get(counter::ACCEPTED) + get(counter::REJECTED) {
+                out.mismatches.push(format!(
+                    "counters of {export}→{destination}: sent ≠ accepted + rejected ({c:?})"
+                ));
+            }
+            let logged = rejections
+                .get(&(export.to_string(), destination.to_string()))
+                .map_or(0, |r| r.len() as i64);
+            let refused_people =
+                get(counter::REJECTED) + get(counter::UNMATCHED) + get(counter::INVALID);
+            if logged > refused_people {
+                out.mismatches.push(format!(
+                    "{export}→{destination}: {logged} people logged refused, counters say {refused_people}"
+                ));
+            }
+        }
+    }
+    out.figures.extend(line);
+    let refused: usize = rejections.values().map(BTreeMap::len).sum();
+    let reasons: BTreeSet<&str> = rejections
+        .values()
+        .flat_map(|r| r.values().map(String::as_str))
+        .collect();
+    out.figures.push(format!(
+        "people refused or unmatched at a destination, each with its reason: {refused} ({} distinct reasons: {:?})",
+        reasons.len(),
+        reasons.iter().take(6).collect::<Vec<_>>()
+    ));
+    Ok(())
+}
