@@ -469,8 +469,10 @@ async fn check_superseded(deps: &Deps, destination: &str, claimed: &mut [(usize,
 
 /// Whether state holds a newer change that contradicts `op`: an add (to
 /// the audience or a tier) for someone no longer in it, a remove for
-/// someone back in it. That change made its own job; sending this one
-/// after it would undo it.
+/// someone back in it under the same identifiers. That change made its own
+/// job; sending this one after it would undo it. A remove of identifiers
+/// the person no longer has (an identifier swap at an ad platform) is never
+/// superseded: nothing newer takes the old identifiers out.
 pub fn superseded(op: &DeliveryOp, current: &MembershipRecord) -> bool {
     if current.source_ts <= op.source_ts {
         return false;
@@ -481,7 +483,7 @@ pub fn superseded(op: &DeliveryOp, current: &MembershipRecord) -> bool {
     };
     match op.op {
         OpKind::Add => !holds,
-        OpKind::Remove => holds,
+        OpKind::Remove => holds && op.ids == current.current.ids,
         OpKind::Update | OpKind::Event => false,
     }
 }
@@ -876,6 +878,99 @@ pub async fn drain_once(
         }
     }
     Ok((received.len(), totals))
+}
+
+#[cfg(test)]
+mod superseded_tests {
+    use std::collections::BTreeSet;
+
+    use super::superseded;
+    use crate::domain::model::{
+        ChangeOrigin, DeliveryOp, Identifiers, MembershipRecord, MembershipSnapshot, OpKind,
+        PersonKey,
+    };
+
+    fn ids(email: &str) -> Identifiers {
+        Identifiers {
+            id: Some("u1".into()),
+            email: Some(email.into()),
+            ..Identifiers::default()
+        }
+    }
+
+    fn op(kind: OpKind, tier: Option<&str>, email: &str, source_ts: i64) -> DeliveryOp {
+        DeliveryOp {
+            op: kind,
+            person_key: PersonKey("id:u1".into()),
+            ids: ids(email),
+            audience: "a".into(),
+            tier: tier.map(str::to_string),
+            attributes: Default::default(),
+            event: None,
+            source_ts,
+            intake_ts: source_ts,
+        }
+    }
+
+    fn record(member: bool, tiers: &[&str], email: &str, source_ts: i64) -> MembershipRecord {
+        MembershipRecord {
+            export: "cart".into(),
+            person_key: PersonKey("id:u1".into()),
+            current: MembershipSnapshot {
+                member,
+                tiers: tiers.iter().map(|t| t.to_string()).collect::<BTreeSet<_>>(),
+                ids: ids(email),
+                attributes: Default::default(),
+            },
+            previous: None,
+            source_ts,
+            intake_ts: source_ts,
+            entered_at: None,
+            change_id: "c".into(),
+            origin: ChangeOrigin::Action,
+        }
+    }
+
+    #[test]
+    fn an_op_as_new_as_the_record_is_always_sent() {
+        let r = record(false, &[], "a@x.com", 10);
+        assert!(!superseded(&op(OpKind::Add, None, "a@x.com", 10), &r));
+        assert!(!superseded(&op(OpKind::Add, None, "a@x.com", 11), &r));
+    }
+
+    #[test]
+    fn a_late_add_for_someone_who_left_and_a_late_remove_for_someone_back_are_superseded() {
+        let gone = record(false, &[], "a@x.com", 20);
+        let back = record(true, &["vip"], "a@x.com", 20);
+        assert!(superseded(&op(OpKind::Add, None, "a@x.com", 10), &gone));
+        assert!(!superseded(&op(OpKind::Add, None, "a@x.com", 10), &back));
+        assert!(superseded(&op(OpKind::Remove, None, "a@x.com", 10), &back));
+        assert!(!superseded(&op(OpKind::Remove, None, "a@x.com", 10), &gone));
+        // Tiers: by the tier, not the main audience.
+        assert!(superseded(
+            &op(OpKind::Add, Some("gold"), "a@x.com", 10),
+            &back
+        ));
+        assert!(!superseded(
+            &op(OpKind::Add, Some("vip"), "a@x.com", 10),
+            &back
+        ));
+        assert!(superseded(
+            &op(OpKind::Remove, Some("vip"), "a@x.com", 10),
+            &back
+        ));
+        assert!(!superseded(&op(OpKind::Update, None, "a@x.com", 10), &gone));
+    }
+
+    #[test]
+    fn removing_identifiers_the_person_no_longer_has_is_never_superseded() {
+        // An identifier swap: the old email leaves while the person stays in.
+        let swapped = record(true, &[], "new@x.com", 20);
+        assert!(!superseded(
+            &op(OpKind::Remove, None, "old@x.com", 10),
+            &swapped
+        ));
+    }
 }
 
 #[cfg(test)]
