@@ -122,6 +122,12 @@ pub struct JobSettlement {
     pub finished_ops: Option<Vec<u32>>,
     /// When the record may be forgotten.
     pub expires_at: Millis,
+    /// The claim this attempt holds (the `in_progress_until` it claimed
+    /// with): the settlement is refused if another attempt took the job
+    /// over since, so only one of them ever counts.
+    pub claimed_until: Millis,
+    /// This attempt's counter deltas: `(scope, name, delta)`.
+    pub counters: Vec<(String, String, i64)>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -219,16 +225,19 @@ pub trait StateStore: Send + Sync {
     /// ops stay remembered.
     async fn idempotency_release(&self, key: &str) -> Result<(), StateError>;
 
-    /// End a delivery attempt in one atomic write: add the counter deltas
-    /// (`(scope, [(name, delta)])`) and settle each claimed job, completed
-    /// or with the ops finished so far remembered and its claim given back.
-    /// A worker that dies before this write has counted nothing and
-    /// finished nothing; one that dies after it has done both.
+    /// End a delivery attempt in one atomic write: settle each claimed job
+    /// (completed, or with the ops finished so far remembered and its claim
+    /// given back) and add its counters, plus `counters`
+    /// (`(scope, [(name, delta)])`). A worker that dies before this write
+    /// has counted nothing and finished nothing; one that dies after it has
+    /// done both. A job whose claim is no longer the one it names (another
+    /// attempt took it over) is left out with its counters; the keys of
+    /// those are returned.
     async fn settle_jobs(
         &self,
         jobs: &[JobSettlement],
         counters: &[(String, Vec<(String, i64)>)],
-    ) -> Result<(), StateError>;
+    ) -> Result<Vec<String>, StateError>;
     /// Claim a delivery job: as [`StateStore::idempotency_start`], and
     /// with `Started`, the ops earlier attempts finished (indices into its
     /// ops, as a partial [`JobSettlement`] left them; empty if none).

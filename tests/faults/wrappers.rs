@@ -228,7 +228,7 @@ impl StateStore for FaultyState {
         &self,
         jobs: &[JobSettlement],
         counters: &[(String, Vec<(String, i64)>)],
-    ) -> Result<(), StateError> {
+    ) -> Result<Vec<String>, StateError> {
         faulty!(self, "settle jobs", self.inner.settle_jobs(jobs, counters))
     }
     async fn claim_job(

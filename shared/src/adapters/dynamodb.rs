@@ -1052,7 +1052,7 @@ impl StateStore for DynamoStateStore {
         &self,
         jobs: &[JobSettlement],
         counters: &[(String, Vec<(String, i64)>)],
-    ) -> Result<(), StateError> {
+    ) -> Result<Vec<String>, StateError> {
         self.settle_jobs_in_one_transaction(jobs, counters).await
     }
 

@@ -15,36 +15,108 @@ impl DynamoStateStore {
         &self,
         jobs: &[JobSettlement],
         counters: &[(String, Vec<(String, i64)>)],
-    ) -> Result<(), StateError> {
+    ) -> Result<Vec<String>, StateError> {
+        let what = "settle jobs";
+        let mut lost: Vec<String> = Vec::new();
+        // A job whose claim another attempt took over cancels the whole
+        // transaction: leave it out (with its counters) and write the rest.
+        for _ in 0..=jobs.len() {
+            let live: Vec<&JobSettlement> =
+                jobs.iter().filter(|j| !lost.contains(&j.key)).collect();
+            let actions = self.settle_actions(&live, counters)?;
+            if actions.is_empty() {
+                return Ok(lost);
+            }
+            if actions.len() > MAX_TRANSACT_ITEMS {
+                return Err(StateError::permanent(format!(
+                    "{what}: {} writes are more than one transaction holds ({MAX_TRANSACT_ITEMS}); settle fewer jobs at a time",
+                    actions.len()
+                )));
+            }
+            let refused = self
+                .retrying(what, || async {
+                    match self
+                        .client
+                        .transact_write_items()
+                        .set_transact_items(Some(actions.clone()))
+                        .send()
+                        .await
+                    {
+                        Ok(_) => Ok(Vec::new()),
+                        Err(e) => {
+                            // Which actions failed their condition: the claims
+                            // come first, one per live job, in order.
+                            let failed: Vec<usize> = e
+                                .as_service_error()
+                                .and_then(|se| match se {
+                                    aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(tc) => Some(tc),
+                                    _ => None,
+                                })
+                                .map(|tc| {
+                                    tc.cancellation_reasons()
+                                        .iter()
+                                        .enumerate()
+                                        .filter(|(_, r)| r.code() == Some("ConditionalCheckFailed"))
+                                        .map(|(i, _)| i)
+                                        .collect()
+                                })
+                                .unwrap_or_default();
+                            if !failed.is_empty() {
+                                Ok(failed)
+                            } else if e.code() == Some("TransactionCanceledException") {
+                                // Cancelled for throttling or a conflict.
+                                Err(StateError::Retryable {
+                                    message: format!("{what}: {}", describe_sdk_error(&e)),
+                                    source: Some(Box::new(e)),
+                                })
+                            } else {
+                                Err(classify(what, e))
+                            }
+                        }
+                    }
+                })
+                .await?;
+            if refused.is_empty() {
+                return Ok(lost);
+            }
+            for i in refused {
+                match live.get(i) {
+                    Some(job) => lost.push(job.key.clone()),
+                    None => {
+                        return Err(StateError::permanent(format!(
+                            "{what}: a counter update failed a condition it does not have"
+                        )))
+                    }
+                }
+            }
+        }
+        Err(StateError::retryable(format!(
+            "{what}: the claims kept changing under the write"
+        )))
+    }
+
+    /// The writes of one settle: each live job's claim (conditional on
+    /// still being the claim it names), then one counter update per scope.
+    fn settle_actions(
+        &self,
+        jobs: &[&JobSettlement],
+        counters: &[(String, Vec<(String, i64)>)],
+    ) -> Result<Vec<TransactWriteItem>, StateError> {
         let what = "settle jobs";
         let build = |e| build_err(what, e);
         let mut actions = Vec::new();
+        let mut merged: BTreeMap<&str, BTreeMap<&str, i64>> = BTreeMap::new();
         for (scope, deltas) in counters {
-            let mut merged: BTreeMap<&str, i64> = BTreeMap::new();
             for (name, delta) in deltas {
-                let slot = merged.entry(name.as_str()).or_insert(0);
+                let slot = merged.entry(scope).or_default().entry(name).or_insert(0);
                 *slot = slot.saturating_add(*delta);
             }
-            if merged.is_empty() {
-                continue;
-            }
-            let mut update = Update::builder()
-                .table_name(&self.table)
-                .set_key(Some(key(counters_pk(scope), COUNTERS_SK)));
-            let mut clauses = Vec::with_capacity(merged.len());
-            for (i, (name, delta)) in merged.iter().enumerate() {
-                update = update
-                    .expression_attribute_names(format!("#n{i}"), format!("{COUNTER_PREFIX}{name}"))
-                    .expression_attribute_values(format!(":v{i}"), n(*delta));
-                clauses.push(format!("#n{i} :v{i}"));
-            }
-            let update = update
-                .update_expression(format!("ADD {}", clauses.join(", ")))
-                .build()
-                .map_err(build)?;
-            actions.push(TransactWriteItem::builder().update(update).build());
         }
         for job in jobs {
+            for (scope, name, delta) in &job.counters {
+                let slot = merged.entry(scope).or_default().entry(name).or_insert(0);
+                *slot = slot.saturating_add(*delta);
+            }
             let pk = idem_pk(&job.key);
             let mut claim = key(pk.clone(), IDEM_SK);
             claim.insert(TTL_ATTRIBUTE.into(), n(ttl_seconds(job.expires_at)));
@@ -65,39 +137,36 @@ impl DynamoStateStore {
             let put = Put::builder()
                 .table_name(&self.table)
                 .set_item(Some(claim))
+                .condition_expression("#status = :in_progress AND in_progress_expiration = :until")
+                .expression_attribute_names("#status", "status")
+                .expression_attribute_values(":in_progress", s(IN_PROGRESS))
+                .expression_attribute_values(":until", n(job.claimed_until))
                 .build()
                 .map_err(build)?;
             actions.push(TransactWriteItem::builder().put(put).build());
         }
-        if actions.is_empty() {
-            return Ok(());
+        for (scope, deltas) in merged {
+            let deltas: Vec<(&str, i64)> = deltas.into_iter().filter(|(_, v)| *v != 0).collect();
+            if deltas.is_empty() {
+                continue;
+            }
+            let mut update = Update::builder()
+                .table_name(&self.table)
+                .set_key(Some(key(counters_pk(scope), COUNTERS_SK)));
+            let mut clauses = Vec::with_capacity(deltas.len());
+            for (i, (name, delta)) in deltas.iter().enumerate() {
+                update = update
+                    .expression_attribute_names(format!("#n{i}"), format!("{COUNTER_PREFIX}{name}"))
+                    .expression_attribute_values(format!(":v{i}"), n(*delta));
+                clauses.push(format!("#n{i} :v{i}"));
+            }
+            let update = update
+                .update_expression(format!("ADD {}", clauses.join(", ")))
+                .build()
+                .map_err(build)?;
+            actions.push(TransactWriteItem::builder().update(update).build());
         }
-        if actions.len() > MAX_TRANSACT_ITEMS {
-            return Err(StateError::permanent(format!(
-                "{what}: {} writes are more than one transaction holds ({MAX_TRANSACT_ITEMS}); settle fewer jobs at a time",
-                actions.len()
-            )));
-        }
-        self.retrying(what, || async {
-            self.client
-                .transact_write_items()
-                .set_transact_items(Some(actions.clone()))
-                .send()
-                .await
-                .map(|_| ())
-                .map_err(|e| {
-                    if e.code() == Some("TransactionCanceledException") {
-                        // No condition here: cancelled for throttling or a conflict.
-                        StateError::Retryable {
-                            message: format!("{what}: {}", describe_sdk_error(&e)),
-                            source: Some(Box::new(e)),
-                        }
-                    } else {
-                        classify(what, e)
-                    }
-                })
-        })
-        .await
+        Ok(actions)
     }
 
     pub(super) async fn claim_job_keeping_progress(

@@ -463,16 +463,24 @@ impl StateStore for OverlayStateStore {
         &self,
         jobs: &[JobSettlement],
         counters: &[(String, Vec<(String, i64)>)],
-    ) -> Result<(), StateError> {
+    ) -> Result<Vec<String>, StateError> {
         let mut g = self.lock()?;
-        for (scope, deltas) in counters {
-            let c = g.counters.entry(scope.clone()).or_default();
-            for (name, delta) in deltas {
-                let v = c.entry(name.clone()).or_default();
-                *v = v.saturating_add(*delta);
-            }
-        }
+        let mut deltas: Vec<(String, String, i64)> = counters
+            .iter()
+            .flat_map(|(scope, d)| d.iter().map(|(n, v)| (scope.clone(), n.clone(), *v)))
+            .collect();
+        let mut lost = Vec::new();
         for job in jobs {
+            let ours = g
+                .claims
+                .get(&job.key)
+                .copied()
+                .flatten()
+                .is_some_and(|c| !c.completed && c.in_progress_until == job.claimed_until);
+            if !ours {
+                lost.push(job.key.clone());
+                continue;
+            }
             let claim = Claim {
                 completed: job.finished_ops.is_none(),
                 expires_at: job.expires_at,
@@ -486,8 +494,18 @@ impl StateStore for OverlayStateStore {
                 Some(done) => g.progress.insert(job.key.clone(), done.clone()),
                 None => g.progress.remove(&job.key),
             };
+            deltas.extend(job.counters.iter().cloned());
         }
-        Ok(())
+        for (scope, name, delta) in deltas {
+            let v = g
+                .counters
+                .entry(scope)
+                .or_default()
+                .entry(name)
+                .or_default();
+            *v = v.saturating_add(delta);
+        }
+        Ok(lost)
     }
 
     async fn claim_job(

@@ -39,6 +39,7 @@ where
     idempotency_in_progress_past_its_deadline_is_taken_over(fresh().await).await;
     settled_jobs_and_their_counters_land_together(fresh().await).await;
     partial_progress_is_handed_to_the_next_claim_and_survives_release(fresh().await).await;
+    a_settle_under_a_claim_taken_over_since_counts_nothing(fresh().await).await;
     memberships_read_together_in_the_order_asked(fresh().await).await;
     counters_add_concurrently_and_sum_exactly(fresh().await).await;
     counters_take_negative_deltas_per_scope(fresh().await).await;
@@ -767,6 +768,8 @@ pub async fn settled_jobs_and_their_counters_land_together(store: Store) {
         key: key.to_string(),
         finished_ops: None,
         expires_at: t0 + hour,
+        claimed_until: t0 + 30_000,
+        counters: vec![],
     };
     let counters = vec![
         (
@@ -845,6 +848,90 @@ pub async fn settled_jobs_and_their_counters_land_together(store: Store) {
     }
 }
 
+pub async fn a_settle_under_a_claim_taken_over_since_counts_nothing(store: Store) {
+    const CASE: &str = "a_settle_under_a_claim_taken_over_since_counts_nothing";
+    let t0: Millis = 1_700_000_000_000;
+    let hour = 3_600_000;
+    let scope = "delivery#vip#meta";
+    let settle = |key: &str, until: Millis, accepted: i64| JobSettlement {
+        key: key.to_string(),
+        finished_ops: None,
+        expires_at: t0 + hour,
+        claimed_until: until,
+        counters: vec![(scope.to_string(), "accepted".to_string(), accepted)],
+    };
+    for k in ["job:meta:slow", "job:meta:other"] {
+        store
+            .claim_job(k, t0, t0 + 30_000, t0 + hour)
+            .await
+            .or_fail(SUITE, CASE, "claim_job");
+    }
+    // The slow attempt overran its claim; another took the job over.
+    let (v, _) = store
+        .claim_job("job:meta:slow", t0 + 40_000, t0 + 70_000, t0 + hour)
+        .await
+        .or_fail(SUITE, CASE, "claim_job");
+    if v != IdempotencyStart::Started {
+        fail(SUITE, CASE, format!("takeover: {v:?}"));
+    }
+    // The slow attempt settles late, beside a job it still holds.
+    let lost = store
+        .settle_jobs(
+            &[
+                settle("job:meta:slow", t0 + 30_000, 5),
+                settle("job:meta:other", t0 + 30_000, 2),
+            ],
+            &[],
+        )
+        .await
+        .or_fail(SUITE, CASE, "settle_jobs");
+    if lost != vec!["job:meta:slow".to_string()] {
+        fail(
+            SUITE,
+            CASE,
+            format!("lost claims {lost:?}, expected the slow job's"),
+        );
+    }
+    let c = store
+        .get_counters(scope)
+        .await
+        .or_fail(SUITE, CASE, "get_counters");
+    if c.get("accepted") != Some(&2) {
+        fail(
+            SUITE,
+            CASE,
+            format!("counters {c:?}: only the job still held counts"),
+        );
+    }
+    let (v, _) = store
+        .claim_job("job:meta:slow", t0 + 41_000, t0 + 71_000, t0 + hour)
+        .await
+        .or_fail(SUITE, CASE, "claim_job");
+    if v != IdempotencyStart::InProgress {
+        fail(
+            SUITE,
+            CASE,
+            format!("the new holder's claim after the late settle: {v:?}"),
+        );
+    }
+    // The holder settles and counts.
+    let lost = store
+        .settle_jobs(&[settle("job:meta:slow", t0 + 70_000, 5)], &[])
+        .await
+        .or_fail(SUITE, CASE, "settle_jobs");
+    let c = store
+        .get_counters(scope)
+        .await
+        .or_fail(SUITE, CASE, "get_counters");
+    if !lost.is_empty() || c.get("accepted") != Some(&7) {
+        fail(
+            SUITE,
+            CASE,
+            format!("the holder's settle: lost {lost:?}, counters {c:?}"),
+        );
+    }
+}
+
 pub async fn partial_progress_is_handed_to_the_next_claim_and_survives_release(store: Store) {
     const CASE: &str = "partial_progress_is_handed_to_the_next_claim_and_survives_release";
     let t0: Millis = 1_700_000_000_000;
@@ -866,6 +953,8 @@ pub async fn partial_progress_is_handed_to_the_next_claim_and_survives_release(s
                 key: k.to_string(),
                 finished_ops: Some(vec![0, 2, 3]),
                 expires_at: t0 + hour,
+                claimed_until: t0 + 30_000,
+                counters: vec![],
             }],
             &[(
                 "delivery#vip#clevertap".to_string(),
@@ -916,6 +1005,8 @@ pub async fn partial_progress_is_handed_to_the_next_claim_and_survives_release(s
                 key: k.to_string(),
                 finished_ops: None,
                 expires_at: t0 + hour,
+                claimed_until: t0 + 70_000,
+                counters: vec![],
             }],
             &[(
                 "delivery#vip#clevertap".to_string(),
@@ -947,6 +1038,8 @@ pub async fn partial_progress_is_handed_to_the_next_claim_and_survives_release(s
                 key: k2.to_string(),
                 finished_ops: Some(vec![1]),
                 expires_at: t0 + hour,
+                claimed_until: t0 + 30_000,
+                counters: vec![],
             }],
             &[],
         )

@@ -86,6 +86,8 @@ const SETTLE_GROUP: usize = 32;
 struct Claimed<'a> {
     received: &'a ReceivedJob,
     key: String,
+    /// The claim held (its `in_progress_until`): the settle is fenced on it.
+    claimed_until: Millis,
     /// The job's ops, refreshed where state holds a newer change.
     ops: Vec<DeliveryOp>,
     /// Ops finished by earlier attempts (a partial settlement).
@@ -149,16 +151,24 @@ pub async fn deliver_jobs(
                 let done = match replace_job(deps, destination, &received.job).await {
                     Ok(deltas) => {
                         let expires = deps.clock.now_ms() + opts.dedup_ttl.as_millis() as i64;
+                        let scope =
+                            CounterScope::delivery(&received.job.export, destination.name());
                         let settlement = JobSettlement {
                             key: key.clone(),
                             finished_ops: None,
                             expires_at: expires,
+                            claimed_until: until,
+                            counters: deltas
+                                .into_iter()
+                                .map(|(k, v)| (scope.clone(), k, v))
+                                .collect(),
                         };
-                        let scope =
-                            CounterScope::delivery(&received.job.export, destination.name());
+                        // A replace whose claim was taken over is done by
+                        // the other attempt, which counts it.
                         deps.state
-                            .settle_jobs(&[settlement], &[(scope, deltas.into_iter().collect())])
+                            .settle_jobs(&[settlement], &[])
                             .await
+                            .map(|_| ())
                             .map_err(|e| DestinationError::Retryable {
                                 destination: destination.name().to_string(),
                                 message: format!("recording the replace: {e}"),
@@ -191,6 +201,7 @@ pub async fn deliver_jobs(
                     Claimed {
                         received,
                         key,
+                        claimed_until: until,
                         ops: received.job.ops.clone(),
                         finished: done.into_iter().filter(|o| (*o as usize) < n).collect(),
                         superseded: vec![false; n],
@@ -320,77 +331,50 @@ pub async fn deliver_jobs(
     let expires = now + opts.dedup_ttl.as_millis() as i64;
     let mut tallied = Vec::with_capacity(claimed.len());
     for (i, c) in claimed {
-        let (deltas, settlement, disposition) =
+        let (settlement, disposition) =
             tally_job(destination, &c, opts, (now, expires), &mut totals);
-        tallied.push((
-            i,
-            c.key,
-            c.received.receive_count,
-            deltas,
-            settlement,
-            disposition,
-        ));
+        tallied.push((i, c.received.receive_count, settlement, disposition));
     }
-    let mut first = true;
-    let groups: Vec<_> = if tallied.is_empty() {
-        vec![Vec::new()]
-    } else {
-        let mut groups = Vec::new();
-        let mut rest = tallied.into_iter().peekable();
-        while rest.peek().is_some() {
-            groups.push(rest.by_ref().take(SETTLE_GROUP).collect::<Vec<_>>());
-        }
-        groups
-    };
+    let mut groups: Vec<Vec<_>> = Vec::new();
+    let mut rest = tallied.into_iter().peekable();
+    while rest.peek().is_some() {
+        groups.push(rest.by_ref().take(SETTLE_GROUP).collect());
+    }
+    if groups.is_empty() && !duplicates.is_empty() {
+        groups.push(Vec::new());
+    }
+    let mut duplicates: Vec<(String, Vec<(String, i64)>)> = duplicates
+        .into_iter()
+        .map(|(scope, n)| (scope, vec![(counter::JOBS_DUPLICATE.to_string(), n)]))
+        .collect();
     for group in groups {
-        let mut counters: BTreeMap<String, BTreeMap<String, i64>> = BTreeMap::new();
-        if first {
-            for (scope, n) in &duplicates {
-                counters
-                    .entry(scope.clone())
-                    .or_default()
-                    .insert(counter::JOBS_DUPLICATE.to_string(), *n);
-            }
-        }
-        for (_, _, _, (scope, deltas), _, _) in &group {
-            let sum = counters.entry(scope.clone()).or_default();
-            for (k, v) in deltas {
-                *sum.entry(k.clone()).or_default() += v;
-            }
-        }
-        let counters: Vec<(String, Vec<(String, i64)>)> = counters
-            .into_iter()
-            .map(|(scope, d)| {
-                (
-                    scope,
-                    d.into_iter().filter(|(_, v)| *v != 0).collect::<Vec<_>>(),
-                )
-            })
-            .filter(|(_, d)| !d.is_empty())
-            .collect();
-        let settlements: Vec<JobSettlement> =
-            group.iter().map(|(_, _, _, _, s, _)| s.clone()).collect();
-        if settlements.is_empty() && counters.is_empty() {
-            continue;
-        }
-        match deps.state.settle_jobs(&settlements, &counters).await {
-            Ok(()) => {
-                first = false;
-                for (i, _, _, _, settlement, disposition) in group {
-                    if settlement.finished_ops.is_none() {
-                        totals.jobs_done += 1;
-                    } else {
+        let settlements: Vec<JobSettlement> = group.iter().map(|(_, _, s, _)| s.clone()).collect();
+        match deps.state.settle_jobs(&settlements, &duplicates).await {
+            Ok(lost) => {
+                duplicates.clear();
+                for (i, _, settlement, disposition) in group {
+                    if lost.contains(&settlement.key) {
+                        // Another attempt took the job over while this one
+                        // ran: it sends and counts; this one counted nothing.
+                        warn!(destination = destination.name(), key = %settlement.key, "claim taken over by another delivery: this attempt is not counted");
                         totals.jobs_retry += 1;
+                        dispositions[i] = Disposition::RetryAfter(opts.in_progress_ttl);
+                    } else {
+                        if settlement.finished_ops.is_none() {
+                            totals.jobs_done += 1;
+                        } else {
+                            totals.jobs_retry += 1;
+                        }
+                        dispositions[i] = disposition;
                     }
-                    dispositions[i] = disposition;
                 }
             }
             Err(e) => {
                 // Nothing of the group was written: its jobs go again, with
                 // their claims given back (earlier progress stays).
                 warn!(destination = destination.name(), error = %e, "could not settle delivered jobs: they will be sent again");
-                for (i, key, receive_count, _, _, _) in group {
-                    let _ = deps.state.idempotency_release(&key).await;
+                for (i, receive_count, settlement, _) in group {
+                    let _ = deps.state.idempotency_release(&settlement.key).await;
                     totals.jobs_retry += 1;
                     dispositions[i] = Disposition::RetryAfter(backoff(receive_count));
                 }
@@ -495,7 +479,7 @@ fn tally_job(
     opts: &DeliveryOptions,
     (now, expires): (Millis, Millis),
     totals: &mut DeliveryTotals,
-) -> ((String, BTreeMap<String, i64>), JobSettlement, Disposition) {
+) -> (JobSettlement, Disposition) {
     let job = &c.received.job;
     let last = c.received.receive_count >= opts.max_attempts;
     let mut deltas: BTreeMap<String, i64> = BTreeMap::new();
@@ -566,13 +550,21 @@ fn tally_job(
         finished.insert(oi as u32);
     }
     let scope = CounterScope::delivery(&job.export, destination.name());
+    let counters = |deltas: BTreeMap<String, i64>| -> Vec<(String, String, i64)> {
+        deltas
+            .into_iter()
+            .filter(|(_, v)| *v != 0)
+            .map(|(k, v)| (scope.clone(), k, v))
+            .collect()
+    };
     if open == 0 {
         return (
-            (scope, deltas),
             JobSettlement {
                 key: c.key.clone(),
                 finished_ops: None,
                 expires_at: expires,
+                claimed_until: c.claimed_until,
+                counters: counters(deltas),
             },
             Disposition::Done,
         );
@@ -591,11 +583,12 @@ fn tally_job(
         _ => backoff(c.received.receive_count),
     };
     (
-        (scope, deltas),
         JobSettlement {
             key: c.key.clone(),
             finished_ops: Some(finished.into_iter().collect()),
             expires_at: expires,
+            claimed_until: c.claimed_until,
+            counters: counters(deltas),
         },
         Disposition::RetryAfter(delay),
     )

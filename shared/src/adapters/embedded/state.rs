@@ -622,29 +622,34 @@ impl StateStore for EmbeddedStateStore {
         &self,
         jobs: &[JobSettlement],
         counters: &[(String, Vec<(String, i64)>)],
-    ) -> Result<(), StateError> {
+    ) -> Result<Vec<String>, StateError> {
         let jobs = jobs.to_vec();
         let counters = counters.to_vec();
         self.blocking(move |db| {
             let what = "settle jobs";
             // One write transaction: counters and settlements land together.
             let txn = db.begin_write().map_err(|e| db_err(what, e))?;
+            let mut lost = Vec::new();
+            let mut deltas: Vec<(String, String, i64)> = counters
+                .iter()
+                .flat_map(|(scope, d)| d.iter().map(|(n, v)| (scope.clone(), n.clone(), *v)))
+                .collect();
             {
-                let mut t = txn.open_table(COUNTER).map_err(|e| db_err(what, e))?;
-                for (scope, deltas) in &counters {
-                    for (name, delta) in deltas {
-                        let key = (scope.as_str(), name.as_str());
-                        let cur = t
-                            .get(key)
-                            .map_err(|e| db_err(what, e))?
-                            .map(|v| v.value())
-                            .unwrap_or(0);
-                        t.insert(key, cur.saturating_add(*delta))
-                            .map_err(|e| db_err(what, e))?;
-                    }
-                }
                 let mut t = txn.open_table(IDEMPOTENCY).map_err(|e| db_err(what, e))?;
                 for job in &jobs {
+                    let stored: Option<IdempotencyRecord> = t
+                        .get(job.key.as_str())
+                        .map_err(|e| db_err(what, e))?
+                        .map(|v| decode("idempotency record", v.value()))
+                        .transpose()?;
+                    let ours = stored.is_some_and(|r| {
+                        r.status == IdempotencyStatus::InProgress
+                            && r.in_progress_expiration == job.claimed_until
+                    });
+                    if !ours {
+                        lost.push(job.key.clone());
+                        continue;
+                    }
                     let record = match &job.finished_ops {
                         None => IdempotencyRecord {
                             status: IdempotencyStatus::Completed,
@@ -663,9 +668,22 @@ impl StateStore for EmbeddedStateStore {
                     let bytes = encode("idempotency record", &record)?;
                     t.insert(job.key.as_str(), bytes.as_slice())
                         .map_err(|e| db_err(what, e))?;
+                    deltas.extend(job.counters.iter().cloned());
+                }
+                let mut t = txn.open_table(COUNTER).map_err(|e| db_err(what, e))?;
+                for (scope, name, delta) in &deltas {
+                    let key = (scope.as_str(), name.as_str());
+                    let cur = t
+                        .get(key)
+                        .map_err(|e| db_err(what, e))?
+                        .map(|v| v.value())
+                        .unwrap_or(0);
+                    t.insert(key, cur.saturating_add(*delta))
+                        .map_err(|e| db_err(what, e))?;
                 }
             }
-            commit(txn, what)
+            commit(txn, what)?;
+            Ok(lost)
         })
         .await
     }
