@@ -228,8 +228,12 @@ pub async fn deliver_jobs(
     }
 
     // Before sending, read the people's records: an op a newer change has
-    // overtaken (a retried add after the person left) is not sent.
-    check_superseded(deps, destination.name(), &mut claimed).await;
+    // overtaken (a retried add after the person left) is not sent to an
+    // audience, which would take it as the latest word. A change log (the
+    // warehouse, a webhook) gets every change, each with its time.
+    if !keeps_every_change(destination.kind()) {
+        check_superseded(deps, destination.name(), &mut claimed).await;
+    }
 
     // Fill the destination's largest batch across jobs of the same export.
     let mut by_export: BTreeMap<&str, Vec<(usize, usize)>> = BTreeMap::new();
@@ -449,6 +453,12 @@ async fn check_superseded(deps: &Deps, destination: &str, claimed: &mut [(usize,
             op.attributes = record.current.attributes;
         }
     }
+}
+
+/// Destinations that record every change with its `source_ts` (readers
+/// order by it), rather than hold the latest state: nothing is superseded.
+pub fn keeps_every_change(kind: DestinationKind) -> bool {
+    matches!(kind, DestinationKind::Warehouse | DestinationKind::Webhook)
 }
 
 /// Whether state holds a newer change that contradicts `op`: an add (to
