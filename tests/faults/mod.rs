@@ -845,14 +845,14 @@ pub async fn run(scale: Scale, log: OutcomeLog) -> Result<Outcome> {
         &pipeline.secrets,
         reqwest::Client::new(),
     )?;
-    let mut batch_changes = batch_round(&pipeline, &source).await?;
+    let first_round = batch_round(&pipeline, &source).await?;
     eprintln!(
-        "faults: first batch runs done at {:.0} s ({batch_changes} changes)",
+        "faults: first batch runs done at {:.0} s ({first_round} changes)",
         started.elapsed().as_secs_f64()
     );
     for round in 0..scale.churn_rounds {
         churn(&sims, &scale, round);
-        batch_changes += batch_round(&pipeline, &source).await?;
+        batch_round(&pipeline, &source).await?;
         eprintln!(
             "faults: batch round {} done at {:.0} s",
             round + 1,
@@ -919,6 +919,19 @@ pub async fn run(scale: Scale, log: OutcomeLog) -> Result<Outcome> {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let drained = drain_started.elapsed();
+    // Count batch changes from every finished run: a run whose last
+    // checkpoint's answer was lost is followed by another that finds nothing
+    // to do, so the last run alone undercounts.
+    let mut batch_changes = 0;
+    let mut batch_runs = 0;
+    for (export, _) in BATCH {
+        for run in dynamo_store.list_runs(export, 1_000).await? {
+            if run.status == RunStatus::Finished {
+                batch_runs += 1;
+                batch_changes += run.stats.adds + run.stats.removes;
+            }
+        }
+    }
 
     let mut out = Outcome {
         changes: webhooks.len() as u64 + batch_changes,
@@ -940,10 +953,11 @@ pub async fn run(scale: Scale, log: OutcomeLog) -> Result<Outcome> {
     let sc = state.counts();
     let qc = queue.counts();
     out.figures.push(format!(
-        "{} membership changes ({} webhooks, {} batch adds and removes over {} runs per batch export) in {:.1} s, drained in {:.1} s more",
+        "{} membership changes ({} webhooks, {} batch adds and removes in {} finished runs of {} rounds) in {:.1} s, drained in {:.1} s more",
         out.changes,
         webhooks.len(),
         batch_changes,
+        batch_runs,
         scale.churn_rounds + 1,
         generated.as_secs_f64(),
         drained.as_secs_f64()
