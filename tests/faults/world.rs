@@ -1,0 +1,294 @@
+//! The world the scenario runs in: the simulators with a fault proxy in
+//! front of each destination, the Customer.io workspace, the activation
+//! spec, and the realtime changes with the membership they must end in.
+
+use super::*;
+
+pub(super) struct Sims {
+    pub(super) cio: cio_sim::CioSim,
+    pub(super) clevertap: Arc<ClevertapState>,
+    pub(super) meta: MetaSim,
+    pub(super) google: DataManagerSim,
+    pub(super) hook: Arc<WebhookState>,
+    pub(super) proxies: Vec<(&'static str, Arc<FaultProxyState>)>,
+    /// Base URLs of the proxies, in the order of `proxies`.
+    pub(super) proxy_urls: Vec<String>,
+    pub(super) _servers: Vec<RunningSim>,
+}
+
+pub(super) fn destination_plan(seed: u64) -> FaultPlan {
+    FaultPlan {
+        server_error: 0.05,
+        server_error_after_apply: 0.05,
+        rate_limited: 0.02,
+        retry_after_secs: 1,
+        timeout: 0.01,
+        timeout_hold: Duration::from_secs(6),
+        seed,
+    }
+}
+
+pub(super) fn workspace(people: usize, seed: u64) -> CioWorkspace {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let now = chrono::Utc::now().timestamp();
+    let mut ws = CioWorkspace::default();
+    for i in 0..people {
+        ws.people.push(SimPerson {
+            id: Some(format!("b{i:06}")),
+            email: Some(batch_email(i)),
+            cio_id: format!("cio_b{i:06}"),
+            attributes: BTreeMap::new(),
+            created_at: now - 86_400,
+            unsubscribed: false,
+        });
+    }
+    for (name, segment) in BATCH {
+        let members = (0..people).filter(|_| rng.random::<f64>() < 0.4).collect();
+        ws.segments.insert(
+            segment,
+            SimSegment {
+                name: name.to_string(),
+                description: String::new(),
+                members,
+            },
+        );
+    }
+    ws
+}
+
+pub(super) async fn start_sims(scale: &Scale) -> Result<Sims> {
+    let cio = cio_sim::start(CioSimConfig::new(
+        CIO_KEY,
+        workspace(scale.batch_people, scale.seed),
+    ))
+    .await?;
+    let (ct_server, clevertap) = clevertap::start(ClevertapSimConfig::default()).await?;
+    clevertap.set_unprocessed_share(0.01, scale.seed + 1);
+    let (meta_server, meta) = MetaSim::start(MetaSimConfig {
+        unmatched_share: 0.1,
+        apply_delay: Duration::from_millis(300),
+        ..MetaSimConfig::default()
+    })
+    .await?;
+    meta.create_audience(META_CART);
+    meta.create_audience(META_WINBACK);
+    let mut dm = DataManagerSimConfig {
+        processing_delay: Duration::from_millis(500),
+        non_matching_share: 0.1,
+        ..DataManagerSimConfig::default()
+    };
+    // Tokens expire every few seconds: the destination must refresh them.
+    dm.oauth.token_lifetime = Duration::from_secs(5);
+    let (google_server, google) = DataManagerSim::start(dm).await?;
+    google.create_user_list(GOOGLE_ACCOUNT, GOOGLE_PURCHASERS);
+    google.create_user_list(GOOGLE_ACCOUNT, GOOGLE_VIP);
+    let (hook_server, hook) = webhook_sim::start(WebhookSimConfig {
+        secret: WEBHOOK_SECRET.into(),
+        ..WebhookSimConfig::default()
+    })
+    .await?;
+    let mut proxies = Vec::new();
+    let mut proxy_urls = Vec::new();
+    let mut servers = Vec::new();
+    for (i, (name, upstream)) in [
+        ("clevertap", &ct_server),
+        ("meta", &meta_server),
+        ("google", &google_server),
+        ("hook", &hook_server),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let (server, state) = dataout_sim::faults::start(
+            &upstream.base_url,
+            destination_plan(scale.seed + 10 + i as u64),
+        )
+        .await?;
+        proxies.push((name, state));
+        proxy_urls.push(server.base_url.clone());
+        servers.push(server);
+    }
+    servers.extend([ct_server, meta_server, google_server, hook_server]);
+    Ok(Sims {
+        cio,
+        clevertap,
+        meta,
+        google,
+        hook,
+        proxies,
+        proxy_urls,
+        _servers: servers,
+    })
+}
+
+pub(super) fn spec_text(ct: &str, meta: &str, google: &str, hook: &str) -> String {
+    format!(
+        r#"version: 1
+destinations:
+  clevertap:
+    kind: clevertap
+    region: us1
+    account_id_env: CT_ACCOUNT
+    passcode_env: CT_PASSCODE
+    base_url: {ct}
+    max_attempts: {MAX_ATTEMPTS}
+  meta:
+    kind: meta_audience
+    api_version: v27.0
+    ad_account_id: "1234567890"
+    access_token_env: META_TOKEN
+    base_url: {meta}
+    max_attempts: {MAX_ATTEMPTS}
+  google:
+    kind: google_data_manager
+    operating_account_id: "{GOOGLE_ACCOUNT}"
+    service_account_key_env: GOOGLE_KEY
+    token_url: {google}/token
+    consent_ad_user_data: granted
+    consent_ad_personalization: granted
+    unknown_country_is_eea: false
+    status_poll_after: 0
+    base_url: {google}
+    max_attempts: {MAX_ATTEMPTS}
+  warehouse:
+    kind: warehouse
+    location: s3://fault-suite/warehouse
+    max_attempts: {MAX_ATTEMPTS}
+  hook:
+    kind: webhook
+    url: {hook}/hooks/dataout
+    secret_env: HOOK_SECRET
+    allow_private_network: true
+    max_attempts: {HOOK_ATTEMPTS}
+exports:
+  cart:
+    source: action
+    mode: membership
+    cadence: {{realtime: true}}
+    identity: {{golden: id, fallbacks: [email]}}
+    suppress: [purchasers]
+    destinations:
+      meta:
+        audience: "{META_CART}"
+        keys: [email, extern_id]
+      clevertap:
+        audience: cio_cart
+  purchasers:
+    source: action
+    mode: membership
+    cadence: {{realtime: true}}
+    identity: {{golden: id, fallbacks: [email]}}
+    destinations:
+      google:
+        audience: "{GOOGLE_PURCHASERS}"
+        keys: [email]
+      warehouse:
+        audience: purchasers
+  newsletter:
+    source: action
+    mode: membership
+    cadence: {{realtime: true}}
+    identity: {{golden: id, fallbacks: [email]}}
+    destinations:
+      hook:
+        audience: newsletter
+      clevertap:
+        audience: cio_newsletter
+  vip:
+    source: {{segment: 201}}
+    mode: membership
+    cadence: {{every: 1h}}
+    identity: {{golden: id, fallbacks: [email]}}
+    destinations:
+      google:
+        audience: "{GOOGLE_VIP}"
+        keys: [email]
+      clevertap:
+        audience: cio_vip
+      warehouse:
+        audience: vip
+  winback:
+    source: {{segment: 202}}
+    mode: membership
+    cadence: {{every: 1h}}
+    identity: {{golden: id, fallbacks: [email]}}
+    destinations:
+      meta:
+        audience: "{META_WINBACK}"
+        keys: [email, extern_id]
+      hook:
+        audience: winback
+"#
+    )
+}
+
+/// One realtime webhook, in the order a person's changes happened.
+#[derive(Clone, Debug)]
+pub(super) struct Webhook {
+    pub(super) export: &'static str,
+    pub(super) person: usize,
+    pub(super) enter: bool,
+    pub(super) sent_at_ms: i64,
+}
+
+/// The realtime changes, and each realtime export's final members by the
+/// rules Customer.io and the spec set (a purchaser leaves the cart and
+/// cannot re-enter it).
+pub(super) fn realtime_plan(
+    scale: &Scale,
+) -> (Vec<Webhook>, BTreeMap<&'static str, BTreeSet<usize>>) {
+    let mut rng = StdRng::seed_from_u64(scale.seed + 2);
+    let base = chrono::Utc::now().timestamp_millis() - scale.realtime_changes as i64 - 1_000;
+    let mut inside: BTreeMap<&'static str, BTreeSet<usize>> =
+        REALTIME.iter().map(|e| (*e, BTreeSet::new())).collect();
+    let mut out = Vec::with_capacity(scale.realtime_changes);
+    for i in 0..scale.realtime_changes {
+        let person = rng.random_range(0..scale.realtime_people);
+        let u: f64 = rng.random();
+        let export = if u < 0.5 {
+            "cart"
+        } else if u < 0.85 {
+            "newsletter"
+        } else {
+            "purchasers"
+        };
+        let enter = export == "purchasers" || !inside[export].contains(&person);
+        out.push(Webhook {
+            export,
+            person,
+            enter,
+            sent_at_ms: base + i as i64,
+        });
+        let set = inside.get_mut(export).expect("export");
+        if enter {
+            set.insert(person);
+        } else {
+            set.remove(&person);
+        }
+    }
+    let purchasers = inside["purchasers"].clone();
+    if let Some(cart) = inside.get_mut("cart") {
+        cart.retain(|p| !purchasers.contains(p));
+    }
+    (out, inside)
+}
+
+pub(super) fn realtime_id(person: usize) -> String {
+    format!("r{person:06}")
+}
+
+/// Every 29th realtime person has no email: Google (matched on email only)
+/// cannot take them, and must say so per person.
+pub(super) fn realtime_email(person: usize) -> Option<String> {
+    (!person.is_multiple_of(29)).then(|| format!("{}@example.com", realtime_id(person)))
+}
+
+/// Every 31st batch person's email is malformed (two `@`): refused per
+/// person by Google, accepted everywhere the id is enough.
+pub(super) fn batch_email(i: usize) -> String {
+    if i.is_multiple_of(31) {
+        format!("b{i:06}@@example.com")
+    } else {
+        format!("b{i:06}@example.com")
+    }
+}
