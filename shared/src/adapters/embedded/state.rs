@@ -233,6 +233,9 @@ where
     })
 }
 
+#[path = "state_jobs.rs"]
+mod jobs;
+
 #[async_trait]
 impl StateStore for EmbeddedStateStore {
     async fn get_membership(
@@ -499,58 +502,8 @@ impl StateStore for EmbeddedStateStore {
         in_progress_until: Millis,
         expires_at: Millis,
     ) -> Result<(IdempotencyStart, Vec<u32>), StateError> {
-        let key = key.to_string();
-        self.blocking(move |db| {
-            let txn = db
-                .begin_write()
-                .map_err(|e| db_err("idempotency start", e))?;
-            let verdict = {
-                let mut t = txn
-                    .open_table(IDEMPOTENCY)
-                    .map_err(|e| db_err("idempotency start", e))?;
-                let stored: Option<IdempotencyRecord> = t
-                    .get(key.as_str())
-                    .map_err(|e| db_err("idempotency start", e))?
-                    .map(|v| decode("idempotency record", v.value()))
-                    .transpose()?;
-                // A claim taken over keeps the ops earlier attempts finished.
-                let finished_ops = match &stored {
-                    Some(r) if r.expiration > now => r.finished_ops.clone(),
-                    _ => Vec::new(),
-                };
-                let verdict = match stored {
-                    // Expired records count as absent, whatever their status.
-                    Some(r) if r.expiration > now => match r.status {
-                        IdempotencyStatus::Completed => IdempotencyStart::Completed,
-                        IdempotencyStatus::InProgress if r.in_progress_expiration > now => {
-                            IdempotencyStart::InProgress
-                        }
-                        // The attempt holding it ran out of time: take over.
-                        IdempotencyStatus::InProgress => IdempotencyStart::Started,
-                    },
-                    _ => IdempotencyStart::Started,
-                };
-                let mut done = Vec::new();
-                if verdict == IdempotencyStart::Started {
-                    done.clone_from(&finished_ops);
-                    let record = IdempotencyRecord {
-                        status: IdempotencyStatus::InProgress,
-                        expiration: expires_at,
-                        in_progress_expiration: in_progress_until,
-                        finished_ops,
-                    };
-                    let bytes = encode("idempotency record", &record)?;
-                    t.insert(key.as_str(), bytes.as_slice())
-                        .map_err(|e| db_err("idempotency start", e))?;
-                }
-                (verdict, done)
-            };
-            if verdict.0 == IdempotencyStart::Started {
-                commit(txn, "idempotency start")?;
-            }
-            Ok(verdict)
-        })
-        .await
+        self.claim_keeping_progress(key, now, in_progress_until, expires_at)
+            .await
     }
 
     async fn idempotency_complete(&self, key: &str, expires_at: Millis) -> Result<(), StateError> {
@@ -623,69 +576,7 @@ impl StateStore for EmbeddedStateStore {
         jobs: &[JobSettlement],
         counters: &[(String, Vec<(String, i64)>)],
     ) -> Result<Vec<String>, StateError> {
-        let jobs = jobs.to_vec();
-        let counters = counters.to_vec();
-        self.blocking(move |db| {
-            let what = "settle jobs";
-            // One write transaction: counters and settlements land together.
-            let txn = db.begin_write().map_err(|e| db_err(what, e))?;
-            let mut lost = Vec::new();
-            let mut deltas: Vec<(String, String, i64)> = counters
-                .iter()
-                .flat_map(|(scope, d)| d.iter().map(|(n, v)| (scope.clone(), n.clone(), *v)))
-                .collect();
-            {
-                let mut t = txn.open_table(IDEMPOTENCY).map_err(|e| db_err(what, e))?;
-                for job in &jobs {
-                    let stored: Option<IdempotencyRecord> = t
-                        .get(job.key.as_str())
-                        .map_err(|e| db_err(what, e))?
-                        .map(|v| decode("idempotency record", v.value()))
-                        .transpose()?;
-                    let ours = stored.is_some_and(|r| {
-                        r.status == IdempotencyStatus::InProgress
-                            && r.in_progress_expiration == job.claimed_until
-                    });
-                    if !ours {
-                        lost.push(job.key.clone());
-                        continue;
-                    }
-                    let record = match &job.finished_ops {
-                        None => IdempotencyRecord {
-                            status: IdempotencyStatus::Completed,
-                            expiration: job.expires_at,
-                            in_progress_expiration: job.expires_at,
-                            finished_ops: Vec::new(),
-                        },
-                        // A claim that has already run out: the next start takes it.
-                        Some(done) => IdempotencyRecord {
-                            status: IdempotencyStatus::InProgress,
-                            expiration: job.expires_at,
-                            in_progress_expiration: Millis::MIN,
-                            finished_ops: done.clone(),
-                        },
-                    };
-                    let bytes = encode("idempotency record", &record)?;
-                    t.insert(job.key.as_str(), bytes.as_slice())
-                        .map_err(|e| db_err(what, e))?;
-                    deltas.extend(job.counters.iter().cloned());
-                }
-                let mut t = txn.open_table(COUNTER).map_err(|e| db_err(what, e))?;
-                for (scope, name, delta) in &deltas {
-                    let key = (scope.as_str(), name.as_str());
-                    let cur = t
-                        .get(key)
-                        .map_err(|e| db_err(what, e))?
-                        .map(|v| v.value())
-                        .unwrap_or(0);
-                    t.insert(key, cur.saturating_add(*delta))
-                        .map_err(|e| db_err(what, e))?;
-                }
-            }
-            commit(txn, what)?;
-            Ok(lost)
-        })
-        .await
+        self.settle_in_one_transaction(jobs, counters).await
     }
 
     async fn get_memberships(
@@ -693,23 +584,7 @@ impl StateStore for EmbeddedStateStore {
         export: &str,
         people: &[PersonKey],
     ) -> Result<Vec<Option<MembershipRecord>>, StateError> {
-        let export = export.to_string();
-        let people = people.to_vec();
-        self.blocking(move |db| {
-            let what = "get memberships";
-            let txn = db.begin_read().map_err(|e| db_err(what, e))?;
-            let t = txn.open_table(MEMBERSHIP).map_err(|e| db_err(what, e))?;
-            people
-                .iter()
-                .map(|p| {
-                    t.get((export.as_str(), p.as_str()))
-                        .map_err(|e| db_err(what, e))?
-                        .map(|v| decode("membership", v.value()))
-                        .transpose()
-                })
-                .collect()
-        })
-        .await
+        self.read_memberships(export, people).await
     }
 
     async fn add_counters(&self, scope: &str, deltas: &[(&str, i64)]) -> Result<(), StateError> {
@@ -1060,136 +935,5 @@ impl StateStore for EmbeddedStateStore {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
-    use super::*;
-    use crate::domain::model::{ChangeOrigin, MembershipSnapshot, RunKind, RunStatus};
-
-    fn open_in(dir: &Path, name: &str) -> EmbeddedStateStore {
-        EmbeddedStateStore::open(&dir.join(name)).expect("open state store")
-    }
-
-    fn record(person: &str, member: bool, ts: Millis) -> MembershipRecord {
-        MembershipRecord {
-            export: "vip".into(),
-            person_key: PersonKey(person.into()),
-            current: MembershipSnapshot {
-                member,
-                ..MembershipSnapshot::default()
-            },
-            previous: None,
-            source_ts: ts,
-            intake_ts: ts,
-            entered_at: None,
-            change_id: format!("evt-{ts}"),
-            origin: ChangeOrigin::Action,
-        }
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn embedded_store_passes_the_state_conformance_suite() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let n = AtomicUsize::new(0);
-        crate::conformance::state::run(|| {
-            let path = dir.path().join(format!(
-                "case-{}/state.redb",
-                n.fetch_add(1, Ordering::SeqCst)
-            ));
-            async move {
-                Arc::new(EmbeddedStateStore::open(&path).expect("open")) as Arc<dyn StateStore>
-            }
-        })
-        .await;
-    }
-
-    #[tokio::test]
-    async fn state_survives_a_restart() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let run = RunRecord {
-            run_id: "run-1".into(),
-            export: "vip".into(),
-            kind: RunKind::Batch,
-            status: RunStatus::Running,
-            config_hash: "h".into(),
-            started_at: 10,
-            finished_at: None,
-            checkpoint: Default::default(),
-            stats: Default::default(),
-        };
-        {
-            let store = open_in(dir.path(), "state.redb");
-            store
-                .put_membership(&record("id:a", true, 5))
-                .await
-                .expect("put");
-            store
-                .put_membership(&record("id:b", false, 5))
-                .await
-                .expect("put");
-            store.put_run(&run).await.expect("put run");
-            store
-                .add_counters("intake", &[("webhooks_accepted", 3)])
-                .await
-                .expect("add");
-            store
-                .idempotency_start("evt-1", 0, 100, 1_000)
-                .await
-                .expect("start");
-            store
-                .idempotency_complete("evt-1", 1_000)
-                .await
-                .expect("complete");
-        }
-        let store = open_in(dir.path(), "state.redb");
-        assert_eq!(
-            store
-                .get_membership("vip", &PersonKey("id:a".into()))
-                .await
-                .expect("get"),
-            Some(record("id:a", true, 5))
-        );
-        assert_eq!(store.count_members("vip").await.expect("count"), 1);
-        assert_eq!(
-            store.get_run("run-1").await.expect("get run"),
-            Some(run.clone())
-        );
-        assert_eq!(store.list_runs("vip", 5).await.expect("list"), vec![run]);
-        assert_eq!(
-            store.get_counters("intake").await.expect("counters"),
-            BTreeMap::from([("webhooks_accepted".to_string(), 3)])
-        );
-        assert_eq!(
-            store
-                .idempotency_start("evt-1", 10, 110, 1_000)
-                .await
-                .expect("start"),
-            IdempotencyStart::Completed
-        );
-        // An older change still loses after the restart.
-        assert!(matches!(
-            store
-                .put_membership(&record("id:a", false, 4))
-                .await
-                .expect("put"),
-            MembershipWrite::Stale { .. }
-        ));
-    }
-
-    #[test]
-    fn open_creates_missing_directories() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("a/b/state.redb");
-        EmbeddedStateStore::open(&path).expect("open");
-        assert!(path.exists());
-    }
-
-    #[test]
-    fn a_file_that_is_not_a_store_is_a_permanent_error() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("state.redb");
-        std::fs::write(&path, b"definitely not a redb file, just some text").expect("write");
-        let err = EmbeddedStateStore::open(&path).expect_err("must refuse");
-        assert!(!err.is_retryable(), "{err}");
-    }
-}
+#[path = "state_tests.rs"]
+mod tests;
