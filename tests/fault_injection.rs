@@ -11,25 +11,10 @@
 //! `FAULTS_SEED` change the size and the draw.
 
 use dataout_integration_tests::faults::{run, OutcomeLog, Scale};
-use tracing_subscriber::layer::SubscriberExt;
-use tracing_subscriber::Layer;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_change_reaches_every_destination_exactly_once_in_effect_under_faults() {
-    let log = OutcomeLog::default();
-    // FAULTS_LOG=warn (or another level) also prints the pipeline's log.
-    let printed = std::env::var("FAULTS_LOG").ok().map(|level| {
-        tracing_subscriber::fmt::layer()
-            .with_writer(std::io::stderr)
-            .with_filter(tracing_subscriber::EnvFilter::new(level))
-    });
-    let subscriber = tracing_subscriber::registry()
-        .with(
-            log.clone()
-                .with_filter(tracing_subscriber::filter::LevelFilter::INFO),
-        )
-        .with(printed);
-    tracing::subscriber::set_global_default(subscriber).expect("one subscriber per test binary");
+    let log = OutcomeLog::install().expect("one subscriber per test binary");
     let outcome = run(Scale::from_env(Scale::test()), log)
         .await
         .expect("the scenario ran to the end");

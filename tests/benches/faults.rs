@@ -1,20 +1,16 @@
 //! The fault-injection scenario (`tests/faults`) at a larger size than
 //! `./scripts/test` runs: prints its figures and every difference found.
-//! Size: `FAULTS_REALTIME` (webhooks), `FAULTS_BATCH_PEOPLE`, `FAULTS_ROUNDS`.
+//! Size: `FAULTS_REALTIME` (webhooks), `FAULTS_BATCH_PEOPLE`, `FAULTS_ROUNDS`;
+//! `FAULTS_LOG=warn` also prints the pipeline's log.
 
 use dataout_integration_tests::faults::{run, OutcomeLog, Scale};
-use tracing_subscriber::layer::SubscriberExt;
 
 fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(4)
         .enable_all()
         .build()?;
-    let log = OutcomeLog::default();
-    let subscriber = tracing_subscriber::registry()
-        .with(tracing_subscriber::filter::LevelFilter::INFO)
-        .with(log.clone());
-    tracing::subscriber::set_global_default(subscriber)?;
+    let log = OutcomeLog::install()?;
     let base = Scale {
         realtime_people: 1_500,
         realtime_changes: 6_000,

@@ -167,6 +167,29 @@ type Workers = Arc<Mutex<Vec<(&'static str, JoinHandle<()>)>>>;
 #[derive(Clone, Default)]
 pub struct OutcomeLog(Arc<Mutex<Rejections>>);
 
+impl OutcomeLog {
+    /// Install the process's subscriber: this layer at INFO, and with
+    /// `FAULTS_LOG=<level or filter>` the pipeline's log on stderr too.
+    pub fn install() -> Result<OutcomeLog> {
+        use tracing_subscriber::layer::SubscriberExt;
+        use tracing_subscriber::Layer;
+        let log = OutcomeLog::default();
+        let printed = std::env::var("FAULTS_LOG").ok().map(|level| {
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_filter(tracing_subscriber::EnvFilter::new(level))
+        });
+        let subscriber = tracing_subscriber::registry()
+            .with(
+                log.clone()
+                    .with_filter(tracing_subscriber::filter::LevelFilter::INFO),
+            )
+            .with(printed);
+        tracing::subscriber::set_global_default(subscriber)?;
+        Ok(log)
+    }
+}
+
 impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for OutcomeLog {
     fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
         #[derive(Default)]
