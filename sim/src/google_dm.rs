@@ -1,32 +1,42 @@
 //! Google Data Manager API simulator, audiences (`API-CONTRACTS.md` §4b).
 //!
-//! Routes (under the server root, like `https://datamanager.googleapis.com`):
+//! Routes (under the server root, like `https://datamanager.googleapis.com`),
+//! exactly those of `tests/contracts/google-datamanager.json`:
 //! * `POST /v1/audienceMembers:ingest`, `POST /v1/audienceMembers:remove`,
 //!   `POST /v1/audienceMembers:removeAll` → `{requestId}`.
-//! * `POST /v1/requestStatus:retrieve` `{requestId}` →
+//! * `GET /v1/requestStatus:retrieve?requestId=…` →
 //!   `{requestStatusPerDestination:[{destination, requestStatus, errorInfo?,
-//!   audienceMembersIngestionStatus | audienceMembersRemovalStatus}]}`.
+//!   audienceMembersIngestionStatus.userDataIngestionStatus |
+//!   audienceMembersRemovalStatus.userDataRemovalStatus |
+//!   removeAllAudienceMembersStatus}]}`; an unknown id is 400 INVALID_REQUEST_ID.
 //! * `GET /v1/accountTypes/GOOGLE_ADS/accounts/{id}/userLists/{list}` →
 //!   `{name, id, sizeInfo:{searchNetworkMembersCount, displayNetworkMembersCount}}`.
 //! * `POST /token`: the OAuth token endpoint ([`crate::google_oauth`]).
 //! * `POST /v1/events:ingest`: conversions, in `google_dm_events.rs`.
 //!
-//! Refused as the platform refuses them (400 INVALID_ARGUMENT unless said):
-//! a bearer token not issued by the token endpoint or expired (401
-//! UNAUTHENTICATED); an operating account not accessible (403
-//! PERMISSION_DENIED); no `encoding` on a request carrying user data; an
+//! Anything else, and a known path on another verb, is Google's 404 HTML page.
+//!
+//! Refused as the platform refuses them (400 INVALID_ARGUMENT unless said,
+//! with Google's `ErrorReason` names): a bearer token not issued by the token
+//! endpoint or expired (401 UNAUTHENTICATED), or without the `datamanager`
+//! scope (403 ACCESS_TOKEN_SCOPE_INSUFFICIENT); an operating account not
+//! accessible (403 PERMISSION_DENIED), where an account managed through a
+//! manager needs that manager as login account (in `destinations`, or the
+//! `login-account` header on reads); a linked account without a
+//! DATA_PARTNER login; no `encoding` on a request carrying user data; an
 //! ingest without `termsOfService.customerMatchTermsOfServiceStatus:
-//! ACCEPTED`; no destinations or more than 10; an unknown user list; 0 or more
-//! than 10,000 members; a member with 0 or more than 10 identifiers; an
-//! identifier that is not exactly one of emailAddress / phoneNumber / address;
-//! an email or phone that is not a SHA-256 digest in the declared encoding
-//! (64 hex characters for HEX); address names not hashed, a region code that
-//! is not 2 uppercase letters, a postal code missing or hashed; a consent
-//! value outside CONSENT_GRANTED / CONSENT_DENIED / CONSENT_STATUS_UNSPECIFIED;
-//! a field the method does not take (`consent` or `termsOfService` on
-//! remove); a `removeAsOfTime` in the future. More than `requests_per_minute`
-//! (300 per Cloud project) API requests in a sliding minute: 429
-//! RESOURCE_EXHAUSTED.
+//! ACCEPTED` (TERMS_AND_CONDITIONS_NOT_SIGNED); no destinations or more
+//! than 10; an unknown user list; 0 or more than 10,000 members; a member
+//! with 0 or more than 10 identifiers; an identifier that is not exactly one
+//! of emailAddress / phoneNumber / address; an email or phone that is not a
+//! SHA-256 digest in the declared encoding; address names not hashed, a
+//! region code that is not 2 uppercase letters, a postal code missing or
+//! hashed; a consent value outside the enum; a field the method does not
+//! take; a `removeAsOfTime` in the future. Bad members are all named in
+//! `BadRequest.fieldViolations` (`audience_members[i]`). More than
+//! `requests_per_minute` (300 per Cloud project; status reads count apart)
+//! API requests in a sliding minute, or `requests_per_day`: 429
+//! RESOURCE_EXHAUSTED with the quota's unit in `ErrorInfo.metadata`.
 //!
 //! Slow as the platform: an accepted request is PROCESSING for
 //! `processing_delay`, and only then changes the list (a list's size moves
@@ -35,7 +45,8 @@
 //! `errorInfo.errorCounts[{reason, recordCount}]`: like the platform, counts
 //! per reason, not which member. Members fail by a configurable share,
 //! individually (by identifier digest), or the next N requests fail whole.
-//! A member whose effective consent denies ad user data is not added.
+//! A member whose effective consent denies ad user data is not added and is
+//! reported as PROCESSING_ERROR_REASON_DENIED_CONSENT.
 //!
 //! Population model: a configurable share of members match no Google user
 //! (decided from the digest of the member's smallest identifier, so the same
@@ -48,14 +59,14 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Map, Value};
 
-use crate::google_oauth::{OAuthSimConfig, TokenAuthority, TokenCheck};
+use crate::google_oauth::{OAuthSimConfig, TokenAuthority, TokenCheck, DATA_MANAGER_SCOPE};
 use crate::RunningSim;
 
 /// One list member: `(identifier kind, value)` pairs.
@@ -65,11 +76,28 @@ pub type DmMember = BTreeSet<(String, String)>;
 type ListKey = (String, String);
 
 pub const DEFAULT_FAILURE_REASON: &str = "PROCESSING_ERROR_REASON_INTERNAL_ERROR";
+pub const DENIED_CONSENT_REASON: &str = "PROCESSING_ERROR_REASON_DENIED_CONSENT";
+
+/// Google's 404 page for a URL (or verb) it does not serve.
+pub const NOT_FOUND_PAGE: &str = "<!DOCTYPE html>\n<html lang=en>\n  <meta charset=utf-8>\n  <title>Error 404 (Not Found)!!1</title>\n  <p><b>404.</b> <ins>That’s an error.</ins>\n  <p>The requested URL was not found on this server.  <ins>That’s all we know.</ins>\n";
+
+async fn not_found_page() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        [("content-type", "text/html; charset=UTF-8")],
+        NOT_FOUND_PAGE,
+    )
+        .into_response()
+}
 
 #[derive(Clone, Debug)]
 pub struct DataManagerSimConfig {
     /// Google Ads accounts the credentials may operate.
     pub operating_accounts: Vec<String>,
+    /// Accounts the credentials reach only through a manager: operating
+    /// account → manager account id. Writes must name the manager as
+    /// `loginAccount`, reads in the `login-account` header; else 403.
+    pub managed_accounts: BTreeMap<String, String>,
     pub max_members_per_request: usize,
     pub max_identifiers_per_member: usize,
     pub max_destinations_per_request: usize,
@@ -79,8 +107,12 @@ pub struct DataManagerSimConfig {
     pub non_matching_share: f64,
     /// Share (0–1) of members that fail processing.
     pub failing_share: f64,
-    /// API requests per sliding minute (per Cloud project: 300).
+    /// API requests per sliding minute (per Cloud project: 300; status
+    /// reads have a budget of their own of the same size).
     pub requests_per_minute: usize,
+    /// API requests per day (per Cloud project: 100,000), reset at 08:00
+    /// UTC (midnight Pacific standard time).
+    pub requests_per_day: usize,
     pub oauth: OAuthSimConfig,
 }
 
@@ -88,6 +120,7 @@ impl Default for DataManagerSimConfig {
     fn default() -> Self {
         DataManagerSimConfig {
             operating_accounts: vec!["1234567890".into()],
+            managed_accounts: BTreeMap::new(),
             max_members_per_request: 10_000,
             max_identifiers_per_member: 10,
             max_destinations_per_request: 10,
@@ -95,6 +128,7 @@ impl Default for DataManagerSimConfig {
             non_matching_share: 0.0,
             failing_share: 0.0,
             requests_per_minute: 300,
+            requests_per_day: 100_000,
             oauth: OAuthSimConfig::default(),
         }
     }
@@ -167,6 +201,11 @@ struct DmState {
     lists: BTreeMap<(String, String), Vec<ListMember>>,
     jobs: BTreeMap<String, DmJob>,
     recent: VecDeque<Instant>,
+    recent_status_reads: VecDeque<Instant>,
+    /// `(quota day, requests counted that day)`.
+    day: (i64, usize),
+    /// Digests whose members fail validation (400, named by index).
+    invalid_ids: BTreeSet<String>,
     failing_ids: BTreeSet<String>,
     fail_next: VecDeque<String>,
     requests: Vec<DmRequest>,
@@ -219,6 +258,9 @@ impl DataManagerSim {
                 lists: BTreeMap::new(),
                 jobs: BTreeMap::new(),
                 recent: VecDeque::new(),
+                recent_status_reads: VecDeque::new(),
+                day: (0, 0),
+                invalid_ids: BTreeSet::new(),
                 failing_ids: BTreeSet::new(),
                 fail_next: VecDeque::new(),
                 requests: Vec::new(),
@@ -243,7 +285,7 @@ impl DataManagerSim {
             .route("/v1/audienceMembers:ingest", post(ingest))
             .route("/v1/audienceMembers:remove", post(remove))
             .route("/v1/audienceMembers:removeAll", post(remove_all))
-            .route("/v1/requestStatus:retrieve", post(retrieve))
+            .route("/v1/requestStatus:retrieve", get(retrieve))
             .route("/v1/events:ingest", post(events::ingest))
             .route(
                 "/v1/accountTypes/{kind}/accounts/{account}/userLists/{list}",
@@ -251,6 +293,10 @@ impl DataManagerSim {
             )
             .with_state(self.clone())
             .merge(self.authority.router())
+            // Google's front end answers an unknown URL, or a known one on a
+            // verb it is not served on, with a 404 HTML page.
+            .fallback(not_found_page)
+            .method_not_allowed_fallback(not_found_page)
     }
 
     fn lock(&self) -> MutexGuard<'_, DmState> {
@@ -341,6 +387,14 @@ impl DataManagerSim {
         self.lock().config.requests_per_minute = n;
     }
 
+    /// Members carrying any of these digests fail validation: the request
+    /// is refused with 400 INVALID_AUDIENCE_MEMBER naming each of them.
+    pub fn refuse_members_with(&self, digests: &[&str]) {
+        self.lock()
+            .invalid_ids
+            .extend(digests.iter().map(|d| d.to_string()));
+    }
+
     /// Members carrying any of these digests fail processing.
     pub fn fail_members_with(&self, digests: &[&str]) {
         self.lock()
@@ -428,6 +482,10 @@ fn process_due(state: &mut DmState, force: bool) {
                                 continue;
                             }
                             if !consented {
+                                // Reported, not dropped silently
+                                // (processing_errors.proto: DENIED_CONSENT).
+                                failed += 1;
+                                *errors.entry(DENIED_CONSENT_REASON.into()).or_default() += 1;
                                 continue;
                             }
                             let mut merged = m.clone();
@@ -479,29 +537,74 @@ struct RpcError {
     rpc_status: &'static str,
     reason: &'static str,
     message: String,
+    /// `BadRequest.fieldViolations`: `(field, description)`, fields named
+    /// by their proto path (`audience_members[3].user_data…`).
+    violations: Vec<(String, String)>,
+    /// A quota refusal of the daily quota (else the per-minute one).
+    daily: bool,
 }
 
+/// Reasons Google's front end gives (domain `googleapis.com`), not the API's
+/// own `ErrorReason` (domain `datamanager.googleapis.com`).
+const FRONT_END_REASONS: &[&str] = &[
+    "ACCESS_TOKEN_EXPIRED",
+    "ACCESS_TOKEN_TYPE_UNSUPPORTED",
+    "ACCESS_TOKEN_SCOPE_INSUFFICIENT",
+    "RATE_LIMIT_EXCEEDED",
+];
+
 impl RpcError {
-    fn invalid(reason: &'static str, message: impl Into<String>) -> Self {
+    fn new(
+        status: StatusCode,
+        rpc_status: &'static str,
+        reason: &'static str,
+        message: impl Into<String>,
+    ) -> Self {
         RpcError {
-            status: StatusCode::BAD_REQUEST,
-            rpc_status: "INVALID_ARGUMENT",
+            status,
+            rpc_status,
             reason,
             message: message.into(),
+            violations: Vec::new(),
+            daily: false,
         }
     }
+    fn invalid(reason: &'static str, message: impl Into<String>) -> Self {
+        RpcError::new(StatusCode::BAD_REQUEST, "INVALID_ARGUMENT", reason, message)
+    }
     fn into_response(self) -> Response {
+        let domain = if FRONT_END_REASONS.contains(&self.reason) {
+            "googleapis.com"
+        } else {
+            "datamanager.googleapis.com"
+        };
+        let mut details = vec![json!({
+            "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+            "reason": self.reason,
+            "domain": domain,
+        })];
+        if self.reason == "RATE_LIMIT_EXCEEDED" {
+            details[0]["metadata"] = json!({
+                "quota_unit": if self.daily { "1/d/{project}" } else { "1/min/{project}" },
+                "service": "datamanager.googleapis.com",
+            });
+        }
+        if !self.violations.is_empty() {
+            details.push(json!({
+                "@type": "type.googleapis.com/google.rpc.BadRequest",
+                "fieldViolations": self.violations.iter().map(|(field, description)| json!({
+                    "field": field,
+                    "description": description,
+                })).collect::<Vec<_>>(),
+            }));
+        }
         (
             self.status,
             Json(json!({"error": {
                 "code": self.status.as_u16(),
                 "message": self.message,
                 "status": self.rpc_status,
-                "details": [{
-                    "@type": "type.googleapis.com/google.rpc.ErrorInfo",
-                    "reason": self.reason,
-                    "domain": "datamanager.googleapis.com",
-                }],
+                "details": details,
             }})),
         )
             .into_response()
@@ -549,11 +652,13 @@ impl Method {
     }
 }
 
-/// Auth and the per-minute budget, shared by every API route.
+/// Auth (a live token of the `datamanager` scope) and the per-minute
+/// budget, shared by every API route; status reads have a budget of their own.
 fn admit(
     state: &mut DmState,
     authority: &TokenAuthority,
     headers: &HeaderMap,
+    status_read: bool,
 ) -> Result<(), RpcError> {
     let bearer = headers
         .get("authorization")
@@ -561,37 +666,70 @@ fn admit(
         .and_then(|v| v.strip_prefix("Bearer "));
     let check = bearer.map_or(TokenCheck::Unknown, |t| authority.check(t));
     if check != TokenCheck::Valid {
-        return Err(RpcError {
-            status: StatusCode::UNAUTHORIZED,
-            rpc_status: "UNAUTHENTICATED",
-            reason: if check == TokenCheck::Expired {
+        return Err(RpcError::new(
+            StatusCode::UNAUTHORIZED,
+            "UNAUTHENTICATED",
+            if check == TokenCheck::Expired {
                 "ACCESS_TOKEN_EXPIRED"
             } else {
                 "ACCESS_TOKEN_TYPE_UNSUPPORTED"
             },
-            message: "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential.".into(),
-        });
+            "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential.",
+        ));
+    }
+    if !bearer.is_some_and(|t| authority.has_scope(t, DATA_MANAGER_SCOPE)) {
+        return Err(RpcError::new(
+            StatusCode::FORBIDDEN,
+            "PERMISSION_DENIED",
+            "ACCESS_TOKEN_SCOPE_INSUFFICIENT",
+            "Request had insufficient authentication scopes.",
+        ));
     }
     let now = Instant::now();
-    while state
-        .recent
+    let limit = state.config.requests_per_minute;
+    let recent = if status_read {
+        &mut state.recent_status_reads
+    } else {
+        &mut state.recent
+    };
+    while recent
         .front()
         .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(60))
     {
-        state.recent.pop_front();
+        recent.pop_front();
     }
-    if state.recent.len() >= state.config.requests_per_minute {
-        return Err(RpcError {
-            status: StatusCode::TOO_MANY_REQUESTS,
-            rpc_status: "RESOURCE_EXHAUSTED",
-            reason: "RATE_LIMIT_EXCEEDED",
-            message: format!(
-                "Quota exceeded: {} requests per minute per project.",
-                state.config.requests_per_minute
+    if recent.len() >= limit {
+        return Err(RpcError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "RESOURCE_EXHAUSTED",
+            "RATE_LIMIT_EXCEEDED",
+            format!("Quota exceeded: {limit} requests per minute per project."),
+        ));
+    }
+    let today = (now_ms() - 8 * 3_600_000).div_euclid(86_400_000);
+    if state.day.0 != today {
+        state.day = (today, 0);
+    }
+    if state.day.1 >= state.config.requests_per_day {
+        let mut e = RpcError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "RESOURCE_EXHAUSTED",
+            "RATE_LIMIT_EXCEEDED",
+            format!(
+                "Quota exceeded: {} requests per day per project.",
+                state.config.requests_per_day
             ),
-        });
+        );
+        e.daily = true;
+        return Err(e);
     }
-    state.recent.push_back(now);
+    state.day.1 += 1;
+    let recent = if status_read {
+        &mut state.recent_status_reads
+    } else {
+        &mut state.recent
+    };
+    recent.push_back(now);
     Ok(())
 }
 
@@ -645,23 +783,55 @@ fn parse_members(
     let request_consent = obj.get("consent");
     let max_ids = state.config.max_identifiers_per_member;
     let mut out = Vec::with_capacity(members.len());
+    // Google checks every member and names each bad one
+    // (`BadRequest.fieldViolations`, `audience_members[i]…`), failing the
+    // whole request.
+    let mut first_reason: Option<&'static str> = None;
+    let mut violations = Vec::new();
     for (i, m) in members.iter().enumerate() {
         let at = format!("audienceMembers[{i}]");
-        check_consent(m.get("consent"), &at)?;
-        let ids = m
-            .get("userData")
-            .and_then(|u| u.get("userIdentifiers"))
-            .and_then(Value::as_array)
-            .ok_or_else(|| {
-                RpcError::invalid(
-                    "REQUIRED_FIELD_MISSING",
-                    format!("{at}.userData.userIdentifiers is required."),
-                )
-            })?;
-        record.identifiers += ids.len();
-        let member = parse_user_identifiers(ids, &at, max_ids, digest_ok)?;
-        let consented = !denies_user_data(m.get("consent"), request_consent);
-        out.push((member, consented));
+        let checked = check_consent(m.get("consent"), &at).and_then(|()| {
+            let ids = m
+                .get("userData")
+                .and_then(|u| u.get("userIdentifiers"))
+                .and_then(Value::as_array)
+                .ok_or_else(|| {
+                    RpcError::invalid(
+                        "REQUIRED_FIELD_MISSING",
+                        format!("{at}.userData.userIdentifiers is required."),
+                    )
+                })?;
+            record.identifiers += ids.len();
+            let member = parse_user_identifiers(ids, &at, max_ids, digest_ok)?;
+            if member.iter().any(|(_, v)| state.invalid_ids.contains(v)) {
+                return Err(RpcError::invalid(
+                    "INVALID_AUDIENCE_MEMBER",
+                    format!("{at} is not a valid audience member."),
+                ));
+            }
+            Ok(member)
+        });
+        match checked {
+            Ok(member) => {
+                let consented = !denies_user_data(m.get("consent"), request_consent);
+                out.push((member, consented));
+            }
+            Err(e) => {
+                first_reason.get_or_insert(e.reason);
+                violations.push((format!("audience_members[{i}]"), e.message));
+            }
+        }
+    }
+    if let Some(reason) = first_reason {
+        let mut e = RpcError::invalid(
+            reason,
+            format!(
+                "There was a problem with the request: {} audience member(s) are not valid.",
+                violations.len()
+            ),
+        );
+        e.violations = violations;
+        return Err(e);
     }
     Ok(out)
 }
@@ -710,7 +880,7 @@ fn serve(
 ) -> Result<Value, RpcError> {
     let mut state = sim.lock();
     process_due(&mut state, false);
-    admit(&mut state, &sim.authority, headers)?;
+    admit(&mut state, &sim.authority, headers, false)?;
     let obj = parse_body(method, body)?;
     let validate_only = obj.get("validateOnly") == Some(&Value::Bool(true));
     match method {
@@ -724,7 +894,7 @@ fn serve(
                     == Some("ACCEPTED");
                 if !accepted {
                     return Err(RpcError::invalid(
-                        "TERMS_OF_SERVICE_NOT_ACCEPTED",
+                        "TERMS_AND_CONDITIONS_NOT_SIGNED",
                         "termsOfService.customerMatchTermsOfServiceStatus must be ACCEPTED to upload Customer Match data.",
                     ));
                 }
@@ -756,7 +926,7 @@ fn serve(
             };
             if as_of_ms > now_ms() + 1_000 {
                 return Err(RpcError::invalid(
-                    "INVALID_ARGUMENT",
+                    "INVALID_REMOVE_AS_OF_TIME",
                     "removeAsOfTime must not be in the future.",
                 ));
             }
@@ -767,45 +937,83 @@ fn serve(
             record.request_id = Some(id.clone());
             Ok(json!({ "requestId": id }))
         }
-        Method::Retrieve => {
-            let id = obj.get("requestId").and_then(Value::as_str).unwrap_or("");
-            if let Some(answer) = events::status(&state, id) {
-                return Ok(answer);
-            }
-            let job = state.jobs.get(id).ok_or(RpcError {
-                status: StatusCode::NOT_FOUND,
-                rpc_status: "NOT_FOUND",
-                reason: "REQUEST_ID_NOT_FOUND",
-                message: format!("Request {id:?} not found."),
-            })?;
-            let per_destination: Vec<Value> = job
-                .destinations
-                .iter()
-                .map(|d| {
-                    let mut entry = json!({
-                        "destination": d,
-                        "requestStatus": job.status.as_str(),
-                    });
-                    if !job.errors.is_empty() {
-                        entry["errorInfo"] = json!({ "errorCounts": job.errors.iter().map(|(reason, n)| json!({
-                            "recordCount": n.to_string(),
-                            "reason": reason,
-                        })).collect::<Vec<_>>() });
-                    }
-                    let status = json!({ "userDataIngestionStatus": {
-                        "recordCount": job.records.to_string(),
-                        "userIdentifierCount": job.identifiers.to_string(),
-                    }});
-                    match job.work {
-                        Work::Ingest(_) => entry["audienceMembersIngestionStatus"] = status,
-                        _ => entry["audienceMembersRemovalStatus"] = status,
-                    }
-                    entry
-                })
-                .collect();
-            Ok(json!({ "requestStatusPerDestination": per_destination }))
-        }
+        Method::Retrieve => Err(RpcError::invalid(
+            "INVALID_ARGUMENT",
+            "requestStatus:retrieve takes no body.",
+        )),
     }
+}
+
+/// `GET /v1/requestStatus:retrieve?requestId=…`: the status per destination
+/// (request_status_per_destination.proto); an id Google does not know is
+/// 400 INVALID_REQUEST_ID.
+fn serve_retrieve(
+    sim: &DataManagerSim,
+    headers: &HeaderMap,
+    query: &[(String, String)],
+) -> Result<Value, RpcError> {
+    let mut state = sim.lock();
+    process_due(&mut state, false);
+    admit(&mut state, &sim.authority, headers, true)?;
+    if let Some((k, _)) = query
+        .iter()
+        .find(|(k, _)| !matches!(k.as_str(), "requestId" | "request_id"))
+    {
+        return Err(RpcError::invalid(
+            "INVALID_ARGUMENT",
+            format!("Invalid JSON payload received. Unknown name \"{k}\": Cannot bind query parameter. Field '{k}' could not be found in request message."),
+        ));
+    }
+    let id = query
+        .iter()
+        .find(|(k, _)| matches!(k.as_str(), "requestId" | "request_id"))
+        .map(|(_, v)| v.as_str())
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| RpcError::invalid("REQUIRED_FIELD_MISSING", "request_id is required."))?;
+    if let Some(answer) = events::status(&state, id) {
+        return Ok(answer);
+    }
+    let job = state.jobs.get(id).ok_or_else(|| {
+        RpcError::invalid(
+            "INVALID_REQUEST_ID",
+            format!("Request ID {id:?} is not valid."),
+        )
+    })?;
+    let per_destination: Vec<Value> = job
+        .destinations
+        .iter()
+        .map(|d| {
+            let mut entry = json!({
+                "destination": d,
+                "requestStatus": job.status.as_str(),
+            });
+            if !job.errors.is_empty() {
+                entry["errorInfo"] = json!({ "errorCounts": job.errors.iter().map(|(reason, n)| json!({
+                    "recordCount": n.to_string(),
+                    "reason": reason,
+                })).collect::<Vec<_>>() });
+            }
+            let counts = json!({
+                "recordCount": job.records.to_string(),
+                "userIdentifierCount": job.identifiers.to_string(),
+            });
+            match job.work {
+                Work::Ingest(_) => {
+                    entry["audienceMembersIngestionStatus"] =
+                        json!({ "userDataIngestionStatus": counts });
+                }
+                Work::Remove(_) => {
+                    entry["audienceMembersRemovalStatus"] =
+                        json!({ "userDataRemovalStatus": counts });
+                }
+                Work::RemoveAll { .. } => {
+                    entry["removeAllAudienceMembersStatus"] = json!({});
+                }
+            }
+            entry
+        })
+        .collect();
+    Ok(json!({ "requestStatusPerDestination": per_destination }))
 }
 
 async fn handle(sim: DataManagerSim, method: Method, headers: HeaderMap, body: Bytes) -> Response {
@@ -848,8 +1056,31 @@ async fn remove_all(
     handle(sim, Method::RemoveAll, headers, body).await
 }
 
-async fn retrieve(State(sim): State<DataManagerSim>, headers: HeaderMap, body: Bytes) -> Response {
-    handle(sim, Method::Retrieve, headers, body).await
+async fn retrieve(
+    State(sim): State<DataManagerSim>,
+    Query(query): Query<Vec<(String, String)>>,
+    headers: HeaderMap,
+) -> Response {
+    let mut record = DmRequest {
+        path: Method::Retrieve.path().to_string(),
+        status: 200,
+        error_status: None,
+        message: None,
+        members: 0,
+        identifiers: 0,
+        request_id: None,
+    };
+    let response = match serve_retrieve(&sim, &headers, &query) {
+        Ok(v) => (StatusCode::OK, Json(v)).into_response(),
+        Err(e) => {
+            record.status = e.status.as_u16();
+            record.error_status = Some(e.rpc_status.to_string());
+            record.message = Some(e.message.clone());
+            e.into_response()
+        }
+    };
+    sim.lock().requests.push(record);
+    response
 }
 
 async fn user_list(
@@ -869,14 +1100,25 @@ async fn user_list(
     let result = {
         let mut state = sim.lock();
         process_due(&mut state, false);
-        admit(&mut state, &sim.authority, &headers).and_then(|()| {
-            if kind != "GOOGLE_ADS" || !state.lists.contains_key(&(account.clone(), list.clone())) {
-                return Err(RpcError {
-                    status: StatusCode::NOT_FOUND,
-                    rpc_status: "NOT_FOUND",
-                    reason: "USER_LIST_NOT_FOUND",
-                    message: format!("User list {list} of account {account} not found."),
+        admit(&mut state, &sim.authority, &headers, false).and_then(|()| {
+            // Reads name the manager in the `login-account` header
+            // (user_list_service.proto): `accountTypes/GOOGLE_ADS/accounts/{id}`.
+            let login = headers
+                .get("login-account")
+                .and_then(|v| v.to_str().ok())
+                .map(|v| {
+                    v.strip_prefix("accountTypes/GOOGLE_ADS/accounts/")
+                        .unwrap_or("")
+                        .to_string()
                 });
+            account_access(&state, &account, login.as_deref())?;
+            if kind != "GOOGLE_ADS" || !state.lists.contains_key(&(account.clone(), list.clone())) {
+                return Err(RpcError::new(
+                    StatusCode::NOT_FOUND,
+                    "NOT_FOUND",
+                    "NOT_FOUND",
+                    format!("User list {list} of account {account} not found."),
+                ));
             }
             let size = size_of(&state, &account, &list).to_string();
             Ok(json!({

@@ -490,7 +490,7 @@ fn serve(
     record: &mut DmRequest,
 ) -> Result<(Value, bool), Refusal> {
     let mut state = sim.lock();
-    admit(&mut state, &sim.authority, headers)?;
+    admit(&mut state, &sim.authority, headers, false)?;
     let value: Value = serde_json::from_slice(body).map_err(|e| {
         RpcError::invalid(
             "INVALID_ARGUMENT",
@@ -613,12 +613,12 @@ pub(super) async fn ingest(
         Ok((_, true)) => {
             record.status = 500;
             record.error_status = Some("INTERNAL".into());
-            Refusal::from(RpcError {
-                status: StatusCode::INTERNAL_SERVER_ERROR,
-                rpc_status: "INTERNAL",
-                reason: "INTERNAL_ERROR",
-                message: "Internal error encountered.".into(),
-            })
+            Refusal::from(RpcError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "INTERNAL",
+                "INTERNAL_ERROR",
+                "Internal error encountered.",
+            ))
             .into_response()
         }
         Ok((v, false)) => (StatusCode::OK, Json(v)).into_response(),

@@ -73,12 +73,12 @@ impl T {
 
     async fn status_of(&self, request_id: &str) -> Value {
         self.http
-            .post(format!(
+            .get(format!(
                 "{}/v1/requestStatus:retrieve",
                 self.running.base_url
             ))
+            .query(&[("requestId", request_id)])
             .bearer_auth(&self.token)
-            .json(&json!({ "requestId": request_id }))
             .send()
             .await
             .unwrap_or_else(|e| panic!("{e}"))
@@ -217,7 +217,7 @@ async fn unhashed_identifiers_are_refused() {
     assert_eq!(status, 400, "{answer}");
     assert_eq!(
         answer["error"]["details"][0]["reason"],
-        "INVALID_HASH_FORMAT"
+        "INVALID_HEX_ENCODING"
     );
     assert_eq!(violation(&answer), "events[0].userData");
     let (status, _) = one_event(&t, |e| {

@@ -12,6 +12,20 @@ pub(super) fn is_hex_digest(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
+/// Why a value is not a digest in the request's encoding (error.proto):
+/// not HEX / base64 at all, or well encoded but not 32 bytes of SHA-256.
+pub(super) fn digest_reason(digests: Digests, s: &str) -> &'static str {
+    use base64::Engine;
+    match digests.name {
+        "HEX" if !s.is_empty() && s.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            "INVALID_SHA256_FORMAT"
+        }
+        "HEX" => "INVALID_HEX_ENCODING",
+        _ if base64::engine::general_purpose::STANDARD.decode(s).is_ok() => "INVALID_SHA256_FORMAT",
+        _ => "INVALID_BASE64_ENCODING",
+    }
+}
+
 pub(super) fn is_b64_digest(s: &str) -> bool {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD
@@ -32,7 +46,7 @@ pub(super) fn parse_destinations(
             Ok(())
         } else {
             Err(RpcError::invalid(
-                "INVALID_PRODUCT_DESTINATION_ID",
+                "INVALID_USER_LIST_ID",
                 format!("productDestinationId {list:?} is not a Customer Match user list of account {account}."),
             ))
         }
@@ -76,7 +90,7 @@ pub(super) fn parse_destinations_with(
             || !account.bytes().all(|b| b.is_ascii_digit())
         {
             return Err(RpcError::invalid(
-                "INVALID_OPERATING_ACCOUNT",
+                "INVALID_DESTINATION",
                 "destinations[].operatingAccount needs accountType GOOGLE_ADS and a numeric accountId.",
             ));
         }
@@ -89,7 +103,7 @@ pub(super) fn parse_destinations_with(
                         .is_some_and(|a| !a.is_empty() && a.bytes().all(|b| b.is_ascii_digit()));
                 if !ok {
                     return Err(RpcError::invalid(
-                        "INVALID_ACCOUNT",
+                        "INVALID_DESTINATION",
                         format!(
                             "destinations[].{other} needs an accountType and a numeric accountId."
                         ),
@@ -97,16 +111,22 @@ pub(super) fn parse_destinations_with(
                 }
             }
         }
-        if !state.config.operating_accounts.iter().any(|a| a == account) {
-            return Err(RpcError {
-                status: StatusCode::FORBIDDEN,
-                rpc_status: "PERMISSION_DENIED",
-                reason: "PERMISSION_DENIED",
-                message: format!(
-                    "The caller does not have permission to operate account {account}."
-                ),
-            });
+        let login_type = d
+            .get("loginAccount")
+            .and_then(|a| a.get("accountType"))
+            .and_then(Value::as_str);
+        if d.get("linkedAccount").is_some() && login_type != Some("DATA_PARTNER") {
+            return Err(RpcError::invalid(
+                "LINKED_ACCOUNT_ONLY_ALLOWED_WITH_DATA_PARTNER_LOGIN_ACCOUNT",
+                "A linked account is only supported when the login account is a DATA_PARTNER account.",
+            ));
         }
+        let login = d
+            .get("loginAccount")
+            .filter(|_| login_type == Some("GOOGLE_ADS"))
+            .and_then(|a| a.get("accountId"))
+            .and_then(Value::as_str);
+        account_access(state, account, login)?;
         let list = d
             .get("productDestinationId")
             .and_then(Value::as_str)
@@ -115,6 +135,30 @@ pub(super) fn parse_destinations_with(
         lists.push((account.to_string(), list.to_string()));
     }
     Ok((dests.clone(), lists))
+}
+
+/// Whether the credentials reach `account`: directly, or through the
+/// manager the simulator says manages it, named as the login account.
+pub(super) fn account_access(
+    state: &DmState,
+    account: &str,
+    login: Option<&str>,
+) -> Result<(), RpcError> {
+    let direct = state.config.operating_accounts.iter().any(|a| a == account);
+    let managed = state
+        .config
+        .managed_accounts
+        .get(account)
+        .is_some_and(|manager| login == Some(manager.as_str()));
+    if direct || managed {
+        return Ok(());
+    }
+    Err(RpcError::new(
+        StatusCode::FORBIDDEN,
+        "PERMISSION_DENIED",
+        "PERMISSION_DENIED",
+        format!("The caller does not have permission to access account {account}."),
+    ))
 }
 
 pub(super) const CONSENT_VALUES: &[&str] = &[
@@ -129,7 +173,7 @@ pub(super) fn check_consent(v: Option<&Value>, at: &str) -> Result<(), RpcError>
         if let Some(x) = v.get(field) {
             if !x.as_str().is_some_and(|s| CONSENT_VALUES.contains(&s)) {
                 return Err(RpcError::invalid(
-                    "INVALID_CONSENT",
+                    "INVALID_ENUM_VALUE",
                     format!("{at}.{field} must be one of {}.", CONSENT_VALUES.join(", ")),
                 ));
             }
@@ -170,7 +214,7 @@ pub(super) fn digest_check(obj: &Map<String, Value>) -> Result<Digests, RpcError
             "encoding is required when sending user data (HEX or BASE64).",
         )),
         Some(other) => Err(RpcError::invalid(
-            "INVALID_ENCODING",
+            "INVALID_ENUM_VALUE",
             format!("Unknown encoding {other:?}."),
         )),
     }
@@ -212,7 +256,7 @@ pub(super) fn parse_user_identifiers(
                 let s = value.as_str().unwrap_or("");
                 if !digest_ok(s) {
                     return Err(RpcError::invalid(
-                        "INVALID_HASH_FORMAT",
+                        digest_reason(digests, s),
                         format!(
                             "{at}.{kind} is not a SHA-256 digest in {} encoding.",
                             digests.name
@@ -226,8 +270,9 @@ pub(super) fn parse_user_identifiers(
                 let (given, family) = (get("givenName"), get("familyName"));
                 let (region, postal) = (get("regionCode"), get("postalCode"));
                 if !digest_ok(given) || !digest_ok(family) {
+                    let bad = if digest_ok(given) { family } else { given };
                     return Err(RpcError::invalid(
-                        "INVALID_HASH_FORMAT",
+                        digest_reason(digests, bad),
                         format!("{at}.address givenName and familyName must be SHA-256 digests."),
                     ));
                 }

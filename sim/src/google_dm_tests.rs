@@ -85,6 +85,23 @@ impl T {
         let status = resp.status().as_u16();
         (status, resp.json().await.unwrap_or(Value::Null))
     }
+
+    /// `GET /v1/requestStatus:retrieve?requestId=…`, as Google serves it.
+    async fn status(&self, id: &str) -> (u16, Value) {
+        let resp = self
+            .http
+            .get(format!(
+                "{}/v1/requestStatus:retrieve",
+                self.running.base_url
+            ))
+            .query(&[("requestId", id)])
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
 }
 
 fn destination() -> Value {
@@ -130,7 +147,7 @@ async fn refuses_requests_without_encoding_or_accepted_terms() {
     assert_eq!(status, 400, "{body}");
     assert_eq!(
         body["error"]["details"][0]["reason"],
-        "TERMS_OF_SERVICE_NOT_ACCEPTED"
+        "TERMS_AND_CONDITIONS_NOT_SIGNED"
     );
 
     let mut denied_terms = ingest_body(vec![email_member("a@example.com")]);
@@ -187,7 +204,10 @@ async fn refuses_unhashed_identifiers_and_hashed_postal_codes() {
         .post("audienceMembers:ingest", ingest_body(vec![raw]))
         .await;
     assert_eq!(status, 400);
-    assert_eq!(body["error"]["details"][0]["reason"], "INVALID_HASH_FORMAT");
+    assert_eq!(
+        body["error"]["details"][0]["reason"],
+        "INVALID_HEX_ENCODING"
+    );
 
     let phone = json!({ "userData": { "userIdentifiers": [{ "phoneNumber": "+16502530000" }] } });
     let (status, _) = t
@@ -214,7 +234,7 @@ async fn unknown_list_and_bad_or_expired_tokens_are_refused() {
     assert_eq!(status, 400, "{answer}");
     assert_eq!(
         answer["error"]["details"][0]["reason"],
-        "INVALID_PRODUCT_DESTINATION_ID"
+        "INVALID_USER_LIST_ID"
     );
 
     t.sim.authority().expire_all();
@@ -275,9 +295,7 @@ async fn a_request_processes_after_its_delay_and_only_matched_members_count() {
     let (status, body) = t.post("audienceMembers:ingest", ingest_body(members)).await;
     assert_eq!(status, 200, "{body}");
     let id = body["requestId"].as_str().unwrap_or_default().to_string();
-    let (_, st) = t
-        .post("requestStatus:retrieve", json!({ "requestId": id }))
-        .await;
+    let (_, st) = t.status(&id).await;
     assert_eq!(
         st["requestStatusPerDestination"][0]["requestStatus"],
         "PROCESSING"
@@ -290,9 +308,7 @@ async fn a_request_processes_after_its_delay_and_only_matched_members_count() {
     assert_eq!(t.sim.size(ACCOUNT, LIST), 0);
 
     t.sim.process_now();
-    let (_, st) = t
-        .post("requestStatus:retrieve", json!({ "requestId": id }))
-        .await;
+    let (_, st) = t.status(&id).await;
     assert_eq!(
         st["requestStatusPerDestination"][0]["requestStatus"],
         "SUCCESS"
@@ -319,16 +335,14 @@ async fn failing_members_make_a_request_partial_or_failed_with_counts() {
         )
         .await;
     let id = body["requestId"].as_str().unwrap_or_default().to_string();
-    let (_, st) = t
-        .post("requestStatus:retrieve", json!({ "requestId": id }))
-        .await;
+    let (_, st) = t.status(&id).await;
     let entry = &st["requestStatusPerDestination"][0];
     assert_eq!(entry["requestStatus"], "PARTIAL_SUCCESS", "{st}");
     assert_eq!(entry["errorInfo"]["errorCounts"][0]["recordCount"], "1");
     assert_eq!(t.sim.member_count(ACCOUNT, LIST), 1);
 
     t.sim
-        .fail_next_requests(1, "PROCESSING_ERROR_REASON_INVALID_CUSTOMER_ID");
+        .fail_next_requests(1, "PROCESSING_ERROR_REASON_NO_CONSENT");
     let (_, body) = t
         .post(
             "audienceMembers:ingest",
@@ -336,16 +350,14 @@ async fn failing_members_make_a_request_partial_or_failed_with_counts() {
         )
         .await;
     let id = body["requestId"].as_str().unwrap_or_default().to_string();
-    let (_, st) = t
-        .post("requestStatus:retrieve", json!({ "requestId": id }))
-        .await;
+    let (_, st) = t.status(&id).await;
     assert_eq!(
         st["requestStatusPerDestination"][0]["requestStatus"],
         "FAILED"
     );
     assert_eq!(
         st["requestStatusPerDestination"][0]["errorInfo"]["errorCounts"][0]["reason"],
-        "PROCESSING_ERROR_REASON_INVALID_CUSTOMER_ID"
+        "PROCESSING_ERROR_REASON_NO_CONSENT"
     );
     assert_eq!(t.sim.member_count(ACCOUNT, LIST), 1);
 }
@@ -442,4 +454,161 @@ fn rfc3339_parses_offsets_and_fractions() {
         Some(1_412_262_083_000)
     );
     assert_eq!(time_from_rfc3339("yesterday"), None);
+}
+
+#[tokio::test]
+async fn request_status_is_served_on_get_only_and_a_post_gets_googles_404_page() {
+    let t = setup(fast()).await;
+    let (_, body) = t
+        .post(
+            "audienceMembers:ingest",
+            ingest_body(vec![email_member("a@example.com")]),
+        )
+        .await;
+    let id = body["requestId"].as_str().unwrap_or_default().to_string();
+    let (status, st) = t.status(&id).await;
+    assert_eq!(status, 200, "{st}");
+    let resp = t
+        .http
+        .post(format!("{}/v1/requestStatus:retrieve", t.running.base_url))
+        .bearer_auth(&t.token)
+        .json(&json!({ "requestId": id }))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(resp.status().as_u16(), 404);
+    let page = resp.text().await.unwrap_or_default();
+    assert!(page.starts_with("<!DOCTYPE html>"), "{page}");
+    let (status, _) = t.post("audienceMembers:upsert", json!({})).await;
+    assert_eq!(status, 404, "an unknown method is Google's 404 page");
+}
+
+#[tokio::test]
+async fn an_unknown_request_id_is_invalid_request_id() {
+    let t = setup(fast()).await;
+    let (status, body) = t.status("no-such-request").await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["status"], "INVALID_ARGUMENT");
+    assert_eq!(body["error"]["details"][0]["reason"], "INVALID_REQUEST_ID");
+}
+
+#[tokio::test]
+async fn a_remove_status_reports_user_data_removal_status() {
+    let t = setup(fast()).await;
+    let mut body = ingest_body(vec![email_member("a@example.com")]);
+    let o = body.as_object_mut().unwrap_or_else(|| panic!("object"));
+    o.remove("consent");
+    o.remove("termsOfService");
+    let (status, answer) = t.post("audienceMembers:remove", body).await;
+    assert_eq!(status, 200, "{answer}");
+    let id = answer["requestId"].as_str().unwrap_or_default().to_string();
+    t.sim.process_now();
+    let (_, st) = t.status(&id).await;
+    let entry = &st["requestStatusPerDestination"][0];
+    assert_eq!(
+        entry["audienceMembersRemovalStatus"]["userDataRemovalStatus"]["recordCount"], "1",
+        "{st}"
+    );
+}
+
+#[tokio::test]
+async fn a_linked_account_with_a_google_ads_login_is_refused() {
+    let t = setup(fast()).await;
+    let mut body = ingest_body(vec![email_member("a@example.com")]);
+    body["destinations"][0]["loginAccount"] =
+        json!({"accountType": "GOOGLE_ADS", "accountId": ACCOUNT});
+    body["destinations"][0]["linkedAccount"] =
+        json!({"accountType": "GOOGLE_ADS", "accountId": "1112223333"});
+    let (status, answer) = t.post("audienceMembers:ingest", body).await;
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(
+        answer["error"]["details"][0]["reason"],
+        "LINKED_ACCOUNT_ONLY_ALLOWED_WITH_DATA_PARTNER_LOGIN_ACCOUNT"
+    );
+}
+
+#[tokio::test]
+async fn a_token_without_the_datamanager_scope_is_refused() {
+    let mut config = fast();
+    config.oauth.refresh_token_scopes = vec![crate::google_oauth::ADS_SCOPE.to_string()];
+    let mut t = setup(config).await;
+    let resp = t
+        .http
+        .post(format!("{}/token", t.running.base_url))
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", crate::google_oauth::TEST_REFRESH_TOKEN),
+            ("client_id", crate::google_oauth::TEST_CLIENT_ID),
+            ("client_secret", crate::google_oauth::TEST_CLIENT_SECRET),
+        ])
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let grant: Value = resp.json().await.unwrap_or(Value::Null);
+    t.token = grant["access_token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let (status, answer) = t
+        .post(
+            "audienceMembers:ingest",
+            ingest_body(vec![email_member("a@example.com")]),
+        )
+        .await;
+    assert_eq!(status, 403, "{answer}");
+    assert_eq!(
+        answer["error"]["details"][0]["reason"],
+        "ACCESS_TOKEN_SCOPE_INSUFFICIENT"
+    );
+}
+
+#[tokio::test]
+async fn a_member_whose_consent_denies_ad_user_data_is_reported_not_dropped() {
+    let t = setup(fast()).await;
+    let mut denied = email_member("no@example.com");
+    denied["consent"] =
+        json!({"adUserData": "CONSENT_DENIED", "adPersonalization": "CONSENT_DENIED"});
+    let (_, body) = t
+        .post(
+            "audienceMembers:ingest",
+            ingest_body(vec![denied, email_member("yes@example.com")]),
+        )
+        .await;
+    let id = body["requestId"].as_str().unwrap_or_default().to_string();
+    t.sim.process_now();
+    let (_, st) = t.status(&id).await;
+    let entry = &st["requestStatusPerDestination"][0];
+    assert_eq!(entry["requestStatus"], "PARTIAL_SUCCESS", "{st}");
+    assert_eq!(
+        entry["errorInfo"]["errorCounts"][0]["reason"],
+        "PROCESSING_ERROR_REASON_DENIED_CONSENT"
+    );
+    assert_eq!(entry["errorInfo"]["errorCounts"][0]["recordCount"], "1");
+    assert_eq!(t.sim.member_count(ACCOUNT, LIST), 1);
+}
+
+#[tokio::test]
+async fn every_bad_member_is_named_in_the_field_violations() {
+    let t = setup(fast()).await;
+    let raw = json!({ "userData": { "userIdentifiers": [{ "emailAddress": "ann@example.com" }] } });
+    let (status, body) = t
+        .post(
+            "audienceMembers:ingest",
+            ingest_body(vec![
+                email_member("ok@example.com"),
+                raw.clone(),
+                email_member("ok2@example.com"),
+                raw,
+            ]),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    let fields: Vec<&str> = body["error"]["details"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|d| d["fieldViolations"].as_array().into_iter().flatten())
+        .filter_map(|v| v["field"].as_str())
+        .collect();
+    assert_eq!(fields, vec!["audience_members[1]", "audience_members[3]"]);
 }

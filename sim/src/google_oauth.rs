@@ -68,6 +68,8 @@ pub struct OAuthSimConfig {
     pub token_lifetime: Duration,
     /// Scopes a token must carry to be accepted (any one of them).
     pub accepted_scopes: Vec<String>,
+    /// Scopes the user granted with the refresh token (its tokens carry them).
+    pub refresh_token_scopes: Vec<String>,
 }
 
 impl Default for OAuthSimConfig {
@@ -80,6 +82,7 @@ impl Default for OAuthSimConfig {
             refresh_token: TEST_REFRESH_TOKEN.into(),
             token_lifetime: Duration::from_secs(3600),
             accepted_scopes: vec![DATA_MANAGER_SCOPE.into(), ADS_SCOPE.into()],
+            refresh_token_scopes: vec![DATA_MANAGER_SCOPE.into(), ADS_SCOPE.into()],
         }
     }
 }
@@ -95,6 +98,8 @@ struct AuthorityState {
     config: OAuthSimConfig,
     /// token -> expiry.
     issued: BTreeMap<String, Instant>,
+    /// token -> the scopes it was granted.
+    scopes: BTreeMap<String, Vec<String>>,
     next: u64,
     grants: Vec<String>,
 }
@@ -118,6 +123,7 @@ impl TokenAuthority {
             state: Arc::new(Mutex::new(AuthorityState {
                 config,
                 issued: BTreeMap::new(),
+                scopes: BTreeMap::new(),
                 next: 0,
                 grants: Vec::new(),
             })),
@@ -135,6 +141,15 @@ impl TokenAuthority {
             Some(expiry) if *expiry <= Instant::now() => TokenCheck::Expired,
             Some(_) => TokenCheck::Valid,
         }
+    }
+
+    /// Whether a token we issued was granted `scope` (an API accepts only
+    /// tokens of its own scope: 403 ACCESS_TOKEN_SCOPE_INSUFFICIENT).
+    pub fn has_scope(&self, token: &str, scope: &str) -> bool {
+        self.lock()
+            .scopes
+            .get(token)
+            .is_some_and(|s| s.iter().any(|x| x == scope))
     }
 
     /// Expire every token issued so far (a token "expiring mid-run").
@@ -155,7 +170,7 @@ impl TokenAuthority {
         self.lock().grants.clone()
     }
 
-    fn issue(&self, grant: &str) -> (String, u64) {
+    fn issue(&self, grant: &str, scopes: Vec<String>) -> (String, u64) {
         let mut state = self.lock();
         state.next += 1;
         let token = format!("ya29.sim-{}-{}", state.next, rand::random::<u32>());
@@ -163,6 +178,7 @@ impl TokenAuthority {
         state
             .issued
             .insert(token.clone(), Instant::now() + lifetime);
+        state.scopes.insert(token.clone(), scopes);
         state.grants.push(grant.to_string());
         (token, lifetime.as_secs())
     }
@@ -260,11 +276,19 @@ async fn token(State(auth): State<TokenAuthority>, Form(form): Form<TokenForm>) 
                     "Invalid OAuth scope",
                 );
             }
-            let (token, expires_in) = auth.issue("jwt-bearer");
+            let granted: Vec<String> = config
+                .accepted_scopes
+                .iter()
+                .filter(|s| scopes.contains(&s.as_str()))
+                .cloned()
+                .collect();
+            let scope = granted.join(" ");
+            let (token, expires_in) = auth.issue("jwt-bearer", granted);
             Json(json!({
                 "access_token": token,
                 "expires_in": expires_in,
                 "token_type": "Bearer",
+                "scope": scope,
             }))
             .into_response()
         }
@@ -281,12 +305,14 @@ async fn token(State(auth): State<TokenAuthority>, Form(form): Form<TokenForm>) 
                     "Token has been expired or revoked.",
                 );
             }
-            let (token, expires_in) = auth.issue("refresh_token");
+            let scopes = config.refresh_token_scopes.clone();
+            let scope = scopes.join(" ");
+            let (token, expires_in) = auth.issue("refresh_token", scopes);
             Json(json!({
                 "access_token": token,
                 "expires_in": expires_in,
                 "token_type": "Bearer",
-                "scope": DATA_MANAGER_SCOPE,
+                "scope": scope,
             }))
             .into_response()
         }

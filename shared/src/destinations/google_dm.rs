@@ -6,7 +6,8 @@
 //! shared phone does not take the new row out again), each in requests of at
 //! most `batch_size` (≤ 10,000) members with ≤ 10 identifiers each:
 //! `POST {base}/v1/audienceMembers:ingest` / `:remove` with `destinations`
-//! (operating account GOOGLE_ADS, optional login / linked account,
+//! (operating account GOOGLE_ADS, optional login account: a linked account
+//! is for data partners only and the spec refuses it,
 //! `productDestinationId` = user list id), `encoding: HEX`, and on ingest
 //! `termsOfService` ACCEPTED and the request's `consent` from the settings.
 //! A member's own consent comes from the export attribute the settings name
@@ -23,13 +24,16 @@
 //! Processing is asynchronous: the answer is a `requestId`, recorded in the
 //! state store (`req/<sent_at>/<request id>/<part>`, with the people it
 //! carried) and never waited for. [`Destination::settle`], called at the
-//! start of each delivery invocation, reads `requestStatus:retrieve` for
-//! requests older than `status_poll_after`: SUCCESS drops the record;
-//! FAILED makes every person of the request rejected with Google's reasons
-//! (counters move from accepted to rejected, and `rejected/<export>/<person>`
-//! records the reason per person); PARTIAL_SUCCESS gives counts per reason
-//! only (the API does not say which member), so the counters move by those
-//! counts and `partial/<request id>` keeps the reasons.
+//! start of each delivery invocation, reads `GET v1/requestStatus:retrieve?requestId=…`
+//! first `status_poll_after` (30 min) after sending, then at doubling gaps
+//! (kept in the record): SUCCESS drops the record; FAILED makes every
+//! person of the request rejected with Google's reasons (counters move from
+//! accepted to rejected, and `rejected/<export>/<person>` records the reason
+//! per person); PARTIAL_SUCCESS gives counts per reason only (the API does
+//! not say which member), so the counters move by those counts and
+//! `partial/<request id>` keeps the reasons. Duplicate reasons mean the
+//! record landed before and count as landed; an unknown id
+//! (`INVALID_REQUEST_ID`) drops the record. See `docs/google-data-manager.md`.
 //!
 //! Why delivery and not reconcile: the delivery function already holds the
 //! client, its access token and the per-project request budget, and runs
@@ -40,12 +44,14 @@
 //! Conversions: an `events` / `conversions` export sends its event ops to
 //! `events:ingest` instead (`google_dm_events.rs`), same client and settings.
 //!
-//! Limits: 300 requests per minute per Cloud project, enforced in-process
-//! by `governor` (a wait over 5 s becomes `Retryable` with that delay);
-//! other processes share the project's budget, so 429 RESOURCE_EXHAUSTED is
-//! `Retryable` with the server's delay or 60 s. 401 fetches a new token once
-//! and retries; a second 401 is permanent. 5xx / 408 retry; other 4xx are
-//! permanent.
+//! Limits: 300 requests per minute per Cloud project, and as many status
+//! reads, enforced in-process by `governor` (a wait over 5 s becomes
+//! `Retryable` with that delay); other processes share the project's budget,
+//! so 429 RESOURCE_EXHAUSTED is `Retryable`: the daily quota (100,000) until
+//! its reset, the per-minute one after the server's delay or 60 s. A 400
+//! naming members (`fieldViolations`, `audience_members[i]`) rejects those
+//! and sends the rest. 401 fetches a new token once and retries; a second
+//! 401 is permanent. 5xx / 408 retry; other 4xx are permanent.
 
 use std::collections::BTreeMap;
 use std::num::NonZeroU32;
@@ -58,6 +64,7 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde_json::{json, Value};
 
 use super::google_auth::{GoogleTokens, DATA_MANAGER_SCOPE};
+use super::google_dm_errors as errors;
 use super::{
     status_is_retryable, Destination, DestinationError, OpOutcome, ReadBack, SettleSummary,
 };
@@ -78,6 +85,25 @@ const PEOPLE_PER_RECORD: usize = 2_000;
 /// Requests whose status one `settle` reads at most.
 const STATUS_READS_PER_SETTLE: usize = 20;
 const LONGEST_BUDGET_WAIT: Duration = Duration::from_secs(5);
+/// The status read: a GET with the id in the query (ingestion_service.proto).
+const STATUS_PATH: &str = "v1/requestStatus:retrieve";
+/// Longest gap between two status reads of one request.
+const MAX_POLL_GAP_MS: i64 = 6 * 3_600_000;
+/// Processing errors that mean the record was already there: it landed.
+const LANDED_REASONS: &[&str] = &[
+    "PROCESSING_ERROR_REASON_DUPLICATE_TRANSACTION_ID",
+    "PROCESSING_ERROR_REASON_DUPLICATE_GCLID",
+];
+
+/// Wait before the next status read of a request still PROCESSING after
+/// `polls` (≥ 1) reads: the first delay, doubled after every further read
+/// (at least 1 s, at most [`MAX_POLL_GAP_MS`]).
+fn poll_gap(first_ms: i64, polls: u64) -> i64 {
+    let base = first_ms.max(1_000);
+    let doublings = u32::try_from(polls.saturating_sub(1).min(20)).unwrap_or(20);
+    base.saturating_mul(1_i64 << doublings)
+        .min(MAX_POLL_GAP_MS.max(base))
+}
 const DEFAULT_429_DELAY: Duration = Duration::from_secs(60);
 
 /// EEA members, the UK and Switzerland: where Google's EU user consent
@@ -92,7 +118,6 @@ pub struct DataManagerDestination {
     base: String,
     operating_account_id: String,
     login_account_id: Option<String>,
-    linked_account_id: Option<String>,
     consent: GoogleConsentSpec,
     gmail_remove_dots: bool,
     gmail_strip_plus_suffix: bool,
@@ -102,9 +127,10 @@ pub struct DataManagerDestination {
     http: reqwest::Client,
     clock: Arc<dyn Clock>,
     state: Arc<dyn StateStore>,
+    /// Ingest / remove / user-list calls: 300 per minute per project.
     budget: DefaultDirectRateLimiter,
-    /// Request id → clock ms before which its status is not read again.
-    next_poll: std::sync::Mutex<BTreeMap<String, i64>>,
+    /// Request-status reads have a quota of their own (300 per minute).
+    status_budget: DefaultDirectRateLimiter,
 }
 
 impl std::fmt::Debug for DataManagerDestination {
@@ -124,6 +150,14 @@ struct Member {
     index: usize,
     tag: &'static str,
     body: Value,
+}
+
+/// The HTTP verb of a call: Google serves each method on one verb only
+/// (`requestStatus:retrieve` is a GET with the id in the query).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Verb {
+    Get,
+    Post,
 }
 
 /// Google's answer to one request, whatever its status.
@@ -168,7 +202,6 @@ impl DataManagerDestination {
         let DestinationSettings::GoogleDataManager {
             operating_account_id,
             login_account_id,
-            linked_account_id,
             auth,
             consent,
             gmail_remove_dots,
@@ -180,10 +213,7 @@ impl DataManagerDestination {
                 "settings are not of kind google_data_manager".into(),
             ));
         };
-        for id in std::iter::once(operating_account_id)
-            .chain(login_account_id)
-            .chain(linked_account_id)
-        {
+        for id in std::iter::once(operating_account_id).chain(login_account_id) {
             if !is_numeric(id) {
                 return Err(permanent(format!(
                     "account ids are digits only, not {id:?}"
@@ -208,7 +238,6 @@ impl DataManagerDestination {
                 .to_string(),
             operating_account_id: operating_account_id.clone(),
             login_account_id: login_account_id.clone(),
-            linked_account_id: linked_account_id.clone(),
             consent: consent.clone(),
             gmail_remove_dots: *gmail_remove_dots,
             gmail_strip_plus_suffix: *gmail_strip_plus_suffix,
@@ -219,7 +248,7 @@ impl DataManagerDestination {
             clock,
             state,
             budget: RateLimiter::direct(Quota::per_minute(per_minute)),
-            next_poll: std::sync::Mutex::new(BTreeMap::new()),
+            status_budget: RateLimiter::direct(Quota::per_minute(per_minute)),
             name,
         })
     }
@@ -252,16 +281,18 @@ impl DataManagerDestination {
         if let Some(login) = &self.login_account_id {
             d["loginAccount"] = json!({ "accountType": "GOOGLE_ADS", "accountId": login });
         }
-        if let Some(linked) = &self.linked_account_id {
-            d["linkedAccount"] = json!({ "accountType": "GOOGLE_ADS", "accountId": linked });
-        }
         d
     }
 
     /// Wait for the per-project budget; a long wait is the caller's retry.
-    async fn take_budget(&self) -> Result<(), DestinationError> {
+    async fn take_budget(&self, status_read: bool) -> Result<(), DestinationError> {
+        let budget = if status_read {
+            &self.status_budget
+        } else {
+            &self.budget
+        };
         loop {
-            match self.budget.check() {
+            match budget.check() {
                 Ok(()) => return Ok(()),
                 Err(not_until) => {
                     let wait = not_until.wait_time_from(DefaultClock::default().now());
@@ -279,9 +310,27 @@ impl DataManagerDestination {
         }
     }
 
-    /// One API call: budget, bearer token, a single refresh on 401.
+    /// One POST call: budget, bearer token, a single refresh on 401.
     async fn call(&self, path: &str, body: Option<&Value>) -> Result<Value, DestinationError> {
         let answer = self.exchange(path, body).await?;
+        self.read_answer(path, &answer)
+    }
+
+    /// One GET call (`query` in the URL), with the `login-account` header
+    /// when the credentials reach the account through a manager.
+    async fn call_get(
+        &self,
+        path: &str,
+        query: &[(&str, &str)],
+        status_read: bool,
+    ) -> Result<Value, DestinationError> {
+        let answer = self
+            .exchange_with(Verb::Get, path, query, None, status_read)
+            .await?;
+        self.read_answer(path, &answer)
+    }
+
+    fn read_answer(&self, path: &str, answer: &Answer) -> Result<Value, DestinationError> {
         if (200..300).contains(&answer.status) {
             return serde_json::from_slice(&answer.body).map_err(|e| {
                 self.retryable(
@@ -290,24 +339,53 @@ impl DataManagerDestination {
                 )
             });
         }
-        Err(self.refusal(path, &answer))
+        Err(self.refusal(path, answer))
     }
 
-    /// Send one request and return Google's answer whatever its status:
-    /// budget, bearer token, a single refresh on 401; transport failures
-    /// are retryable errors.
+    /// Send one POST (a `body`) or GET (none) and return Google's answer
+    /// whatever its status.
     async fn exchange(&self, path: &str, body: Option<&Value>) -> Result<Answer, DestinationError> {
+        let verb = if body.is_some() {
+            Verb::Post
+        } else {
+            Verb::Get
+        };
+        self.exchange_with(verb, path, &[], body, false).await
+    }
+
+    /// Send one request: budget (the status-read quota for status reads),
+    /// bearer token, a single refresh on 401; transport failures are
+    /// retryable errors.
+    async fn exchange_with(
+        &self,
+        verb: Verb,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<&Value>,
+        status_read: bool,
+    ) -> Result<Answer, DestinationError> {
         let url = format!("{}/{path}", self.base);
         let mut refreshed = false;
         loop {
-            self.take_budget().await?;
+            self.take_budget(status_read).await?;
             let token = self.tokens.token().await?;
-            let req = match body {
-                Some(b) => self.http.post(&url).json(b),
-                None => self.http.get(&url),
+            let mut req = match verb {
+                Verb::Post => self.http.post(&url).json(body.unwrap_or(&Value::Null)),
+                Verb::Get => {
+                    let mut get = self.http.get(&url).query(query);
+                    // Reads name the manager in a header (user_list_service.proto:
+                    // `login-account`); writes carry it in `destinations`.
+                    if let Some(login) = &self.login_account_id {
+                        get = get.header(
+                            "login-account",
+                            format!("accountTypes/GOOGLE_ADS/accounts/{login}"),
+                        );
+                    }
+                    get
+                }
             };
+            req = req.bearer_auth(token.expose());
             let resp = req
-                .bearer_auth(token.expose())
                 .send()
                 .await
                 .map_err(|e| self.retryable(format!("transport: {}", e.without_url()), None))?;
@@ -336,33 +414,37 @@ impl DataManagerDestination {
         }
     }
 
-    /// The error of a non-2xx answer: 429 / RESOURCE_EXHAUSTED retry after
-    /// the server's delay (or 60 s), 5xx / 408 retry, other 4xx permanent.
+    /// The error of a non-2xx answer. 429 / RESOURCE_EXHAUSTED: the daily
+    /// quota waits for its reset, the per-minute one for the server's delay
+    /// (Retry-After, RetryInfo) or 60 s. 5xx / 408 retry; other 4xx are
+    /// permanent, with Google's reason in the message.
     fn refusal(&self, path: &str, answer: &Answer) -> DestinationError {
         let status = answer.status;
-        let parsed: Value = serde_json::from_slice(&answer.body).unwrap_or(Value::Null);
-        let error = parsed.get("error");
-        let rpc = error
-            .and_then(|e| e.get("status"))
-            .and_then(Value::as_str)
-            .unwrap_or("");
-        let detail = error
-            .and_then(|e| e.get("message"))
-            .and_then(Value::as_str)
-            .map(str::to_string)
-            .unwrap_or_else(|| {
-                String::from_utf8_lossy(&answer.body)
-                    .chars()
-                    .take(200)
-                    .collect()
-            });
-        let message = format!("{path}: HTTP {status} {rpc}: {detail}");
-        if status == 429 || rpc == "RESOURCE_EXHAUSTED" {
-            self.retryable(
-                message,
-                Some(answer.retry_after.unwrap_or(DEFAULT_429_DELAY)),
-            )
-        } else if status_is_retryable(status) || matches!(rpc, "UNAVAILABLE" | "INTERNAL") {
+        let read = errors::read(&answer.body);
+        let reason = read
+            .reason
+            .as_deref()
+            .map(|r| format!(" ({r})"))
+            .unwrap_or_default();
+        let message = format!(
+            "{path}: HTTP {status} {}{reason}: {}",
+            read.status, read.message
+        );
+        if status == 429 || read.status == "RESOURCE_EXHAUSTED" {
+            let wait = match read.quota {
+                Some(errors::QuotaWindow::PerDay) => errors::until_daily_reset(self.clock.now_ms()),
+                _ => answer
+                    .retry_after
+                    .or(read.retry_delay)
+                    .unwrap_or(DEFAULT_429_DELAY),
+            };
+            if read.quota == Some(errors::QuotaWindow::PerDay) {
+                tracing::warn!(destination = %self.name, wait_s = wait.as_secs(), "the project's daily Data Manager quota (100,000 requests) is spent: waiting for its reset");
+            }
+            self.retryable(message, Some(wait))
+        } else if status_is_retryable(status)
+            || matches!(read.status.as_str(), "UNAVAILABLE" | "INTERNAL")
+        {
             self.retryable(message, answer.retry_after)
         } else {
             self.permanent(message)
@@ -463,6 +545,96 @@ impl DataManagerDestination {
             gmail_remove_dots: self.gmail_remove_dots,
             gmail_strip_plus_suffix: self.gmail_strip_plus_suffix,
         }
+    }
+
+    /// The body of one ingest / remove request of `list`.
+    fn members_body(&self, list: &str, ingest: bool, members: &[&Member]) -> Value {
+        let mut body = json!({
+            "destinations": [self.destination_json(list)],
+            "audienceMembers": members.iter().map(|m| &m.body).collect::<Vec<_>>(),
+            "encoding": "HEX",
+        });
+        if ingest {
+            body["consent"] = json!({
+                "adUserData": self.consent.ad_user_data.as_api(),
+                "adPersonalization": self.consent.ad_personalization.as_api(),
+            });
+            body["termsOfService"] = json!({ "customerMatchTermsOfServiceStatus": "ACCEPTED" });
+        }
+        body
+    }
+
+    /// Send one chunk of members. Google fails the whole request for a bad
+    /// member and names it (`BadRequest.fieldViolations`,
+    /// `audience_members[i]…`): those are `Rejected` with Google's words and
+    /// the rest go again, so one bad row never holds back the others.
+    async fn send_chunk(
+        &self,
+        export: &ExportSpec,
+        list: &str,
+        ingest: bool,
+        chunk: &[Member],
+        ops: &[DeliveryOp],
+        outcomes: &mut [Option<OpOutcome>],
+    ) -> Result<(), DestinationError> {
+        let path = if ingest {
+            "v1/audienceMembers:ingest"
+        } else {
+            "v1/audienceMembers:remove"
+        };
+        let mut live: Vec<&Member> = chunk.iter().collect();
+        while !live.is_empty() {
+            let body = self.members_body(list, ingest, &live);
+            let answer = self.exchange(path, Some(&body)).await?;
+            if !(200..300).contains(&answer.status) {
+                let refusal = errors::read(&answer.body);
+                let named = if answer.status == 400 {
+                    errors::named_items(&refusal, "audience_members", live.len())
+                } else {
+                    BTreeMap::new()
+                };
+                if named.is_empty() {
+                    return Err(self.refusal(path, &answer));
+                }
+                let reason = refusal.reason.as_deref().unwrap_or(refusal.status.as_str());
+                for (i, what) in named.iter().rev() {
+                    let m = live.remove(*i);
+                    outcomes[m.index] = Some(OpOutcome::Rejected {
+                        reason: format!(
+                            "Google Data Manager refused this member ({reason}): {what}"
+                        ),
+                    });
+                }
+                tracing::warn!(destination = %self.name, list, refused = named.len(), left = live.len(), reason, "Data Manager refused members by name; sending the others again");
+                continue;
+            }
+            let answer = self.read_answer(path, &answer)?;
+            let request_id = answer
+                .get("requestId")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            tracing::info!(destination = %self.name, list, members = live.len(), request_id, "Data Manager request accepted; processing is asynchronous");
+            let people = live
+                .iter()
+                .filter_map(|m| {
+                    ops.get(m.index)
+                        .map(|op| (op.person_key.as_str().to_string(), m.tag))
+                })
+                .collect();
+            self.record_request(
+                request_id,
+                if ingest { "ingest" } else { "remove" },
+                &export.name,
+                list,
+                people,
+            )
+            .await;
+            for m in &live {
+                outcomes[m.index] = Some(OpOutcome::Accepted);
+            }
+            break;
+        }
+        Ok(())
     }
 
     /// Record a request id (in parts) so a later `settle` reads its status.
@@ -649,6 +821,17 @@ impl DataManagerDestination {
         }
     }
 
+    /// Delete every part of a request's record.
+    async fn drop_request(&self, parts: &[(String, u64, Value)]) -> Result<(), DestinationError> {
+        for (key, version, _) in parts {
+            self.state
+                .delete_destination_record(&self.name, key, *version)
+                .await
+                .map_err(|e| self.state_error(e))?;
+        }
+        Ok(())
+    }
+
     /// Write a record whatever is stored (newest wins).
     async fn put_latest(&self, key: &str, value: &Value) -> Result<(), DestinationError> {
         for _ in 0..3 {
@@ -713,10 +896,7 @@ impl Destination for DataManagerDestination {
             ));
         };
         let answer = self
-            .call(
-                "v1/requestStatus:retrieve",
-                Some(&json!({ "requestId": request_id })),
-            )
+            .call_get(STATUS_PATH, &[("requestId", request_id.as_str())], true)
             .await?;
         let statuses: Vec<String> = answer
             .get("requestStatusPerDestination")
@@ -820,48 +1000,10 @@ impl Destination for DataManagerDestination {
             return Err(self.permanent(format!("user list id must be numeric, not {bad:?}")));
         }
         for ((_, list, ingest), members) in &batches {
+            let ingest = *ingest == 1;
             for chunk in members.chunks(self.batch_size) {
-                let mut body = json!({
-                    "destinations": [self.destination_json(list)],
-                    "audienceMembers": chunk.iter().map(|m| &m.body).collect::<Vec<_>>(),
-                    "encoding": "HEX",
-                });
-                let ingest = *ingest == 1;
-                let path = if ingest {
-                    body["consent"] = json!({
-                        "adUserData": self.consent.ad_user_data.as_api(),
-                        "adPersonalization": self.consent.ad_personalization.as_api(),
-                    });
-                    body["termsOfService"] =
-                        json!({ "customerMatchTermsOfServiceStatus": "ACCEPTED" });
-                    "v1/audienceMembers:ingest"
-                } else {
-                    "v1/audienceMembers:remove"
-                };
-                let answer = self.call(path, Some(&body)).await?;
-                let request_id = answer
-                    .get("requestId")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default();
-                tracing::info!(destination = %self.name, list, members = chunk.len(), request_id, "Data Manager request accepted; processing is asynchronous");
-                let people = chunk
-                    .iter()
-                    .filter_map(|m| {
-                        ops.get(m.index)
-                            .map(|op| (op.person_key.as_str().to_string(), m.tag))
-                    })
-                    .collect();
-                self.record_request(
-                    request_id,
-                    if ingest { "ingest" } else { "remove" },
-                    &export.name,
-                    list,
-                    people,
-                )
-                .await;
-                for m in chunk {
-                    outcomes[m.index] = Some(OpOutcome::Accepted);
-                }
+                self.send_chunk(export, list, ingest, chunk, ops, &mut outcomes)
+                    .await?;
             }
         }
         Ok(outcomes
@@ -898,40 +1040,41 @@ impl Destination for DataManagerDestination {
         let mut summary = SettleSummary::default();
         let mut read = 0;
         for (request_id, parts) in requests {
-            let sent_at = parts
-                .first()
-                .and_then(|(_, _, v)| v.get("sent_at"))
+            let Some((head_key, head_version, head)) = parts.first().cloned() else {
+                continue;
+            };
+            let sent_at = head.get("sent_at").and_then(Value::as_i64).unwrap_or(0);
+            let due = head
+                .get("next_poll_at")
                 .and_then(Value::as_i64)
-                .unwrap_or(0);
-            let not_before = self
-                .next_poll
-                .lock()
-                .map(|m| m.get(&request_id).copied().unwrap_or(0))
-                .unwrap_or(0);
-            if now < sent_at.saturating_add(self.status_poll_after_ms)
-                || now < not_before
-                || read >= STATUS_READS_PER_SETTLE
-            {
+                .unwrap_or_else(|| sent_at.saturating_add(self.status_poll_after_ms));
+            if now < due || read >= STATUS_READS_PER_SETTLE {
                 summary.pending += 1;
                 continue;
             }
             read += 1;
-            let answer = match self
-                .call(
-                    "v1/requestStatus:retrieve",
-                    Some(&json!({ "requestId": request_id })),
+            let answer = self
+                .exchange_with(
+                    Verb::Get,
+                    STATUS_PATH,
+                    &[("requestId", request_id.as_str())],
+                    None,
+                    true,
                 )
-                .await
-            {
-                Ok(a) => a,
-                Err(DestinationError::Permanent { message, .. })
-                    if message.contains("NOT_FOUND") =>
-                {
-                    tracing::warn!(destination = %self.name, request_id, "request status no longer kept by Google; dropping its record");
-                    json!({ "requestStatusPerDestination": [{ "requestStatus": "SUCCESS" }] })
+                .await?;
+            if !(200..300).contains(&answer.status) {
+                let refusal = errors::read(&answer.body);
+                if refusal.reason.as_deref() != Some("INVALID_REQUEST_ID") {
+                    return Err(self.refusal(STATUS_PATH, &answer));
                 }
-                Err(e) => return Err(e),
-            };
+                // Google keeps no status for this id: its outcome cannot be
+                // read, so nothing moves; the record goes.
+                tracing::warn!(destination = %self.name, request_id, "Google has no status for this request (INVALID_REQUEST_ID); dropping its record, outcome unknown");
+                self.drop_request(&parts).await?;
+                summary.finished += 1;
+                continue;
+            }
+            let answer = self.read_answer(STATUS_PATH, &answer)?;
             let statuses: Vec<&Value> = answer
                 .get("requestStatusPerDestination")
                 .and_then(Value::as_array)
@@ -949,11 +1092,18 @@ impl Destination for DataManagerDestination {
                     .iter()
                     .any(|s| matches!(s.as_str(), "PROCESSING" | "REQUEST_STATUS_UNKNOWN" | ""));
             if processing {
-                if let Ok(mut m) = self.next_poll.lock() {
-                    m.insert(
-                        request_id.clone(),
-                        now + self.status_poll_after_ms.max(1_000),
-                    );
+                // Google asks for exponential backoff between reads.
+                let polls = head.get("polls").and_then(Value::as_u64).unwrap_or(0) + 1;
+                let gap = poll_gap(self.status_poll_after_ms, polls);
+                let mut head = head.clone();
+                head["polls"] = json!(polls);
+                head["next_poll_at"] = json!(now.saturating_add(gap));
+                if let Err(e) = self
+                    .state
+                    .put_destination_record(&self.name, &head_key, &head, Some(head_version))
+                    .await
+                {
+                    tracing::warn!(destination = %self.name, request_id, error = %e, "could not record the next status read");
                 }
                 summary.pending += 1;
                 continue;
@@ -985,20 +1135,27 @@ impl Destination for DataManagerDestination {
                         *e = (*e).max(n);
                     }
                 }
+                // A duplicate is a record that landed before: not a failure.
+                let landed: u64 = LANDED_REASONS
+                    .iter()
+                    .filter_map(|r| reasons.remove(*r))
+                    .sum();
                 let reasons: Vec<(String, u64)> = reasons.into_iter().collect();
-                summary.rejected += self
-                    .account_failures(&request_id, &parts, worst, &reasons)
-                    .await?;
+                if landed > 0 {
+                    tracing::info!(destination = %self.name, request_id, landed, "records Google already had (duplicates): counted as landed, not rejected");
+                }
+                if landed == 0 || !reasons.is_empty() {
+                    let status = if worst == "FAILED" && landed == 0 {
+                        "FAILED"
+                    } else {
+                        "PARTIAL_SUCCESS"
+                    };
+                    summary.rejected += self
+                        .account_failures(&request_id, &parts, status, &reasons)
+                        .await?;
+                }
             }
-            for (key, version, _) in &parts {
-                self.state
-                    .delete_destination_record(&self.name, key, *version)
-                    .await
-                    .map_err(|e| self.state_error(e))?;
-            }
-            if let Ok(mut m) = self.next_poll.lock() {
-                m.remove(&request_id);
-            }
+            self.drop_request(&parts).await?;
             summary.finished += 1;
         }
         Ok(summary)
@@ -1017,12 +1174,13 @@ impl Destination for DataManagerDestination {
             return Err(self.permanent(format!("user list id must be numeric, not {list:?}")));
         }
         let answer = self
-            .call(
+            .call_get(
                 &format!(
                     "v1/accountTypes/GOOGLE_ADS/accounts/{}/userLists/{list}",
                     self.operating_account_id
                 ),
-                None,
+                &[],
+                false,
             )
             .await?;
         let info = answer.get("sizeInfo");

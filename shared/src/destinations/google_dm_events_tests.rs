@@ -35,7 +35,6 @@ fn spec(base_url: &str, consent: GoogleConsentSpec) -> DestinationSpec {
         settings: DestinationSettings::GoogleDataManager {
             operating_account_id: ACCOUNT.into(),
             login_account_id: None,
-            linked_account_id: None,
             auth: GoogleAuthSpec {
                 token_url: format!("{base_url}/token"),
                 credentials: GoogleCredentialsSpec::ServiceAccount {

@@ -10,7 +10,7 @@ use crate::domain::spec::{
     Cadence, ExportMode, ExportSource, GoogleAuthSpec, GoogleCredentialsSpec, GuardRails, IdKind,
     IdentitySpec,
 };
-use crate::ports::{MapSecrets, SystemClock};
+use crate::ports::{Clock, ManualClock, MapSecrets, SystemClock};
 use dataout_sim::google_dm::{DataManagerSim, DataManagerSimConfig};
 use dataout_sim::google_oauth::{
     test_service_account_json, TEST_CLIENT_ID, TEST_CLIENT_SECRET, TEST_REFRESH_TOKEN,
@@ -46,7 +46,6 @@ fn spec(
         settings: DestinationSettings::GoogleDataManager {
             operating_account_id: ACCOUNT.into(),
             login_account_id: None,
-            linked_account_id: None,
             auth: GoogleAuthSpec {
                 token_url: format!("{base_url}/token"),
                 credentials,
@@ -135,6 +134,17 @@ async fn setup_with(
     credentials: GoogleCredentialsSpec,
     consent: GoogleConsentSpec,
 ) -> T {
+    setup_custom(config, credentials, consent, |_| {}, Arc::new(SystemClock)).await
+}
+
+/// A simulator and a destination whose settings `adjust` changes, on `clock`.
+async fn setup_custom(
+    config: DataManagerSimConfig,
+    credentials: GoogleCredentialsSpec,
+    consent: GoogleConsentSpec,
+    adjust: impl FnOnce(&mut DestinationSettings),
+    clock: Arc<dyn Clock>,
+) -> T {
     let (running, sim) = DataManagerSim::start(config)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
@@ -149,12 +159,14 @@ async fn setup_with(
     let state: Arc<dyn StateStore> = Arc::new(
         EmbeddedStateStore::open(&dir.path().join("s.redb")).unwrap_or_else(|e| panic!("{e}")),
     );
+    let mut spec = spec(&running.base_url, credentials, consent);
+    adjust(&mut spec.settings);
     let dest = DataManagerDestination::new(
         "google".into(),
-        &spec(&running.base_url, credentials, consent),
+        &spec,
         &secrets,
         reqwest::Client::new(),
-        Arc::new(SystemClock),
+        clock,
         state.clone(),
     )
     .unwrap_or_else(|e| panic!("{e}"));
@@ -403,7 +415,7 @@ async fn a_failed_member_in_a_request_status_becomes_a_rejected_person_with_the_
         op(OpKind::Add, "b@example.com"),
     ];
     t.sim
-        .fail_next_requests(1, "PROCESSING_ERROR_REASON_INVALID_CUSTOMER_ID");
+        .fail_next_requests(1, "PROCESSING_ERROR_REASON_NO_CONSENT");
     let outcomes = t
         .dest
         .send(&export(), &binding(), &ops)
@@ -451,7 +463,7 @@ async fn a_failed_member_in_a_request_status_becomes_a_rejected_person_with_the_
         .unwrap_or_else(|| panic!("no per-person rejection recorded"));
     let reason = rejected.value["reason"].as_str().unwrap_or_default();
     assert!(
-        reason.contains("PROCESSING_ERROR_REASON_INVALID_CUSTOMER_ID"),
+        reason.contains("PROCESSING_ERROR_REASON_NO_CONSENT"),
         "{reason}"
     );
     let left = t
@@ -567,4 +579,259 @@ fn a_missing_service_account_key_is_permanent_and_names_the_variable() {
         }
         other => panic!("expected permanent, got {other:?}"),
     }
+}
+
+/// Status reads the simulator saw.
+fn status_reads(sim: &DataManagerSim) -> usize {
+    sim.requests()
+        .iter()
+        .filter(|r| r.path == "/v1/requestStatus:retrieve")
+        .count()
+}
+
+#[tokio::test]
+async fn status_is_read_with_get_and_partial_success_counts_the_failed_members() {
+    let t = setup().await;
+    // One of the two members fails processing at Google.
+    t.sim.fail_members_with(&[&email_hash("bad@example.com")]);
+    let ops = vec![
+        op(OpKind::Add, "bad@example.com"),
+        op(OpKind::Add, "good@example.com"),
+    ];
+    t.dest
+        .send(&export(), &binding(), &ops)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let scope = CounterScope::delivery("cart_abandoners", "google");
+    t.state
+        .add_counters(&scope, &[(counter::ACCEPTED, 2)])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    t.sim.process_now();
+    let done = t.dest.settle().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((done.finished, done.rejected), (1, 1), "{done:?}");
+    let reads: Vec<_> = t
+        .sim
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == "/v1/requestStatus:retrieve")
+        .collect();
+    assert_eq!(reads.len(), 1);
+    assert_eq!(reads[0].status, 200, "{reads:?}");
+    let counters = t
+        .state
+        .get_counters(&scope)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(counters.get(counter::ACCEPTED), Some(&1));
+    assert_eq!(counters.get(counter::REJECTED), Some(&1));
+}
+
+#[tokio::test]
+async fn an_unknown_request_id_is_dropped_without_counting_anyone() {
+    let t = setup().await;
+    t.state
+        .put_destination_record(
+            "google",
+            "req/00000000000000000001/no-such-request/0000",
+            &json!({"request_id": "no-such-request", "method": "ingest", "export": "cart_abandoners",
+                    "list": LIST, "sent_at": 1, "part": 0, "parts": 1, "people": [["id:a", "a"]]}),
+            None,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let done = t.dest.settle().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((done.finished, done.rejected), (1, 0), "{done:?}");
+    let refused = t
+        .sim
+        .requests()
+        .into_iter()
+        .find(|r| r.path == "/v1/requestStatus:retrieve")
+        .unwrap_or_else(|| panic!("no status read"));
+    assert_eq!(refused.status, 400, "Google answers INVALID_REQUEST_ID");
+    let left = t
+        .state
+        .list_destination_records("google", "req/", 10)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(left.is_empty());
+}
+
+#[tokio::test]
+async fn a_duplicate_conversion_in_a_failed_status_is_counted_as_landed_not_rejected() {
+    let t = setup().await;
+    t.sim
+        .fail_next_requests(1, "PROCESSING_ERROR_REASON_DUPLICATE_TRANSACTION_ID");
+    t.dest
+        .send(&export(), &binding(), &[op(OpKind::Add, "a@example.com")])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    t.sim.process_now();
+    let done = t.dest.settle().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((done.finished, done.rejected), (1, 0), "{done:?}");
+}
+
+#[tokio::test]
+async fn status_is_first_read_after_thirty_minutes_then_at_doubling_gaps() {
+    let clock = Arc::new(ManualClock::new(1_800_000_000_000));
+    let t = setup_custom(
+        DataManagerSimConfig {
+            processing_delay: Duration::from_secs(3600),
+            ..DataManagerSimConfig::default()
+        },
+        service_account(),
+        consent(false),
+        |s| {
+            if let DestinationSettings::GoogleDataManager {
+                status_poll_after_ms,
+                ..
+            } = s
+            {
+                *status_poll_after_ms = 30 * 60 * 1000;
+            }
+        },
+        clock.clone(),
+    )
+    .await;
+    t.dest
+        .send(&export(), &binding(), &[op(OpKind::Add, "a@example.com")])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let minutes = |m: u64| Duration::from_secs(m * 60);
+    // (minutes after the previous step, reads the simulator has seen by then)
+    let schedule = [
+        (29, 0), // too early
+        (1, 1),  // 30 min: first read, still PROCESSING
+        (29, 1), // next read 30 min after the first
+        (1, 2),  // read 2; the next gap is 60 min
+        (59, 2),
+        (1, 3), // read 3; then 120 min
+        (119, 3),
+        (1, 4),
+    ];
+    for (step, (advance, reads)) in schedule.iter().enumerate() {
+        clock.advance(minutes(*advance));
+        t.dest.settle().await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(status_reads(&t.sim), *reads, "step {step}");
+    }
+}
+
+#[tokio::test]
+async fn a_member_google_names_in_a_400_is_rejected_and_the_others_are_sent() {
+    let t = setup().await;
+    t.sim.refuse_members_with(&[&email_hash("bad@example.com")]);
+    let ops = vec![
+        op(OpKind::Add, "good1@example.com"),
+        op(OpKind::Add, "bad@example.com"),
+        op(OpKind::Add, "good2@example.com"),
+    ];
+    let outcomes = t
+        .dest
+        .send(&export(), &binding(), &ops)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(outcomes[0], OpOutcome::Accepted);
+    assert_eq!(outcomes[2], OpOutcome::Accepted);
+    match &outcomes[1] {
+        OpOutcome::Rejected { reason } => {
+            assert!(reason.contains("INVALID_AUDIENCE_MEMBER"), "{reason}")
+        }
+        other => panic!("expected the named member rejected, got {other:?}"),
+    }
+    let statuses: Vec<u16> = t.sim.requests().iter().map(|r| r.status).collect();
+    assert_eq!(
+        statuses,
+        vec![400, 200],
+        "refused once, then sent without it"
+    );
+    t.sim.process_now();
+    assert!(t.sim.has_member_with(
+        ACCOUNT,
+        LIST,
+        "emailAddress",
+        &email_hash("good1@example.com")
+    ));
+    assert!(!t.sim.has_member_with(
+        ACCOUNT,
+        LIST,
+        "emailAddress",
+        &email_hash("bad@example.com")
+    ));
+}
+
+#[tokio::test]
+async fn an_account_reached_through_a_manager_is_written_and_read_with_the_login_account() {
+    const MANAGER: &str = "5550001111";
+    let t = setup_custom(
+        DataManagerSimConfig {
+            operating_accounts: Vec::new(),
+            managed_accounts: [(ACCOUNT.to_string(), MANAGER.to_string())].into(),
+            processing_delay: Duration::from_millis(0),
+            ..DataManagerSimConfig::default()
+        },
+        service_account(),
+        consent(false),
+        |s| {
+            if let DestinationSettings::GoogleDataManager {
+                login_account_id, ..
+            } = s
+            {
+                *login_account_id = Some(MANAGER.to_string());
+            }
+        },
+        Arc::new(SystemClock),
+    )
+    .await;
+    t.dest
+        .send(&export(), &binding(), &[op(OpKind::Add, "a@example.com")])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    t.sim.process_now();
+    let size = t
+        .dest
+        .audience_size(&export(), &binding())
+        .await
+        .unwrap_or_else(|e| panic!("the user-list read must name the manager: {e}"));
+    assert_eq!(size, Some(t.sim.size(ACCOUNT, LIST)));
+    assert!(t.sim.requests().iter().all(|r| r.status == 200));
+}
+
+#[tokio::test]
+async fn the_daily_quota_waits_for_its_reset_and_not_one_minute() {
+    let t = setup_with(
+        DataManagerSimConfig {
+            requests_per_day: 1,
+            ..DataManagerSimConfig::default()
+        },
+        service_account(),
+        consent(false),
+    )
+    .await;
+    t.dest
+        .send(&export(), &binding(), &[op(OpKind::Add, "a@example.com")])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    match t
+        .dest
+        .send(&export(), &binding(), &[op(OpKind::Add, "b@example.com")])
+        .await
+    {
+        Err(DestinationError::Retryable { retry_after, .. }) => {
+            let wait = retry_after.unwrap_or_default();
+            // Next 08:00 UTC, computed here from the wall clock.
+            let now = SystemClock.now_ms();
+            let into_day = now.rem_euclid(86_400_000);
+            let expected_ms = (8 * 3_600_000 - into_day).rem_euclid(86_400_000);
+            let diff = (wait.as_millis() as i64 - expected_ms).abs();
+            assert!(diff < 5_000, "waited {wait:?}, expected ~{expected_ms} ms");
+        }
+        other => panic!("expected retryable, got {other:?}"),
+    }
+}
+
+#[test]
+fn poll_gaps_double_from_the_first_delay_up_to_six_hours() {
+    let thirty = 30 * 60_000;
+    let gaps: Vec<i64> = (1..=6).map(|n| poll_gap(thirty, n) / 60_000).collect();
+    assert_eq!(gaps, vec![30, 60, 120, 240, 360, 360]);
 }

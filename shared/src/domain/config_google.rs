@@ -184,7 +184,19 @@ impl Checker {
             Some(n) => c.digits(n, &here.child(key), key).map(Some),
         };
         let login_account_id = optional_account(self, "login_account_id");
-        let linked_account_id = optional_account(self, "linked_account_id");
+        if let Some(n) = fields.get("linked_account_id") {
+            // Google refuses a linked account unless the login account is a
+            // data partner (LINKED_ACCOUNT_ONLY_ALLOWED_WITH_DATA_PARTNER_LOGIN_ACCOUNT,
+            // error.proto); an advertiser reaches a client account through
+            // its manager, the login account.
+            self.issue(
+                n,
+                &here.child("linked_account_id"),
+                "linked_account_id is for data partners only: Google refuses a linked account \
+                 with a Google Ads login account. To reach a client account through a manager, \
+                 set login_account_id to the manager's id and remove linked_account_id",
+            );
+        }
         let auth = self.google_auth(fields, here);
         let consent_of = |c: &mut Self, key: &str| {
             c.require(fields, key, here)
@@ -206,7 +218,7 @@ impl Checker {
         let gmail_remove_dots = flag(self, "gmail_remove_dots", true);
         let gmail_strip_plus_suffix = flag(self, "gmail_strip_plus_suffix", false);
         let status_poll_after_ms = match fields.get("status_poll_after") {
-            None => Some(5 * 60 * 1000),
+            None => Some(30 * 60 * 1000),
             Some(n) => self
                 .duration_ms(n, &here.child("status_poll_after"))
                 .and_then(|ms| u64::try_from(ms).ok()),
@@ -214,7 +226,6 @@ impl Checker {
         Some(DestinationSettings::GoogleDataManager {
             operating_account_id: operating_account_id?,
             login_account_id: login_account_id?,
-            linked_account_id: linked_account_id?,
             auth: auth?,
             consent: GoogleConsentSpec {
                 ad_user_data: ad_user_data?,

@@ -201,9 +201,6 @@ pub enum DestinationSettings {
         /// A manager account the credentials log in through, if any.
         #[serde(default)]
         login_account_id: Option<String>,
-        /// The account the operating account is linked through, if any.
-        #[serde(default)]
-        linked_account_id: Option<String>,
         auth: GoogleAuthSpec,
         consent: GoogleConsentSpec,
         /// Remove dots from gmail.com local parts (on by default here).
@@ -212,7 +209,9 @@ pub enum DestinationSettings {
         /// Remove a `+suffix` from gmail.com local parts.
         #[serde(default)]
         gmail_strip_plus_suffix: bool,
-        /// How long after sending a request its status is first read, in ms.
+        /// How long after sending a request its status is first read, in ms
+        /// (Google asks for about 30 minutes); later reads back off
+        /// exponentially from it.
         #[serde(default = "default_status_poll_after_ms")]
         status_poll_after_ms: u64,
     },
@@ -257,7 +256,7 @@ fn default_job_wait_ms() -> u64 {
 }
 
 fn default_status_poll_after_ms() -> u64 {
-    5 * 60 * 1000
+    30 * 60 * 1000
 }
 
 /// Where a Google destination gets its OAuth access tokens.

@@ -384,3 +384,35 @@ fn lookalike_value_is_a_meta_audience_key_read_from_its_attribute_and_google_ref
         "reads the export attribute `lookalike_value`",
     );
 }
+
+#[test]
+fn a_linked_account_is_refused_for_advertisers_and_names_the_login_account_instead() {
+    let text = GOOGLE_CONVERSIONS.replacen(
+        "    operating_account_id: \"1234567890\"\n",
+        "    operating_account_id: \"1234567890\"\n    linked_account_id: \"1122334455\"\n",
+        1,
+    );
+    one_issue_at(
+        &text,
+        "linked_account_id",
+        "linked_account_id is for data partners only",
+    );
+}
+
+#[test]
+fn data_manager_status_is_first_read_thirty_minutes_after_sending_by_default() {
+    let spec = parse_spec(GOOGLE_CONVERSIONS, "spec.yaml").unwrap_or_else(|e| panic!("{e}"));
+    let settings = spec
+        .destinations
+        .values()
+        .map(|d| &d.settings)
+        .find(|s| matches!(s, DestinationSettings::GoogleDataManager { .. }))
+        .cloned();
+    match settings {
+        Some(DestinationSettings::GoogleDataManager {
+            status_poll_after_ms,
+            ..
+        }) => assert_eq!(status_poll_after_ms, 30 * 60 * 1000),
+        other => panic!("no data manager destination: {other:?}"),
+    }
+}
