@@ -453,7 +453,7 @@ fn count_files(dir: &Path) -> usize {
 /// Google applies requests asynchronously: wait until the simulator has
 /// processed every request, then read their statuses (what the next
 /// delivery run would do), so the report's Google rows are final.
-async fn settle_google(env: &SimEnv, rt: &LocalRuntime) -> anyhow::Result<()> {
+pub async fn settle_google(env: &SimEnv, rt: &LocalRuntime) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(30);
     while env.google.pending_count() > 0 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -567,7 +567,7 @@ fn create_sim_audiences(spec: &ActivationSpec, meta: &MetaSim, google: &DataMana
 }
 
 #[derive(Default)]
-struct Replay {
+pub struct Replay {
     sent: usize,
     accepted: usize,
     duplicate: usize,
@@ -579,7 +579,7 @@ struct Replay {
 /// Customer.io would, with its relative times moved onto now. What the
 /// stream says happened is mirrored into the simulated workspace so the
 /// source agrees with the webhooks at reconciliation.
-async fn replay_stream(
+pub async fn replay_stream(
     base_url: &str,
     cio: &CioSimHandle,
     spec: &ActivationSpec,

@@ -81,6 +81,67 @@ pub const DENIED_CONSENT_REASON: &str = "PROCESSING_ERROR_REASON_DENIED_CONSENT"
 /// Google's 404 page for a URL (or verb) it does not serve.
 pub const NOT_FOUND_PAGE: &str = "<!DOCTYPE html>\n<html lang=en>\n  <meta charset=utf-8>\n  <title>Error 404 (Not Found)!!1</title>\n  <p><b>404.</b> <ins>That’s an error.</ins>\n  <p>The requested URL was not found on this server.  <ins>That’s all we know.</ins>\n";
 
+/// Largest body a recorded exchange keeps (a full request is 10,000 members).
+const WIRE_BODY_LIMIT: usize = 64 * 1024 * 1024;
+
+async fn record_wire(
+    State(sim): State<DataManagerSim>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if sim.lock().wire.is_none() {
+        return next.run(request).await;
+    }
+    let (parts, body) = request.into_parts();
+    let body = axum::body::to_bytes(body, WIRE_BODY_LIMIT)
+        .await
+        .unwrap_or_default();
+    let headers = parts
+        .headers
+        .iter()
+        .map(|(k, v)| {
+            let v = v.to_str().unwrap_or("");
+            let v = if k == "authorization" {
+                v.split_whitespace().next().unwrap_or("").to_string() + " …"
+            } else {
+                v.to_string()
+            };
+            (k.as_str().to_ascii_lowercase(), v)
+        })
+        .collect();
+    let mut exchange = WireExchange {
+        method: parts.method.to_string(),
+        path: parts.uri.path().to_string(),
+        query: parts.uri.query().map(str::to_string),
+        headers,
+        body: body.to_vec(),
+        status: 0,
+        response_content_type: None,
+        response_body: Vec::new(),
+    };
+    let response = next
+        .run(axum::extract::Request::from_parts(
+            parts,
+            axum::body::Body::from(body),
+        ))
+        .await;
+    let (parts, body) = response.into_parts();
+    let body = axum::body::to_bytes(body, WIRE_BODY_LIMIT)
+        .await
+        .unwrap_or_default();
+    exchange.status = parts.status.as_u16();
+    exchange.response_content_type = parts
+        .headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    exchange.response_body = body.to_vec();
+    if let Some(wire) = sim.lock().wire.as_mut() {
+        wire.push(exchange);
+    }
+    Response::from_parts(parts, axum::body::Body::from(body))
+}
+
 async fn not_found_page() -> Response {
     (
         StatusCode::NOT_FOUND,
@@ -132,6 +193,23 @@ impl Default for DataManagerSimConfig {
             oauth: OAuthSimConfig::default(),
         }
     }
+}
+
+/// One HTTP exchange as it crossed the wire, kept when recording is on
+/// ([`DataManagerSim::record_wire`]): contract tests check both sides of it.
+#[derive(Clone, Debug)]
+pub struct WireExchange {
+    pub method: String,
+    pub path: String,
+    /// The raw query string, if any.
+    pub query: Option<String>,
+    /// Request headers, names lower-cased (the authorization value is kept
+    /// as `Bearer …` only).
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    pub status: u16,
+    pub response_content_type: Option<String>,
+    pub response_body: Vec<u8>,
 }
 
 /// What the simulator saw of one API request.
@@ -212,6 +290,8 @@ struct DmState {
     next_id: u64,
     /// Conversion actions, conversions received, events requests.
     events: events::EventsState,
+    /// Raw exchanges, when recording.
+    wire: Option<Vec<WireExchange>>,
 }
 
 /// Handle on a Data Manager simulator; cheap to clone.
@@ -266,6 +346,7 @@ impl DataManagerSim {
                 requests: Vec::new(),
                 next_id: 0,
                 events: events::EventsState::default(),
+                wire: None,
             })),
             authority,
         }
@@ -297,6 +378,20 @@ impl DataManagerSim {
             // verb it is not served on, with a 404 HTML page.
             .fallback(not_found_page)
             .method_not_allowed_fallback(not_found_page)
+            .layer(axum::middleware::from_fn_with_state(
+                self.clone(),
+                record_wire,
+            ))
+    }
+
+    /// Keep (or stop keeping) every exchange as it crossed the wire.
+    pub fn record_wire(&self, on: bool) {
+        self.lock().wire = on.then(Vec::new);
+    }
+
+    /// The exchanges kept since recording began.
+    pub fn wire(&self) -> Vec<WireExchange> {
+        self.lock().wire.clone().unwrap_or_default()
     }
 
     fn lock(&self) -> MutexGuard<'_, DmState> {
