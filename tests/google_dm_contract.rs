@@ -508,10 +508,11 @@ async fn the_simulator_serves_exactly_the_contracts_routes_and_names_only_google
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|t| t.starts_with("text/html"));
             let served = m["verb"] == verb;
-            if served && status == 404 && html {
+            let not_found_page = status == 404 && html;
+            if served && not_found_page {
                 errors.push(format!("{verb} {path}: a contract method is not served"));
             }
-            if !served && !(status == 404 && html) {
+            if !served && !not_found_page {
                 errors.push(format!(
                     "{verb} {path}: not in the contract, answered {status} instead of Google's 404 page"
                 ));
