@@ -17,9 +17,10 @@
 //! "no consent (EEA)", counted with the unmatched.
 //!
 //! Identifiers: `domain::identity::google_identifiers` (lowercase, trimmed,
-//! Gmail dots removed by default here, `+suffix` stripped when
-//! `gmail_strip_plus_suffix`, phone E.164 with `+`, SHA-256 hex; address
-//! names hashed, region and postal code not).
+//! Gmail dots removed and the Gmail `+suffix` stripped by default here
+//! (`gmail_remove_dots`, `gmail_strip_plus_suffix`), phone E.164 with `+`,
+//! SHA-256 hex; address names hashed without punctuation, titles or
+//! suffixes, region and postal code not). See `docs/google-identifiers.md`.
 //!
 //! Processing is asynchronous: the answer is a `requestId`, recorded in the
 //! state store (`req/<sent_at>/<request id>/<part>`, with the people it

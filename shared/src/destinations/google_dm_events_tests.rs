@@ -43,7 +43,7 @@ fn spec(base_url: &str, consent: GoogleConsentSpec) -> DestinationSpec {
             },
             consent,
             gmail_remove_dots: true,
-            gmail_strip_plus_suffix: false,
+            gmail_strip_plus_suffix: true,
             status_poll_after_ms: 0,
         },
     }

@@ -52,7 +52,7 @@ fn spec(
             },
             consent,
             gmail_remove_dots: true,
-            gmail_strip_plus_suffix: false,
+            gmail_strip_plus_suffix: true,
             status_poll_after_ms: 0,
         },
     }
@@ -145,6 +145,25 @@ async fn setup_custom(
     adjust: impl FnOnce(&mut DestinationSettings),
     clock: Arc<dyn Clock>,
 ) -> T {
+    let make = |base_url: &str| {
+        let mut spec = spec(base_url, credentials, consent);
+        adjust(&mut spec.settings);
+        spec
+    };
+    setup_core(config, make, clock).await
+}
+
+/// The destination built from the spec `make` gives for the simulator's
+/// base URL.
+async fn setup_spec(config: DataManagerSimConfig, make: impl FnOnce(&str) -> DestinationSpec) -> T {
+    setup_core(config, make, Arc::new(SystemClock)).await
+}
+
+async fn setup_core(
+    config: DataManagerSimConfig,
+    make: impl FnOnce(&str) -> DestinationSpec,
+    clock: Arc<dyn Clock>,
+) -> T {
     let (running, sim) = DataManagerSim::start(config)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
@@ -159,11 +178,9 @@ async fn setup_custom(
     let state: Arc<dyn StateStore> = Arc::new(
         EmbeddedStateStore::open(&dir.path().join("s.redb")).unwrap_or_else(|e| panic!("{e}")),
     );
-    let mut spec = spec(&running.base_url, credentials, consent);
-    adjust(&mut spec.settings);
     let dest = DataManagerDestination::new(
         "google".into(),
-        &spec,
+        &make(&running.base_url),
         &secrets,
         reqwest::Client::new(),
         clock,
@@ -193,6 +210,68 @@ async fn setup() -> T {
 
 fn email_hash(email: &str) -> String {
     sha256_hex(email)
+}
+
+/// The destination as a spec file declares it (`extra`: optional lines),
+/// pointed at the simulator.
+fn spec_from_text(base_url: &str, extra: &str) -> DestinationSpec {
+    let text = format!(
+        "version: 1\ndestinations:\n  google:\n    kind: google_data_manager\n    operating_account_id: \"{ACCOUNT}\"\n    consent_ad_user_data: granted\n    consent_ad_personalization: granted\n    service_account_key_env: GOOGLE_SA_KEY\n{extra}exports:\n  carts:\n    source: {{segment: 7}}\n    mode: membership\n    cadence: {{realtime: true}}\n    identity: {{golden: email, fallbacks: [phone]}}\n    destinations:\n      google: {{audience: \"{LIST}\"}}\n"
+    );
+    let parsed =
+        crate::domain::config::parse_spec(&text, "spec.yaml").unwrap_or_else(|e| panic!("{e}"));
+    let mut dest = parsed
+        .destination("google")
+        .cloned()
+        .unwrap_or_else(|| panic!("no google destination"));
+    dest.base_url = Some(base_url.into());
+    if let DestinationSettings::GoogleDataManager { auth, .. } = &mut dest.settings {
+        auth.token_url = format!("{base_url}/token");
+    }
+    dest
+}
+
+/// Sends one Gmail address through a destination declared with `extra` and
+/// returns the outcome and whether the sim holds `expected`'s digest.
+async fn gmail_sent_as(extra: &'static str, expected: &str) -> (Vec<OpOutcome>, bool) {
+    let t = setup_spec(
+        DataManagerSimConfig {
+            processing_delay: Duration::from_secs(3600),
+            ..DataManagerSimConfig::default()
+        },
+        |base_url| spec_from_text(base_url, extra),
+    )
+    .await;
+    let outcomes = t
+        .dest
+        .send(
+            &export(),
+            &binding(),
+            &[op(OpKind::Add, " A.B..C+News@Gmail.com ")],
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    t.sim.process_now();
+    let held = t
+        .sim
+        .has_member_with(ACCOUNT, LIST, "emailAddress", &email_hash(expected));
+    (outcomes, held)
+}
+
+#[tokio::test]
+async fn gmail_local_part_loses_dots_and_plus_suffix_by_default() {
+    assert_eq!(
+        gmail_sent_as("", "abc@gmail.com").await,
+        (vec![OpOutcome::Accepted], true)
+    );
+}
+
+#[tokio::test]
+async fn gmail_plus_suffix_is_kept_when_the_spec_turns_stripping_off() {
+    assert_eq!(
+        gmail_sent_as("    gmail_strip_plus_suffix: false\n", "abc+news@gmail.com").await,
+        (vec![OpOutcome::Accepted], true)
+    );
 }
 
 #[tokio::test]

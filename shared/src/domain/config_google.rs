@@ -216,7 +216,7 @@ impl Checker {
         };
         let unknown_country_is_eea = flag(self, "unknown_country_is_eea", true);
         let gmail_remove_dots = flag(self, "gmail_remove_dots", true);
-        let gmail_strip_plus_suffix = flag(self, "gmail_strip_plus_suffix", false);
+        let gmail_strip_plus_suffix = flag(self, "gmail_strip_plus_suffix", true);
         let status_poll_after_ms = match fields.get("status_poll_after") {
             None => Some(30 * 60 * 1000),
             Some(n) => self

@@ -203,11 +203,13 @@ pub enum DestinationSettings {
         login_account_id: Option<String>,
         auth: GoogleAuthSpec,
         consent: GoogleConsentSpec,
-        /// Remove dots from gmail.com local parts (on by default here).
+        /// Remove dots from gmail.com / googlemail.com local parts (on by
+        /// default here).
         #[serde(default = "default_true")]
         gmail_remove_dots: bool,
-        /// Remove a `+suffix` from gmail.com local parts.
-        #[serde(default)]
+        /// Remove a `+suffix` from gmail.com / googlemail.com local parts (on
+        /// by default here, as Google's formatting guidance asks).
+        #[serde(default = "default_true")]
         gmail_strip_plus_suffix: bool,
         /// How long after sending a request its status is first read, in ms
         /// (Google asks for about 30 minutes); later reads back off

@@ -873,3 +873,5 @@ fn a_secret_pasted_into_the_spec_is_refused_and_never_echoed() {
 }
 
 mod conversions;
+
+mod google;

@@ -5,14 +5,19 @@
 //! differ by destination are kept apart on purpose:
 //! * Meta hashes the phone as digits only (no `+`); Google hashes E.164 with `+`.
 //! * Meta never removes gmail dots; Google does only when the destination asks
-//!   (`gmail_remove_dots`, from the enhanced-conversions guide; the Customer
-//!   Match example does not).
+//!   (`gmail_remove_dots`: on by default for the Data Manager destination, off
+//!   for the Customer Match one).
 //! * A value that is already a digest is passed through lowercased, never
 //!   hashed twice (a bug peers have): SHA-256 (64 hex) everywhere, and for
 //!   Meta also MD5 (32 hex), as Meta's own SDKs accept it.
 //! * A `+tag` in an email local part is kept, except for Google's Gmail
-//!   addresses when the destination asks (`gmail_strip_plus_suffix`, from the
-//!   newer translations of Google's formatting page).
+//!   addresses when the destination asks (`gmail_strip_plus_suffix`: on by
+//!   default for the Data Manager destination, as Google's formatting page
+//!   and its Java formatting utility do). Once a Gmail local part loses its
+//!   dots, consecutive dots in it are harmless and no longer refused.
+//! * Google names lose punctuation, a given name its leading titles ("Mrs.")
+//!   and a family name its trailing suffixes ("Jr."); a name that is nothing
+//!   but those gives no address identifier. Sources: `docs/google-identifiers.md`.
 //! * A phone number that is *possible* for its country (right length) is
 //!   kept even when the numbering metadata does not know its range yet; a
 //!   trunk `0` written after the country code ("+44 (0)20 …") is dropped.
@@ -96,8 +101,22 @@ fn invalid(key: &'static str, reason: impl Into<String>) -> IdentityError {
 /// Trim and lowercase, with a basic shape check (one `@`, a dotted domain,
 /// no consecutive dots, no whitespace). With `gmail_remove_dots`, every dot
 /// of a gmail.com or googlemail.com local part is removed (not only the
-/// first); `+tag` is kept.
+/// first), so consecutive ones there are no longer refused; `+tag` is kept.
 pub fn normalize_email(raw: &str, gmail_remove_dots: bool) -> Result<String, IdentityError> {
+    email_form(raw, gmail_remove_dots, false)
+}
+
+/// gmail.com and googlemail.com: the same mailboxes, the same rules (the
+/// domain itself is kept as written, as Google's own utility does).
+fn is_gmail(domain: &str) -> bool {
+    domain == "gmail.com" || domain == "googlemail.com"
+}
+
+/// The email checked and normalised; for a Gmail address, the `+suffix`
+/// (from the first `+`) removed when `strip_plus` and every dot when
+/// `remove_dots`. The local part is checked for consecutive dots and
+/// emptiness only after that: what the rules remove cannot make it invalid.
+fn email_form(raw: &str, remove_dots: bool, strip_plus: bool) -> Result<String, IdentityError> {
     let email = raw.trim().to_lowercase();
     if email.is_empty() {
         return Err(IdentityError::Missing { key: "email" });
@@ -111,24 +130,34 @@ pub fn normalize_email(raw: &str, gmail_remove_dots: bool) -> Result<String, Ide
     if local.is_empty() {
         return Err(invalid("email", "empty local part"));
     }
-    if email.contains("..") {
-        return Err(invalid("email", "consecutive dots"));
-    }
     if domain.contains('@') {
         return Err(invalid("email", "more than one '@'"));
+    }
+    if domain.contains("..") {
+        return Err(invalid("email", "consecutive dots"));
     }
     let labels_ok = domain.split('.').count() >= 2 && domain.split('.').all(|l| !l.is_empty());
     if !labels_ok {
         return Err(invalid("email", "domain is not a dotted host name"));
     }
-    if gmail_remove_dots && (domain == "gmail.com" || domain == "googlemail.com") {
-        let local: String = local.chars().filter(|&c| c != '.').collect();
-        if local.is_empty() {
-            return Err(invalid("email", "empty local part"));
+    let mut local = local.to_string();
+    if is_gmail(domain) {
+        if strip_plus {
+            if let Some(at) = local.find('+') {
+                local.truncate(at);
+            }
         }
-        return Ok(format!("{local}@{domain}"));
+        if remove_dots {
+            local.retain(|c| c != '.');
+        }
     }
-    Ok(email)
+    if local.is_empty() {
+        return Err(invalid("email", "empty local part"));
+    }
+    if local.contains("..") {
+        return Err(invalid("email", "consecutive dots"));
+    }
+    Ok(format!("{local}@{domain}"))
 }
 
 /// Google's email form (API-CONTRACTS §4b): lowercase, whitespace removed
@@ -137,25 +166,11 @@ pub fn normalize_email(raw: &str, gmail_remove_dots: bool) -> Result<String, Ide
 /// when `opts.gmail_strip_plus_suffix`. Other domains keep dots and `+tags`.
 pub fn normalize_email_google(raw: &str, opts: &IdentityOptions) -> Result<String, IdentityError> {
     let compact: String = raw.chars().filter(|c| !c.is_whitespace()).collect();
-    let email = normalize_email(&compact, opts.gmail_remove_dots)?;
-    if !opts.gmail_strip_plus_suffix {
-        return Ok(email);
-    }
-    match email.split_once('@') {
-        Some((local, domain)) if domain == "gmail.com" || domain == "googlemail.com" => {
-            let local = local.split('+').next().unwrap_or_default();
-            if local.is_empty() {
-                return Err(invalid("email", "empty local part"));
-            }
-            Ok(format!("{local}@{domain}"))
-        }
-        _ => Ok(email),
-    }
-}
-
-/// Collapse runs of whitespace to one space and trim.
-fn collapse_spaces(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
+    email_form(
+        &compact,
+        opts.gmail_remove_dots,
+        opts.gmail_strip_plus_suffix,
+    )
 }
 
 /// Meta FN / LN: lowercase, no punctuation and no whitespace at all (inner
@@ -165,10 +180,69 @@ pub fn normalize_name(raw: &str) -> Option<String> {
     squash(raw)
 }
 
-/// Google names: trimmed, lowercase, inner spaces collapsed (Google does not
-/// ask for punctuation to be removed).
-pub fn normalize_name_google(raw: &str) -> Option<String> {
-    Some(collapse_spaces(&raw.to_lowercase())).filter(|s| !s.is_empty())
+/// Titles written before a given name, compared without their dots.
+const GOOGLE_NAME_PREFIXES: &[&str] = &["mr", "mrs", "ms", "miss", "mx", "dr", "prof"];
+
+/// Generational and professional suffixes written after a family name,
+/// compared without their dots ("Ph.D." is `phd`).
+const GOOGLE_NAME_SUFFIXES: &[&str] = &[
+    "jr", "sr", "ii", "iii", "iv", "v", "vi", "2nd", "3rd", "md", "phd", "dds", "dvm", "cpa", "esq",
+];
+
+/// Punctuation and symbols a Google name loses: ASCII punctuation, the
+/// Latin-1 signs (`¡`, `«`, `·`, …), the general punctuation block (dashes,
+/// curly quotes, `…`) and the CJK / fullwidth punctuation. Letters, digits,
+/// combining marks and joiners are kept, so no script loses its letters.
+fn is_name_punctuation(c: char) -> bool {
+    c.is_ascii_punctuation()
+        || (('\u{a1}'..='\u{bf}').contains(&c) && !c.is_alphanumeric())
+        || c == '\u{d7}'
+        || c == '\u{f7}'
+        || ('\u{2010}'..='\u{2027}').contains(&c)
+        || ('\u{2030}'..='\u{205e}').contains(&c)
+        || ('\u{3001}'..='\u{3003}').contains(&c)
+        || ('\u{3008}'..='\u{301f}').contains(&c)
+        || ('\u{ff01}'..='\u{ff0f}').contains(&c)
+        || ('\u{ff1a}'..='\u{ff20}').contains(&c)
+        || ('\u{ff3b}'..='\u{ff40}').contains(&c)
+        || ('\u{ff5b}'..='\u{ff65}').contains(&c)
+}
+
+/// A name's words: lowercased, split at whitespace and commas, each without
+/// punctuation, empty ones dropped.
+fn google_name_words(raw: &str) -> Vec<String> {
+    raw.to_lowercase()
+        .split(|c: char| c.is_whitespace() || c == ',')
+        .map(|w| w.chars().filter(|c| !is_name_punctuation(*c)).collect())
+        .filter(|w: &String| !w.is_empty())
+        .collect()
+}
+
+fn join_name(words: &[String]) -> Option<String> {
+    Some(words.join(" ")).filter(|s| !s.is_empty())
+}
+
+/// Google's given name: lowercase, no punctuation, no leading or trailing
+/// whitespace (inner runs collapsed to one space), leading titles ("Mrs.",
+/// "Dr") removed. A value that is only titles or punctuation is unknown
+/// (None): no hash of an empty or meaningless name is ever sent.
+pub fn normalize_given_name_google(raw: &str) -> Option<String> {
+    let words = google_name_words(raw);
+    let first = words
+        .iter()
+        .position(|w| !GOOGLE_NAME_PREFIXES.contains(&w.as_str()))?;
+    join_name(&words[first..])
+}
+
+/// Google's family name: as the given name, with trailing suffixes ("Jr.",
+/// "III", ", Ph.D.") removed instead of titles. A value that is only
+/// suffixes or punctuation is unknown (None).
+pub fn normalize_family_name_google(raw: &str) -> Option<String> {
+    let words = google_name_words(raw);
+    let end = words
+        .iter()
+        .rposition(|w| !GOOGLE_NAME_SUFFIXES.contains(&w.as_str()))?;
+    join_name(&words[..=end])
 }
 
 /// Meta FI: the first letter of the normalised first name.
@@ -506,7 +580,8 @@ impl GoogleIdentifier {
 pub const GOOGLE_MAX_IDENTIFIERS: usize = 20;
 
 /// Google identifiers for one person: email hashed (gmail dots removed only
-/// when `opts.gmail_remove_dots`), phone E.164 WITH `+` hashed, ExternId as
+/// when `opts.gmail_remove_dots`, a gmail `+suffix` only when
+/// `opts.gmail_strip_plus_suffix`), phone E.164 WITH `+` hashed, ExternId as
 /// ThirdPartyUserId (unhashed), and AddressInfo when first name, last name,
 /// country and zip are all keys and all known. At most 20; Err(Missing) if none.
 pub fn google_identifiers(
@@ -565,8 +640,8 @@ pub fn normalize_postal_code_google(raw: &str) -> Option<String> {
 }
 
 fn google_address(attrs: &Attributes) -> Option<GoogleIdentifier> {
-    let first = hashed_attr_google(attrs, MatchKey::FirstName, normalize_name_google)?;
-    let last = hashed_attr_google(attrs, MatchKey::LastName, normalize_name_google)?;
+    let first = hashed_attr_google(attrs, MatchKey::FirstName, normalize_given_name_google)?;
+    let last = hashed_attr_google(attrs, MatchKey::LastName, normalize_family_name_google)?;
     let country = person_country(attrs)?;
     let postal = normalize_postal_code_google(&attr_text(attrs, MatchKey::Zip)?)?;
     Some(GoogleIdentifier::AddressInfo {

@@ -353,3 +353,278 @@ fn possible_numbers_the_metadata_calls_invalid_are_kept() {
         );
     }
 }
+
+// ----- Google's current rules (Data Manager formatting page and the
+// `UserDataFormatter` of googleads/data-manager-java) -----
+
+/// The options the Data Manager destination uses when the spec leaves the
+/// Gmail keys out: dots removed and the `+suffix` stripped.
+fn data_manager_defaults() -> IdentityOptions {
+    IdentityOptions {
+        default_phone_region: Some("US".into()),
+        gmail_remove_dots: true,
+        gmail_strip_plus_suffix: true,
+    }
+}
+
+/// The AddressInfo (and only it) built for these name attributes.
+fn google_address_for(first: &str, last: &str) -> Result<Vec<GoogleIdentifier>, IdentityError> {
+    let keys = [
+        MatchKey::FirstName,
+        MatchKey::LastName,
+        MatchKey::Country,
+        MatchKey::Zip,
+    ];
+    let a = attrs(&[
+        ("first_name", json!(first)),
+        ("last_name", json!(last)),
+        ("country", json!("US")),
+        ("zip", json!("94107")),
+    ]);
+    google_identifiers(&keys, &person(None, None, None), &a, &us())
+}
+
+fn address(first_hash: &str, last_hash: &str) -> GoogleIdentifier {
+    GoogleIdentifier::AddressInfo {
+        hashed_first_name: first_hash.into(),
+        hashed_last_name: last_hash.into(),
+        country_code: "US".into(),
+        postal_code: "94107".into(),
+    }
+}
+
+#[test]
+fn gmail_local_part_loses_dots_and_plus_suffix_with_the_data_manager_defaults() {
+    let opts = data_manager_defaults();
+    // Consecutive dots are harmless once every dot goes.
+    assert_eq!(
+        normalize_email_google("a.b..c+news@gmail.com", &opts).as_deref(),
+        Ok("abc@gmail.com")
+    );
+    // Google's own example, with a googlemail.com twin: the domain is kept.
+    assert_eq!(
+        normalize_email_google(" Cloudy.SanFrancisco+Shopping@GoogleMail.com ", &opts).as_deref(),
+        Ok("cloudysanfrancisco@googlemail.com")
+    );
+    // Everything from the first `+` goes, dots and `+` of the suffix too.
+    assert_eq!(
+        normalize_email_google("j.e.f..f+a..b+c@gmail.com", &opts).as_deref(),
+        Ok("jeff@gmail.com")
+    );
+    assert_eq!(
+        google_identifiers(
+            &[MatchKey::Email],
+            &person(None, Some("A.B..C+News@Gmail.com"), None),
+            &Attributes::new(),
+            &opts
+        ),
+        Ok(vec![GoogleIdentifier::HashedEmail(
+            "48ddb93f0b30c475423fe177832912c5bcdce3cc72872f8051627967ef278e08".into()
+        )])
+    );
+    // A local part the rules leave empty is refused, never sent as "@gmail.com".
+    for raw in ["+news@gmail.com", "..+x@gmail.com", ".@googlemail.com"] {
+        assert!(
+            matches!(
+                normalize_email_google(raw, &opts),
+                Err(IdentityError::Invalid { key: "email", .. })
+            ),
+            "{raw:?} accepted"
+        );
+    }
+}
+
+#[test]
+fn gmail_plus_suffix_is_kept_when_stripping_is_off() {
+    let opts = IdentityOptions {
+        gmail_strip_plus_suffix: false,
+        ..data_manager_defaults()
+    };
+    assert_eq!(
+        normalize_email_google("a.b..c+news@gmail.com", &opts).as_deref(),
+        Ok("abc+news@gmail.com")
+    );
+    assert_eq!(
+        google_identifiers(
+            &[MatchKey::Email],
+            &person(None, Some("a.b..c+news@gmail.com"), None),
+            &Attributes::new(),
+            &opts
+        ),
+        Ok(vec![GoogleIdentifier::HashedEmail(
+            "3d34a5b4864de0a82f04d51bf2ea87c77f7f448c8070f517c77ad3980744a6de".into()
+        )])
+    );
+}
+
+#[test]
+fn only_gmail_and_googlemail_lose_dots_and_plus_suffix() {
+    let opts = data_manager_defaults();
+    assert_eq!(
+        normalize_email_google("a..b+c@googlemail.com", &opts).as_deref(),
+        Ok("ab@googlemail.com")
+    );
+    // Other domains keep dots and +tags, and a consecutive-dot address
+    // there stays refused.
+    assert_eq!(
+        normalize_email_google("X.Y+Z@Example.com", &opts).as_deref(),
+        Ok("x.y+z@example.com")
+    );
+    // A look-alike of gmail.com is another domain.
+    assert_eq!(
+        normalize_email_google("a.b+c@gmail.co", &opts).as_deref(),
+        Ok("a.b+c@gmail.co")
+    );
+    assert_eq!(
+        normalize_email_google("a.b+c@mail.gmail.com", &opts).as_deref(),
+        Ok("a.b+c@mail.gmail.com")
+    );
+    for raw in ["a..b+news@example.com", "a.b+c@gmail..com", "a..b@gmail.co"] {
+        assert!(
+            matches!(
+                normalize_email_google(raw, &opts),
+                Err(IdentityError::Invalid { key: "email", .. })
+            ),
+            "{raw:?} accepted"
+        );
+    }
+}
+
+#[test]
+fn gmail_consecutive_dots_are_refused_while_dots_are_kept() {
+    // Only removing the dots makes them harmless: with the dots kept the
+    // address is refused as before.
+    let opts = IdentityOptions {
+        gmail_remove_dots: false,
+        ..data_manager_defaults()
+    };
+    assert_eq!(
+        normalize_email_google("a.b+x..y@gmail.com", &opts).as_deref(),
+        Ok("a.b@gmail.com")
+    );
+    assert!(normalize_email_google("a..b+news@gmail.com", &opts).is_err());
+}
+
+#[test]
+fn google_given_name_loses_its_prefix_and_punctuation() {
+    // "jane" / "smithjones"
+    let expected = address(
+        "81f8f6dde88365f3928796ec7aa53f72820b06db8664f5fe76a7eb13e24546a2",
+        "6a77f47e3dec33252edbebb457d65e90501b643806c50cf8d6c3e2bd9cb74681",
+    );
+    for first in [
+        "Mrs. Jane",
+        "  MRS JANE ",
+        "Dr. Jane",
+        "Ms Jane",
+        "Miss Jane",
+        "Mr. Dr. Jane",
+    ] {
+        assert_eq!(
+            google_address_for(first, "Smith-Jones"),
+            Ok(vec![expected.clone()]),
+            "{first:?}"
+        );
+    }
+}
+
+#[test]
+fn google_family_name_loses_its_suffix_and_punctuation() {
+    // "jane" / "smithjones"
+    let expected = address(
+        "81f8f6dde88365f3928796ec7aa53f72820b06db8664f5fe76a7eb13e24546a2",
+        "6a77f47e3dec33252edbebb457d65e90501b643806c50cf8d6c3e2bd9cb74681",
+    );
+    for last in [
+        "Smith-Jones, Jr.",
+        "Smith-Jones Jr",
+        "smith-jones,Sr.",
+        "Smith-Jones III",
+        "Smith-Jones, Jr., Ph.D.",
+        " SMITH-JONES 2nd ",
+    ] {
+        assert_eq!(
+            google_address_for("Jane", last),
+            Ok(vec![expected.clone()]),
+            "{last:?}"
+        );
+    }
+}
+
+#[test]
+fn google_names_keep_inner_words_and_letters_that_only_look_like_titles() {
+    // "jeanluc" / "de la cruz": punctuation goes, inner spaces collapse to one.
+    assert_eq!(
+        google_address_for(" Jean-Luc ", "De  La Cruz"),
+        Ok(vec![address(
+            "7fef38066db9900f992fa9926eea8cc648f44c2af50c4d511c415422196c8ef5",
+            "341a715580af4bbc3c3bff363245177e84fbc38c4a77d3047edeb6bee38495aa",
+        )])
+    );
+    // "maryann" / "obrien": an apostrophe (straight or curly) is punctuation.
+    assert_eq!(
+        google_address_for("Mary-Ann", "O\u{2019}Brien"),
+        Ok(vec![address(
+            "16b3f07f0ec2f9dd127b71dc2e6c791b7d93116a1c3bc99d057eaa7a8a077e73",
+            "b4cb6cb33fe4b865868de825023a1e2790dc12ac01ecc8d7c5afe8254071c8ba",
+        )])
+    );
+    // "drew" / "junior": words that only start like a title or suffix stay.
+    assert_eq!(
+        google_address_for("Drew", "Junior"),
+        Ok(vec![address(
+            "c850c75d30a9360f81eff0a01abcf9125ba034ef9a2dd9f95bbc073a60032299",
+            "8fdd880f097cddfef86895d2c48f649e943bed14639f0ad29671508b536c9fc1",
+        )])
+    );
+    assert_eq!(
+        google_address_for("O'Brien", "O'Brien"),
+        Ok(vec![address(
+            "b4cb6cb33fe4b865868de825023a1e2790dc12ac01ecc8d7c5afe8254071c8ba",
+            "b4cb6cb33fe4b865868de825023a1e2790dc12ac01ecc8d7c5afe8254071c8ba",
+        )])
+    );
+}
+
+#[test]
+fn google_name_made_only_of_a_title_gives_no_address_rather_than_an_empty_hash() {
+    for (first, last) in [
+        ("Dr", "Smith"),
+        ("Mrs.", "Smith"),
+        (" Mr. ", "Smith"),
+        ("Jane", "Jr."),
+        ("Jane", ", Jr., DDS"),
+        ("...", "Smith"),
+    ] {
+        assert_eq!(
+            google_address_for(first, last),
+            Err(IdentityError::Missing { key: "identifiers" }),
+            "{first:?} {last:?}"
+        );
+    }
+    // The person's other identifiers still go.
+    let keys = [
+        MatchKey::Email,
+        MatchKey::FirstName,
+        MatchKey::LastName,
+        MatchKey::Country,
+        MatchKey::Zip,
+    ];
+    let a = attrs(&[
+        ("first_name", json!("Dr.")),
+        ("last_name", json!("Smith")),
+        ("country", json!("US")),
+        ("zip", json!("94107")),
+    ]);
+    assert_eq!(
+        google_identifiers(
+            &keys,
+            &person(None, Some("x.y+z@example.com"), None),
+            &a,
+            &data_manager_defaults()
+        ),
+        Ok(vec![GoogleIdentifier::HashedEmail(
+            "8bf93444621e4ac3e685b95b7078058ee03783993ad02b9e04e1bcd98dd6c5fb".into()
+        )])
+    );
+}
