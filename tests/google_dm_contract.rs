@@ -556,8 +556,11 @@ async fn the_simulator_serves_exactly_the_contracts_routes_and_names_only_google
     let mut bad_member = good.clone();
     bad_member["audienceMembers"] =
         json!([member, {"userData": {"userIdentifiers": [{"emailAddress": "not-a-digest"}]}}]);
+    let mut nested_unknown = good.clone();
+    nested_unknown["destinations"][0]["productDestinationType"] = json!("USER_LIST");
     for (what, body, expect_field) in [
         ("unknown field", unknown_field, None),
+        ("nested unknown field", nested_unknown, None),
         ("bad member", bad_member, Some("audience_members[1]")),
     ] {
         let resp = http

@@ -847,6 +847,18 @@ fn parse_body(method: Method, body: &[u8]) -> Result<Map<String, Value>, RpcErro
             format!("Invalid JSON payload received. Unknown name \"{k}\": Cannot find field."),
         ));
     }
+    // Nested too: Google's JSON front end knows every message's fields.
+    let request = match method {
+        Method::Ingest => "IngestAudienceMembersRequest",
+        Method::Remove => "RemoveAudienceMembersRequest",
+        Method::RemoveAll => "RemoveAllAudienceMembersRequest",
+        Method::Retrieve => "RetrieveRequestStatusRequest",
+    };
+    if let Some(message) =
+        crate::google_dm_schema::unknown_field(request, &Value::Object(obj.clone()))
+    {
+        return Err(RpcError::invalid("INVALID_ARGUMENT", message));
+    }
     Ok(obj)
 }
 

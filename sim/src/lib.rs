@@ -14,6 +14,7 @@ pub mod customerio;
 pub mod faults;
 pub mod google;
 pub mod google_dm;
+pub mod google_dm_schema;
 pub mod google_oauth;
 pub mod meta;
 pub mod webhook;
