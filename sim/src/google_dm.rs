@@ -1123,17 +1123,24 @@ fn serve_retrieve(
     Ok(json!({ "requestStatusPerDestination": per_destination }))
 }
 
-async fn handle(sim: DataManagerSim, method: Method, headers: HeaderMap, body: Bytes) -> Response {
-    let mut record = DmRequest {
-        path: method.path().to_string(),
+fn new_record(path: String) -> DmRequest {
+    DmRequest {
+        path,
         status: 200,
         error_status: None,
         message: None,
         members: 0,
         identifiers: 0,
         request_id: None,
-    };
-    let result = serve(&sim, method, &headers, &body, &mut record);
+    }
+}
+
+/// Answer with `result`, and keep what was seen of the request.
+fn answer(
+    sim: &DataManagerSim,
+    mut record: DmRequest,
+    result: Result<Value, RpcError>,
+) -> Response {
     let response = match result {
         Ok(v) => (StatusCode::OK, Json(v)).into_response(),
         Err(e) => {
@@ -1145,6 +1152,12 @@ async fn handle(sim: DataManagerSim, method: Method, headers: HeaderMap, body: B
     };
     sim.lock().requests.push(record);
     response
+}
+
+async fn handle(sim: DataManagerSim, method: Method, headers: HeaderMap, body: Bytes) -> Response {
+    let mut record = new_record(method.path().to_string());
+    let result = serve(&sim, method, &headers, &body, &mut record);
+    answer(&sim, record, result)
 }
 
 async fn ingest(State(sim): State<DataManagerSim>, headers: HeaderMap, body: Bytes) -> Response {
@@ -1168,26 +1181,9 @@ async fn retrieve(
     Query(query): Query<Vec<(String, String)>>,
     headers: HeaderMap,
 ) -> Response {
-    let mut record = DmRequest {
-        path: Method::Retrieve.path().to_string(),
-        status: 200,
-        error_status: None,
-        message: None,
-        members: 0,
-        identifiers: 0,
-        request_id: None,
-    };
-    let response = match serve_retrieve(&sim, &headers, &query) {
-        Ok(v) => (StatusCode::OK, Json(v)).into_response(),
-        Err(e) => {
-            record.status = e.status.as_u16();
-            record.error_status = Some(e.rpc_status.to_string());
-            record.message = Some(e.message.clone());
-            e.into_response()
-        }
-    };
-    sim.lock().requests.push(record);
-    response
+    let record = new_record(Method::Retrieve.path().to_string());
+    let result = serve_retrieve(&sim, &headers, &query);
+    answer(&sim, record, result)
 }
 
 async fn user_list(
@@ -1195,15 +1191,9 @@ async fn user_list(
     Path((kind, account, list)): Path<(String, String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    let mut record = DmRequest {
-        path: format!("/v1/accountTypes/{kind}/accounts/{account}/userLists/{list}"),
-        status: 200,
-        error_status: None,
-        message: None,
-        members: 0,
-        identifiers: 0,
-        request_id: None,
-    };
+    let record = new_record(format!(
+        "/v1/accountTypes/{kind}/accounts/{account}/userLists/{list}"
+    ));
     let result = {
         let mut state = sim.lock();
         process_due(&mut state, false);
@@ -1238,16 +1228,7 @@ async fn user_list(
             }))
         })
     };
-    let response = match result {
-        Ok(v) => (StatusCode::OK, Json(v)).into_response(),
-        Err(e) => {
-            record.status = e.status.as_u16();
-            record.error_status = Some(e.rpc_status.to_string());
-            e.into_response()
-        }
-    };
-    sim.lock().requests.push(record);
-    response
+    answer(&sim, record, result)
 }
 
 /// Checks of user data shared by audience members and events.
