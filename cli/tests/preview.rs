@@ -329,6 +329,8 @@ destinations:
     api_version: v26
     customer_id: "1234567890"
     developer_token_env: G_DEV
+    consent_ad_user_data: granted
+    consent_ad_personalization: granted
     access_token_env: G_TOKEN
 exports:
   purchases:

@@ -1,6 +1,9 @@
-//! Google Ads Customer Match simulator (REST, `API-CONTRACTS.md` §4).
+//! Google Ads Customer Match simulator (REST, `API-CONTRACTS.md` §4), the
+//! offline user data job calls as googleapis defines them
+//! (`google/ads/googleads/v25/`, see `tests/contracts/google-ads-api.json`).
 //!
-//! Routes, under `/{version}` (e.g. `/v26`), all for a customer `cid`:
+//! Routes, under `/{version}` (e.g. `/v26`), all for a customer `cid`, and
+//! nothing else (any other path or verb is 404 NOT_FOUND):
 //! * `POST customers/{cid}/offlineUserDataJobs:create` → `{resourceName}`.
 //! * `POST customers/{cid}/offlineUserDataJobs/{n}:addOperations` → `{}` or
 //!   `{partialFailureError}`.
@@ -10,23 +13,37 @@
 //!   `FROM offline_user_data_job` or `FROM user_list`, optionally
 //!   `WHERE <resource>.resource_name = '…'` or `WHERE <resource>.id = N`. Every
 //!   known field of the resource comes back whatever the SELECT lists.
-//! * `GET  customers/{cid}/offlineUserDataJobs/{n}`: the job, a sim-only
-//!   convenience (the real API reads jobs through `googleAds:search`).
+//!
+//! Bodies are read as proto3 JSON of the request message
+//! (`google_ads_schema.rs`): lowerCamelCase or snake_case names; an unknown
+//! name, an enum name outside its enum, a value of the wrong JSON type or two
+//! members of one oneof refuse the whole request with 400 INVALID_ARGUMENT
+//! and a `google.rpc.BadRequest` naming the field.
 //!
 //! Contract enforced: `Authorization: Bearer` and `developer-token` must match
 //! (401 UNAUTHENTICATED); `login-customer-id`, when sent, must be 10 digits
 //! (401) and equal the configured manager (403 PERMISSION_DENIED), and is
 //! required when one is configured; the customer must be accessible (403).
 //! Job type CUSTOMER_MATCH_USER_LIST with a user list
-//! `customers/{cid}/userLists/{id}` that exists. Each operation is exactly one
-//! of `create` / `remove` / `removeAll`; a UserData holds 1–20 identifiers,
-//! each exactly one field; hashed fields are 64 lowercase hex. At most
-//! `max_identifiers_per_request` (100,000) identifiers per addOperations, else
-//! the whole request fails with 400 INVALID_ARGUMENT. Bad operations fail the
-//! whole request unless `enablePartialFailure`, in which case they come back
-//! in `partialFailureError.details[0].errors[].location.fieldPathElements[0].index`
-//! and the good ones are kept. Field names are accepted in lowerCamelCase and
-//! snake_case (as proto JSON is); answers use lowerCamelCase.
+//! `customers/{cid}/userLists/{id}` that exists (INVALID_USER_LIST_ID).
+//! The job's `customerMatchUserListMetadata.consent` is recorded
+//! ([`GoogleSim::job_details`]); a consent that denies either field is
+//! refused at create with CUSTOMER_NOT_ACCEPTED_CUSTOMER_DATA_TERMS (Google's
+//! Customer Match guide), and the output-only UNKNOWN with INVALID_ENUM_VALUE.
+//! Each operation is exactly one of `create` / `remove` / `removeAll`; one job
+//! takes creates or removes, not both (CONFLICTING_OPERATION), and
+//! `removeAll` only as its first operation (INVALID_OPERATION_ORDER); a
+//! UserData holds 1–20 identifiers (MISSING_USER_IDENTIFIER /
+//! TOO_MANY_USER_IDENTIFIERS), hashed fields are 64 lowercase hex
+//! (INVALID_SHA256_FORMAT), `userAttribute` does not go in a user list job
+//! (ATTRIBUTES_NOT_APPLICABLE_FOR_CUSTOMER_MATCH_USER_LIST); a UserData's own
+//! `consent` is accepted and recorded. At most `max_identifiers_per_request`
+//! (100,000) identifiers per addOperations, else the whole request fails with
+//! 400 TOO_MANY_USER_IDENTIFIERS. Bad operations fail the whole request unless
+//! `enablePartialFailure`, in which case they come back in
+//! `partialFailureError.details[0].errors[].location.fieldPathElements[0].index`
+//! and the good ones are kept. Operations go only into a PENDING job, and
+//! only a PENDING job runs (JOB_ALREADY_STARTED). Answers use lowerCamelCase.
 //!
 //! `run` marks the job RUNNING; it applies its operations in order to the
 //! user list and turns SUCCESS `job_duration` later (real jobs take 6+ hours;
@@ -45,6 +62,10 @@
 //! Members are sets of `(field, value)` pairs (`hashedEmail`, `hashedPhoneNumber`,
 //! `mobileId`, `thirdPartyUserId`, `addressInfo` as `fn|ln|cc|zip`); a create
 //! merges into a member sharing any pair, a remove drops every member sharing one.
+//!
+//! Not modelled: what Google does with an EEA person's data under a consent
+//! that is not GRANTED (it is "not processed"; the simulator cannot know a
+//! person's country), match rates, and list size rounding.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -59,6 +80,7 @@ use serde_json::{json, Map, Value};
 
 use std::time::Duration;
 
+use crate::google_ads_schema::{self as schema, SchemaError, CONSENT_STATUS};
 use crate::google_oauth::{TokenAuthority, TokenCheck};
 use crate::RunningSim;
 
@@ -189,13 +211,59 @@ enum JobOp {
     RemoveAll,
 }
 
+/// A `Consent` as sent (enum names; an absent field is UNSPECIFIED).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SimConsent {
+    pub ad_user_data: String,
+    pub ad_personalization: String,
+}
+
+impl SimConsent {
+    fn read(v: &Value) -> SimConsent {
+        let field = |name: &str| {
+            v.get(name)
+                .and_then(|x| schema::enum_name(&CONSENT_STATUS, x))
+                .unwrap_or("UNSPECIFIED")
+                .to_string()
+        };
+        SimConsent {
+            ad_user_data: field("adUserData"),
+            ad_personalization: field("adPersonalization"),
+        }
+    }
+    fn to_json(&self) -> Value {
+        json!({ "adUserData": self.ad_user_data, "adPersonalization": self.ad_personalization })
+    }
+    fn has(&self, value: &str) -> bool {
+        self.ad_user_data == value || self.ad_personalization == value
+    }
+}
+
+/// What a test can read of one job.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SimJob {
+    pub resource_name: String,
+    /// `customers/{cid}/userLists/{id}`.
+    pub user_list: String,
+    pub status: JobStatus,
+    /// `customerMatchUserListMetadata.consent`, if the create sent one.
+    pub consent: Option<SimConsent>,
+    /// Operations kept, by kind.
+    pub creates: usize,
+    pub removes: usize,
+    /// Consents carried by the job's UserData (`UserData.consent`).
+    pub operation_consents: Vec<SimConsent>,
+}
+
 struct Job {
     customer: String,
     id: u64,
     /// `customers/{cid}/userLists/{id}`.
     user_list: String,
     status: JobStatus,
+    consent: Option<SimConsent>,
     ops: Vec<JobOp>,
+    operation_consents: Vec<SimConsent>,
     /// Simulator-clock time at which a RUNNING job finishes.
     done_at: Option<Duration>,
 }
@@ -208,13 +276,46 @@ impl Job {
         )
     }
     fn to_json(&self) -> Value {
+        let mut metadata = json!({ "userList": self.user_list });
+        if let Some(consent) = &self.consent {
+            metadata["consent"] = consent.to_json();
+        }
         json!({
             "resourceName": self.resource_name(),
             "id": self.id.to_string(),
             "type": "CUSTOMER_MATCH_USER_LIST",
             "status": self.status.as_str(),
-            "customerMatchUserListMetadata": { "userList": self.user_list },
+            "customerMatchUserListMetadata": metadata,
         })
+    }
+    /// Whether the job holds creates (`Some(true)`) or removes (`Some(false)`).
+    fn holds_creates(&self) -> Option<bool> {
+        self.ops.iter().find_map(|op| match op {
+            JobOp::Create(_) => Some(true),
+            JobOp::Remove(_) => Some(false),
+            JobOp::RemoveAll => None,
+        })
+    }
+    fn details(&self) -> SimJob {
+        let count = |create: bool| {
+            self.ops
+                .iter()
+                .filter(|op| match op {
+                    JobOp::Create(_) => create,
+                    JobOp::Remove(_) => !create,
+                    JobOp::RemoveAll => false,
+                })
+                .count()
+        };
+        SimJob {
+            resource_name: self.resource_name(),
+            user_list: self.user_list.clone(),
+            status: self.status,
+            consent: self.consent.clone(),
+            creates: count(true),
+            removes: count(false),
+            operation_consents: self.operation_consents.clone(),
+        }
     }
 }
 
@@ -378,6 +479,13 @@ impl GoogleSim {
             .collect()
     }
 
+    /// Every job as a test reads it (consent, operations kept), in creation order.
+    pub fn job_details(&self) -> Vec<SimJob> {
+        let mut state = self.lock();
+        state.finish_due();
+        state.jobs.values().map(Job::details).collect()
+    }
+
     /// Finish every RUNNING job (when `run_completes` is false).
     pub fn complete_jobs(&self) {
         let mut state = self.lock();
@@ -453,6 +561,9 @@ struct RpcError {
     rpc_status: &'static str,
     message: String,
     errors: Vec<AdsError>,
+    /// Details other than a GoogleAdsFailure (a body that is not the
+    /// request message: `google.rpc.BadRequest`; an unknown route: none).
+    other_details: Option<Vec<Value>>,
 }
 
 impl RpcError {
@@ -462,19 +573,46 @@ impl RpcError {
             rpc_status,
             message: error.message.clone(),
             errors: vec![error],
+            other_details: None,
         }
     }
     fn invalid(error: AdsError) -> Self {
         RpcError::new(StatusCode::BAD_REQUEST, "INVALID_ARGUMENT", error)
     }
+    /// A body the REST front end could not read as the request message.
+    fn bad_request(e: SchemaError) -> Self {
+        RpcError {
+            status: StatusCode::BAD_REQUEST,
+            rpc_status: "INVALID_ARGUMENT",
+            message: e.description.clone(),
+            errors: Vec::new(),
+            other_details: Some(vec![json!({
+                "@type": "type.googleapis.com/google.rpc.BadRequest",
+                "fieldViolations": [{ "field": e.field, "description": e.description }],
+            })]),
+        }
+    }
+    /// No such method: a path or verb the API does not serve.
+    fn not_found(method: &Method, path: &str) -> Self {
+        RpcError {
+            status: StatusCode::NOT_FOUND,
+            rpc_status: "NOT_FOUND",
+            message: format!("The requested URL {path} was not found for {method}."),
+            errors: Vec::new(),
+            other_details: Some(Vec::new()),
+        }
+    }
     fn into_response(self, version: &str, request_id: u64) -> Response {
-        let failure = google_ads_failure(version, &self.errors, request_id);
+        let details = match self.other_details {
+            Some(details) => details,
+            None => vec![google_ads_failure(version, &self.errors, request_id)],
+        };
         let body = json!({
             "error": {
                 "code": self.status.as_u16(),
                 "message": self.message,
                 "status": self.rpc_status,
-                "details": [failure],
+                "details": details,
             }
         });
         (self.status, Json(body)).into_response()
@@ -601,9 +739,14 @@ fn check_auth(
     let login = header(headers, "login-customer-id");
     if let Some(login) = login {
         if login.len() != 10 || !login.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(unauthenticated(
-                "LOGIN_CUSTOMER_ID_PARSE_ERROR",
-                "login-customer-id must be 10 digits without dashes.",
+            return Err(RpcError::new(
+                StatusCode::UNAUTHORIZED,
+                "UNAUTHENTICATED",
+                AdsError::new(
+                    "headerError",
+                    "INVALID_LOGIN_CUSTOMER_ID",
+                    "The login customer ID could not be validated: 10 digits without dashes.",
+                ),
             ));
         }
     }
@@ -640,37 +783,47 @@ fn check_version(config: &GoogleSimConfig, version: &str) -> Result<(), RpcError
     }
 }
 
-/// The route a path names.
+/// The route a path names: the four methods of the contract, POST only.
 enum Call {
     CreateJob,
     AddOperations(u64),
     Run(u64),
     Search,
-    GetJob(u64),
+}
+
+impl Call {
+    fn request_message(&self) -> &'static schema::Message {
+        match self {
+            Call::CreateJob => &schema::CREATE_JOB_REQUEST,
+            Call::AddOperations(_) => &schema::ADD_OPERATIONS_REQUEST,
+            Call::Run(_) => &schema::RUN_JOB_REQUEST,
+            Call::Search => &schema::SEARCH_REQUEST,
+        }
+    }
 }
 
 fn parse_call(method: &Method, rest: &str) -> Option<(String, Call)> {
+    if method != Method::POST {
+        return None;
+    }
     let tail = rest.strip_prefix("customers/")?;
     let (customer, tail) = tail.split_once('/')?;
-    let call = if method == Method::POST {
-        match tail {
-            "offlineUserDataJobs:create" => Call::CreateJob,
-            "googleAds:search" => Call::Search,
-            _ => {
-                let job = tail.strip_prefix("offlineUserDataJobs/")?;
-                let (id, verb) = job.split_once(':')?;
-                let id = id.parse().ok()?;
-                match verb {
-                    "addOperations" => Call::AddOperations(id),
-                    "run" => Call::Run(id),
-                    _ => return None,
-                }
+    if customer.is_empty() || customer.contains(':') {
+        return None;
+    }
+    let call = match tail {
+        "offlineUserDataJobs:create" => Call::CreateJob,
+        "googleAds:search" => Call::Search,
+        _ => {
+            let job = tail.strip_prefix("offlineUserDataJobs/")?;
+            let (id, verb) = job.split_once(':')?;
+            let id = id.parse().ok()?;
+            match verb {
+                "addOperations" => Call::AddOperations(id),
+                "run" => Call::Run(id),
+                _ => return None,
             }
         }
-    } else if method == Method::GET {
-        Call::GetJob(tail.strip_prefix("offlineUserDataJobs/")?.parse().ok()?)
-    } else {
-        return None;
     };
     Some((customer.to_string(), call))
 }
@@ -724,38 +877,27 @@ fn serve(
     body: &[u8],
     record: &mut GoogleRequest,
 ) -> Result<Value, RpcError> {
+    let (customer, call) = parse_call(method, rest)
+        .ok_or_else(|| RpcError::not_found(method, &format!("/{version}/{rest}")))?;
     check_version(&state.config, version)?;
-    let (customer, call) = parse_call(method, rest).ok_or_else(|| {
-        RpcError::new(
-            StatusCode::NOT_FOUND,
-            "NOT_FOUND",
-            AdsError::new(
-                "requestError",
-                "UNKNOWN_PATH",
-                format!("No route for {method} /{version}/{rest}."),
-            ),
-        )
-    })?;
     check_auth(&state.config, headers, &customer)?;
     let body = if body.iter().all(u8::is_ascii_whitespace) {
         Value::Object(Map::new())
     } else {
-        serde_json::from_slice::<Value>(body)
-            .map(camelize)
-            .map_err(|e| {
-                RpcError::invalid(AdsError::new(
-                    "requestError",
-                    "INVALID_INPUT",
-                    format!("Invalid JSON payload: {e}"),
-                ))
-            })?
+        serde_json::from_slice::<Value>(body).map_err(|e| {
+            RpcError::bad_request(SchemaError {
+                field: String::new(),
+                description: format!("Invalid JSON payload received. {e}"),
+            })
+        })?
     };
+    schema::validate(call.request_message(), &body).map_err(RpcError::bad_request)?;
+    let body = camelize(body);
     match call {
         Call::CreateJob => create_job(state, &customer, &body),
         Call::AddOperations(id) => add_operations(state, version, &customer, id, &body, record),
-        Call::Run(id) => run_job(state, &customer, id),
+        Call::Run(id) => run_job(state, version, &customer, id),
         Call::Search => search(state, &customer, &body),
-        Call::GetJob(id) => job_of(state, &customer, id).map(Job::to_json),
     }
 }
 
@@ -778,20 +920,27 @@ fn job_of<'a>(state: &'a GoogleState, customer: &str, id: u64) -> Result<&'a Job
 }
 
 fn create_job(state: &mut GoogleState, customer: &str, body: &Value) -> Result<Value, RpcError> {
-    let bad = |code: &'static str, message: &str| {
+    let job_error = |code: &'static str, message: &str| {
         RpcError::invalid(AdsError::new("offlineUserDataJobError", code, message))
+    };
+    let field_error = |code: &'static str, message: &str| {
+        RpcError::invalid(AdsError::new("fieldError", code, message))
     };
     let job = body
         .get("job")
-        .ok_or_else(|| bad("INVALID_JOB", "job is required."))?;
-    if job.get("type").and_then(Value::as_str) != Some("CUSTOMER_MATCH_USER_LIST") {
-        return Err(bad(
-            "INVALID_JOB_TYPE",
-            "job.type must be CUSTOMER_MATCH_USER_LIST.",
-        ));
+        .ok_or_else(|| field_error("REQUIRED", "job is required."))?;
+    match job.get("type").and_then(Value::as_str) {
+        Some("CUSTOMER_MATCH_USER_LIST") => {}
+        None | Some("UNSPECIFIED") => return Err(field_error("REQUIRED", "job.type is required.")),
+        Some(_) => {
+            return Err(field_error(
+                "INVALID_VALUE",
+                "The simulator serves CUSTOMER_MATCH_USER_LIST jobs only.",
+            ))
+        }
     }
     let metadata = job.get("customerMatchUserListMetadata").ok_or_else(|| {
-        bad(
+        job_error(
             "INVALID_USER_LIST_ID",
             "customerMatchUserListMetadata is required.",
         )
@@ -800,7 +949,7 @@ fn create_job(state: &mut GoogleState, customer: &str, body: &Value) -> Result<V
         .get("userList")
         .and_then(Value::as_str)
         .ok_or_else(|| {
-            bad(
+            job_error(
                 "INVALID_USER_LIST_ID",
                 "customerMatchUserListMetadata.userList is required.",
             )
@@ -809,31 +958,33 @@ fn create_job(state: &mut GoogleState, customer: &str, body: &Value) -> Result<V
         .strip_prefix(&format!("customers/{customer}/userLists/"))
         .is_some_and(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()));
     if !id_ok || !state.lists.contains_key(list) {
-        return Err(bad(
+        return Err(job_error(
             "INVALID_USER_LIST_ID",
             "The user list must be customers/{cid}/userLists/{id}, an existing CRM-based list of this customer.",
         ));
     }
-    if let Some(consent) = metadata.get("consent") {
-        for field in ["adUserData", "adPersonalization"] {
-            let ok = match consent.get(field) {
-                None => true,
-                Some(v) => matches!(
-                    v.as_str(),
-                    Some("UNSPECIFIED" | "UNKNOWN" | "GRANTED" | "DENIED")
-                ),
-            };
-            if !ok {
-                return Err(bad(
-                    "INVALID_CONSENT",
-                    "consent values are GRANTED, DENIED or UNSPECIFIED.",
-                ));
-            }
+    let consent = metadata.get("consent").map(SimConsent::read);
+    if let Some(consent) = &consent {
+        if consent.has("UNKNOWN") {
+            return Err(RpcError::invalid(AdsError::new(
+                "requestError",
+                "INVALID_ENUM_VALUE",
+                "UNKNOWN is an output-only consent status.",
+            )));
+        }
+        if consent.has("DENIED") {
+            return Err(job_error(
+                "CUSTOMER_NOT_ACCEPTED_CUSTOMER_DATA_TERMS",
+                "The job's consent denies ad_user_data or ad_personalization.",
+            ));
         }
     }
     if state.list_busy(list, 0) {
         state.concurrent_refusals += 1;
         return Err(concurrent_modification());
+    }
+    if body.get("validateOnly") == Some(&Value::Bool(true)) {
+        return Ok(json!({}));
     }
     state.next_id += 1;
     let job = Job {
@@ -841,7 +992,9 @@ fn create_job(state: &mut GoogleState, customer: &str, body: &Value) -> Result<V
         id: state.next_id,
         user_list: list.to_string(),
         status: JobStatus::Pending,
+        consent,
         ops: Vec::new(),
+        operation_consents: Vec::new(),
         done_at: None,
     };
     let name = job.resource_name();
@@ -855,86 +1008,130 @@ fn is_sha256_hex(s: &str) -> bool {
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
-const IDENTIFIER_FIELDS: &[&str] = &[
-    "hashedEmail",
-    "hashedPhoneNumber",
-    "mobileId",
-    "thirdPartyUserId",
-    "addressInfo",
-];
+/// One operation refused: its OfflineUserDataJobError (or other) code.
+struct OpError {
+    kind: &'static str,
+    code: &'static str,
+    message: String,
+}
 
-/// One UserIdentifier as a member pair.
-fn parse_identifier(v: &Value) -> Result<(String, String), String> {
-    let obj = v.as_object().ok_or("a user identifier must be an object")?;
-    let set: Vec<&str> = IDENTIFIER_FIELDS
-        .iter()
-        .copied()
-        .filter(|f| obj.contains_key(*f))
-        .collect();
-    let unknown = obj
-        .keys()
-        .find(|k| !IDENTIFIER_FIELDS.contains(&k.as_str()) && k.as_str() != "userIdentifierSource");
-    if let Some(k) = unknown {
-        return Err(format!("unknown user identifier field {k}"));
+impl OpError {
+    fn job(code: &'static str, message: impl Into<String>) -> Self {
+        OpError {
+            kind: "offlineUserDataJobError",
+            code,
+            message: message.into(),
+        }
     }
-    let [field] = set.as_slice() else {
-        return Err("a user identifier must set exactly one of hashedEmail, hashedPhoneNumber, mobileId, thirdPartyUserId, addressInfo".into());
-    };
-    let field = *field;
-    let value = obj.get(field).ok_or("identifier missing")?;
-    let text = |v: &Value| v.as_str().map(str::to_string);
-    match field {
+}
+
+/// One UserIdentifier as a member pair (the schema already holds it to one
+/// field of the oneof, of the right JSON type).
+fn parse_identifier(v: &Value) -> Result<(String, String), OpError> {
+    let obj = v
+        .as_object()
+        .ok_or_else(|| OpError::job("MISSING_USER_IDENTIFIER", "not an object"))?;
+    let (field, value) = obj
+        .iter()
+        .find(|(k, _)| k.as_str() != "userIdentifierSource")
+        .ok_or_else(|| {
+            OpError::job(
+                "MISSING_USER_IDENTIFIER",
+                "a user identifier sets none of hashedEmail, hashedPhoneNumber, mobileId, thirdPartyUserId, addressInfo",
+            )
+        })?;
+    let text = value.as_str().unwrap_or_default();
+    match field.as_str() {
         "hashedEmail" | "hashedPhoneNumber" => {
-            let s = text(value).ok_or(format!("{field} must be a string"))?;
-            if !is_sha256_hex(&s) {
-                return Err(format!("{field} is not a SHA-256 lowercase hex digest"));
+            if !is_sha256_hex(text) {
+                return Err(OpError::job(
+                    "INVALID_SHA256_FORMAT",
+                    format!("{field} is not a SHA-256 lowercase hex digest"),
+                ));
             }
-            Ok((field.into(), s))
+            Ok((field.clone(), text.to_string()))
         }
         "mobileId" | "thirdPartyUserId" => {
-            let s = text(value)
-                .filter(|s| !s.trim().is_empty())
-                .ok_or(format!("{field} must be a non-empty string"))?;
-            Ok((field.into(), s))
+            if text.trim().is_empty() {
+                return Err(OpError::job(
+                    "MISSING_USER_IDENTIFIER",
+                    format!("{field} is empty"),
+                ));
+            }
+            Ok((field.clone(), text.to_string()))
         }
         _ => {
             let get = |name: &str| value.get(name).and_then(Value::as_str).unwrap_or("");
             let (first, last) = (get("hashedFirstName"), get("hashedLastName"));
             let (country, postal) = (get("countryCode"), get("postalCode"));
             if !is_sha256_hex(first) || !is_sha256_hex(last) {
-                return Err(
-                    "addressInfo hashed names must be SHA-256 lowercase hex digests".into(),
-                );
+                return Err(OpError::job(
+                    "INVALID_SHA256_FORMAT",
+                    "addressInfo hashed names must be SHA-256 lowercase hex digests",
+                ));
             }
-            if country.len() != 2
-                || !country.bytes().all(|b| b.is_ascii_alphabetic())
-                || postal.trim().is_empty()
-            {
-                return Err(
-                    "addressInfo needs a 2-letter countryCode and a postalCode (not hashed)".into(),
-                );
+            if country.len() != 2 || !country.bytes().all(|b| b.is_ascii_alphabetic()) {
+                return Err(OpError::job(
+                    "INVALID_COUNTRY_CODE",
+                    "addressInfo needs a 2-letter countryCode",
+                ));
             }
-            Ok((field.into(), format!("{first}|{last}|{country}|{postal}")))
+            if postal.trim().is_empty() {
+                return Err(OpError::job(
+                    "MISSING_USER_IDENTIFIER",
+                    "addressInfo needs a postalCode (not hashed)",
+                ));
+            }
+            Ok((field.clone(), format!("{first}|{last}|{country}|{postal}")))
         }
     }
 }
 
-fn parse_user_data(v: Option<&Value>) -> Result<(Member, usize), String> {
+/// A UserData's member and its own consent, if any.
+fn parse_user_data(v: &Value) -> Result<(Member, Option<SimConsent>), OpError> {
     let ids = v
-        .and_then(|d| d.get("userIdentifiers"))
+        .get("userIdentifiers")
         .and_then(Value::as_array)
-        .ok_or("userIdentifiers is required")?;
-    if ids.is_empty() || ids.len() > 20 {
-        return Err(format!(
-            "a UserData holds 1 to 20 identifiers, not {}",
-            ids.len()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    if ids.is_empty() {
+        return Err(OpError::job(
+            "MISSING_USER_IDENTIFIER",
+            "userIdentifiers is required",
         ));
+    }
+    if ids.len() > 20 {
+        return Err(OpError::job(
+            "TOO_MANY_USER_IDENTIFIERS",
+            format!("a UserData holds at most 20 identifiers, not {}", ids.len()),
+        ));
+    }
+    if v.get("userAttribute").is_some() {
+        return Err(OpError::job(
+            "ATTRIBUTES_NOT_APPLICABLE_FOR_CUSTOMER_MATCH_USER_LIST",
+            "User attributes cannot be uploaded into a user list.",
+        ));
+    }
+    if v.get("transactionAttribute").is_some() {
+        return Err(OpError {
+            kind: "fieldError",
+            code: "VALUE_MUST_BE_UNSET",
+            message: "transactionAttribute is for store sales jobs.".into(),
+        });
+    }
+    let consent = v.get("consent").map(SimConsent::read);
+    if consent.as_ref().is_some_and(|c| c.has("UNKNOWN")) {
+        return Err(OpError {
+            kind: "requestError",
+            code: "INVALID_ENUM_VALUE",
+            message: "UNKNOWN is an output-only consent status.".into(),
+        });
     }
     let member = ids
         .iter()
         .map(parse_identifier)
         .collect::<Result<Member, _>>()?;
-    Ok((member, ids.len()))
+    Ok((member, consent))
 }
 
 fn identifier_count(op: &Value) -> usize {
@@ -946,17 +1143,21 @@ fn identifier_count(op: &Value) -> usize {
         .sum()
 }
 
-fn parse_operation(op: &Value) -> Result<JobOp, String> {
-    let kinds: Vec<&str> = ["create", "remove", "removeAll"]
-        .into_iter()
-        .filter(|k| op.get(*k).is_some())
-        .collect();
-    match kinds.as_slice() {
-        ["create"] => parse_user_data(op.get("create")).map(|(m, _)| JobOp::Create(m)),
-        ["remove"] => parse_user_data(op.get("remove")).map(|(m, _)| JobOp::Remove(m)),
-        ["removeAll"] if op.get("removeAll") == Some(&Value::Bool(true)) => Ok(JobOp::RemoveAll),
-        _ => Err("an operation sets exactly one of create, remove, removeAll (true)".into()),
+fn parse_operation(op: &Value) -> Result<(JobOp, Option<SimConsent>), OpError> {
+    if let Some(data) = op.get("create") {
+        return parse_user_data(data).map(|(m, c)| (JobOp::Create(m), c));
     }
+    if let Some(data) = op.get("remove") {
+        return parse_user_data(data).map(|(m, c)| (JobOp::Remove(m), c));
+    }
+    if op.get("removeAll") == Some(&Value::Bool(true)) {
+        return Ok((JobOp::RemoveAll, None));
+    }
+    Err(OpError {
+        kind: "requestError",
+        code: "OPERATION_REQUIRED",
+        message: "an operation sets one of create, remove, removeAll (true)".into(),
+    })
 }
 
 fn add_operations(
@@ -986,8 +1187,8 @@ fn add_operations(
     if job.status != JobStatus::Pending {
         return Err(RpcError::invalid(AdsError::new(
             "offlineUserDataJobError",
-            "INVALID_JOB_STATE",
-            "Operations can only be added to a PENDING job.",
+            "JOB_ALREADY_STARTED",
+            "Once the upload job is started, new operations cannot be added.",
         )));
     }
     if identifiers > max {
@@ -1002,33 +1203,61 @@ fn add_operations(
         .get(&job.user_list)
         .and_then(|l| l.key_type)
         .unwrap_or(UploadKeyType::ContactInfo);
+    // What the job holds so far, and the operations already in it.
+    let mut holds_creates = job.holds_creates();
+    let mut ops_in_job = job.ops.len();
     let partial = body.get("enablePartialFailure") == Some(&Value::Bool(true));
     let validate_only = body.get("validateOnly") == Some(&Value::Bool(true));
     let mut good = Vec::new();
+    let mut consents = Vec::new();
     let mut errors = Vec::new();
     for (index, op) in operations.iter().enumerate() {
-        let parsed = parse_operation(op).and_then(|parsed| match &parsed {
-            JobOp::Create(m) | JobOp::Remove(m) => match m.iter().find(|(f, _)| !key_type.accepts(f)) {
-                Some((field, _)) => Err(format!(
-                    "{field} does not match the user list's upload key type {} (INCOMPATIBLE_UPLOAD_KEY_TYPE)",
-                    key_type.as_str()
-                )),
-                None => Ok(parsed),
-            },
-            JobOp::RemoveAll => Ok(parsed),
-        });
-        match parsed {
-            Ok(parsed) => good.push(parsed),
-            Err(message) => {
-                let code = if message.contains("SHA-256") {
-                    "INVALID_SHA256_FORMAT"
-                } else if message.contains("INCOMPATIBLE_UPLOAD_KEY_TYPE") {
-                    "INCOMPATIBLE_UPLOAD_KEY_TYPE"
-                } else {
-                    "INVALID_USER_IDENTIFIER"
-                };
-                errors.push(AdsError::new("offlineUserDataJobError", code, message).at(index));
+        let checked = parse_operation(op).and_then(|(parsed, consent)| {
+            match &parsed {
+                JobOp::Create(m) | JobOp::Remove(m) => {
+                    if let Some((field, _)) = m.iter().find(|(f, _)| !key_type.accepts(f)) {
+                        return Err(OpError::job(
+                            "INCOMPATIBLE_UPLOAD_KEY_TYPE",
+                            format!(
+                                "{field} does not match the user list's upload key type {}",
+                                key_type.as_str()
+                            ),
+                        ));
+                    }
+                    let create = matches!(parsed, JobOp::Create(_));
+                    if holds_creates.is_some_and(|c| c != create) {
+                        return Err(OpError::job(
+                            "CONFLICTING_OPERATION",
+                            "Mixing creation and removal of offline data in the same job is not allowed.",
+                        ));
+                    }
+                    holds_creates = Some(create);
+                }
+                JobOp::RemoveAll => {
+                    if ops_in_job > 0 {
+                        return Err(OpError::job(
+                            "INVALID_OPERATION_ORDER",
+                            "A remove-all operation must be the first operation of the job.",
+                        ));
+                    }
+                }
             }
+            Ok((parsed, consent))
+        });
+        match checked {
+            Ok((parsed, consent)) => {
+                ops_in_job += 1;
+                good.push(parsed);
+                consents.extend(consent);
+            }
+            Err(e) => errors.push(
+                AdsError {
+                    kind: e.kind,
+                    code: e.code,
+                    ..AdsError::new("offlineUserDataJobError", "UNKNOWN", e.message)
+                }
+                .at(index),
+            ),
         }
     }
     if !errors.is_empty() && !partial {
@@ -1037,11 +1266,13 @@ fn add_operations(
             rpc_status: "INVALID_ARGUMENT",
             message: "Request contains an invalid argument.".into(),
             errors,
+            other_details: None,
         });
     }
     if !validate_only {
         if let Some(job) = state.jobs.get_mut(&id) {
             job.ops.extend(good);
+            job.operation_consents.extend(consents);
         }
     }
     if errors.is_empty() {
@@ -1062,12 +1293,17 @@ fn add_operations(
     }))
 }
 
-fn run_job(state: &mut GoogleState, customer: &str, id: u64) -> Result<Value, RpcError> {
+fn run_job(
+    state: &mut GoogleState,
+    version: &str,
+    customer: &str,
+    id: u64,
+) -> Result<Value, RpcError> {
     let job = job_of(state, customer, id)?;
     if job.status != JobStatus::Pending {
         return Err(RpcError::invalid(AdsError::new(
             "offlineUserDataJobError",
-            "INVALID_JOB_STATE",
+            "JOB_ALREADY_STARTED",
             "Only a PENDING job can be run.",
         )));
     }
@@ -1095,7 +1331,7 @@ fn run_job(state: &mut GoogleState, customer: &str, id: u64) -> Result<Value, Rp
     Ok(json!({
         "name": format!("customers/{customer}/operations/{}", state.next_id),
         "metadata": {
-            "@type": "type.googleapis.com/google.ads.googleads.v26.resources.OfflineUserDataJobMetadata",
+            "@type": format!("type.googleapis.com/google.ads.googleads.{version}.resources.OfflineUserDataJobMetadata"),
         },
     }))
 }
@@ -1510,6 +1746,237 @@ mod tests {
             "INCOMPATIBLE_UPLOAD_KEY_TYPE"
         );
         assert_eq!(error["location"]["fieldPathElements"][0]["index"], 1);
+    }
+
+    async fn create_with(client: &Client, metadata_extra: Value) -> (u16, Value) {
+        let mut metadata = json!({"userList": "customers/1234567890/userLists/555"});
+        if let (Some(m), Some(extra)) = (metadata.as_object_mut(), metadata_extra.as_object()) {
+            m.extend(extra.clone());
+        }
+        client
+            .post(
+                "customers/1234567890/offlineUserDataJobs:create",
+                json!({"job": {"type": "CUSTOMER_MATCH_USER_LIST", "customerMatchUserListMetadata": metadata}}),
+            )
+            .await
+    }
+
+    #[tokio::test]
+    async fn an_unknown_field_is_400_invalid_argument_naming_where() {
+        let (_running, sim, client) = setup().await;
+        let (status, body) = create_with(&client, json!({"colour": "red"})).await;
+        assert_eq!(
+            (status, body["error"]["status"].as_str()),
+            (400, Some("INVALID_ARGUMENT"))
+        );
+        let violation = &body["error"]["details"][0];
+        assert_eq!(
+            violation["@type"],
+            "type.googleapis.com/google.rpc.BadRequest"
+        );
+        assert_eq!(
+            violation["fieldViolations"][0]["field"],
+            "job.customer_match_user_list_metadata"
+        );
+        assert!(sim.job_details().is_empty());
+        let job = new_job(&client).await;
+        let (status, _) = client
+            .post(
+                &format!("{job}:addOperations"),
+                json!({"operations": [{"create": {"userIdentifiers": [{"hashedEmail": sha("a")}]}}],
+                       "partialFailure": true}),
+            )
+            .await;
+        assert_eq!(status, 400, "enablePartialFailure is the field's name");
+    }
+
+    #[tokio::test]
+    async fn job_consent_is_recorded_and_read_back() {
+        let (_running, sim, client) = setup().await;
+        let (status, body) = create_with(
+            &client,
+            json!({"consent": {"adUserData": "GRANTED", "adPersonalization": "UNSPECIFIED"}}),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        let jobs = sim.job_details();
+        assert_eq!(
+            jobs[0].consent,
+            Some(SimConsent {
+                ad_user_data: "GRANTED".into(),
+                ad_personalization: "UNSPECIFIED".into(),
+            })
+        );
+        let (_, found) = client
+            .post(
+                "customers/1234567890/googleAds:search",
+                json!({"query": "SELECT offline_user_data_job.status FROM offline_user_data_job"}),
+            )
+            .await;
+        assert_eq!(
+            found["results"][0]["offlineUserDataJob"]["customerMatchUserListMetadata"]["consent"]
+                ["adUserData"],
+            "GRANTED"
+        );
+        let (status, _) = create_with(&client, json!({"consent": {}})).await;
+        assert_eq!(status, 200);
+        assert_eq!(
+            sim.job_details()[1].consent,
+            Some(SimConsent {
+                ad_user_data: "UNSPECIFIED".into(),
+                ad_personalization: "UNSPECIFIED".into(),
+            }),
+            "an absent field is UNSPECIFIED"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_consent_value_outside_the_enum_is_refused() {
+        let (_running, sim, client) = setup().await;
+        for value in [
+            json!("CONSENT_GRANTED"),
+            json!("granted"),
+            json!(7),
+            json!(true),
+        ] {
+            let (status, body) =
+                create_with(&client, json!({"consent": {"adUserData": value}})).await;
+            assert_eq!(
+                (status, body["error"]["status"].as_str()),
+                (400, Some("INVALID_ARGUMENT")),
+                "{value}: {body}"
+            );
+        }
+        let (status, body) = create_with(
+            &client,
+            json!({"consent": {"adPersonalization": "UNKNOWN"}}),
+        )
+        .await;
+        assert_eq!(status, 400);
+        assert_eq!(
+            body["error"]["details"][0]["errors"][0]["errorCode"]["requestError"],
+            "INVALID_ENUM_VALUE",
+            "UNKNOWN is output only"
+        );
+        assert!(sim.job_details().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_job_whose_consent_denies_is_refused_with_customer_data_terms() {
+        let (_running, sim, client) = setup().await;
+        for consent in [
+            json!({"adUserData": "DENIED", "adPersonalization": "GRANTED"}),
+            json!({"adUserData": "GRANTED", "adPersonalization": "DENIED"}),
+        ] {
+            let (status, body) = create_with(&client, json!({ "consent": consent })).await;
+            assert_eq!(status, 400, "{body}");
+            assert_eq!(
+                body["error"]["details"][0]["errors"][0]["errorCode"]["offlineUserDataJobError"],
+                "CUSTOMER_NOT_ACCEPTED_CUSTOMER_DATA_TERMS"
+            );
+        }
+        assert!(sim.job_details().is_empty());
+    }
+
+    #[tokio::test]
+    async fn creates_and_removes_in_one_job_conflict() {
+        let (_running, sim, client) = setup().await;
+        let job = new_job(&client).await;
+        let ops = json!({"operations": [
+            {"create": {"userIdentifiers": [{"hashedEmail": sha("a")}]}},
+            {"remove": {"userIdentifiers": [{"hashedEmail": sha("b")}]}},
+        ], "enablePartialFailure": true});
+        let (_, body) = client.post(&format!("{job}:addOperations"), ops).await;
+        let error = &body["partialFailureError"]["details"][0]["errors"][0];
+        assert_eq!(
+            error["errorCode"]["offlineUserDataJobError"],
+            "CONFLICTING_OPERATION"
+        );
+        assert_eq!(error["location"]["fieldPathElements"][0]["index"], 1);
+        // Across requests too: the job already holds a create.
+        let (status, body) = client
+            .post(
+                &format!("{job}:addOperations"),
+                json!({"operations": [{"remove": {"userIdentifiers": [{"hashedEmail": sha("c")}]}}]}),
+            )
+            .await;
+        assert_eq!(status, 400);
+        assert_eq!(
+            body["error"]["details"][0]["errors"][0]["errorCode"]["offlineUserDataJobError"],
+            "CONFLICTING_OPERATION"
+        );
+        let jobs = sim.job_details();
+        assert_eq!((jobs[0].creates, jobs[0].removes), (1, 0));
+    }
+
+    #[tokio::test]
+    async fn remove_all_goes_first_and_creates_may_follow() {
+        let (_running, sim, client) = setup().await;
+        let job = new_job(&client).await;
+        let ops = json!({"operations": [
+            {"removeAll": true},
+            {"create": {"userIdentifiers": [{"hashedEmail": sha("a")}]}},
+            {"removeAll": true},
+        ], "enablePartialFailure": true});
+        let (_, body) = client.post(&format!("{job}:addOperations"), ops).await;
+        let errors = &body["partialFailureError"]["details"][0]["errors"];
+        assert_eq!(errors.as_array().map(Vec::len), Some(1));
+        assert_eq!(
+            errors[0]["errorCode"]["offlineUserDataJobError"],
+            "INVALID_OPERATION_ORDER"
+        );
+        assert_eq!(errors[0]["location"]["fieldPathElements"][0]["index"], 2);
+        client.post(&format!("{job}:run"), json!({})).await;
+        assert_eq!(sim.member_count("1234567890", "555"), 1);
+    }
+
+    #[tokio::test]
+    async fn a_users_own_consent_is_accepted_and_recorded() {
+        let (_running, sim, client) = setup().await;
+        let job = new_job(&client).await;
+        let ops = json!({"operations": [
+            {"create": {"userIdentifiers": [{"hashedEmail": sha("a")}],
+                        "consent": {"adUserData": "GRANTED", "adPersonalization": "GRANTED"}}},
+        ]});
+        let (status, body) = client.post(&format!("{job}:addOperations"), ops).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(
+            sim.job_details()[0].operation_consents,
+            vec![SimConsent {
+                ad_user_data: "GRANTED".into(),
+                ad_personalization: "GRANTED".into(),
+            }]
+        );
+    }
+
+    #[tokio::test]
+    async fn only_the_four_post_routes_exist() {
+        let (running, _sim, client) = setup().await;
+        let job = new_job(&client).await;
+        let http = reqwest::Client::new();
+        for (method, path) in [
+            (reqwest::Method::GET, format!("/v26/{job}")),
+            (
+                reqwest::Method::GET,
+                "/v26/customers/1234567890/offlineUserDataJobs:create".into(),
+            ),
+            (
+                reqwest::Method::POST,
+                "/v26/customers/1234567890/googleAds:searchStream".into(),
+            ),
+            (reqwest::Method::POST, format!("/v26/{job}:cancel")),
+        ] {
+            let status = http
+                .request(method.clone(), format!("{}{path}", running.base_url))
+                .bearer_auth(DEFAULT_ACCESS_TOKEN)
+                .header("developer-token", DEFAULT_DEVELOPER_TOKEN)
+                .json(&json!({}))
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(status, 404, "{method} {path}");
+        }
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod clevertap;
 pub mod customerio;
 pub mod faults;
 pub mod google;
+pub mod google_ads_schema;
 pub mod google_dm;
 pub mod google_dm_schema;
 pub mod google_oauth;

@@ -1,6 +1,8 @@
 //! Google Ads Customer Match through offline user data jobs, `API-CONTRACTS.md`
 //! §4d: for accounts Google still allowlists (everyone else uses
-//! `google_data_manager`, see `google_dm.rs`).
+//! `google_data_manager`, see `google_dm.rs`). What we send, call by call,
+//! with Google's sources: `docs/google-ads-api.md` and the machine-readable
+//! `tests/contracts/google-ads-api.json`.
 //!
 //! One job per user list at a time, recorded in the state store under
 //! `job/<list id>`. A send to a list with no recorded job creates one
@@ -17,11 +19,33 @@
 //! invocation), which polls running jobs and logs FAILED ones with Google's
 //! `failure_reason`.
 //!
-//! Add / Update become `create` operations and Remove `remove`, in op order,
-//! in the same job. An operation Google names in `partialFailureError` (by
+//! What one job carries: Add / Update become `create` operations and Remove
+//! `remove`, but never both in one job (Google refuses the mix with
+//! CONFLICTING_OPERATION), and a job's consent
+//! (`customerMatchUserListMetadata.consent`) holds for everyone in it
+//! (Google: "use separate jobs to upload users with different consent
+//! signals"). So the ops of one list fall into kinds: removes (no consent:
+//! Google needs none for removes), creates under the destination's consent,
+//! creates of people whose own consent attribute grants both where the
+//! destination's does not. A send runs the job of the largest kind (ties:
+//! the kind of the earliest op); the other ops are `Retry` and come back once
+//! that job is done (a stale one is then superseded by the delivery step).
+//! Consent per person in `UserData.consent` is not used: the proto says it
+//! overrides the job's, but Google's Customer Match guides say to split jobs
+//! instead and `OPERATION_LEVEL_CONSENT_PROVIDED` warns that some job types
+//! ignore it.
+//!
+//! Consent rule (shared with the Data Manager path, `google_consent.rs`): a
+//! person of the EEA, the UK or Switzerland without both consents granted is
+//! `Unmatched` ("no consent (EEA)…") and never sent; a person whose own
+//! consent denies is `Unmatched` too (Google refuses a job whose consent
+//! denies: CUSTOMER_NOT_ACCEPTED_CUSTOMER_DATA_TERMS). Removes are always
+//! sent.
+//!
+//! An operation Google names in `partialFailureError` (by
 //! `fieldPathElements[0].index`) is `Rejected` with Google's message; a person
-//! with no usable identifier is `Unmatched` and never sent; every other op is
-//! `Accepted` once the job runs.
+//! with no usable identifier is `Unmatched` and never sent; every other op of
+//! the job is `Accepted` once the job runs.
 //!
 //! Identifiers come from `domain::identity::google_identifiers` (phone E.164
 //! with `+`; gmail dots per the destination's `gmail_remove_dots`).
@@ -43,11 +67,13 @@ use serde_json::{json, Value};
 use std::sync::Arc;
 
 use super::google_auth::{GoogleTokens, ADS_SCOPE};
+use super::google_consent::person_consent;
 use super::{status_is_retryable, Destination, DestinationError, OpOutcome, SettleSummary};
 use crate::domain::identity::{google_identifiers, match_keys, IdentityOptions};
 use crate::domain::model::{DeliveryOp, OpKind};
 use crate::domain::spec::{
-    DestinationKind, DestinationSettings, DestinationSpec, ExportDestination, ExportSpec, MatchKey,
+    ConsentStatus, DestinationKind, DestinationSettings, DestinationSpec, ExportDestination,
+    ExportSpec, GoogleConsentSpec, MatchKey,
 };
 use crate::ports::{Clock, RecordWrite, Secret, Secrets, StateStore};
 
@@ -77,6 +103,7 @@ pub struct GoogleCustomerMatchDestination {
     gmail_remove_dots: bool,
     batch_size: usize,
     job_wait: Duration,
+    consent: GoogleConsentSpec,
     http: reqwest::Client,
     clock: Arc<dyn Clock>,
     state: Arc<dyn StateStore>,
@@ -98,11 +125,47 @@ impl std::fmt::Debug for GoogleCustomerMatchDestination {
     }
 }
 
+/// What one job carries: Google refuses creates and removes in one job
+/// (CONFLICTING_OPERATION), and a job's consent holds for all its people.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum JobKind {
+    Remove,
+    Create {
+        ad_user_data: ConsentStatus,
+        ad_personalization: ConsentStatus,
+    },
+}
+
+/// Ops of other kinds than the job a send runs wait for their own job.
+const WAITS_FOR_ITS_OWN_JOB: &str =
+    "waits for a job of its own: Google Ads takes creates and removes, \
+     and people of different consent, in separate jobs, one job per list at a time";
+
 /// One operation to send, remembering which op it came from.
 struct Operation {
     index: usize,
     identifiers: usize,
+    kind: JobKind,
     body: Value,
+}
+
+/// The kind of job a send runs for one list: the kind with the most
+/// operations, ties going to the kind of the earliest op.
+fn job_kind(operations: &[Operation]) -> Option<JobKind> {
+    let mut counts: Vec<(JobKind, usize)> = Vec::new();
+    for op in operations {
+        match counts.iter_mut().find(|(k, _)| *k == op.kind) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((op.kind, 1)),
+        }
+    }
+    // `counts` is in order of first appearance: `max_by_key` keeps the last
+    // maximum, so scan it reversed to keep the first.
+    counts
+        .into_iter()
+        .rev()
+        .max_by_key(|(_, n)| *n)
+        .map(|(k, _)| k)
 }
 
 fn numeric(s: &str) -> bool {
@@ -134,6 +197,7 @@ impl GoogleCustomerMatchDestination {
             auth,
             gmail_remove_dots,
             job_wait_ms,
+            consent,
         } = &spec.settings
         else {
             return Err(permanent(
@@ -155,6 +219,15 @@ impl GoogleCustomerMatchDestination {
                     "login_customer_id must be 10 digits without dashes, not {login:?}"
                 )));
             }
+        }
+        if consent.ad_user_data == ConsentStatus::Denied
+            || consent.ad_personalization == ConsentStatus::Denied
+        {
+            return Err(permanent(
+                "consent denied: Google refuses a Customer Match job whose consent denies \
+                 (CUSTOMER_NOT_ACCEPTED_CUSTOMER_DATA_TERMS)"
+                    .into(),
+            ));
         }
         let version = api_version.trim();
         if version.is_empty() {
@@ -179,6 +252,7 @@ impl GoogleCustomerMatchDestination {
             gmail_remove_dots: *gmail_remove_dots,
             batch_size: spec.batch_size.clamp(1, MAX_OPERATIONS_PER_REQUEST),
             job_wait: Duration::from_millis(*job_wait_ms),
+            consent: consent.clone(),
             name,
             http,
             clock,
@@ -374,6 +448,7 @@ impl GoogleCustomerMatchDestination {
     async fn send_list(
         &self,
         list_id: &str,
+        kind: JobKind,
         operations: &[Operation],
         outcomes: &mut [Option<OpOutcome>],
     ) -> Result<(), DestinationError> {
@@ -387,13 +462,25 @@ impl GoogleCustomerMatchDestination {
             });
         }
         let user_list = format!("customers/{}/userLists/{list_id}", self.customer_id);
+        let mut metadata = json!({ "userList": user_list });
+        if let JobKind::Create {
+            ad_user_data,
+            ad_personalization,
+        } = kind
+        {
+            // Google needs consent on create jobs only.
+            metadata["consent"] = json!({
+                "adUserData": ad_user_data.as_ads_api(),
+                "adPersonalization": ad_personalization.as_ads_api(),
+            });
+        }
         let created = self
             .post(
                 &format!("customers/{}/offlineUserDataJobs:create", self.customer_id),
                 &json!({
                     "job": {
                         "type": "CUSTOMER_MATCH_USER_LIST",
-                        "customerMatchUserListMetadata": { "userList": user_list },
+                        "customerMatchUserListMetadata": metadata,
                     }
                 }),
             )
@@ -489,9 +576,9 @@ impl GoogleCustomerMatchDestination {
         index: usize,
         op: &DeliveryOp,
     ) -> Result<Operation, OpOutcome> {
-        let verb = match op.op {
-            OpKind::Add | OpKind::Update => "create",
-            OpKind::Remove => "remove",
+        let create = match op.op {
+            OpKind::Add | OpKind::Update => true,
+            OpKind::Remove => false,
             OpKind::Event => {
                 return Err(OpOutcome::Rejected {
                     reason: "Customer Match takes membership ops, not events".into(),
@@ -508,10 +595,28 @@ impl GoogleCustomerMatchDestination {
                 reason: format!("no Google identifier: {e}"),
             }
         })?;
+        let kind = if create {
+            let consent = person_consent(&self.consent, &op.attributes)?;
+            if consent.any_denied() {
+                return Err(OpOutcome::Unmatched {
+                    reason: "consent denied: Google Ads refuses a Customer Match job whose \
+                             consent denies (CUSTOMER_NOT_ACCEPTED_CUSTOMER_DATA_TERMS)"
+                        .into(),
+                });
+            }
+            JobKind::Create {
+                ad_user_data: consent.ad_user_data,
+                ad_personalization: consent.ad_personalization,
+            }
+        } else {
+            JobKind::Remove
+        };
+        let verb = if create { "create" } else { "remove" };
         let ids: Vec<Value> = identifiers.iter().map(|i| i.to_json()).collect();
         Ok(Operation {
             index,
             identifiers: ids.len(),
+            kind,
             body: json!({ verb: { "userIdentifiers": ids } }),
         })
     }
@@ -673,8 +778,20 @@ impl Destination for GoogleCustomerMatchDestination {
         if let Some(bad) = lists.keys().find(|id| !numeric(id)) {
             return Err(self.permanent(format!("user list id must be numeric, not {bad:?}")));
         }
-        for (list_id, operations) in &lists {
-            self.send_list(list_id, operations, &mut outcomes).await?;
+        for (list_id, operations) in lists {
+            let Some(kind) = job_kind(&operations) else {
+                continue;
+            };
+            let (job, waiting): (Vec<Operation>, Vec<Operation>) =
+                operations.into_iter().partition(|o| o.kind == kind);
+            for op in &waiting {
+                if let Some(slot) = outcomes.get_mut(op.index) {
+                    *slot = Some(OpOutcome::Retry {
+                        reason: WAITS_FOR_ITS_OWN_JOB.into(),
+                    });
+                }
+            }
+            self.send_list(list_id, kind, &job, &mut outcomes).await?;
         }
         Ok(outcomes
             .into_iter()
@@ -765,7 +882,7 @@ mod tests {
     };
     use crate::ports::MapSecrets;
     use dataout_sim::google::{
-        GoogleFault, GoogleSim, GoogleSimConfig, JobStatus, DEFAULT_ACCESS_TOKEN,
+        GoogleFault, GoogleSim, GoogleSimConfig, JobStatus, SimConsent, DEFAULT_ACCESS_TOKEN,
         DEFAULT_DEVELOPER_TOKEN,
     };
     use dataout_sim::RunningSim;
@@ -800,6 +917,13 @@ mod tests {
                 },
                 gmail_remove_dots,
                 job_wait_ms: 1_000,
+                consent: GoogleConsentSpec {
+                    ad_user_data: ConsentStatus::Granted,
+                    ad_personalization: ConsentStatus::Granted,
+                    attribute: Some("ads_consent".into()),
+                    country_attribute: Some("country".into()),
+                    unknown_country_is_eea: true,
+                },
             },
         }
     }
@@ -1264,6 +1388,234 @@ mod tests {
         assert_eq!(size, Some(2));
     }
 
+    fn with_consent(mut s: DestinationSpec, consent: GoogleConsentSpec) -> DestinationSpec {
+        if let DestinationSettings::GoogleCustomerMatch { consent: c, .. } = &mut s.settings {
+            *c = consent;
+        }
+        s
+    }
+
+    fn consent(user_data: ConsentStatus, personalization: ConsentStatus) -> GoogleConsentSpec {
+        GoogleConsentSpec {
+            ad_user_data: user_data,
+            ad_personalization: personalization,
+            attribute: Some("ads_consent".into()),
+            country_attribute: Some("country".into()),
+            unknown_country_is_eea: true,
+        }
+    }
+
+    fn with_attrs(mut op: DeliveryOp, attrs: &[(&str, Value)]) -> DeliveryOp {
+        op.attributes = attrs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect();
+        op
+    }
+
+    fn sim_consent(user_data: &str, personalization: &str) -> Option<SimConsent> {
+        Some(SimConsent {
+            ad_user_data: user_data.into(),
+            ad_personalization: personalization.into(),
+        })
+    }
+
+    #[tokio::test]
+    async fn create_jobs_carry_the_destinations_consent_and_remove_jobs_none() {
+        let t = setup(100).await;
+        let adds = vec![op(OpKind::Add, None, Some("a@example.com"), None)];
+        let outcomes = t
+            .dest
+            .send(&export(), &binding(Vec::new()), &adds)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(outcomes, vec![OpOutcome::Accepted]);
+        let removes = vec![op(OpKind::Remove, None, Some("a@example.com"), None)];
+        let outcomes = t
+            .dest
+            .send(&export(), &binding(Vec::new()), &removes)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(outcomes, vec![OpOutcome::Accepted]);
+        let jobs = t.sim.job_details();
+        assert_eq!(jobs.len(), 2);
+        assert_eq!(jobs[0].consent, sim_consent("GRANTED", "GRANTED"));
+        assert_eq!((jobs[0].creates, jobs[0].removes), (1, 0));
+        assert_eq!(jobs[1].consent, None, "Google needs no consent for removes");
+        assert_eq!((jobs[1].creates, jobs[1].removes), (0, 1));
+        assert!(jobs.iter().all(|j| j.operation_consents.is_empty()));
+    }
+
+    #[tokio::test]
+    async fn creates_and_removes_never_share_a_job_the_smaller_kind_waits() {
+        let t = setup(100).await;
+        let ops = vec![
+            op(OpKind::Remove, None, Some("gone@example.com"), None),
+            op(OpKind::Add, None, Some("a@example.com"), None),
+            op(OpKind::Update, None, Some("b@example.com"), None),
+        ];
+        let outcomes = t
+            .dest
+            .send(&export(), &binding(Vec::new()), &ops)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            matches!(&outcomes[0], OpOutcome::Retry { reason } if reason.contains("separate jobs")),
+            "{outcomes:?}"
+        );
+        assert_eq!(&outcomes[1..], &[OpOutcome::Accepted, OpOutcome::Accepted]);
+        let jobs = t.sim.job_details();
+        assert_eq!(jobs.len(), 1);
+        assert_eq!((jobs[0].creates, jobs[0].removes), (2, 0));
+        // The remove comes back (the queue retries it) and gets its own job.
+        let outcomes = t
+            .dest
+            .send(&export(), &binding(Vec::new()), &ops[..1])
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(outcomes, vec![OpOutcome::Accepted]);
+        let jobs = t.sim.job_details();
+        assert_eq!((jobs[1].creates, jobs[1].removes), (0, 1));
+    }
+
+    #[tokio::test]
+    async fn eea_people_without_both_consents_are_not_sent_and_own_grants_get_their_own_job() {
+        let t = setup_with(
+            GoogleSimConfig::default(),
+            |url| {
+                with_consent(
+                    spec(url, 100, None, false),
+                    consent(ConsentStatus::Unspecified, ConsentStatus::Unspecified),
+                )
+            },
+            DEFAULT_ACCESS_TOKEN,
+        )
+        .await;
+        let ops = vec![
+            with_attrs(
+                op(OpKind::Add, None, Some("us@example.com"), None),
+                &[("country", json!("US"))],
+            ),
+            with_attrs(
+                op(OpKind::Add, None, Some("de@example.com"), None),
+                &[("country", json!("DE"))],
+            ),
+            op(OpKind::Add, None, Some("nowhere@example.com"), None),
+            with_attrs(
+                op(OpKind::Add, None, Some("fr@example.com"), None),
+                &[("country", json!("FR")), ("ads_consent", json!("granted"))],
+            ),
+            with_attrs(
+                op(OpKind::Add, None, Some("no@example.com"), None),
+                &[("country", json!("US")), ("ads_consent", json!(false))],
+            ),
+            with_attrs(
+                op(OpKind::Remove, None, Some("old@example.de"), None),
+                &[("country", json!("DE"))],
+            ),
+        ];
+        let outcomes = t
+            .dest
+            .send(&export(), &binding(Vec::new()), &ops)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(outcomes[0], OpOutcome::Accepted);
+        for i in [1, 2] {
+            assert!(
+                matches!(&outcomes[i], OpOutcome::Unmatched { reason } if reason.starts_with("no consent (EEA)")),
+                "{i}: {outcomes:?}"
+            );
+        }
+        assert!(
+            matches!(&outcomes[3], OpOutcome::Retry { .. }),
+            "granted in a job of its own: {outcomes:?}"
+        );
+        assert!(
+            matches!(&outcomes[4], OpOutcome::Unmatched { reason } if reason.contains("CUSTOMER_NOT_ACCEPTED_CUSTOMER_DATA_TERMS")),
+            "{outcomes:?}"
+        );
+        assert!(
+            matches!(&outcomes[5], OpOutcome::Retry { .. }),
+            "removes need no consent, in their own job: {outcomes:?}"
+        );
+        let jobs = t.sim.job_details();
+        assert_eq!(jobs.len(), 1);
+        assert_eq!(jobs[0].consent, sim_consent("UNSPECIFIED", "UNSPECIFIED"));
+        assert_eq!(jobs[0].creates, 1);
+
+        let outcomes = t
+            .dest
+            .send(&export(), &binding(Vec::new()), &ops[3..4])
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(outcomes, vec![OpOutcome::Accepted]);
+        let jobs = t.sim.job_details();
+        assert_eq!(jobs[1].consent, sim_consent("GRANTED", "GRANTED"));
+        assert!(t.sim.has_member_with(
+            CUSTOMER,
+            LIST,
+            "hashedEmail",
+            &sha256_hex("fr@example.com")
+        ));
+        assert!(!t.sim.has_member_with(
+            CUSTOMER,
+            LIST,
+            "hashedEmail",
+            &sha256_hex("de@example.com")
+        ));
+    }
+
+    #[test]
+    fn a_denying_consent_setting_is_permanent_before_any_call() {
+        let secrets = MapSecrets::default()
+            .with("GOOGLE_ADS_DEVELOPER_TOKEN", "d")
+            .with("GOOGLE_ADS_ACCESS_TOKEN", "t");
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let err = GoogleCustomerMatchDestination::new(
+            "google".into(),
+            &with_consent(
+                spec("http://127.0.0.1:1", 100, None, false),
+                consent(ConsentStatus::Denied, ConsentStatus::Granted),
+            ),
+            &secrets,
+            reqwest::Client::new(),
+            Arc::new(crate::ports::SystemClock),
+            state_in(&dir),
+        )
+        .err();
+        match err {
+            Some(DestinationError::Permanent { message, .. }) => {
+                assert!(message.contains("CUSTOMER_NOT_ACCEPTED_CUSTOMER_DATA_TERMS"))
+            }
+            other => panic!("expected permanent, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_job_takes_the_largest_kind_ties_going_to_the_earliest_op() {
+        let granted = JobKind::Create {
+            ad_user_data: ConsentStatus::Granted,
+            ad_personalization: ConsentStatus::Granted,
+        };
+        let ops = |kinds: &[JobKind]| -> Vec<Operation> {
+            kinds
+                .iter()
+                .enumerate()
+                .map(|(index, kind)| Operation {
+                    index,
+                    identifiers: 1,
+                    kind: *kind,
+                    body: Value::Null,
+                })
+                .collect()
+        };
+        use JobKind::Remove;
+        assert_eq!(job_kind(&ops(&[Remove, granted, granted])), Some(granted));
+        assert_eq!(job_kind(&ops(&[Remove, granted])), Some(Remove));
+        assert_eq!(job_kind(&ops(&[granted, Remove])), Some(granted));
+        assert_eq!(job_kind(&ops(&[])), None);
+    }
+
     #[test]
     fn missing_secret_is_permanent_and_names_the_variable() {
         let secrets = MapSecrets::default().with("GOOGLE_ADS_DEVELOPER_TOKEN", "d");
@@ -1310,6 +1662,7 @@ mod tests {
                 .map(|index| Operation {
                     index,
                     identifiers,
+                    kind: JobKind::Remove,
                     body: Value::Null,
                 })
                 .collect()

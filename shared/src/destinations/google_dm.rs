@@ -65,15 +65,16 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde_json::{json, Value};
 
 use super::google_auth::{GoogleTokens, DATA_MANAGER_SCOPE};
+use super::google_consent::person_consent;
 use super::google_dm_errors as errors;
 use super::{
     status_is_retryable, Destination, DestinationError, OpOutcome, ReadBack, SettleSummary,
 };
 use crate::domain::identity::{google_identifiers, match_keys, GoogleIdentifier, IdentityOptions};
-use crate::domain::model::{counter, Attributes, CounterScope, DeliveryOp, OpKind};
+use crate::domain::model::{counter, CounterScope, DeliveryOp, OpKind};
 use crate::domain::spec::{
-    ConsentStatus, DestinationKind, DestinationSettings, DestinationSpec, ExportDestination,
-    ExportSpec, GoogleConsentSpec, MatchKey,
+    DestinationKind, DestinationSettings, DestinationSpec, ExportDestination, ExportSpec,
+    GoogleConsentSpec, MatchKey,
 };
 use crate::ports::{Clock, RecordWrite, Secrets, StateStore};
 
@@ -106,13 +107,6 @@ fn poll_gap(first_ms: i64, polls: u64) -> i64 {
         .min(MAX_POLL_GAP_MS.max(base))
 }
 const DEFAULT_429_DELAY: Duration = Duration::from_secs(60);
-
-/// EEA members, the UK and Switzerland: where Google's EU user consent
-/// policy requires both consents.
-pub const CONSENT_REGIONS: &[&str] = &[
-    "AT", "BE", "BG", "HR", "CY", "CZ", "DK", "EE", "FI", "FR", "DE", "GR", "HU", "IE", "IT", "LV",
-    "LT", "LU", "MT", "NL", "PL", "PT", "RO", "SK", "SI", "ES", "SE", "IS", "LI", "NO", "GB", "CH",
-];
 
 pub struct DataManagerDestination {
     name: String,
@@ -170,21 +164,6 @@ struct Answer {
 
 fn is_numeric(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
-}
-
-/// A person's consent from the attribute: true / "granted" / "yes" grant,
-/// false / "denied" / "no" deny; anything else says nothing.
-fn consent_of(value: Option<&Value>) -> Option<ConsentStatus> {
-    match value? {
-        Value::Bool(true) => Some(ConsentStatus::Granted),
-        Value::Bool(false) => Some(ConsentStatus::Denied),
-        Value::String(s) => match s.trim().to_ascii_lowercase().as_str() {
-            "granted" | "consent_granted" | "true" | "yes" | "1" => Some(ConsentStatus::Granted),
-            "denied" | "consent_denied" | "false" | "no" | "0" => Some(ConsentStatus::Denied),
-            _ => None,
-        },
-        _ => None,
-    }
 }
 
 impl DataManagerDestination {
@@ -452,22 +431,6 @@ impl DataManagerDestination {
         }
     }
 
-    /// Whether a person falls under the EEA consent rule.
-    fn in_consent_region(&self, attrs: &Attributes) -> bool {
-        let country = self
-            .consent
-            .country_attribute
-            .as_ref()
-            .and_then(|a| attrs.get(a))
-            .and_then(Value::as_str)
-            .map(|c| c.trim().to_ascii_uppercase())
-            .filter(|c| c.len() == 2);
-        match country {
-            Some(c) => CONSENT_REGIONS.contains(&c.as_str()),
-            None => self.consent.unknown_country_is_eea,
-        }
-    }
-
     /// The member JSON of one op, or why it is not sent.
     fn member(
         &self,
@@ -509,30 +472,8 @@ impl DataManagerDestination {
         }
         let mut member = json!({ "userData": { "userIdentifiers": ids } });
         if ingest {
-            let own = self
-                .consent
-                .attribute
-                .as_ref()
-                .and_then(|a| consent_of(op.attributes.get(a)));
-            let effective = |request: ConsentStatus| match own {
-                Some(c) => c,
-                None => request,
-            };
-            let (user_data, personalization) = (
-                effective(self.consent.ad_user_data),
-                effective(self.consent.ad_personalization),
-            );
-            if self.in_consent_region(&op.attributes)
-                && !(user_data == ConsentStatus::Granted
-                    && personalization == ConsentStatus::Granted)
-            {
-                return Err(OpOutcome::Unmatched {
-                    reason:
-                        "no consent (EEA): ad_user_data and ad_personalization must both be granted"
-                            .into(),
-                });
-            }
-            if let Some(c) = own {
+            let consent = person_consent(&self.consent, &op.attributes)?;
+            if let Some(c) = consent.own {
                 member["consent"] =
                     json!({ "adUserData": c.as_api(), "adPersonalization": c.as_api() });
             }

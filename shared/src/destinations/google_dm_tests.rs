@@ -7,8 +7,8 @@ use crate::adapters::embedded::state::EmbeddedStateStore;
 use crate::domain::identity::sha256_hex;
 use crate::domain::model::{Identifiers, PersonKey};
 use crate::domain::spec::{
-    Cadence, ExportMode, ExportSource, GoogleAuthSpec, GoogleCredentialsSpec, GuardRails, IdKind,
-    IdentitySpec,
+    Cadence, ConsentStatus, ExportMode, ExportSource, GoogleAuthSpec, GoogleCredentialsSpec,
+    GuardRails, IdKind, IdentitySpec,
 };
 use crate::ports::{Clock, ManualClock, MapSecrets, SystemClock};
 use dataout_sim::google_dm::{DataManagerSim, DataManagerSimConfig};

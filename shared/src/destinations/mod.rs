@@ -13,6 +13,7 @@ use crate::domain::spec::{DestinationKind, ExportDestination, ExportSpec};
 pub mod clevertap;
 pub mod google;
 pub mod google_auth;
+pub mod google_consent;
 pub mod google_dm;
 pub mod google_dm_errors;
 pub mod meta;

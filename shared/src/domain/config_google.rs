@@ -32,6 +32,11 @@ pub(super) const CUSTOMER_MATCH_KEYS: &[&str] = &[
     "developer_token_env",
     "gmail_remove_dots",
     "job_wait",
+    "consent_ad_user_data",
+    "consent_ad_personalization",
+    "consent_attribute",
+    "country_attribute",
+    "unknown_country_is_eea",
     "token_url",
     "service_account_key_env",
     "client_id_env",
@@ -125,6 +130,40 @@ impl Checker {
         })
     }
 
+    /// The consent keys, the same for both kinds: `consent_ad_user_data` and
+    /// `consent_ad_personalization` (granted / denied / unspecified, both
+    /// required), `consent_attribute`, `country_attribute` and
+    /// `unknown_country_is_eea` (default true).
+    fn google_consent(
+        &mut self,
+        fields: &Fields<'_, '_>,
+        here: &Here<'_>,
+    ) -> Option<GoogleConsentSpec> {
+        let consent_of = |c: &mut Self, key: &str| {
+            c.require(fields, key, here)
+                .and_then(|n| c.choice(n, &here.child(key), CONSENT))
+        };
+        let ad_user_data = consent_of(self, "consent_ad_user_data");
+        let ad_personalization = consent_of(self, "consent_ad_personalization");
+        let optional_name = |c: &mut Self, key: &str| match fields.get(key) {
+            None => Some(None),
+            Some(n) => c.plain_name(n, &here.child(key), "attribute").map(Some),
+        };
+        let attribute = optional_name(self, "consent_attribute");
+        let country_attribute = optional_name(self, "country_attribute");
+        let unknown_country_is_eea = match fields.get("unknown_country_is_eea") {
+            None => Some(true),
+            Some(n) => self.boolean(n, &here.child("unknown_country_is_eea")),
+        };
+        Some(GoogleConsentSpec {
+            ad_user_data: ad_user_data?,
+            ad_personalization: ad_personalization?,
+            attribute: attribute?,
+            country_attribute: country_attribute?,
+            unknown_country_is_eea: unknown_country_is_eea?,
+        })
+    }
+
     pub(super) fn google_customer_match(
         &mut self,
         fields: &Fields<'_, '_>,
@@ -154,6 +193,27 @@ impl Checker {
                 .duration_ms(n, &here.child("job_wait"))
                 .and_then(|ms| u64::try_from(ms).ok()),
         };
+        let consent = self.google_consent(fields, here);
+        if let Some(c) = &consent {
+            // Google answers CUSTOMER_NOT_ACCEPTED_CUSTOMER_DATA_TERMS to a
+            // job whose consent denies either: no create job could run.
+            for (key, value) in [
+                ("consent_ad_user_data", c.ad_user_data),
+                ("consent_ad_personalization", c.ad_personalization),
+            ] {
+                if value == ConsentStatus::Denied {
+                    if let Some(n) = fields.get(key) {
+                        self.issue(
+                            n,
+                            &here.child(key),
+                            "google_customer_match cannot send `denied`: Google refuses a Customer Match \
+                             job whose consent denies (CUSTOMER_NOT_ACCEPTED_CUSTOMER_DATA_TERMS); use \
+                             granted or unspecified",
+                        );
+                    }
+                }
+            }
+        }
         Some(DestinationSettings::GoogleCustomerMatch {
             api_version: api_version?,
             customer_id: customer_id?,
@@ -162,6 +222,10 @@ impl Checker {
             auth: auth?,
             gmail_remove_dots: gmail_remove_dots?,
             job_wait_ms: job_wait_ms?,
+            consent: consent.filter(|c| {
+                c.ad_user_data != ConsentStatus::Denied
+                    && c.ad_personalization != ConsentStatus::Denied
+            })?,
         })
     }
 
@@ -198,23 +262,11 @@ impl Checker {
             );
         }
         let auth = self.google_auth(fields, here);
-        let consent_of = |c: &mut Self, key: &str| {
-            c.require(fields, key, here)
-                .and_then(|n| c.choice(n, &here.child(key), CONSENT))
-        };
-        let ad_user_data = consent_of(self, "consent_ad_user_data");
-        let ad_personalization = consent_of(self, "consent_ad_personalization");
-        let optional_name = |c: &mut Self, key: &str| match fields.get(key) {
-            None => Some(None),
-            Some(n) => c.plain_name(n, &here.child(key), "attribute").map(Some),
-        };
-        let attribute = optional_name(self, "consent_attribute");
-        let country_attribute = optional_name(self, "country_attribute");
+        let consent = self.google_consent(fields, here);
         let flag = |c: &mut Self, key: &str, default: bool| match fields.get(key) {
             None => Some(default),
             Some(n) => c.boolean(n, &here.child(key)),
         };
-        let unknown_country_is_eea = flag(self, "unknown_country_is_eea", true);
         let gmail_remove_dots = flag(self, "gmail_remove_dots", true);
         let gmail_strip_plus_suffix = flag(self, "gmail_strip_plus_suffix", true);
         let status_poll_after_ms = match fields.get("status_poll_after") {
@@ -227,13 +279,7 @@ impl Checker {
             operating_account_id: operating_account_id?,
             login_account_id: login_account_id?,
             auth: auth?,
-            consent: GoogleConsentSpec {
-                ad_user_data: ad_user_data?,
-                ad_personalization: ad_personalization?,
-                attribute: attribute?,
-                country_attribute: country_attribute?,
-                unknown_country_is_eea: unknown_country_is_eea?,
-            },
+            consent: consent?,
             gmail_remove_dots: gmail_remove_dots?,
             gmail_strip_plus_suffix: gmail_strip_plus_suffix?,
             status_poll_after_ms: status_poll_after_ms?,

@@ -193,6 +193,9 @@ pub enum DestinationSettings {
         /// is still running (the job itself takes hours), in ms.
         #[serde(default = "default_job_wait_ms")]
         job_wait_ms: u64,
+        /// The job's `customerMatchUserListMetadata.consent`, and the EEA
+        /// rule, as on the Data Manager path.
+        consent: GoogleConsentSpec,
     },
     /// Google audiences through the Data Manager API (`API-CONTRACTS.md` §4b).
     GoogleDataManager {
@@ -285,7 +288,7 @@ pub enum GoogleCredentialsSpec {
     AccessToken { access_token_env: String },
 }
 
-/// A Data Manager consent value.
+/// A consent value (Data Manager and Google Ads API).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ConsentStatus {
@@ -302,11 +305,20 @@ impl ConsentStatus {
             ConsentStatus::Unspecified => "CONSENT_STATUS_UNSPECIFIED",
         }
     }
+
+    /// The Google Ads API's name (`ConsentStatusEnum.ConsentStatus`).
+    pub fn as_ads_api(self) -> &'static str {
+        match self {
+            ConsentStatus::Granted => "GRANTED",
+            ConsentStatus::Denied => "DENIED",
+            ConsentStatus::Unspecified => "UNSPECIFIED",
+        }
+    }
 }
 
-/// Consent sent to the Data Manager API: per request from these settings,
-/// per member from an export attribute. EEA (and UK, Swiss) people without
-/// both consents granted are not sent.
+/// Consent sent to Google (Data Manager: per request from these settings,
+/// per member from an export attribute; Ads API: per job). EEA (and UK,
+/// Swiss) people without both consents granted are not sent.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GoogleConsentSpec {
     pub ad_user_data: ConsentStatus,

@@ -1,6 +1,7 @@
 //! The spec loader's tests: every rule, its message and its position.
 
 use super::*;
+use crate::domain::spec::{ConsentStatus, GoogleConsentSpec};
 
 const BASE: &str = r#"version: 1
 destinations:
@@ -19,6 +20,8 @@ destinations:
     api_version: v26
     customer_id: "1234567890"
     developer_token_env: G_DEV
+    consent_ad_user_data: granted
+    consent_ad_personalization: granted
     access_token_env: G_TOKEN
   wh:
     kind: warehouse
@@ -869,6 +872,47 @@ fn a_secret_pasted_into_the_spec_is_refused_and_never_echoed() {
     assert!(
         found.iter().all(|i| !format!("{i:?}").contains(secret)),
         "{found:#?}"
+    );
+}
+
+#[test]
+fn customer_match_takes_the_data_manager_consent_keys() {
+    let text = edited(
+        "    consent_ad_personalization: granted\n",
+        "    consent_ad_personalization: unspecified\n    consent_attribute: ads_consent\n    country_attribute: country\n    unknown_country_is_eea: false\n",
+    );
+    let spec = parse_spec(&text, "spec.yaml").unwrap_or_else(|e| panic!("{e}"));
+    match &spec.destination("google").unwrap().settings {
+        DestinationSettings::GoogleCustomerMatch { consent, .. } => assert_eq!(
+            consent,
+            &GoogleConsentSpec {
+                ad_user_data: ConsentStatus::Granted,
+                ad_personalization: ConsentStatus::Unspecified,
+                attribute: Some("ads_consent".into()),
+                country_attribute: Some("country".into()),
+                unknown_country_is_eea: false,
+            }
+        ),
+        other => panic!("{other:?}"),
+    }
+    let text = edited("    consent_ad_user_data: granted\n", "");
+    one_issue_at(
+        &text,
+        "kind: google_customer_match",
+        "missing required key `consent_ad_user_data`",
+    );
+}
+
+#[test]
+fn customer_match_refuses_denied_consent_google_would_refuse_the_job() {
+    let text = edited(
+        "consent_ad_user_data: granted",
+        "consent_ad_user_data: denied",
+    );
+    one_issue_at(
+        &text,
+        "consent_ad_user_data: denied",
+        "CUSTOMER_NOT_ACCEPTED_CUSTOMER_DATA_TERMS",
     );
 }
 
