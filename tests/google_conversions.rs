@@ -64,7 +64,7 @@ exports:
       google: {{audience: "{ACTION}"}}
 events:
   order_placed:
-    properties: {{order_id: , total: number, currency: }}
+    properties: {{order_id: , total: number, currency: , gclid: , gbraid: , wbraid: }}
     value: total
     currency: currency
     order_id: order_id
@@ -150,6 +150,16 @@ fn job(order: &str, value: Option<f64>) -> DeliveryJob {
             intake_ts: now() - 60_000,
         }],
     }
+}
+
+/// The same job, its event carrying property `key` = `value`.
+fn with_property(mut job: DeliveryJob, key: &str, value: &str) -> DeliveryJob {
+    for op in &mut job.ops {
+        if let Some(e) = op.event.as_mut() {
+            e.data.insert(key.into(), serde_json::json!(value));
+        }
+    }
+    job
 }
 
 fn jobs(n: usize, prefix: &str) -> Vec<DeliveryJob> {
@@ -295,4 +305,71 @@ async fn a_500_after_google_accepted_is_retried_and_each_transaction_counts_once
     s.enqueue(&replay).await;
     s.deliver_all().await;
     assert_eq!(s.sim.duplicate_events().len(), 20);
+}
+
+#[tokio::test]
+async fn an_order_with_a_gclid_property_reaches_google_as_a_click_conversion() {
+    let s = setup().await;
+    s.enqueue(&[
+        with_property(job("g-1", Some(12.0)), "gclid", "Cj0KCQjw-g-1"),
+        job("plain-1", Some(3.0)),
+    ])
+    .await;
+    s.deliver_all().await;
+    let got = s.sim.conversions(ACCOUNT, ACTION);
+    let clicks: Vec<(&str, Option<&str>)> = got
+        .iter()
+        .map(|c| (c.transaction_id.as_str(), c.gclid.as_deref()))
+        .collect();
+    assert_eq!(clicks.len(), 2);
+    assert!(
+        clicks.contains(&("g-1", Some("Cj0KCQjw-g-1"))),
+        "{clicks:?}"
+    );
+    assert!(clicks.contains(&("plain-1", None)), "{clicks:?}");
+    assert_eq!(s.counter(counter::ACCEPTED).await, 2);
+}
+
+#[tokio::test]
+async fn lead_conversions_to_an_account_without_enhanced_conversions_for_leads_are_rejected_not_retried(
+) {
+    let s = setup().await;
+    s.sim.set_enhanced_conversions_for_leads(ACCOUNT, false);
+    let mut batch = jobs(3, "lead");
+    batch.push(with_property(
+        job("click-1", Some(5.0)),
+        "gclid",
+        "Cj0-click-1",
+    ));
+    batch.push(with_property(
+        job("click-2", Some(6.0)),
+        "wbraid",
+        "Ck-click-2",
+    ));
+    s.enqueue(&batch).await;
+    // Drains: the leads are final (rejected), nothing dead-lettered.
+    s.deliver_all().await;
+    assert_eq!(s.counter(counter::REJECTED).await, 3);
+    assert_eq!(s.counter(counter::ACCEPTED).await, 2);
+    let received: Vec<String> = s
+        .sim
+        .received_events(ACCOUNT, ACTION)
+        .into_iter()
+        .map(|c| c.transaction_id)
+        .collect();
+    assert_eq!(received.len(), 2, "{received:?}");
+    assert!(
+        received.iter().all(|t| t.starts_with("click-")),
+        "{received:?}"
+    );
+    let refused = s
+        .sim
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == "/v1/events:ingest" && r.status == 400)
+        .count();
+    assert!(
+        (1..=3).contains(&refused),
+        "refused once per delivery at most, never retried: {refused}"
+    );
 }

@@ -1,5 +1,9 @@
 //! Tests of the simulator's `events:ingest`: what it refuses whole, and how
-//! it records what it accepts (duplicates included).
+//! it records and reports what it accepts (duplicates included). Expected
+//! reasons and field names are Google's (googleapis
+//! `google/ads/datamanager/v1/error.proto`, `processing_errors.proto`,
+//! `request_status_per_destination.proto`, `event.proto`), written out here
+//! rather than taken from the simulator.
 
 use super::*;
 use crate::google_dm::DataManagerSimConfig;
@@ -131,6 +135,25 @@ fn body(events: Vec<Value>) -> Value {
         "consent": {"adUserData": "CONSENT_GRANTED", "adPersonalization": "CONSENT_GRANTED"},
         "encoding": "HEX",
     })
+}
+
+fn request_id(answer: &Value) -> &str {
+    answer["requestId"].as_str().unwrap_or_default()
+}
+
+/// The ErrorInfo reason of a refusal.
+fn reason(answer: &Value) -> &str {
+    answer["error"]["details"][0]["reason"]
+        .as_str()
+        .unwrap_or_default()
+}
+
+/// A conversion that carries a click id in `adIdentifiers` (`kind` is
+/// gclid, gbraid or wbraid).
+fn click_event(tx: &str, kind: &str) -> Value {
+    let mut e = event(tx);
+    e["adIdentifiers"] = json!({ kind: format!("{kind}-of-{tx}") });
+    e
 }
 
 fn violation(answer: &Value) -> String {
@@ -342,10 +365,17 @@ async fn denied_consent_is_recorded_but_not_counted_and_bad_values_refused() {
     let t = setup().await;
     let mut denied = event("t1");
     denied["consent"] = json!({"adUserData": "CONSENT_DENIED"});
-    let (status, _) = t.post(&body(vec![denied, event("t2")])).await;
+    let (status, answer) = t.post(&body(vec![denied, event("t2")])).await;
     assert_eq!(status, 200);
     assert_eq!(t.sim.received_events(ACCOUNT, ACTION).len(), 2);
     assert_eq!(t.sim.conversions(ACCOUNT, ACTION).len(), 1);
+    t.sim.process_events_now();
+    let entry = &t.status_of(request_id(&answer)).await["requestStatusPerDestination"][0];
+    assert_eq!(entry["requestStatus"], "PARTIAL_SUCCESS", "{entry}");
+    assert_eq!(
+        entry["errorInfo"]["errorCounts"],
+        json!([{"recordCount": "1", "reason": "PROCESSING_ERROR_REASON_DENIED_CONSENT"}])
+    );
     let (status, answer) = one_event(&t, |e| e["consent"] = json!({"adUserData": "YES"})).await;
     assert_eq!(status, 400, "{answer}");
     assert_eq!(violation(&answer), "events[0].consent");
@@ -398,4 +428,208 @@ async fn a_failed_request_reports_failed_and_its_conversions_do_not_count() {
     assert_eq!(entry["requestStatus"], "FAILED", "{status}");
     assert_eq!(entry["errorInfo"]["errorCounts"][0]["recordCount"], "2");
     assert!(t.sim.conversions(ACCOUNT, ACTION).is_empty());
+}
+
+#[tokio::test]
+async fn lead_conversion_is_refused_when_account_has_not_enabled_enhanced_conversions_for_leads() {
+    let t = setup().await;
+    t.sim.set_enhanced_conversions_for_leads(ACCOUNT, false);
+    let (status, answer) = t.post(&body(vec![event("lead-1")])).await;
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(
+        reason(&answer),
+        "DESTINATION_ACCOUNT_NOT_ENABLED_ENHANCED_CONVERSIONS_FOR_LEADS"
+    );
+    assert_eq!(answer["error"]["status"], "INVALID_ARGUMENT");
+    assert!(t.sim.received_events(ACCOUNT, ACTION).is_empty());
+    // validateOnly finds it too, and nothing names an event: the account
+    // is at fault, not the data.
+    let mut b = body(vec![event("lead-1")]);
+    b["validateOnly"] = json!(true);
+    let (status, answer) = t.post(&b).await;
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(violation(&answer), "");
+    // Once the account opts in, the same lead lands.
+    t.sim.set_enhanced_conversions_for_leads(ACCOUNT, true);
+    let (status, answer) = t.post(&body(vec![event("lead-1")])).await;
+    assert_eq!(status, 200, "{answer}");
+}
+
+#[tokio::test]
+async fn lead_conversion_is_refused_when_account_has_not_accepted_the_customer_data_terms() {
+    let t = setup().await;
+    t.sim.set_customer_data_terms_accepted(ACCOUNT, false);
+    let (status, answer) = t.post(&body(vec![event("lead-1")])).await;
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(
+        reason(&answer),
+        "DESTINATION_ACCOUNT_ENHANCED_CONVERSIONS_TERMS_NOT_SIGNED"
+    );
+    assert!(t.sim.received_events(ACCOUNT, ACTION).is_empty());
+}
+
+#[tokio::test]
+async fn lead_conversion_is_refused_when_googles_data_policy_prohibits_enhanced_conversions() {
+    let t = setup().await;
+    t.sim
+        .set_enhanced_conversions_prohibited_by_policy(ACCOUNT, true);
+    let (status, answer) = t.post(&body(vec![event("lead-1")])).await;
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(
+        reason(&answer),
+        "DESTINATION_ACCOUNT_DATA_POLICY_PROHIBITS_ENHANCED_CONVERSIONS"
+    );
+}
+
+#[tokio::test]
+async fn a_conversion_with_a_click_id_is_not_a_lead_and_is_not_refused_for_lead_settings() {
+    let t = setup().await;
+    t.sim.set_enhanced_conversions_for_leads(ACCOUNT, false);
+    t.sim.set_customer_data_terms_accepted(ACCOUNT, false);
+    let events = vec![
+        click_event("c-1", "gclid"),
+        click_event("c-2", "gbraid"),
+        click_event("c-3", "wbraid"),
+    ];
+    let (status, answer) = t.post(&body(events)).await;
+    assert_eq!(status, 200, "{answer}");
+    // One lead among them and Google refuses the whole request (fast fail).
+    let (status, answer) = t
+        .post(&body(vec![click_event("c-4", "gclid"), event("lead-1")]))
+        .await;
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(
+        reason(&answer),
+        "DESTINATION_ACCOUNT_NOT_ENABLED_ENHANCED_CONVERSIONS_FOR_LEADS"
+    );
+    assert_eq!(t.sim.received_events(ACCOUNT, ACTION).len(), 3);
+}
+
+#[tokio::test]
+async fn click_ids_are_recorded_from_ad_identifiers_and_stand_without_user_data() {
+    let t = setup().await;
+    let mut only_click = click_event("c-2", "wbraid");
+    only_click.as_object_mut().map(|o| o.remove("userData"));
+    let (status, answer) = t
+        .post(&body(vec![click_event("c-1", "gclid"), only_click]))
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    let got = t.sim.conversions(ACCOUNT, ACTION);
+    assert_eq!(got[0].gclid.as_deref(), Some("gclid-of-c-1"));
+    assert_eq!(
+        (got[0].gbraid.as_deref(), got[0].wbraid.as_deref()),
+        (None, None)
+    );
+    assert_eq!(got[1].wbraid.as_deref(), Some("wbraid-of-c-2"));
+    assert!(got[1].identifiers.is_empty());
+    assert!(!got[0].is_lead() && !got[1].is_lead());
+}
+
+#[tokio::test]
+async fn ad_identifiers_outside_event_proto_are_refused() {
+    let t = setup().await;
+    let (status, answer) = one_event(&t, |e| e["adIdentifiers"] = json!({"fbclid": "x"})).await;
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(violation(&answer), "events[0].adIdentifiers.fbclid");
+    let (status, answer) = one_event(&t, |e| e["adIdentifiers"] = json!({"gclid": 12})).await;
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(violation(&answer), "events[0].adIdentifiers.gclid");
+    // Neither user data nor a click id: nothing to match.
+    let (status, answer) = one_event(&t, |e| {
+        e.as_object_mut().map(|o| o.remove("userData"));
+        e["adIdentifiers"] = json!({"gclid": ""});
+    })
+    .await;
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(reason(&answer), "NO_IDENTIFIERS_PROVIDED");
+    assert!(t.sim.received_events(ACCOUNT, ACTION).is_empty());
+}
+
+#[tokio::test]
+async fn more_than_one_click_id_on_an_event_fails_processing_with_invalid_ad_identifiers() {
+    let t = setup().await;
+    let mut both = event("c-1");
+    both["adIdentifiers"] = json!({"gbraid": "g", "wbraid": "w"});
+    let (status, answer) = t.post(&body(vec![both, click_event("c-2", "gclid")])).await;
+    assert_eq!(status, 200, "{answer}");
+    t.sim.process_events_now();
+    let entry = &t.status_of(request_id(&answer)).await["requestStatusPerDestination"][0];
+    assert_eq!(entry["requestStatus"], "PARTIAL_SUCCESS", "{entry}");
+    assert_eq!(
+        entry["errorInfo"]["errorCounts"],
+        json!([{"recordCount": "1", "reason": "PROCESSING_ERROR_REASON_INVALID_AD_IDENTIFIERS"}])
+    );
+    let counted: Vec<String> = t
+        .sim
+        .conversions(ACCOUNT, ACTION)
+        .into_iter()
+        .map(|c| c.transaction_id)
+        .collect();
+    assert_eq!(counted, ["c-2"]);
+}
+
+#[tokio::test]
+async fn a_resent_transaction_is_reported_as_duplicate_transaction_id_in_the_request_status() {
+    let t = setup().await;
+    let (_, first) = t.post(&body(vec![event("t1"), event("t2")])).await;
+    let (_, second) = t.post(&body(vec![event("t2"), event("t3")])).await;
+    let (_, third) = t.post(&body(vec![event("t1")])).await;
+    t.sim.process_events_now();
+    let entry = &t.status_of(request_id(&first)).await["requestStatusPerDestination"][0];
+    assert_eq!(entry["requestStatus"], "SUCCESS", "{entry}");
+    assert!(entry.get("errorInfo").is_none(), "{entry}");
+    assert_eq!(entry["eventsIngestionStatus"], json!({"recordCount": "2"}));
+    // Some records failed: PARTIAL_SUCCESS, with counts per reason; the
+    // int64 recordCount is a JSON string (proto3 JSON).
+    let entry = &t.status_of(request_id(&second)).await["requestStatusPerDestination"][0];
+    assert_eq!(entry["requestStatus"], "PARTIAL_SUCCESS", "{entry}");
+    assert_eq!(
+        entry["errorInfo"]["errorCounts"],
+        json!([{"recordCount": "1", "reason": "PROCESSING_ERROR_REASON_DUPLICATE_TRANSACTION_ID"}])
+    );
+    assert_eq!(entry["eventsIngestionStatus"], json!({"recordCount": "2"}));
+    // All records failed: FAILED.
+    let entry = &t.status_of(request_id(&third)).await["requestStatusPerDestination"][0];
+    assert_eq!(entry["requestStatus"], "FAILED", "{entry}");
+    assert_eq!(
+        entry["errorInfo"]["errorCounts"],
+        json!([{"recordCount": "1", "reason": "PROCESSING_ERROR_REASON_DUPLICATE_TRANSACTION_ID"}])
+    );
+    assert_eq!(entry["destination"]["productDestinationId"], ACTION);
+}
+
+#[tokio::test]
+async fn a_transaction_sent_again_after_its_request_failed_is_not_a_duplicate() {
+    let t = setup().await;
+    t.sim
+        .fail_next_requests(1, "PROCESSING_ERROR_REASON_INTERNAL_ERROR");
+    t.post(&body(vec![event("t1")])).await;
+    let (status, answer) = t.post(&body(vec![event("t1")])).await;
+    assert_eq!(status, 200, "{answer}");
+    assert!(t.sim.duplicate_events().is_empty());
+    assert_eq!(t.sim.conversions(ACCOUNT, ACTION).len(), 1);
+    t.sim.process_events_now();
+    let entry = &t.status_of(request_id(&answer)).await["requestStatusPerDestination"][0];
+    assert_eq!(entry["requestStatus"], "SUCCESS", "{entry}");
+}
+
+#[tokio::test]
+async fn every_event_source_and_field_of_event_proto_is_accepted() {
+    let t = setup().await;
+    for source in ["WEB", "APP", "IN_STORE", "PHONE", "MESSAGE", "OTHER"] {
+        let (status, answer) = one_event(&t, |e| {
+            e["transactionId"] = json!(format!("src-{source}"));
+            e["eventSource"] = json!(source);
+        })
+        .await;
+        assert_eq!(status, 200, "{source}: {answer}");
+    }
+    let (status, answer) = one_event(&t, |e| {
+        e["transactionId"] = json!("fields");
+        e["conversionCount"] = json!(1.0);
+        e["eventName"] = json!("purchase");
+        e["userId"] = json!("u-1");
+    })
+    .await;
+    assert_eq!(status, 200, "{answer}");
 }

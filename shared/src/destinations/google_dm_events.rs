@@ -9,11 +9,33 @@
 //! `IngestEventsRequest`, `event.proto`, `user_data.proto`):
 //! `{destinations:[{operatingAccount, loginAccount?, linkedAccount?,
 //! productDestinationId}], events:[{transactionId, eventTimestamp (RFC 3339),
-//! conversionValue?, currency?, eventSource, userData:{userIdentifiers:[
-//! {emailAddress}|{phoneNumber}|{address}]}, consent?}], consent, encoding:
-//! "HEX"}` → `{requestId}`; `validateOnly` is left unset (false). At most
-//! 2,000 events per request (the proto's field comment; the `TOO_MANY_EVENTS`
-//! error text says 10,000: we keep the smaller).
+//! conversionValue?, currency?, eventSource, userData?:{userIdentifiers:[
+//! {emailAddress}|{phoneNumber}|{address}]}, adIdentifiers?:{gclid |
+//! gbraid | wbraid}, consent?}], consent, encoding: "HEX"}` → `{requestId}`;
+//! `validateOnly` is left unset (false). At most 2,000 events per request
+//! (the proto's field comment; the `TOO_MANY_EVENTS` error text says
+//! 10,000: we keep the smaller). `eventSource` is the event's
+//! `event_source` property when it names a value of event.proto's
+//! `EventSource` (WEB, APP, IN_STORE, PHONE, MESSAGE, OTHER), else OTHER.
+//!
+//! Click ids (`docs/google-conversions.md`): an event whose properties carry
+//! `gclid`, `gbraid` or `wbraid` (any case) sends it in `adIdentifiers`;
+//! Google takes exactly one per conversion, so a gclid wins over the iOS
+//! ids, and gbraid with wbraid (which the Ads API refuses as
+//! GBRAID_WBRAID_BOTH_SET) is `Invalid`. With a click id the event may go
+//! without user identifiers. Without one it is an *enhanced conversion for
+//! leads*, matched on hashed user data, which Google takes only from an
+//! account opted in to enhanced conversions for leads that has accepted the
+//! customer data terms. Lead and click conversions go in separate requests,
+//! so a refusal for the account's setup (error.proto
+//! `DESTINATION_ACCOUNT_NOT_ENABLED_ENHANCED_CONVERSIONS_FOR_LEADS`,
+//! `DESTINATION_ACCOUNT_ENHANCED_CONVERSIONS_TERMS_NOT_SIGNED`,
+//! `DESTINATION_ACCOUNT_DATA_POLICY_PROHIBITS_ENHANCED_CONVERSIONS`, read
+//! from the `google.rpc.ErrorInfo` whatever the HTTP status) touches the
+//! leads only: every event of that request, and the lead conversions of
+//! later requests of the same `send`, are `Rejected` with what to change in
+//! Google Ads. It is a permanent setup problem, not retried; once fixed,
+//! the conversions have to be sent again.
 //!
 //! Google fails the WHOLE request for one bad event (the "fast-fail model"
 //! of the Data Manager error guide) and a conversion cannot be retracted, so
@@ -45,8 +67,10 @@
 //! will recognise the second one as a duplicate and won't count it" (Google
 //! Ads Help 6386790), and the Data Manager upgrade guide states it
 //! "deduplicates conversions with the same … activity ID and transactionId".
-//! That is why every event carries a transaction id here. The simulator
-//! records such a second copy as a duplicate so tests see it.
+//! That is why every event carries a transaction id here. Google reports
+//! such a second copy in the request status as
+//! `PROCESSING_ERROR_REASON_DUPLICATE_TRANSACTION_ID` (processing_errors.proto),
+//! and so does the simulator.
 //!
 //! Status: `events:ingest` answers a `requestId` and processes
 //! asynchronously like the audience methods, so each request is recorded
@@ -57,10 +81,12 @@
 //! again, since a resend of a processed-but-failed conversion risks a double.
 //!
 //! Errors: 429 retries after the server's delay; 401 refreshes the token
-//! once (the shared client); 400 is a whole-request refusal: when Google's
-//! `fieldViolations` name events (`events[3]…`), those events are
-//! `Rejected` with Google's message and the others go again (`Retry`);
-//! otherwise every event of the request is `Rejected` with the message.
+//! once (the shared client); an account-setup refusal (above) rejects the
+//! request's events with the advice; other 400s are whole-request
+//! refusals: when Google's `fieldViolations` name events (`events[3]…`),
+//! those events are `Rejected` with Google's message and the others go
+//! again (`Retry`); otherwise every event of the request is `Rejected` with
+//! the message.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -68,11 +94,13 @@ use std::time::Duration;
 use chrono::SecondsFormat;
 use serde_json::{json, Value};
 
-use super::{is_numeric, DataManagerDestination};
+use super::{consent_of, is_numeric, DataManagerDestination};
 use crate::destinations::{DestinationError, OpOutcome};
 use crate::domain::identity::match_keys;
 use crate::domain::model::{DeliveryOp, OpKind};
-use crate::domain::spec::{DestinationKind, ExportDestination, ExportMode, ExportSpec};
+use crate::domain::spec::{
+    ConsentStatus, DestinationKind, ExportDestination, ExportMode, ExportSpec,
+};
 use crate::ports::IdempotencyStart;
 
 pub const MAX_EVENTS_PER_REQUEST: usize = 2_000;
@@ -95,7 +123,23 @@ pub const CLAIM_TTL: Duration = Duration::from_secs(300);
 pub const LEDGER_TTL: Duration = Duration::from_secs((90 + 7) * 24 * 3600);
 /// `eventSource` when the event's data does not name a valid one.
 const DEFAULT_EVENT_SOURCE: &str = "OTHER";
-const EVENT_SOURCES: &[&str] = &["WEB", "APP", "IN_STORE", "PHONE", "OTHER"];
+/// event.proto `EventSource`, less EVENT_SOURCE_UNSPECIFIED ("should never
+/// be used").
+const EVENT_SOURCES: &[&str] = &["WEB", "APP", "IN_STORE", "PHONE", "MESSAGE", "OTHER"];
+/// event.proto `AdIdentifiers` click ids, read from the event's properties
+/// of the same name.
+const CLICK_IDS: [&str; 3] = ["gclid", "gbraid", "wbraid"];
+
+/// error.proto `ErrorReason`s with which Google refuses enhanced
+/// conversions for the destination account's setup.
+pub(super) const NOT_ENABLED_FOR_LEADS: &str =
+    "DESTINATION_ACCOUNT_NOT_ENABLED_ENHANCED_CONVERSIONS_FOR_LEADS";
+pub(super) const TERMS_NOT_SIGNED: &str =
+    "DESTINATION_ACCOUNT_ENHANCED_CONVERSIONS_TERMS_NOT_SIGNED";
+pub(super) const POLICY_PROHIBITS: &str =
+    "DESTINATION_ACCOUNT_DATA_POLICY_PROHIBITS_ENHANCED_CONVERSIONS";
+const ACCOUNT_SETUP_REASONS: [&str; 3] =
+    [POLICY_PROHIBITS, NOT_ENABLED_FOR_LEADS, TERMS_NOT_SIGNED];
 
 /// Whether an export sends events (not membership) to this destination.
 pub(super) fn is_events_export(export: &ExportSpec) -> bool {
@@ -107,7 +151,65 @@ struct Prepared {
     index: usize,
     action: String,
     transaction_id: String,
+    /// No click id: an enhanced conversion for leads.
+    lead: bool,
     body: Value,
+}
+
+/// The click id an event sends (`adIdentifiers` field, value), if any: a
+/// gclid before the iOS ids; gbraid and wbraid together are refused.
+pub(super) fn click_id(
+    data: &serde_json::Map<String, Value>,
+) -> Result<Option<(&'static str, String)>, String> {
+    let mut found: [Option<String>; 3] = [None, None, None];
+    for (key, value) in data {
+        let Some(slot) = CLICK_IDS
+            .iter()
+            .position(|c| key.trim().eq_ignore_ascii_case(c))
+        else {
+            continue;
+        };
+        if let Some(v) = value.as_str().map(str::trim).filter(|v| !v.is_empty()) {
+            found[slot] = Some(v.to_string());
+        }
+    }
+    let [gclid, gbraid, wbraid] = found;
+    Ok(match (gclid, gbraid, wbraid) {
+        (Some(g), _, _) => Some(("gclid", g)),
+        (None, Some(_), Some(_)) => {
+            return Err(
+                "both gbraid and wbraid: Google takes exactly one click id per conversion".into(),
+            )
+        }
+        (None, Some(b), None) => Some(("gbraid", b)),
+        (None, None, Some(w)) => Some(("wbraid", w)),
+        (None, None, None) => None,
+    })
+}
+
+/// The account-setup reason of a refusal (the `google.rpc.ErrorInfo`
+/// reason, else the message), if it is one.
+pub(super) fn account_setup_reason(body: &Value) -> Option<&'static str> {
+    let error = body.get("error")?;
+    let mut texts: Vec<&str> = error
+        .get("details")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|d| d.get("reason").and_then(Value::as_str))
+        .collect();
+    texts.extend(error.get("message").and_then(Value::as_str));
+    ACCOUNT_SETUP_REASONS
+        .into_iter()
+        .find(|r| texts.iter().any(|t| t.contains(r)))
+}
+
+/// The events of one request, with their claim keys.
+struct Chunk {
+    action: String,
+    /// Lead conversions (no click id), else click conversions.
+    lead: bool,
+    events: Vec<(Prepared, String)>,
 }
 
 fn keys_of(claimed: Vec<(Prepared, String)>) -> Vec<String> {
@@ -168,6 +270,46 @@ impl DataManagerDestination {
             "gdm-conversion:{}:{}:{action}:{transaction_id}",
             self.name, self.operating_account_id
         )
+    }
+
+    /// What the operator changes in Google Ads about an account-setup
+    /// refusal (`reason`, one of `ACCOUNT_SETUP_REASONS`).
+    fn account_setup_advice(&self, reason: &str) -> String {
+        let account = &self.operating_account_id;
+        let what = if reason == POLICY_PROHIBITS {
+            format!("Google's customer data policies do not allow enhanced conversions for Google Ads account {account}: contact your Google representative. Until that changes, only conversions carrying a click id (gclid, gbraid, wbraid) can go to this account")
+        } else if reason == TERMS_NOT_SIGNED {
+            format!("Google Ads account {account} has not accepted the customer data terms, which conversions matched on hashed email, phone or address need: an admin of the account accepts them in Google Ads (Goals > Conversions > Settings > Customer data terms), then send these conversions again")
+        } else {
+            format!("Google Ads account {account} is not opted in to enhanced conversions for leads, which conversions without a click id (gclid, gbraid, wbraid) need: in Google Ads (Goals > Conversions > Settings) turn on enhanced conversions for leads and accept the customer data terms, then send these conversions again")
+        };
+        format!("Google Data Manager refused the conversions ({reason}). {what}")
+    }
+
+    /// The event body of a conversion sent on its click id alone: the
+    /// consent rules of `member` without user identifiers.
+    fn click_only(&self, op: &DeliveryOp) -> Result<Value, OpOutcome> {
+        let own = self
+            .consent
+            .attribute
+            .as_ref()
+            .and_then(|a| consent_of(op.attributes.get(a)));
+        let effective = |request: ConsentStatus| own.unwrap_or(request);
+        if self.in_consent_region(&op.attributes)
+            && !(effective(self.consent.ad_user_data) == ConsentStatus::Granted
+                && effective(self.consent.ad_personalization) == ConsentStatus::Granted)
+        {
+            return Err(OpOutcome::Unmatched {
+                reason:
+                    "no consent (EEA): ad_user_data and ad_personalization must both be granted"
+                        .into(),
+            });
+        }
+        let mut body = json!({});
+        if let Some(c) = own {
+            body["consent"] = json!({ "adUserData": c.as_api(), "adPersonalization": c.as_api() });
+        }
+        Ok(body)
     }
 
     /// Check one event op and build its JSON, or say why it is not sent.
@@ -231,27 +373,37 @@ impl DataManagerDestination {
             }
             (None, _) => None,
         };
+        let click = click_id(&event.data).map_err(invalid)?;
         let keys = match_keys(binding, DestinationKind::GoogleDataManager);
         let opts = self.identity_options(export);
         // `member` applies the identifier rules and the EEA consent rule of
         // the audience path; an event Google cannot match would fail the
-        // whole request (NO_IDENTIFIERS_PROVIDED), so it is Invalid here.
-        let mut body = self.member(&keys, &opts, op, true).map_err(|o| match o {
-            OpOutcome::Unmatched { reason } if reason.starts_with("no Google identifier") => {
-                OpOutcome::Invalid { reason }
+        // whole request (NO_IDENTIFIERS_PROVIDED), so it is Invalid here,
+        // unless its click id matches it.
+        let mut body = match self.member(&keys, &opts, op, true) {
+            Ok(body) => body,
+            Err(OpOutcome::Unmatched { reason }) if reason.starts_with("no Google identifier") => {
+                if click.is_some() {
+                    self.click_only(op)?
+                } else {
+                    return Err(OpOutcome::Invalid { reason });
+                }
             }
-            other => other,
-        })?;
+            Err(other) => return Err(other),
+        };
         body["transactionId"] = json!(transaction_id);
         body["eventTimestamp"] = json!(at);
         let source = event
             .data
             .get("event_source")
             .and_then(Value::as_str)
-            .map(|s| s.trim().to_ascii_uppercase())
+            .map(|s| s.trim().to_ascii_uppercase().replace(['-', ' '], "_"))
             .filter(|s| EVENT_SOURCES.contains(&s.as_str()))
             .unwrap_or_else(|| DEFAULT_EVENT_SOURCE.to_string());
         body["eventSource"] = json!(source);
+        if let Some((field, id)) = &click {
+            body["adIdentifiers"] = json!({ *field: id });
+        }
         if let Some((v, c)) = value {
             body["conversionValue"] = json!(v);
             body["currency"] = json!(c);
@@ -260,6 +412,7 @@ impl DataManagerDestination {
             index,
             action: op.audience.clone(),
             transaction_id,
+            lead: click.is_none(),
             body,
         })
     }
@@ -340,24 +493,47 @@ impl DataManagerDestination {
             ));
         }
 
-        // Per conversion action, requests of at most 2,000 events.
-        let mut by_action: BTreeMap<String, Vec<(Prepared, String)>> = BTreeMap::new();
+        // Per conversion action, click conversions and lead conversions
+        // apart (an account that cannot take leads refuses a request with
+        // one whole), in requests of at most 2,000 events.
+        let mut by_kind: BTreeMap<(String, bool), Vec<(Prepared, String)>> = BTreeMap::new();
         for (p, key) in claimed {
-            by_action
-                .entry(p.action.clone())
+            by_kind
+                .entry((p.action.clone(), p.lead))
                 .or_default()
                 .push((p, key));
         }
         let chunk_size = self.batch_size.min(MAX_EVENTS_PER_REQUEST);
-        let mut chunks: Vec<(String, Vec<(Prepared, String)>)> = Vec::new();
-        for (action, mut events) in by_action {
+        let mut chunks: Vec<Chunk> = Vec::new();
+        for ((action, lead), mut events) in by_kind {
             while !events.is_empty() {
                 let rest = events.split_off(events.len().min(chunk_size));
-                chunks.push((action.clone(), std::mem::replace(&mut events, rest)));
+                chunks.push(Chunk {
+                    action: action.clone(),
+                    lead,
+                    events: std::mem::replace(&mut events, rest),
+                });
             }
         }
+        // Set once Google refused lead conversions for the account's setup.
+        let mut leads_refused: Option<String> = None;
         let mut pending = chunks.into_iter();
-        while let Some((action, chunk)) = pending.next() {
+        while let Some(Chunk {
+            action,
+            lead,
+            events: chunk,
+        }) = pending.next()
+        {
+            if let (true, Some(advice)) = (lead, &leads_refused) {
+                self.release_claims(chunk.iter().map(|(_, k)| k.clone()).collect())
+                    .await;
+                for (p, _) in &chunk {
+                    outcomes[p.index] = Some(OpOutcome::Rejected {
+                        reason: advice.clone(),
+                    });
+                }
+                continue;
+            }
             let body = json!({
                 "destinations": [self.destination_json(&action)],
                 "events": chunk.iter().map(|(p, _)| &p.body).collect::<Vec<_>>(),
@@ -372,7 +548,7 @@ impl DataManagerDestination {
                 Ok(a) => a,
                 Err(e) => {
                     let mut keys = keys_of(chunk);
-                    keys.extend(pending.flat_map(|(_, c)| keys_of(c)));
+                    keys.extend(pending.flat_map(|c| keys_of(c.events)));
                     self.release_claims(keys).await;
                     return Err(e);
                 }
@@ -409,12 +585,27 @@ impl DataManagerDestination {
             // Google processed none of this request: its claims go back.
             let keys: Vec<String> = chunk.iter().map(|(_, k)| k.clone()).collect();
             self.release_claims(keys).await;
+            let parsed: Value = serde_json::from_slice(&answer.body).unwrap_or(Value::Null);
+            if let Some(reason) = account_setup_reason(&parsed)
+                .filter(|_| (400..500).contains(&answer.status) && answer.status != 429)
+            {
+                let advice = self.account_setup_advice(reason);
+                tracing::warn!(destination = %self.name, action = %action, events = chunk.len(), lead, reason, "Google refused conversions for the Google Ads account's setup: rejected until the account is fixed");
+                for (p, _) in &chunk {
+                    outcomes[p.index] = Some(OpOutcome::Rejected {
+                        reason: advice.clone(),
+                    });
+                }
+                if lead {
+                    leads_refused = Some(advice);
+                }
+                continue;
+            }
             if answer.status != 400 {
-                let later: Vec<String> = pending.flat_map(|(_, c)| keys_of(c)).collect();
+                let later: Vec<String> = pending.flat_map(|c| keys_of(c.events)).collect();
                 self.release_claims(later).await;
                 return Err(self.refusal(path, &answer));
             }
-            let parsed: Value = serde_json::from_slice(&answer.body).unwrap_or(Value::Null);
             let message = match self.refusal(path, &answer) {
                 DestinationError::Permanent { message, .. }
                 | DestinationError::Retryable { message, .. } => message,

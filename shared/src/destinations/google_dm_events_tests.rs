@@ -1,4 +1,7 @@
 //! Google conversions (`events:ingest`) against the Data Manager simulator.
+//! Expected field names and reasons are Google's (googleapis
+//! `google/ads/datamanager/v1/event.proto`, `error.proto`), written out
+//! here rather than taken from the code under test.
 
 use std::sync::Arc;
 
@@ -122,6 +125,18 @@ fn conversion(order: &str, email: &str) -> DeliveryOp {
     }
 }
 
+/// The same conversion, clicked: its properties carry `key` (gclid,
+/// gbraid, wbraid, in any case) with `value`.
+fn clicked(op: DeliveryOp, key: &str, value: &str) -> DeliveryOp {
+    with_event(op, |e| {
+        e.data.insert(key.into(), json!(value));
+    })
+}
+
+fn is_rejected(o: &OpOutcome, says: &[&str]) -> bool {
+    matches!(o, OpOutcome::Rejected { reason } if says.iter().all(|s| reason.contains(s)))
+}
+
 fn with_event(mut op: DeliveryOp, edit: impl FnOnce(&mut EventPayload)) -> DeliveryOp {
     if let Some(e) = op.event.as_mut() {
         edit(e);
@@ -181,6 +196,24 @@ impl T {
             .send(&export(mode), &binding(), ops)
             .await
             .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Another client on the same simulator and state.
+    fn rebuild(&self) -> DataManagerDestination {
+        let base = self._running.base_url.clone();
+        let secrets = MapSecrets::default().with(
+            "GOOGLE_SA_KEY",
+            &test_service_account_json(&format!("{base}/token")),
+        );
+        DataManagerDestination::new(
+            "google".into(),
+            &spec(&base, consent(false)),
+            &secrets,
+            reqwest::Client::new(),
+            Arc::new(SystemClock),
+            self.state.clone(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
     }
 
     fn events_requests(&self) -> Vec<dataout_sim::google_dm::DmRequest> {
@@ -599,4 +632,253 @@ fn named_events_reads_field_violations_and_messages() {
     assert!(named_events(&body, 5).contains(&2));
     assert!(!named_events(&body, 5).contains(&7), "out of range");
     assert!(named_events(&json!({"error": {"message": "bad destination"}}), 5).is_empty());
+}
+
+#[tokio::test]
+async fn lead_conversion_is_refused_when_account_has_not_enabled_enhanced_conversions_for_leads() {
+    let t = setup().await;
+    t.sim.set_enhanced_conversions_for_leads(ACCOUNT, false);
+    let ops = vec![
+        conversion("lead-1", "a@example.com"),
+        clicked(
+            conversion("click-1", "b@example.com"),
+            "gclid",
+            "Cj0-click-1",
+        ),
+        conversion("lead-2", "c@example.com"),
+    ];
+    let outcomes = t.send(ExportMode::Conversions, &ops).await;
+    // The leads are rejected with what to do in Google Ads; the conversion
+    // carrying a click id is no lead and lands.
+    for i in [0, 2] {
+        assert!(
+            is_rejected(
+                &outcomes[i],
+                &[
+                    "DESTINATION_ACCOUNT_NOT_ENABLED_ENHANCED_CONVERSIONS_FOR_LEADS",
+                    ACCOUNT,
+                    "Google Ads",
+                    "turn on enhanced conversions for leads",
+                ]
+            ),
+            "{outcomes:?}"
+        );
+    }
+    assert_eq!(outcomes[1], OpOutcome::Accepted, "{outcomes:?}");
+    let received: Vec<String> = t
+        .sim
+        .received_events(ACCOUNT, ACTION)
+        .into_iter()
+        .map(|c| c.transaction_id)
+        .collect();
+    assert_eq!(received, ["click-1"]);
+    // Once the account is fixed, the same conversions sent again land; the
+    // click conversion is not sent twice.
+    t.sim.set_enhanced_conversions_for_leads(ACCOUNT, true);
+    let again = t.send(ExportMode::Conversions, &ops).await;
+    assert!(again.iter().all(|o| *o == OpOutcome::Accepted), "{again:?}");
+    assert_eq!(t.sim.times_received(ACCOUNT, ACTION, "click-1"), 1);
+}
+
+#[tokio::test]
+async fn lead_conversion_is_rejected_when_account_has_not_accepted_the_customer_data_terms() {
+    let t = setup().await;
+    t.sim.set_customer_data_terms_accepted(ACCOUNT, false);
+    let outcomes = t
+        .send(
+            ExportMode::Conversions,
+            &[conversion("lead-1", "a@example.com")],
+        )
+        .await;
+    assert!(
+        is_rejected(
+            &outcomes[0],
+            &[
+                "DESTINATION_ACCOUNT_ENHANCED_CONVERSIONS_TERMS_NOT_SIGNED",
+                "customer data terms",
+                "Google Ads",
+            ]
+        ),
+        "{outcomes:?}"
+    );
+    assert!(t.sim.received_events(ACCOUNT, ACTION).is_empty());
+}
+
+#[tokio::test]
+async fn lead_conversions_past_the_first_refused_request_are_rejected_without_asking_google_again()
+{
+    let t = setup().await;
+    t.sim
+        .set_enhanced_conversions_prohibited_by_policy(ACCOUNT, true);
+    let ops: Vec<DeliveryOp> = (0..5)
+        .map(|i| conversion(&format!("lead-{i}"), &format!("p{i}@example.com")))
+        .collect();
+    let dest = DataManagerDestination {
+        batch_size: 2,
+        ..t.rebuild()
+    };
+    let outcomes = dest
+        .send(&export(ExportMode::Conversions), &binding(), &ops)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        outcomes.iter().all(|o| is_rejected(
+            o,
+            &[
+                "DESTINATION_ACCOUNT_DATA_POLICY_PROHIBITS_ENHANCED_CONVERSIONS",
+                "Google representative"
+            ]
+        )),
+        "{outcomes:?}"
+    );
+    assert_eq!(t.events_requests().len(), 1, "one refusal says it all");
+}
+
+#[test]
+fn an_account_setup_refusal_is_recognised_by_its_reason_whatever_the_status() {
+    // Google does not document the canonical code of these refusals.
+    for (code, status) in [
+        (400, "INVALID_ARGUMENT"),
+        (400, "FAILED_PRECONDITION"),
+        (403, "PERMISSION_DENIED"),
+    ] {
+        let body = json!({"error": {
+            "code": code,
+            "status": status,
+            "message": "The destination account is not enabled for enhanced conversions for leads.",
+            "details": [{
+                "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                "reason": "DESTINATION_ACCOUNT_NOT_ENABLED_ENHANCED_CONVERSIONS_FOR_LEADS",
+                "domain": "datamanager.googleapis.com",
+            }],
+        }});
+        assert_eq!(
+            account_setup_reason(&body),
+            Some("DESTINATION_ACCOUNT_NOT_ENABLED_ENHANCED_CONVERSIONS_FOR_LEADS")
+        );
+    }
+    assert_eq!(
+        account_setup_reason(&json!({"error": {"message": "events[0].currency is bad"}})),
+        None
+    );
+}
+
+#[tokio::test]
+async fn an_order_with_a_click_id_sends_it_in_ad_identifiers() {
+    let t = setup().await;
+    let ops = vec![
+        clicked(conversion("o-1", "a@example.com"), "gclid", "Cj0KCQ-gclid"),
+        clicked(
+            conversion("o-2", "b@example.com"),
+            "GBRAID",
+            " 0AAAA-gbraid ",
+        ),
+        clicked(conversion("o-3", "c@example.com"), "wbraid", "CkwKC-wbraid"),
+        // Google takes exactly one click id: the gclid.
+        clicked(
+            clicked(conversion("o-4", "d@example.com"), "gclid", "Cj0-gclid-4"),
+            "wbraid",
+            "Ck-wbraid-4",
+        ),
+    ];
+    let outcomes = t.send(ExportMode::Conversions, &ops).await;
+    assert!(
+        outcomes.iter().all(|o| *o == OpOutcome::Accepted),
+        "{outcomes:?}"
+    );
+    let got = t.sim.conversions(ACCOUNT, ACTION);
+    let ids: Vec<(Option<&str>, Option<&str>, Option<&str>)> = got
+        .iter()
+        .map(|c| (c.gclid.as_deref(), c.gbraid.as_deref(), c.wbraid.as_deref()))
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            (Some("Cj0KCQ-gclid"), None, None),
+            (None, Some("0AAAA-gbraid"), None),
+            (None, None, Some("CkwKC-wbraid")),
+            (Some("Cj0-gclid-4"), None, None),
+        ]
+    );
+    // The hashed email still goes along.
+    assert!(got[0]
+        .identifiers
+        .contains(&("emailAddress".into(), sha256_hex("a@example.com"))));
+}
+
+#[tokio::test]
+async fn a_conversion_with_a_click_id_and_no_user_identifier_is_sent_on_the_click_id() {
+    let t = setup().await;
+    let op = DeliveryOp {
+        ids: Identifiers::default(),
+        ..clicked(conversion("o-1", "a@example.com"), "gclid", "Cj0-only")
+    };
+    assert_eq!(
+        t.send(ExportMode::Conversions, &[op]).await,
+        [OpOutcome::Accepted]
+    );
+    let got = t.sim.conversions(ACCOUNT, ACTION);
+    assert_eq!(got[0].gclid.as_deref(), Some("Cj0-only"));
+    assert!(got[0].identifiers.is_empty());
+}
+
+#[tokio::test]
+async fn a_click_only_conversion_of_an_eea_person_without_consent_is_not_sent() {
+    let t = setup_with(consent(true)).await;
+    let mut op = DeliveryOp {
+        ids: Identifiers::default(),
+        ..clicked(conversion("fr-1", "a@example.com"), "gclid", "Cj0-fr")
+    };
+    op.attributes.insert("country".into(), json!("FR"));
+    op.attributes.insert("ads_consent".into(), json!("denied"));
+    let outcomes = t.send(ExportMode::Conversions, &[op]).await;
+    assert!(
+        matches!(&outcomes[0], OpOutcome::Unmatched { reason } if reason.contains("no consent (EEA)")),
+        "{outcomes:?}"
+    );
+    assert!(t.events_requests().is_empty());
+}
+
+#[tokio::test]
+async fn gbraid_with_wbraid_and_no_gclid_is_invalid() {
+    let t = setup().await;
+    let op = clicked(
+        clicked(conversion("o-1", "a@example.com"), "gbraid", "g"),
+        "wbraid",
+        "w",
+    );
+    let outcomes = t.send(ExportMode::Conversions, &[op]).await;
+    assert!(
+        is_invalid(&outcomes[0], "gbraid and wbraid"),
+        "{outcomes:?}"
+    );
+    assert!(t.events_requests().is_empty());
+}
+
+#[tokio::test]
+async fn the_message_event_source_of_event_proto_is_sent() {
+    let t = setup().await;
+    let ops: Vec<DeliveryOp> = [("m-1", "message"), ("m-2", "in-store"), ("m-3", "Phone")]
+        .into_iter()
+        .map(|(tx, source)| {
+            with_event(conversion(tx, "a@example.com"), |e| {
+                e.data.insert("event_source".into(), json!(source));
+            })
+        })
+        .collect();
+    t.send(ExportMode::Conversions, &ops).await;
+    let sources: Vec<Option<String>> = t
+        .sim
+        .conversions(ACCOUNT, ACTION)
+        .into_iter()
+        .map(|c| c.event_source)
+        .collect();
+    assert_eq!(
+        sources,
+        [
+            Some("MESSAGE".to_string()),
+            Some("IN_STORE".to_string()),
+            Some("PHONE".to_string())
+        ]
+    );
 }
