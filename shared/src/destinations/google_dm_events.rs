@@ -94,13 +94,12 @@ use std::time::Duration;
 use chrono::SecondsFormat;
 use serde_json::{json, Value};
 
-use super::{consent_of, is_numeric, DataManagerDestination};
+use super::{is_numeric, DataManagerDestination};
+use crate::destinations::google_consent::person_consent;
 use crate::destinations::{DestinationError, OpOutcome};
 use crate::domain::identity::match_keys;
 use crate::domain::model::{DeliveryOp, OpKind};
-use crate::domain::spec::{
-    ConsentStatus, DestinationKind, ExportDestination, ExportMode, ExportSpec,
-};
+use crate::domain::spec::{DestinationKind, ExportDestination, ExportMode, ExportSpec};
 use crate::ports::IdempotencyStart;
 
 pub const MAX_EVENTS_PER_REQUEST: usize = 2_000;
@@ -289,24 +288,9 @@ impl DataManagerDestination {
     /// The event body of a conversion sent on its click id alone: the
     /// consent rules of `member` without user identifiers.
     fn click_only(&self, op: &DeliveryOp) -> Result<Value, OpOutcome> {
-        let own = self
-            .consent
-            .attribute
-            .as_ref()
-            .and_then(|a| consent_of(op.attributes.get(a)));
-        let effective = |request: ConsentStatus| own.unwrap_or(request);
-        if self.in_consent_region(&op.attributes)
-            && !(effective(self.consent.ad_user_data) == ConsentStatus::Granted
-                && effective(self.consent.ad_personalization) == ConsentStatus::Granted)
-        {
-            return Err(OpOutcome::Unmatched {
-                reason:
-                    "no consent (EEA): ad_user_data and ad_personalization must both be granted"
-                        .into(),
-            });
-        }
+        let consent = person_consent(&self.consent, &op.attributes)?;
         let mut body = json!({});
-        if let Some(c) = own {
+        if let Some(c) = consent.own {
             body["consent"] = json!({ "adUserData": c.as_api(), "adPersonalization": c.as_api() });
         }
         Ok(body)
