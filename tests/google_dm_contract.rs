@@ -624,9 +624,32 @@ async fn the_simulator_serves_exactly_the_contracts_routes_and_names_only_google
     // Every Google name the simulator's source can answer with is one the
     // contract defines (no invented reasons, statuses or enum values).
     let names = known_names(&c);
-    let src_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../sim/src/");
-    for file in ["google_dm.rs", "google_dm_ids.rs", "google_dm_events.rs"] {
-        let text = std::fs::read_to_string(format!("{src_dir}{file}")).unwrap();
+    let src_dir = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../sim/src/"));
+    let mut files = Vec::new();
+    let mut folders = vec![src_dir.join("google_dm")];
+    while let Some(dir) = folders.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                folders.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs")
+                && path.file_name().is_some_and(|n| n != "tests.rs")
+            {
+                files.push(path);
+            }
+        }
+    }
+    assert!(
+        files.len() >= 5,
+        "the simulator's source was not found: {files:?}"
+    );
+    for path in files {
+        let file = path
+            .strip_prefix(src_dir)
+            .unwrap_or(&path)
+            .display()
+            .to_string();
+        let text = std::fs::read_to_string(&path).unwrap();
         let code = text.split("#[cfg(test)]").next().unwrap_or_default();
         for literal in code.split('"').skip(1).step_by(2) {
             let shaped = literal.len() > 3

@@ -15,7 +15,6 @@ pub mod faults;
 pub mod google;
 pub mod google_ads_schema;
 pub mod google_dm;
-pub mod google_dm_schema;
 pub mod google_oauth;
 pub mod meta;
 pub mod webhook;

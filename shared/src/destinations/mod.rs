@@ -15,7 +15,6 @@ pub mod google;
 pub mod google_auth;
 pub mod google_consent;
 pub mod google_dm;
-pub mod google_dm_errors;
 pub mod meta;
 pub mod meta_capi;
 pub mod net_guard;

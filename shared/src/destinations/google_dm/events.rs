@@ -628,5 +628,4 @@ impl DataManagerDestination {
 }
 
 #[cfg(test)]
-#[path = "google_dm_events_tests.rs"]
 mod tests;

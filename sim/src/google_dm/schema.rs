@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 
 use serde_json::Value;
 
-const CONTRACT: &str = include_str!("../../tests/contracts/google-datamanager.json");
+const CONTRACT: &str = include_str!("../../../tests/contracts/google-datamanager.json");
 
 fn contract() -> &'static Value {
     static PARSED: OnceLock<Value> = OnceLock::new();

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use super::*;
 use crate::adapters::embedded::state::EmbeddedStateStore;
 use crate::domain::identity::sha256_hex;
-use crate::domain::model::{Identifiers, PersonKey};
+use crate::domain::model::{counter, CounterScope, Identifiers, PersonKey};
 use crate::domain::spec::{
     Cadence, ConsentStatus, ExportMode, ExportSource, GoogleAuthSpec, GoogleCredentialsSpec,
     GuardRails, IdKind, IdentitySpec,

@@ -957,5 +957,4 @@ pub(super) async fn ingest(
 }
 
 #[cfg(test)]
-#[path = "google_dm_events_tests.rs"]
 mod tests;

@@ -5,6 +5,7 @@ use super::*;
 use crate::google_oauth::{
     DATA_MANAGER_SCOPE, TEST_SERVICE_ACCOUNT_EMAIL, TEST_SERVICE_ACCOUNT_PRIVATE_KEY_PEM,
 };
+use serde_json::json;
 
 const ACCOUNT: &str = "1234567890";
 const LIST: &str = "7000000101";
