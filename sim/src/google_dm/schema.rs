@@ -7,7 +7,7 @@
 
 use std::sync::OnceLock;
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 const CONTRACT: &str = include_str!("../../../tests/contracts/google-datamanager.json");
 
@@ -34,13 +34,16 @@ fn camel(name: &str) -> String {
 
 /// Google's message for the first field `value` carries that message
 /// `message` does not define, searched depth first; `None` when all are known.
-pub fn unknown_field(message: &str, value: &Value) -> Option<String> {
-    walk(message, value, "")
+pub fn unknown_field(message: &str, body: &Map<String, Value>) -> Option<String> {
+    walk_object(message, body, "")
 }
 
 fn walk(message: &str, value: &Value, at: &str) -> Option<String> {
+    walk_object(message, value.as_object()?, at)
+}
+
+fn walk_object(message: &str, obj: &Map<String, Value>, at: &str) -> Option<String> {
     let fields = contract().get("messages")?.get(message)?.get("fields")?;
-    let obj = value.as_object()?;
     for (key, v) in obj {
         let Some(field) = fields.get(key).or_else(|| fields.get(camel(key))) else {
             let place = if at.is_empty() {
@@ -85,7 +88,11 @@ mod tests {
     fn a_nested_unknown_field_is_named_with_where_it_is() {
         let body =
             json!({"destinations": [{"productDestinationId": "1", "productDestinationType": "X"}]});
-        let m = unknown_field("IngestAudienceMembersRequest", &body).unwrap_or_default();
+        let m = unknown_field(
+            "IngestAudienceMembersRequest",
+            body.as_object().unwrap_or(&Map::new()),
+        )
+        .unwrap_or_default();
         assert!(
             m.contains("\"productDestinationType\" at 'destinations[0]'"),
             "{m}"
@@ -95,6 +102,12 @@ mod tests {
     #[test]
     fn proto_names_and_json_names_are_both_known() {
         let body = json!({"audience_members": [{"userData": {"user_identifiers": [{"emailAddress": "x"}]}}]});
-        assert_eq!(unknown_field("IngestAudienceMembersRequest", &body), None);
+        assert_eq!(
+            unknown_field(
+                "IngestAudienceMembersRequest",
+                body.as_object().unwrap_or(&Map::new())
+            ),
+            None
+        );
     }
 }

@@ -254,7 +254,7 @@ pub(super) fn parse_body(method: Method, body: &[u8]) -> Result<Map<String, Valu
         Method::RemoveAll => "RemoveAllAudienceMembersRequest",
         Method::Retrieve => "RetrieveRequestStatusRequest",
     };
-    if let Some(message) = schema::unknown_field(request, &Value::Object(obj.clone())) {
+    if let Some(message) = schema::unknown_field(request, &obj) {
         return Err(RpcError::invalid("INVALID_ARGUMENT", message));
     }
     Ok(obj)
