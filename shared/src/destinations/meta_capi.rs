@@ -54,8 +54,8 @@ use super::meta::{
 };
 use super::{status_is_retryable, Destination, DestinationAlert, DestinationError, OpOutcome};
 use crate::domain::identity::{
-    is_sha256_hex, meta_row, meta_schema, normalize_date_of_birth, normalize_email, sha256_hex,
-    IdentityOptions,
+    is_sha256_hex, meta_capi_external_id, meta_row, meta_schema, normalize_date_of_birth,
+    normalize_email, sha256_hex, IdentityOptions,
 };
 use crate::domain::model::{DeliveryOp, EventPayload, Millis, OpKind};
 use crate::domain::spec::{
@@ -515,15 +515,9 @@ fn user_data(
                 "COUNTRY" => "country",
                 "GEN" => "ge",
                 "EXTERN_ID" => {
-                    // Hashing is recommended for external_id; a digest
-                    // already passes through.
-                    let id = cell.trim();
-                    let hashed = if is_sha256_hex(id) {
-                        id.to_ascii_lowercase()
-                    } else {
-                        sha256_hex(id)
-                    };
-                    out.insert("external_id".into(), json!(hashed));
+                    if let Some(hashed) = meta_capi_external_id(&cell) {
+                        out.insert("external_id".into(), json!(hashed));
+                    }
                     continue;
                 }
                 // FI and the split birth date are audience columns; CAPI

@@ -197,6 +197,44 @@ async fn an_event_reaches_the_pixel_hashed_with_its_id_time_and_value() {
     }
 }
 
+/// Meta's own normalisation, digests computed outside this code base
+/// (`printf %s <text> | sha256sum`); sources in `docs/meta-identifiers.md`.
+#[tokio::test]
+async fn user_data_follows_metas_sdk_normalisation_for_ids_birth_dates_postcodes_and_phones() {
+    let s = setup().await;
+    let mut op = event_op(" Cust-ABC-9 ", "evt_norm", now_ms() - 60_000);
+    op.ids.email = None;
+    op.ids.phone = Some("00 1 212 555 0199".into());
+    op.attributes
+        .insert("date_of_birth".into(), json!("19850704"));
+    op.attributes.insert("zip".into(), json!("SW1A 1AA"));
+    op.attributes.insert("country".into(), json!("GB"));
+    let outcomes = send(&s, &binding("Purchase"), &[op]).await;
+    assert_eq!(outcomes, vec![OpOutcome::Accepted]);
+    let events = s.sim.capi_events(PIXEL);
+    let u = &events[0].user_data;
+    // "cust-abc-9": trimmed and lower-cased, as the Node SDK does.
+    assert_eq!(
+        u["external_id"],
+        json!("cc3acbb000c22df1818afb2fb58c0f8557c2fe819b7e0d3b8c2d52a9553d44c5")
+    );
+    // "19850704": the 4th of July 1985 (not 1970-08-18 read as seconds).
+    assert_eq!(
+        u["db"],
+        json!("2168bbab13806c125ed1f35c8838fbe8483ce209a3e34ac1eda34c2bf56714e2")
+    );
+    // "sw1a1": Area/District/Sector.
+    assert_eq!(
+        u["zp"],
+        json!("949af780a19e6f6d4b99d7044743348dbbb7ab2245fe146863573b23d02c5890")
+    );
+    // "12125550199": the zeros before the country code dropped.
+    assert_eq!(
+        u["ph"],
+        json!("b220e5682592149df1f2233622bf380dbbdb495ed6a836271b4ea4e1f0b2c6e4")
+    );
+}
+
 #[tokio::test]
 async fn a_nine_day_old_event_is_invalid_and_never_sent_while_the_others_go() {
     let s = setup().await;

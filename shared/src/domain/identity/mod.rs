@@ -21,6 +21,10 @@
 //! * A phone number that is *possible* for its country (right length) is
 //!   kept even when the numbering metadata does not know its range yet; a
 //!   trunk `0` written after the country code ("+44 (0)20 …") is dropped.
+//! * Meta: a `YYYYMMDD` birth date is that day; a UK ZIP is cut to
+//!   Area/District/Sector; a CAPI `external_id` is trimmed and lower-cased
+//!   before hashing; zeros before a country code go. Sources:
+//!   `docs/meta-identifiers.md`, vectors in `vectors/meta.rs`.
 
 use crate::domain::model::{Attributes, Identifiers};
 use crate::domain::spec::{DestinationKind, ExportDestination, MatchKey};
@@ -282,8 +286,11 @@ pub struct DateOfBirth {
 }
 
 impl DateOfBirth {
+    /// A birth date in 1900 up to this year; anything else is a typo or a
+    /// placeholder, and hashing it would only add a wrong identifier.
     fn from_date(d: NaiveDate) -> Option<Self> {
-        (1..=9999).contains(&d.year()).then(|| DateOfBirth {
+        let this_year = chrono::Utc::now().year();
+        (1900..=this_year).contains(&d.year()).then(|| DateOfBirth {
             year: format!("{:04}", d.year()),
             month: format!("{:02}", d.month()),
             day: format!("{:02}", d.day()),
@@ -291,8 +298,15 @@ impl DateOfBirth {
     }
 }
 
-/// Accepts `YYYY-MM-DD` (a trailing time is ignored), `MM/DD/YYYY` (US order)
-/// and Unix seconds; an impossible date is unknown.
+/// Accepts `YYYYMMDD` (the form Meta documents for `db`), `YYYY-MM-DD` (a
+/// trailing time is ignored), `MM/DD/YYYY` (US order) and Unix seconds; an
+/// impossible date, or a year outside 1900..=this year, is unknown.
+///
+/// Eight digits shaped like `YYYYMMDD` (month 01-12, day 01-31) are read as
+/// such and nothing else: as Unix seconds they would be a day between April
+/// 1970 and March 1973, while `19850704` is far likelier the 4th of July 1985
+/// than the 18th of August 1970 (and `20250230` a typo than a 1970 date).
+/// Other eight-digit values stay Unix seconds.
 pub fn normalize_date_of_birth(raw: &str) -> Option<DateOfBirth> {
     let t = raw.trim();
     if t.is_empty() {
@@ -302,6 +316,12 @@ pub fn normalize_date_of_birth(raw: &str) -> Option<DateOfBirth> {
         let digits = t.strip_prefix('-').unwrap_or(t);
         !digits.is_empty() && digits.len() <= 12 && digits.bytes().all(|b| b.is_ascii_digit())
     };
+    if is_int && t.len() == 8 {
+        let (y, m, d) = (t[..4].parse(), t[4..6].parse(), t[6..].parse());
+        if let (Ok(y), Ok(m @ 1..=12), Ok(d @ 1..=31)) = (y, m, d) {
+            return NaiveDate::from_ymd_opt(y, m, d).and_then(DateOfBirth::from_date);
+        }
+    }
     let date = if is_int {
         let secs: i64 = t.parse().ok()?;
         DateTime::from_timestamp(secs, 0)?.date_naive()
@@ -323,6 +343,18 @@ pub fn normalize_date_of_birth(raw: &str) -> Option<DateOfBirth> {
         NaiveDate::parse_from_str(head, "%Y-%m-%d").ok()?
     };
     DateOfBirth::from_date(date)
+}
+
+/// Conversions API `external_id`: trimmed and lower-cased before SHA-256, as
+/// Meta's Node business SDK does (`ServerSideUtils.normalizeAndHash`), so
+/// `Cust-ABC-9` and `cust-abc-9` match the same person; a SHA-256 or MD5
+/// digest passes through lower-cased. Sources: `docs/meta-identifiers.md`.
+pub fn meta_capi_external_id(raw: &str) -> Option<String> {
+    let id = raw.trim().to_lowercase();
+    if id.is_empty() {
+        return None;
+    }
+    Some(pre_hashed_meta(&id).unwrap_or_else(|| sha256_hex(&id)))
 }
 
 /// Default match keys when an export binding lists none.

@@ -14,7 +14,9 @@ const MAX_PHONE_INPUT: usize = 64;
 /// length is possible for its country (a new range the metadata has not
 /// caught up with); only impossible numbers are `Invalid`. A trunk `0`
 /// written after the country code ("+44 (0)20 7946 0958", "+44 07911 …") is
-/// dropped when the number is not valid with it.
+/// dropped when the number is not valid with it. Zeros written before the
+/// country code ("0 1 212 …", "+00 1 …") are dropped when the number read
+/// that way is valid and the plain reading is not (docs/meta-identifiers.md).
 pub fn normalize_phone_e164(
     raw: &str,
     default_region: Option<&str>,
@@ -55,22 +57,50 @@ pub fn normalize_phone_e164(
     } else {
         candidate
     };
-    let number = phonenumber::parse(region, &candidate)
-        .map_err(|e| invalid("phone", format!("not a phone number ({e})")))?;
-    let number = if phonenumber::is_valid(&number) {
-        number
-    } else if let Some(without_trunk) = drop_trunk_zero(&number) {
-        without_trunk
-    } else if is_possible_number(&number) {
-        number
-    } else {
-        return Err(invalid("phone", "not a possible number for its country"));
+    let number = match phonenumber::parse(region, &candidate) {
+        Ok(number) => keepable(number).ok_or("not a possible number for its country".to_string()),
+        Err(e) => Err(format!("not a phone number ({e})")),
+    };
+    let number = match number {
+        Ok(number) => number,
+        // Written with zeros before the country code ("0 1 212 …",
+        // "+00 1 212 …"): Meta's SDKs drop up to two of them and read the
+        // rest as international. Taken only when the rest is a valid
+        // number, so a national number with a trunk 0 is never misread.
+        Err(reason) => zeros_before_country_code(&compact)
+            .and_then(|rest| phonenumber::parse(None, format!("+{rest}")).ok())
+            .filter(phonenumber::is_valid)
+            .ok_or_else(|| invalid("phone", reason))?,
     };
     let e164 = number.format().mode(phonenumber::Mode::E164).to_string();
     if e164.len() < 3 || !e164.starts_with('+') {
         return Err(invalid("phone", "could not format as E.164"));
     }
     Ok(e164)
+}
+
+/// The number as kept: valid, valid or possible without a trunk `0` written
+/// after the country code, or of a length possible for its country.
+fn keepable(number: phonenumber::PhoneNumber) -> Option<phonenumber::PhoneNumber> {
+    if phonenumber::is_valid(&number) {
+        Some(number)
+    } else if let Some(without_trunk) = drop_trunk_zero(&number) {
+        Some(without_trunk)
+    } else {
+        is_possible_number(&number).then_some(number)
+    }
+}
+
+/// The digits after a `+` and one or two zeros ("+0012…", "012…"), when
+/// something other than a zero follows them.
+fn zeros_before_country_code(compact: &str) -> Option<&str> {
+    let digits = compact.strip_prefix('+').unwrap_or(compact);
+    let rest = digits
+        .strip_prefix("00")
+        .or_else(|| digits.strip_prefix('0'))?;
+    (rest.starts_with(|c: char| c.is_ascii_digit() && c != '0')
+        && rest.bytes().all(|b| b.is_ascii_digit()))
+    .then_some(rest)
 }
 
 /// The national significant number as written, leading zeros included.

@@ -97,9 +97,12 @@ pub fn normalize_state(raw: &str, country: Option<&str>) -> Option<String> {
     Some(squashed)
 }
 
-/// Meta ZIP. US: the first 5 digits ("94107-1234" -> "94107"). Unknown
-/// country: the same when the value looks like a US ZIP. Elsewhere lowercase
-/// with no spaces or dashes ("SW1A 1AA" -> "sw1a1aa").
+/// Meta ZIP. US: the first 5 digits ("94107-1234" -> "94107"). UK (and the
+/// Crown dependencies, which share its postcodes): Area/District/Sector, the
+/// postcode without its last two letters ("SW1A 1AA" -> "sw1a1"), as Meta's
+/// customer list formatting asks. Unknown country: the same when the value
+/// looks like a US ZIP or a full UK postcode. Elsewhere lowercase with no
+/// spaces or dashes.
 pub fn normalize_zip(raw: &str, country: Option<&str>) -> Option<String> {
     let trimmed = raw.trim();
     let country = country.and_then(normalize_country);
@@ -111,9 +114,58 @@ pub fn normalize_zip(raw: &str, country: Option<&str>) -> Option<String> {
     };
     match country.as_deref() {
         Some("us") => (digits.len() >= 5).then(|| digits[..5].to_string()),
+        Some("gb" | "im" | "je" | "gg") => uk_sector(trimmed).or_else(|| squash(trimmed)),
         None if looks_us && digits.len() >= 5 => Some(digits[..5].to_string()),
+        None => uk_full_postcode_sector(trimmed).or_else(|| squash(trimmed)),
         _ => squash(trimmed),
     }
+}
+
+/// A UK outward code: area (1-2 letters), district (a digit, then
+/// optionally a digit or a letter): "SW1A", "M1", "EC1V", "B33".
+fn is_uk_outward(s: &[u8]) -> bool {
+    let letters = s.iter().take_while(|c| c.is_ascii_alphabetic()).count();
+    let rest = &s[letters.min(s.len())..];
+    (1..=2).contains(&letters)
+        && match rest {
+            [d] => d.is_ascii_digit(),
+            [d, x] => d.is_ascii_digit() && x.is_ascii_alphanumeric(),
+            _ => false,
+        }
+}
+
+/// Lowercase with whitespace removed, ASCII letters and digits only.
+fn uk_compact(raw: &str) -> Option<Vec<u8>> {
+    let s: Vec<u8> = raw
+        .bytes()
+        .filter(|b| !b.is_ascii_whitespace())
+        .map(|b| b.to_ascii_lowercase())
+        .collect();
+    s.iter().all(u8::is_ascii_alphanumeric).then_some(s)
+}
+
+/// "SW1A 1AA" -> "sw1a1": outward code and the inward code's sector digit.
+fn uk_full_postcode_sector(raw: &str) -> Option<String> {
+    let s = uk_compact(raw)?;
+    let n = s.len();
+    let inward = s.get(n.checked_sub(3)?..)?;
+    let full = inward[0].is_ascii_digit()
+        && inward[1].is_ascii_alphabetic()
+        && inward[2].is_ascii_alphabetic()
+        && is_uk_outward(&s[..n - 3]);
+    full.then(|| String::from_utf8_lossy(&s[..n - 2]).into_owned())
+}
+
+/// A UK postcode at sector precision: a full postcode loses its unit, a
+/// value already at sector or district precision is kept as it is.
+fn uk_sector(raw: &str) -> Option<String> {
+    if let Some(sector) = uk_full_postcode_sector(raw) {
+        return Some(sector);
+    }
+    let s = uk_compact(raw)?;
+    let n = s.len();
+    let sector = n >= 3 && s[n - 1].is_ascii_digit() && is_uk_outward(&s[..n - 1]);
+    (sector || is_uk_outward(&s)).then(|| String::from_utf8_lossy(&s).into_owned())
 }
 
 /// Common English names and alpha-3 codes for major countries: (alpha-2, aliases).

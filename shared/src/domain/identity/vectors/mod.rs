@@ -9,6 +9,9 @@ use super::*;
 use crate::domain::model::{Attributes, Identifiers};
 use crate::domain::spec::MatchKey;
 
+/// Meta's rules as its business SDKs and customer list pages state them.
+mod meta;
+
 fn person(id: Option<&str>, email: Option<&str>, phone: Option<&str>) -> Identifiers {
     Identifiers {
         id: id.map(String::from),
