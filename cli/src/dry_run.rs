@@ -79,6 +79,9 @@ pub struct Plan {
     /// For a held run: whether the counts above are what it does once an
     /// operator approves it (`dataout runs approve`).
     pub counts_if_approved: bool,
+    /// For a held run: the command that releases it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approve_with: Option<String>,
 }
 
 /// Run `export` to its end (or its hold) on `deps`.
@@ -86,8 +89,12 @@ async fn run_to_end(
     deps: &Deps,
     source: &dyn SegmentSource,
     export: &str,
+    dry_run: bool,
 ) -> anyhow::Result<RunRecord> {
-    let opts = ExportOptions::default();
+    let opts = ExportOptions {
+        dry_run,
+        ..ExportOptions::default()
+    };
     loop {
         let run = run_export(deps, source, export, &opts).await?;
         if run.status != RunStatus::Running {
@@ -113,13 +120,13 @@ pub async fn plan(
         queue: queue.clone(),
         clock,
     };
-    let mut run = run_to_end(&deps, source, export).await?;
+    let mut run = run_to_end(&deps, source, export, true).await?;
     let mut held_reason = None;
     if let RunStatus::Held { reason } = &run.status {
         held_reason = Some(reason.clone());
         // What it would do once approved: approve and commit it, in memory.
         approve(&deps, &run.run_id).await?;
-        let approved = run_to_end(&deps, source, export).await?;
+        let approved = run_to_end(&deps, source, export, true).await?;
         run = RunRecord {
             status: run.status.clone(),
             ..approved
@@ -132,7 +139,7 @@ pub async fn plan(
 
 /// A real batch run of `export` on `deps`, summarised like a plan.
 pub async fn run(deps: &Deps, source: &dyn SegmentSource, export: &str) -> anyhow::Result<Plan> {
-    let run = run_to_end(deps, source, export).await?;
+    let run = run_to_end(deps, source, export, false).await?;
     let held = match &run.status {
         RunStatus::Held { reason } => Some(reason.clone()),
         _ => None,
@@ -159,6 +166,7 @@ fn summarise(
             "finished".into()
         },
         counts_if_approved: dry_run && held_reason.is_some(),
+        approve_with: None,
         held_reason,
         source_members: s.members,
         adds: s.adds,
@@ -235,17 +243,18 @@ pub fn render(plan: &Plan) -> String {
         "export {} — {head}, run {}\n",
         plan.export, plan.run_id
     ));
-    match &plan.held_reason {
-        Some(reason) => out.push_str(&format!(
-            "guard rails: HELD — {reason}\n  (the run would wait for `dataout runs approve {}`{})\n",
-            plan.run_id,
-            if plan.counts_if_approved {
-                "; the counts below are what it does once approved"
-            } else {
-                ""
-            }
+    match (&plan.held_reason, plan.dry_run) {
+        (Some(reason), true) => out.push_str(&format!(
+            "guard rails: HELD — {reason}\n  (a real run would be held until approved; the counts below are what it does once approved)\n"
         )),
-        None => out.push_str("guard rails: pass — the run would commit\n"),
+        (Some(reason), false) => out.push_str(&format!(
+            "guard rails: HELD — {reason}\n  (nothing committed; release it with `{}`)\n",
+            plan.approve_with
+                .clone()
+                .unwrap_or_else(|| format!("dataout runs approve {}", plan.run_id))
+        )),
+        (None, true) => out.push_str("guard rails: pass — the run would commit\n"),
+        (None, false) => out.push_str("guard rails: pass — the run committed\n"),
     }
     out.push_str(&format!(
         "source members {}  adds {}  removes {}  attribute changes {}  tier moves {}  unchanged {}  suppressed {}  unmatched {}\n",
@@ -294,6 +303,28 @@ pub fn render(plan: &Plan) -> String {
         out.push_str(&format!("suppression: {n} exits from {other}\n"));
     }
     out
+}
+
+/// `dataout runs approve <run>` with the `--config` and `--state-dir` of
+/// the run it releases, so it can be pasted as it is.
+pub fn approve_command(run_id: &str, config: &Path, state_dir: &Path) -> String {
+    format!(
+        "dataout runs approve {run_id} --config {} --state-dir {}",
+        shell_quote(&config.to_string_lossy()),
+        shell_quote(&state_dir.to_string_lossy())
+    )
+}
+
+/// A value as one shell word.
+fn shell_quote(v: &str) -> String {
+    if !v.is_empty()
+        && v.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+=:,@".contains(c))
+    {
+        v.to_string()
+    } else {
+        format!("'{}'", v.replace('\'', "'\\''"))
+    }
 }
 
 /// A dry run's view of the local state: a copy of the state file, opened

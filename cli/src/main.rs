@@ -23,6 +23,10 @@ use dataout_cli::demo;
 use dataout_cli::ops::{self, DlqCmd, QuarantineCmd, ReconcileCmd, RunsCmd, Target};
 use dataout_cli::stack::TargetArgs;
 
+/// `dataout export` exit status for a run a guard rail held: nothing was
+/// committed and it waits for `dataout runs approve` (1 stays "failed").
+const EXIT_HELD: u8 = 3;
+
 #[derive(Parser)]
 #[command(
     name = "dataout",
@@ -52,6 +56,7 @@ enum Command {
     },
     /// One batch run of an export on the local state, reading the source
     /// configured as for `serve`. With --dry-run, print its plan only.
+    /// Exit status: 0 finished (or planned), 3 held by a guard rail, 1 failed.
     Export {
         name: String,
         #[arg(long)]
@@ -231,8 +236,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             json,
         } => {
             telemetry::init(LogFormat::Text, "warn");
-            export(&name, &config, dry_run, &state_dir, json).await?;
-            Ok(ExitCode::SUCCESS)
+            let held = export(&name, &config, dry_run, &state_dir, json).await?;
+            // A script must tell a held run from a finished one.
+            Ok(if held {
+                ExitCode::from(EXIT_HELD)
+            } else {
+                ExitCode::SUCCESS
+            })
         }
         Command::Qa {
             export,
@@ -520,10 +530,10 @@ async fn export(
     dry_run: bool,
     state_dir: &Path,
     json: bool,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<bool> {
     let spec = load_spec_file(config).map_err(|e| anyhow::anyhow!("{e}"))?;
     let source = app_api_source()?;
-    let plan = if dry_run {
+    let mut plan = if dry_run {
         let snapshot = dataout_cli::dry_run::open_local_state(state_dir)?;
         dataout_cli::dry_run::plan(
             Arc::new(spec),
@@ -537,10 +547,18 @@ async fn export(
         let deps = dataout_cli::dry_run::open_local_deps(spec, state_dir, Arc::new(SystemClock))?;
         dataout_cli::dry_run::run(&deps, &source, name).await?
     };
+    let held = !dry_run && plan.held_reason.is_some();
+    if held {
+        plan.approve_with = Some(dataout_cli::dry_run::approve_command(
+            &plan.run_id,
+            config,
+            state_dir,
+        ));
+    }
     if json {
         println!("{}", serde_json::to_string_pretty(&plan)?);
     } else {
         print!("{}", dataout_cli::dry_run::render(&plan));
     }
-    Ok(())
+    Ok(held)
 }

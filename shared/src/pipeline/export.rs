@@ -35,6 +35,9 @@ pub struct ExportOptions {
     pub exit_grace: Duration,
     /// Stop and checkpoint when this instant passes (a Lambda's deadline).
     pub deadline: Option<Instant>,
+    /// A plan on an overlay (`dataout export --dry-run`): its run is never
+    /// stored, so a hold is told without a run id anyone could approve.
+    pub dry_run: bool,
 }
 
 impl Default for ExportOptions {
@@ -44,6 +47,7 @@ impl Default for ExportOptions {
             chunk_people: 500,
             exit_grace: Duration::from_secs(3600),
             deadline: None,
+            dry_run: false,
         }
     }
 }
@@ -101,19 +105,19 @@ pub async fn run_export(
     let plan = plan(deps, &export, &run, opts).await?;
     if run.status == RunStatus::Running {
         if let Some(reason) = guard_rail(&export, &plan) {
-            warn!(export = export_name, run_id = %run.run_id, %reason, "run held by a guard rail");
+            if opts.dry_run {
+                info!(export = export_name, %reason, "dry run: a guard rail would hold this run");
+            } else {
+                warn!(export = export_name, run_id = %run.run_id, %reason, "run held by a guard rail");
+            }
             run.status = RunStatus::Held { reason };
-            run.stats = plan.stats.clone();
+            // The source's count stays: a held run read every member.
+            take_plan_stats(&mut run.stats, &plan.stats);
             deps.state.put_run(&run).await?;
             return Ok(run);
         }
     }
-    run.stats.adds = plan.stats.adds;
-    run.stats.removes = plan.stats.removes;
-    run.stats.changed = plan.stats.changed;
-    run.stats.unchanged = plan.stats.unchanged;
-    run.stats.tier_moves = plan.stats.tier_moves;
-    run.stats.suppressed = plan.stats.suppressed;
+    take_plan_stats(&mut run.stats, &plan.stats);
 
     // Canaries (the export's test profiles) first, in a chunk of their own,
     // so their jobs are the first of the run at every destination.
@@ -767,6 +771,17 @@ where
         warn!(step = what, error = %e, delay_ms = delay.as_millis() as u64, "batch step failed; retrying");
     })
     .await
+}
+
+/// The plan's counts on the run; what reading the source counted (pages,
+/// members, unmatched) is kept.
+fn take_plan_stats(stats: &mut RunStats, plan: &RunStats) {
+    stats.adds = plan.adds;
+    stats.removes = plan.removes;
+    stats.changed = plan.changed;
+    stats.unchanged = plan.unchanged;
+    stats.tier_moves = plan.tier_moves;
+    stats.suppressed = plan.suppressed;
 }
 
 /// Approve a held run: it commits on its next invocation, guard rails skipped.
