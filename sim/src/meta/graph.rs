@@ -19,9 +19,11 @@ pub(super) struct GraphError {
     pub subcode: Option<i64>,
     pub kind: &'static str,
     pub message: String,
-    /// `error_user_title` and `error_user_msg`: what the Conversions API
-    /// says of an invalid event (boxed: errors travel in `Result`s).
+    /// `error_user_title` and `error_user_msg`: what Meta tells a person
+    /// (boxed: errors travel in `Result`s).
     pub user: Option<Box<(String, String)>>,
+    /// `is_transient`: Meta's own word that a retry may succeed.
+    pub transient: bool,
 }
 
 impl GraphError {
@@ -34,6 +36,7 @@ impl GraphError {
             kind: "OAuthException",
             message: message.into(),
             user: None,
+            transient: false,
         }
     }
     pub fn param(message: impl Into<String>) -> Self {
@@ -58,8 +61,8 @@ impl GraphError {
                 let (title, msg) = *user;
                 obj.insert("error_user_title".into(), json!(title));
                 obj.insert("error_user_msg".into(), json!(msg));
-                obj.insert("is_transient".into(), json!(false));
             }
+            obj.insert("is_transient".into(), json!(self.transient));
         }
         (self.status, Json(json!({ "error": error }))).into_response()
     }
@@ -69,9 +72,13 @@ fn fault_error(fault: MetaFault) -> Option<GraphError> {
     match fault {
         MetaFault::AudienceRateLimit => Some(rate_limited(2)),
         MetaFault::AudienceRateLimitFor { minutes } => Some(rate_limited(minutes)),
-        MetaFault::UserRateLimit => Some(GraphError::new(17, "(#17) User request limit reached")),
+        MetaFault::UserRateLimit => Some(GraphError {
+            transient: true,
+            ..GraphError::new(17, "(#17) User request limit reached")
+        }),
         MetaFault::Transient => Some(GraphError {
             status: StatusCode::SERVICE_UNAVAILABLE,
+            transient: true,
             ..GraphError::new(
                 2,
                 "An unexpected error has occurred. Please retry your request later.",
@@ -84,6 +91,7 @@ fn fault_error(fault: MetaFault) -> Option<GraphError> {
 fn rate_limited(minutes: u64) -> GraphError {
     GraphError {
         regain_minutes: Some(minutes),
+        transient: true,
         ..GraphError::new(
             80003,
             "(#80003) There have been too many calls to this ad-account. Wait a bit and try again.",
@@ -206,6 +214,23 @@ pub(super) fn unknown_object(node: &str) -> GraphError {
     }
 }
 
+/// Any path or verb Graph does not serve: code 100 subcode 33.
+pub(super) async fn unsupported(method: Method, uri: axum::http::Uri) -> Response {
+    let verb = method.as_str().to_ascii_lowercase();
+    let error = GraphError {
+        kind: "GraphMethodException",
+        ..GraphError::new(
+            100,
+            format!(
+                "Unsupported {verb} request. Object at '{}' does not exist, cannot be loaded due to missing permissions, or does not support this operation",
+                uri.path()
+            ),
+        )
+        .subcode(33)
+    };
+    error.into_response(0)
+}
+
 /// What the log keeps of a request besides its answer.
 #[derive(Default)]
 pub(super) struct RowInfo {
@@ -237,13 +262,14 @@ fn usage_header(state: &mut MetaState, regain_override: Option<u64>) -> Option<V
     };
     let regain = regain_override.unwrap_or(regain);
     let pct = if regain_override.is_some() { 100 } else { pct };
+    let tier = state.config.access_tier.header_name();
     Some(json!({ account: [{
-        "type": "ads_management",
+        "type": "custom_audience",
         "call_count": pct,
         "total_cputime": pct,
         "total_time": pct,
         "estimated_time_to_regain_access": regain,
-        "ads_api_access_tier": "standard_access",
+        "ads_api_access_tier": tier,
     }]}))
 }
 
