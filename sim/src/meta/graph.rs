@@ -298,7 +298,7 @@ pub(super) fn answer(
     let mut state = sim.lock();
     state.settle();
     let trace = state.requests.len() as u64 + 1;
-    let result = match state.faults.pop_front() {
+    let result = match state.faults.pop_front().flatten() {
         Some(fault) => Err(fault_error(fault)),
         None => match spend_quota(&mut state) {
             Ok(()) => serve(&mut state).map_err(Some),

@@ -352,7 +352,8 @@ struct MetaState {
     /// Session ids in creation order.
     session_order: Vec<i64>,
     pending: VecDeque<Pending>,
-    faults: VecDeque<MetaFault>,
+    /// Answers queued for the next requests: a fault, or `None` to serve.
+    faults: VecDeque<Option<MetaFault>>,
     requests: Vec<MetaRequest>,
     next_id: u64,
     /// How far the simulator's clock is ahead of the real one.
@@ -714,7 +715,17 @@ impl MetaSim {
     /// Answer the next `n` requests with `fault` instead of serving them.
     pub fn fail_next(&self, n: usize, fault: MetaFault) {
         let mut state = self.lock();
-        state.faults.extend(std::iter::repeat_n(fault, n));
+        state.faults.extend(std::iter::repeat_n(Some(fault), n));
+    }
+
+    /// Serve the next `n - 1` requests, then answer the `n`-th with `fault`
+    /// (after any faults already queued).
+    pub fn fail_nth(&self, n: usize, fault: MetaFault) {
+        let mut state = self.lock();
+        state
+            .faults
+            .extend(std::iter::repeat_n(None, n.saturating_sub(1)));
+        state.faults.push_back(Some(fault));
     }
 
     pub fn request_count(&self) -> usize {
