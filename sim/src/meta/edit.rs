@@ -7,7 +7,7 @@ use axum::response::Response;
 use serde_json::{json, Map, Value};
 
 use super::graph::{
-    answer, check_token, check_version, unknown_object, GraphError, Params, RowInfo,
+    answer, check_token, check_version, only_keys, unknown_object, GraphError, Params, RowInfo,
 };
 use super::{
     is_sensitive, matches_user, Audience, Change, EditOp, Member, MetaSim, MetaState, Pending,
@@ -35,6 +35,31 @@ const MULTI_KEYS: &[&str] = &[
     "DATA_PROCESSING_OPTIONS",
 ];
 const SINGLE_KEYS: &[&str] = &["EMAIL_SHA256", "PHONE_SHA256", "MOBILE_ADVERTISER_ID"];
+/// Parameters of the `users` and `usersreplace` edges (`method` lets a
+/// POST stand for a DELETE).
+const EDIT_PARAMS: &[&str] = &[
+    "payload",
+    "session",
+    "namespace",
+    "access_token",
+    "appsecret_proof",
+    "method",
+];
+/// Fields of `payload` and of `session`.
+const PAYLOAD_FIELDS: &[&str] = &[
+    "schema",
+    "data",
+    "is_raw",
+    "app_ids",
+    "page_ids",
+    "data_source",
+];
+const SESSION_FIELDS: &[&str] = &[
+    "session_id",
+    "batch_seq",
+    "last_batch_flag",
+    "estimated_num_total",
+];
 /// Keys whose values Meta expects SHA-256 hashed.
 const HASHED_KEYS: &[&str] = &[
     "EMAIL", "PHONE", "GEN", "DOBY", "DOBM", "DOBD", "LN", "FN", "FI", "CT", "ST", "ZIP", "COUNTRY",
@@ -154,8 +179,10 @@ async fn edit(
             ))
             .subcode(1_713_230));
         }
+        params.only(EDIT_PARAMS)?;
         let payload =
             payload?.ok_or_else(|| GraphError::param("The parameter payload is required"))?;
+        only_keys("payload", &payload, PAYLOAD_FIELDS)?;
         let session = match parsed_session {
             Some(s) => Some(s?),
             None => {
@@ -193,6 +220,7 @@ fn int_field(v: &Value, name: &str) -> Option<i64> {
 }
 
 fn parse_session(v: &Value) -> Result<SessionParams, GraphError> {
+    only_keys("session", v, SESSION_FIELDS)?;
     let id = int_field(v, "session_id")
         .ok_or_else(|| GraphError::param("session.session_id must be an int64"))?;
     let batch_seq = int_field(v, "batch_seq")
@@ -568,6 +596,7 @@ pub(super) async fn read_sessions(
         if !state.audiences.contains_key(&node) {
             return Err(unknown_object(&node));
         }
+        params.only(&["session_id", "fields", "access_token", "appsecret_proof"])?;
         let data: Vec<Value> = session_list(state, &node)
             .into_iter()
             .map(|s| {
@@ -606,6 +635,15 @@ pub(super) async fn create_audience(
         if node != format!("act_{}", state.config.ad_account_id) {
             return Err(unknown_object(&node));
         }
+        params.only(&[
+            "name",
+            "subtype",
+            "description",
+            "customer_file_source",
+            "audience_labels",
+            "access_token",
+            "appsecret_proof",
+        ])?;
         let name = params
             .str("name")
             .filter(|n| !n.trim().is_empty())
@@ -650,6 +688,7 @@ pub(super) async fn read_audience(
             .audiences
             .get(&node)
             .ok_or_else(|| unknown_object(&node))?;
+        params.only(&["fields", "access_token", "appsecret_proof"])?;
         let count = audience.members.len();
         let mut out = Map::new();
         out.insert("id".into(), json!(node));

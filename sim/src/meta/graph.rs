@@ -142,6 +142,17 @@ impl Params {
         Ok((headers, Params { map }))
     }
 
+    /// Refuse a parameter the edge does not take (Graph checks its
+    /// parameters against the edge's definition).
+    pub fn only(&self, allowed: &[&str]) -> Result<(), GraphError> {
+        match self.map.keys().find(|k| !allowed.contains(&k.as_str())) {
+            Some(k) => Err(GraphError::param(format!(
+                "Param {k} is not a valid parameter of this edge"
+            ))),
+            None => Ok(()),
+        }
+    }
+
     pub fn str(&self, name: &str) -> Option<&str> {
         self.map.get(name).and_then(Value::as_str)
     }
@@ -155,6 +166,19 @@ impl Params {
                 .map_err(|_| GraphError::param(format!("param {name} must be JSON"))),
             Some(v) => Ok(Some(v.clone())),
         }
+    }
+}
+
+/// The keys of a JSON object parameter `name` outside `allowed`: refused.
+pub(super) fn only_keys(name: &str, value: &Value, allowed: &[&str]) -> Result<(), GraphError> {
+    match value
+        .as_object()
+        .and_then(|o| o.keys().find(|k| !allowed.contains(&k.as_str())))
+    {
+        Some(k) => Err(GraphError::param(format!(
+            "Param {name}[{k}] is not a valid field"
+        ))),
+        None => Ok(()),
     }
 }
 
