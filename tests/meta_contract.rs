@@ -755,7 +755,8 @@ async fn the_simulator_serves_exactly_the_contracts_routes_and_answers_only_in_m
     }
     for x in sim.wire() {
         // Audience edits spend the custom_audience use case's quota.
-        let edit = x.path.ends_with("/users") || x.path.ends_with("/usersreplace");
+        let edit = (x.path.ends_with("/users") || x.path.ends_with("/usersreplace"))
+            && method_of(&c, &x.method, &x.path).is_some();
         let reports_it = x
             .response_header("x-business-use-case-usage")
             .is_some_and(|h| h.contains("\"type\":\"custom_audience\""));
