@@ -21,6 +21,9 @@ pub const AUDIENCE_UPDATE_CODE: i64 = 2650;
 pub const BUSY_AUDIENCE_SUBCODES: &[i64] = &[1870145, 1870158];
 /// 2650 subcode of "something went wrong, consider trying again".
 pub const AUDIENCE_UPDATE_FAILED_SUBCODE: i64 = 1870148;
+/// 2650 subcodes after which the session takes no batch: timed out
+/// (1870158), finished (1870159), first batch_seq missing (1870147).
+pub const SESSION_ENDED_SUBCODES: &[i64] = &[1870158, 1870159, 1870147];
 
 /// Throttling codes: app (4), user (17), page (32), custom (613), the
 /// custom-audience (80003) and ads-management (80004) business use cases,
@@ -110,6 +113,14 @@ impl GraphError {
             && self
                 .error_subcode
                 .is_some_and(|s| BUSY_AUDIENCE_SUBCODES.contains(&s))
+    }
+
+    /// Meta takes no more batches in the request's session.
+    pub(crate) fn ends_session(&self) -> bool {
+        self.code == Some(AUDIENCE_UPDATE_CODE)
+            && self
+                .error_subcode
+                .is_some_and(|s| SESSION_ENDED_SUBCODES.contains(&s))
     }
 
     /// What Meta's definition of the error says to do.

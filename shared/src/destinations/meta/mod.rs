@@ -104,12 +104,15 @@ pub struct MetaAudienceDestination {
 enum CallError {
     AudienceFlagged(String),
     Destination(DestinationError),
+    /// Meta will take no more batches in the request's session (timed out,
+    /// finished, or never started): it must not be continued.
+    SessionEnded(DestinationError),
 }
 
 #[cfg(test)]
 impl CallError {
     fn is_retryable(&self) -> bool {
-        matches!(self, CallError::Destination(e) if e.is_retryable())
+        matches!(self, CallError::Destination(e) | CallError::SessionEnded(e) if e.is_retryable())
     }
 }
 
@@ -225,7 +228,7 @@ impl MetaAudienceDestination {
         }
         let message = error.describe(status, body, false);
         let asked = retry_after(headers, Some(CUSTOM_AUDIENCE_USE_CASE));
-        CallError::Destination(match error.class(status) {
+        let failure = match error.class(status) {
             ErrorClass::Wait(default) => {
                 let wait = asked.unwrap_or(default);
                 if error.is_busy_audience() {
@@ -252,7 +255,12 @@ impl MetaAudienceDestination {
                 retry_after: asked,
             },
             ErrorClass::Permanent => self.permanent(message),
-        })
+        };
+        if error.ends_session() {
+            CallError::SessionEnded(failure)
+        } else {
+            CallError::Destination(failure)
+        }
     }
 
     fn is_paused(&self, audience: &str) -> bool {
@@ -458,7 +466,7 @@ impl Destination for MetaAudienceDestination {
         );
         let answer = match self.call(reqwest::Method::GET, url, None).await {
             Ok(answer) => answer,
-            Err(CallError::Destination(e)) => return Err(e),
+            Err(CallError::Destination(e) | CallError::SessionEnded(e)) => return Err(e),
             Err(CallError::AudienceFlagged(message)) => {
                 self.pause(&binding.audience, &message);
                 return Ok(None);
@@ -486,7 +494,7 @@ impl Destination for MetaAudienceDestination {
         let url = format!("{}/{}/sessions", self.api_url, binding.audience);
         match self.call(reqwest::Method::GET, url, None).await {
             Ok(answer) => stats.add_meta_sessions(&answer),
-            Err(CallError::Destination(e)) => return Err(e),
+            Err(CallError::Destination(e) | CallError::SessionEnded(e)) => return Err(e),
             Err(CallError::AudienceFlagged(message)) => self.pause(&binding.audience, &message),
         }
         Ok(stats)

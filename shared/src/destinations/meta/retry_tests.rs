@@ -107,6 +107,10 @@ fn a_timed_out_replace_session_is_a_wait_and_other_2650s_are_permanent() {
             CallError::Destination(DestinationError::Retryable {
                 retry_after: Some(_),
                 ..
+            })
+            | CallError::SessionEnded(DestinationError::Retryable {
+                retry_after: Some(_),
+                ..
             }) => {}
             other => panic!("{subcode}: expected a wait, got {:?}", other.is_retryable()),
         }
@@ -246,4 +250,36 @@ fn throttling_codes_are_waits_even_when_meta_names_no_wait() {
         drop(usage);
         *dest.usage.lock().unwrap_or_else(|e| e.into_inner()) = UsageState::default();
     }
+}
+
+#[tokio::test]
+async fn a_session_meta_timed_out_is_not_continued_by_the_retry() {
+    let (_running, sim, dest) = setup(1, DEFAULT_ACCESS_TOKEN).await;
+    let members: Vec<DeliveryOp> = (0..3)
+        .map(|i| op(OpKind::Add, Some(&format!("m{i}")), None, None))
+        .collect();
+    // The replace's second batch fails; then Meta's 90 minutes run out.
+    sim.fail_nth(2, MetaFault::Transient);
+    assert!(dest
+        .replace_audience(&export(), &binding(), AUDIENCE, &members)
+        .await
+        .is_err());
+    sim.advance(Duration::from_secs(91 * 60));
+    // Continuing it meets 1870158 (a wait); the session is dropped, so the
+    // next attempt starts a new replace that Meta takes.
+    match dest
+        .replace_audience(&export(), &binding(), AUDIENCE, &members)
+        .await
+    {
+        Err(DestinationError::Retryable { message, .. }) => {
+            assert!(message.contains("1870158"), "{message}")
+        }
+        other => panic!("expected the timed-out session's wait, got {other:?}"),
+    }
+    let outcomes = dest
+        .replace_audience(&export(), &binding(), AUDIENCE, &members)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(outcomes, Some(vec![OpOutcome::Accepted; 3]));
+    assert_eq!(sim.member_count(AUDIENCE), 3);
 }

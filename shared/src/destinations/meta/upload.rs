@@ -86,7 +86,7 @@ impl MetaAudienceDestination {
             .await
         {
             Ok(()) => Ok(()),
-            Err(CallError::Destination(e)) => Err(e),
+            Err(CallError::Destination(e) | CallError::SessionEnded(e)) => Err(e),
             Err(CallError::AudienceFlagged(message)) => {
                 self.pause(audience, &message);
                 for row in rows {
@@ -155,7 +155,9 @@ impl MetaAudienceDestination {
             let answer = match self.call(method.clone(), url.clone(), Some(&body)).await {
                 Ok(answer) => answer,
                 Err(e) => {
-                    if let Some(open) = session.take() {
+                    // A session Meta ended is dropped: the retry starts anew.
+                    let ended = matches!(e, CallError::SessionEnded(_));
+                    if let Some(open) = session.take().filter(|_| !ended) {
                         tracing::info!(
                             destination = %self.name,
                             audience,
