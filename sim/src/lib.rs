@@ -18,6 +18,7 @@ pub mod google_dm;
 pub mod google_oauth;
 pub mod meta;
 pub mod webhook;
+pub mod wire;
 
 /// A simulator serving on a loopback port. Dropping it stops the server.
 pub struct RunningSim {

@@ -33,13 +33,15 @@
 //! carries `value`, `currency`, `order_id` from the event payload and the
 //! event's other properties except anything that looks like personal data.
 //!
-//! Errors are classified as for Meta audiences (rate limits and transient
-//! codes retry, with Meta's delay; token and permission errors are
-//! permanent; 2635 raises `ApiVersionDeprecated`). A code-100 answer (an
-//! invalid event, which our checks should have kept from happening) is
-//! permanent for that request: each of its events is `Rejected` with Meta's
-//! message. An answer whose `events_received` is not the number sent is a
-//! retryable failure (Meta deduplicates the resend).
+//! Errors are classified as for Meta audiences (`meta::errors`: throttling
+//! waits, `is_transient` and transient codes retry, token and permission
+//! errors are permanent; 2635 raises `ApiVersionDeprecated`). A code-100
+//! answer means an event Meta finds invalid (our checks should have kept it
+//! back) and Meta took none of the request: it is split in halves and
+//! resent until the refused event stands alone, so only that event is
+//! `Rejected` with Meta's message and every other event is delivered by
+//! exactly one accepted request. An answer whose `events_received` is not
+//! the number sent is a retryable failure (Meta deduplicates the resend).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -49,10 +51,10 @@ use chrono::{TimeZone, Utc};
 use serde_json::{json, Map, Value};
 
 use super::meta::{
-    retry_after, GraphErrorBody, DEFAULT_API_VERSION, DEFAULT_BASE_URL, DEPRECATED_VERSION_CODE,
-    PERMANENT_CODES, RETRYABLE_CODES,
+    retry_after, ErrorClass, GraphError, DEFAULT_API_VERSION, DEFAULT_BASE_URL,
+    DEPRECATED_VERSION_CODE,
 };
-use super::{status_is_retryable, Destination, DestinationAlert, DestinationError, OpOutcome};
+use super::{Destination, DestinationAlert, DestinationError, OpOutcome};
 use crate::domain::identity::{
     is_sha256_hex, meta_capi_external_id, meta_row, meta_schema, normalize_date_of_birth,
     normalize_email, sha256_hex, IdentityOptions,
@@ -176,8 +178,8 @@ impl std::fmt::Debug for MetaConversionsDestination {
 enum Answer {
     /// Meta took every event of the request.
     Received,
-    /// Meta refused the request for its content (code 100): each event is
-    /// rejected with this reason.
+    /// Meta refused the request for its content (code 100) and took none
+    /// of its events.
     Refused(String),
 }
 
@@ -339,6 +341,44 @@ impl MetaConversionsDestination {
         Ok(Answer::Received)
     }
 
+    /// Send `events` (op index, event). Meta refuses a request whole for
+    /// one invalid event and takes none of it, so a refused request is split
+    /// in halves and each half sent again, until the refused event stands
+    /// alone: only it is rejected (with Meta's reason), and every good event
+    /// is taken by exactly one accepted request.
+    async fn deliver(
+        &self,
+        events: &[(usize, Value)],
+        outcomes: &mut [Option<OpOutcome>],
+    ) -> Result<(), DestinationError> {
+        let mut parts = vec![events];
+        while let Some(part) = parts.pop() {
+            let body: Vec<Value> = part.iter().map(|(_, e)| e.clone()).collect();
+            match self.post(body).await? {
+                Answer::Received => {
+                    for (index, _) in part {
+                        outcomes[*index] = Some(OpOutcome::Accepted);
+                    }
+                }
+                Answer::Refused(reason) => match part {
+                    [(index, _)] => outcomes[*index] = Some(OpOutcome::Rejected { reason }),
+                    _ => {
+                        let (first, second) = part.split_at(part.len() / 2);
+                        tracing::info!(
+                            destination = %self.name,
+                            pixel = %self.pixel_id,
+                            events = part.len(),
+                            "Meta refused a Conversions API request for one of its events: resending its halves"
+                        );
+                        parts.push(second);
+                        parts.push(first);
+                    }
+                },
+            }
+        }
+        Ok(())
+    }
+
     /// A failed answer, classified as Meta audience answers are; code 100
     /// (other than subcode 33, an unknown or unreachable pixel) refuses the
     /// request's events.
@@ -348,8 +388,7 @@ impl MetaConversionsDestination {
         headers: &reqwest::header::HeaderMap,
         body: &[u8],
     ) -> Result<Answer, DestinationError> {
-        let parsed: GraphErrorBody = serde_json::from_slice(body).unwrap_or_default();
-        let error = parsed.error.unwrap_or_default();
+        let error = GraphError::parse(body);
         if error.code == Some(DEPRECATED_VERSION_CODE) {
             self.version_deprecated.store(true, Ordering::Relaxed);
             tracing::error!(
@@ -358,49 +397,33 @@ impl MetaConversionsDestination {
                 "Meta refuses this Graph API version (error 2635): set api_version to {DEFAULT_API_VERSION} or newer"
             );
         }
-        let detail = error
-            .error_user_msg
-            .clone()
-            .or_else(|| error.message.clone())
-            .unwrap_or_else(|| String::from_utf8_lossy(body).chars().take(200).collect());
-        let mut message = format!("HTTP {status}");
-        if let Some(code) = error.code {
-            message.push_str(&format!(", code {code}"));
-        }
-        if let Some(sub) = error.error_subcode {
-            message.push_str(&format!(", subcode {sub}"));
-        }
-        message.push_str(&format!(": {detail}"));
-        if let Some(trace) = &error.fbtrace_id {
-            message.push_str(&format!(" (fbtrace_id {trace})"));
-        }
-        if error.code == Some(190) {
-            message.push_str(" (the access token needs replacing)");
-        }
+        let message = error.describe(status, body, true);
         if error.code == Some(100) && error.error_subcode != Some(33) {
-            tracing::error!(
+            tracing::warn!(
                 destination = %self.name,
                 pixel = %self.pixel_id,
                 error = %message,
-                "Meta refused a Conversions API request for an invalid event: its events are rejected"
+                "Meta refused a Conversions API request for an invalid event"
             );
             return Ok(Answer::Refused(format!(
                 "Meta refused the request: {message}"
             )));
         }
-        let retryable = match error.code {
-            Some(code) if RETRYABLE_CODES.contains(&code) => true,
-            Some(code) if PERMANENT_CODES.contains(&code) => false,
-            _ => status_is_retryable(status),
-        };
-        Err(if retryable {
-            DestinationError::Retryable {
+        // Conversions API calls are not a custom-audience budget: any
+        // use case's wait counts.
+        let asked = retry_after(headers, None);
+        Err(match error.class(status) {
+            ErrorClass::Wait(default) => DestinationError::Retryable {
                 destination: self.name.clone(),
                 message,
-                retry_after: retry_after(headers),
-            }
-        } else {
-            self.permanent(message)
+                retry_after: Some(asked.unwrap_or(default)),
+            },
+            ErrorClass::Retry => DestinationError::Retryable {
+                destination: self.name.clone(),
+                message,
+                retry_after: asked,
+            },
+            ErrorClass::Permanent => self.permanent(message),
         })
     }
 }
@@ -714,14 +737,7 @@ impl Destination for MetaConversionsDestination {
             }
         }
         for chunk in ready.chunks(self.batch_size) {
-            let events: Vec<Value> = chunk.iter().map(|(_, e)| e.clone()).collect();
-            let outcome = match self.post(events).await? {
-                Answer::Received => OpOutcome::Accepted,
-                Answer::Refused(reason) => OpOutcome::Rejected { reason },
-            };
-            for (index, _) in chunk {
-                outcomes[*index] = Some(outcome.clone());
-            }
+            self.deliver(chunk, &mut outcomes).await?;
         }
         Ok(outcomes
             .into_iter()

@@ -400,7 +400,7 @@ async fn events_are_sent_in_requests_of_at_most_batch_size() {
 }
 
 #[tokio::test]
-async fn a_request_meta_refuses_rejects_its_events_with_metas_message() {
+async fn an_event_meta_refuses_is_rejected_alone_and_the_good_ones_are_delivered_once() {
     let s = setup().await;
     // Meta stricter than our check (a one-day window): the request fails whole.
     s.sim.set_capi_config(CapiConfig {
@@ -409,17 +409,34 @@ async fn a_request_meta_refuses_rejects_its_events_with_metas_message() {
     });
     let now = now_ms();
     let ops = [
-        event_op("c1", "ok", now),
-        event_op("c2", "old", now - 2 * DAY_MS),
+        event_op("c1", "ok1", now),
+        event_op("c2", "ok2", now),
+        event_op("c3", "old", now - 2 * DAY_MS),
+        event_op("c4", "ok4", now),
+        event_op("c5", "ok5", now),
     ];
     let outcomes = send(&s, &binding("Purchase"), &ops).await;
-    for o in &outcomes {
-        assert!(
-            matches!(o, OpOutcome::Rejected { reason } if reason.contains("too far in the past")),
-            "{o:?}"
-        );
+    for (i, o) in outcomes.iter().enumerate() {
+        if i == 2 {
+            assert!(
+                matches!(o, OpOutcome::Rejected { reason } if reason.contains("too far in the past")),
+                "{o:?}"
+            );
+        } else {
+            assert_eq!(*o, OpOutcome::Accepted, "event {i}");
+        }
     }
-    assert_eq!(s.sim.capi_received(PIXEL), 0);
+    // Each good event was taken once: none twice, the bad one never.
+    assert_eq!(s.sim.capi_received(PIXEL), 4);
+    let ids: Vec<String> = s
+        .sim
+        .capi_events(PIXEL)
+        .into_iter()
+        .filter_map(|e| e.event_id)
+        .collect();
+    let mut sorted = ids.clone();
+    sorted.sort();
+    assert_eq!(sorted, vec!["ok1", "ok2", "ok4", "ok5"], "{ids:?}");
 }
 
 #[tokio::test]

@@ -196,8 +196,6 @@ struct DmState {
     next_id: u64,
     /// Conversion actions, conversions received, events requests.
     events: events::EventsState,
-    /// Raw exchanges, when recording.
-    wire: Option<Vec<WireExchange>>,
 }
 
 /// Handle on a Data Manager simulator; cheap to clone.
@@ -205,6 +203,8 @@ struct DmState {
 pub struct DataManagerSim {
     state: Arc<Mutex<DmState>>,
     authority: TokenAuthority,
+    /// Raw exchanges, when recording.
+    wire: WireLog,
 }
 
 fn now_ms() -> i64 {
@@ -252,9 +252,9 @@ impl DataManagerSim {
                 requests: Vec::new(),
                 next_id: 0,
                 events: events::EventsState::default(),
-                wire: None,
             })),
             authority,
+            wire: WireLog::default(),
         }
     }
 
@@ -285,19 +285,19 @@ impl DataManagerSim {
             .fallback(not_found_page)
             .method_not_allowed_fallback(not_found_page)
             .layer(axum::middleware::from_fn_with_state(
-                self.clone(),
-                record_wire,
+                self.wire.clone(),
+                crate::wire::record,
             ))
     }
 
     /// Keep (or stop keeping) every exchange as it crossed the wire.
     pub fn record_wire(&self, on: bool) {
-        self.lock().wire = on.then(Vec::new);
+        self.wire.record(on);
     }
 
     /// The exchanges kept since recording began.
     pub fn wire(&self) -> Vec<WireExchange> {
-        self.lock().wire.clone().unwrap_or_default()
+        self.wire.exchanges()
     }
 
     fn lock(&self) -> MutexGuard<'_, DmState> {
@@ -543,11 +543,9 @@ mod ids;
 /// Google's message definitions, from the contract.
 mod schema;
 
-/// The wire log.
-mod wire;
+pub use crate::wire::WireExchange;
+use crate::wire::WireLog;
 use ids::*;
-use wire::record_wire;
-pub use wire::WireExchange;
 
 /// `events:ingest` (conversions).
 mod events;

@@ -40,7 +40,7 @@ use axum::response::Response;
 use serde_json::{json, Map, Value};
 
 use super::graph::{
-    answer, check_token, check_version, unknown_object, GraphError, Params, RowInfo,
+    answer, check_token, check_version, only_keys, unknown_object, GraphError, Params, RowInfo,
 };
 use super::{MetaSim, MetaState};
 
@@ -55,6 +55,69 @@ const ACTION_SOURCES: &[&str] = &[
     "system_generated",
     "business_messaging",
     "other",
+];
+/// Parameters of the `events` edge.
+const EVENTS_PARAMS: &[&str] = &[
+    "data",
+    "access_token",
+    "appsecret_proof",
+    "test_event_code",
+    "partner_agent",
+    "namespace_id",
+    "upload_id",
+    "upload_tag",
+    "upload_source",
+];
+/// Fields of a server event.
+const EVENT_FIELDS: &[&str] = &[
+    "event_name",
+    "event_time",
+    "action_source",
+    "user_data",
+    "custom_data",
+    "event_source_url",
+    "event_id",
+    "opt_out",
+    "app_data",
+    "data_processing_options",
+    "data_processing_options_country",
+    "data_processing_options_state",
+    "referrer_url",
+    "messaging_channel",
+    "original_event_data",
+    "attribution_data",
+    "advanced_measurement_table",
+];
+/// Fields of `user_data`.
+const USER_DATA_FIELDS: &[&str] = &[
+    "em",
+    "ph",
+    "db",
+    "ln",
+    "fn",
+    "ct",
+    "st",
+    "zp",
+    "country",
+    "ge",
+    "external_id",
+    "client_ip_address",
+    "client_user_agent",
+    "fbc",
+    "fbp",
+    "subscription_id",
+    "fb_login_id",
+    "lead_id",
+    "f5first",
+    "f5last",
+    "fi",
+    "dobd",
+    "dobm",
+    "doby",
+    "madid",
+    "anon_id",
+    "ctwa_clid",
+    "page_id",
 ];
 /// `user_data` keys Meta requires hashed (SHA-256, lowercase hex).
 const HASHED_KEYS: &[&str] = &[
@@ -188,6 +251,7 @@ pub(super) async fn events(
         if !state.capi.pixels.contains_key(&node) {
             return Err(unknown_object(&node));
         }
+        params.only(EVENTS_PARAMS)?;
         let items = match data? {
             Some(Value::Array(items)) => items,
             Some(_) => return Err(GraphError::param("param data must be an array.")),
@@ -330,6 +394,7 @@ fn check_event(
     let obj = event
         .as_object()
         .ok_or_else(|| invalid(index, "Invalid Event", "an event must be an object"))?;
+    only_keys(&format!("data[{index}]"), event, EVENT_FIELDS)?;
     let event_name = obj
         .get("event_name")
         .and_then(Value::as_str)
@@ -385,6 +450,11 @@ fn check_event(
             return Err(invalid(index, "Missing User Data", "user_data is required"));
         }
     };
+    only_keys(
+        &format!("data[{index}][user_data]"),
+        &Value::Object(user_data.clone()),
+        USER_DATA_FIELDS,
+    )?;
     check_user_data(index, user_data)?;
     if action_source == "website" {
         let agent = user_data.get("client_user_agent").and_then(Value::as_str);

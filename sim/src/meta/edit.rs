@@ -7,7 +7,7 @@ use axum::response::Response;
 use serde_json::{json, Map, Value};
 
 use super::graph::{
-    answer, check_token, check_version, unknown_object, GraphError, Params, RowInfo,
+    answer, check_token, check_version, only_keys, unknown_object, GraphError, Params, RowInfo,
 };
 use super::{
     is_sensitive, matches_user, Audience, Change, EditOp, Member, MetaSim, MetaState, Pending,
@@ -35,6 +35,31 @@ const MULTI_KEYS: &[&str] = &[
     "DATA_PROCESSING_OPTIONS",
 ];
 const SINGLE_KEYS: &[&str] = &["EMAIL_SHA256", "PHONE_SHA256", "MOBILE_ADVERTISER_ID"];
+/// Parameters of the `users` and `usersreplace` edges (`method` lets a
+/// POST stand for a DELETE).
+const EDIT_PARAMS: &[&str] = &[
+    "payload",
+    "session",
+    "namespace",
+    "access_token",
+    "appsecret_proof",
+    "method",
+];
+/// Fields of `payload` and of `session`.
+const PAYLOAD_FIELDS: &[&str] = &[
+    "schema",
+    "data",
+    "is_raw",
+    "app_ids",
+    "page_ids",
+    "data_source",
+];
+const SESSION_FIELDS: &[&str] = &[
+    "session_id",
+    "batch_seq",
+    "last_batch_flag",
+    "estimated_num_total",
+];
 /// Keys whose values Meta expects SHA-256 hashed.
 const HASHED_KEYS: &[&str] = &[
     "EMAIL", "PHONE", "GEN", "DOBY", "DOBM", "DOBD", "LN", "FN", "FI", "CT", "ST", "ZIP", "COUNTRY",
@@ -154,8 +179,10 @@ async fn edit(
             ))
             .subcode(1_713_230));
         }
+        params.only(EDIT_PARAMS)?;
         let payload =
             payload?.ok_or_else(|| GraphError::param("The parameter payload is required"))?;
+        only_keys("payload", &payload, PAYLOAD_FIELDS)?;
         let session = match parsed_session {
             Some(s) => Some(s?),
             None => {
@@ -193,6 +220,7 @@ fn int_field(v: &Value, name: &str) -> Option<i64> {
 }
 
 fn parse_session(v: &Value) -> Result<SessionParams, GraphError> {
+    only_keys("session", v, SESSION_FIELDS)?;
     let id = int_field(v, "session_id")
         .ok_or_else(|| GraphError::param("session.session_id must be an int64"))?;
     let batch_seq = int_field(v, "batch_seq")
@@ -225,6 +253,7 @@ fn parse_session(v: &Value) -> Result<SessionParams, GraphError> {
 
 /// The valid rows of a payload, with Meta's invalid-entry accounting.
 struct Batch {
+    schema: Vec<String>,
     received: usize,
     invalid: usize,
     samples: Map<String, Value>,
@@ -284,6 +313,7 @@ fn parse_payload(payload: &Value, max_rows: usize) -> Result<Batch, GraphError> 
         )));
     }
     let mut batch = Batch {
+        schema: schema.clone(),
         received: data.len(),
         invalid: 0,
         samples: Map::new(),
@@ -347,6 +377,108 @@ fn check_row(schema: &[String], cells: &[&Value]) -> Result<Member, (String, Str
     Ok(member)
 }
 
+/// 2650 with one of the subcodes Meta documents for audience updates.
+fn audience_update_error(subcode: i64, title: &str, msg: &str) -> GraphError {
+    GraphError {
+        user: Some(Box::new((title.to_string(), msg.to_string()))),
+        ..GraphError::new(2650, "(#2650) Failed to update the custom audience").subcode(subcode)
+    }
+}
+
+/// The audience is being updated (a replace under way, or for a replace
+/// any open session or pending change): wait until it is Normal.
+fn busy() -> GraphError {
+    audience_update_error(
+        1_870_145,
+        "Audience Update In Progress",
+        "This audience is being updated. Wait until its availability is Normal, then try again.",
+    )
+}
+
+/// What becomes of one batch of an edit.
+enum Admission {
+    /// Take it into this session (new or continued) as its last batch or not.
+    Take { session_id: i64, last: bool },
+    /// A `users` session past its window: Meta discards the batch.
+    Discard { session_id: i64 },
+}
+
+/// Whether the batch may be taken, as Meta's session and replace rules say.
+fn admit(
+    state: &mut MetaState,
+    audience: &str,
+    op: EditOp,
+    session: Option<&SessionParams>,
+    batch: &Batch,
+) -> Result<Admission, GraphError> {
+    let replace = op == EditOp::Replace;
+    let Some(s) = session else {
+        if state.replace_in_progress(audience) {
+            return Err(busy());
+        }
+        state.next_id += 1;
+        return Ok(Admission::Take {
+            session_id: state.next_id as i64,
+            last: true,
+        });
+    };
+    let Some(existing) = state.sessions.get(&s.id) else {
+        if s.batch_seq != 1 {
+            return Err(audience_update_error(
+                1_870_147,
+                "Invalid Upload Batch for Replace",
+                "The first batch_seq was not detected: a session starts at batch_seq 1.",
+            ));
+        }
+        let in_the_way = if replace {
+            state.updating(audience)
+        } else {
+            state.replace_in_progress(audience)
+        };
+        if in_the_way {
+            return Err(busy());
+        }
+        return Ok(Admission::Take {
+            session_id: s.id,
+            last: s.last,
+        });
+    };
+    if existing.audience != audience || existing.replace != replace {
+        return Err(GraphError::param(
+            "session_id is already used for another audience or operation",
+        ));
+    }
+    if existing.timed_out {
+        if !replace {
+            return Ok(Admission::Discard { session_id: s.id });
+        }
+        return Err(audience_update_error(
+            1_870_158,
+            "Replace Session Timed Out",
+            "The replace session passed its 90 minutes: the audience is replaced with what was uploaded. Add the rest once the replace is finished.",
+        ));
+    }
+    if existing.last_received {
+        return Err(audience_update_error(
+            1_870_159,
+            "Replace Session Finished",
+            "This session already received its last batch. Add more once its update is finished.",
+        ));
+    }
+    if existing.schema != batch.schema {
+        return Err(GraphError::param(
+            "the schema of a session's batches must stay the schema of its first batch",
+        ));
+    }
+    if !replace && state.replace_in_progress(audience) {
+        return Err(busy());
+    }
+    Ok(Admission::Take {
+        session_id: s.id,
+        last: s.last,
+    })
+}
+
 /// Record the batch in its session and queue its change; returns the session id.
 fn enqueue(
     state: &mut MetaState,
@@ -357,32 +489,10 @@ fn enqueue(
 ) -> Result<i64, GraphError> {
     let replace = op == EditOp::Replace;
     let start_time = state.unix_now();
-    let (session_id, last) = match session {
-        Some(s) => {
-            match state.sessions.get(&s.id) {
-                None if s.batch_seq != 1 => return Err(GraphError::new(
-                    2650,
-                    "(#2650) Failed to update the custom audience: first batch_seq not detected",
-                )
-                .subcode(1_870_147)),
-                None => {}
-                Some(existing) => {
-                    if existing.audience != audience || existing.replace != replace {
-                        return Err(GraphError::param(
-                            "session_id is already used for another audience or operation",
-                        ));
-                    }
-                    if existing.last_received {
-                        return Err(GraphError::new(2650, "(#2650) Failed to update the custom audience: the session is already finished"));
-                    }
-                }
-            }
-            (s.id, s.last)
-        }
-        None => {
-            state.next_id += 1;
-            (state.next_id as i64, true)
-        }
+    let started = state.now();
+    let (session_id, last) = match admit(state, audience, op, session, batch)? {
+        Admission::Take { session_id, last } => (session_id, last),
+        Admission::Discard { session_id } => return Ok(session_id),
     };
     if !state.sessions.contains_key(&session_id) {
         state.session_order.push(session_id);
@@ -392,6 +502,9 @@ fn enqueue(
                 audience: audience.to_string(),
                 replace,
                 last_received: false,
+                timed_out: false,
+                started,
+                schema: batch.schema.clone(),
                 staged: Vec::new(),
                 pending: 0,
                 num_received: 0,
@@ -483,6 +596,7 @@ pub(super) async fn read_sessions(
         if !state.audiences.contains_key(&node) {
             return Err(unknown_object(&node));
         }
+        params.only(&["session_id", "fields", "access_token", "appsecret_proof"])?;
         let data: Vec<Value> = session_list(state, &node)
             .into_iter()
             .map(|s| {
@@ -521,6 +635,15 @@ pub(super) async fn create_audience(
         if node != format!("act_{}", state.config.ad_account_id) {
             return Err(unknown_object(&node));
         }
+        params.only(&[
+            "name",
+            "subtype",
+            "description",
+            "customer_file_source",
+            "audience_labels",
+            "access_token",
+            "appsecret_proof",
+        ])?;
         let name = params
             .str("name")
             .filter(|n| !n.trim().is_empty())
@@ -565,6 +688,7 @@ pub(super) async fn read_audience(
             .audiences
             .get(&node)
             .ok_or_else(|| unknown_object(&node))?;
+        params.only(&["fields", "access_token", "appsecret_proof"])?;
         let count = audience.members.len();
         let mut out = Map::new();
         out.insert("id".into(), json!(node));

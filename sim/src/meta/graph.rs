@@ -19,9 +19,11 @@ pub(super) struct GraphError {
     pub subcode: Option<i64>,
     pub kind: &'static str,
     pub message: String,
-    /// `error_user_title` and `error_user_msg`: what the Conversions API
-    /// says of an invalid event (boxed: errors travel in `Result`s).
+    /// `error_user_title` and `error_user_msg`: what Meta tells a person
+    /// (boxed: errors travel in `Result`s).
     pub user: Option<Box<(String, String)>>,
+    /// `is_transient`: Meta's own word that a retry may succeed.
+    pub transient: bool,
 }
 
 impl GraphError {
@@ -34,6 +36,7 @@ impl GraphError {
             kind: "OAuthException",
             message: message.into(),
             user: None,
+            transient: false,
         }
     }
     pub fn param(message: impl Into<String>) -> Self {
@@ -58,8 +61,8 @@ impl GraphError {
                 let (title, msg) = *user;
                 obj.insert("error_user_title".into(), json!(title));
                 obj.insert("error_user_msg".into(), json!(msg));
-                obj.insert("is_transient".into(), json!(false));
             }
+            obj.insert("is_transient".into(), json!(self.transient));
         }
         (self.status, Json(json!({ "error": error }))).into_response()
     }
@@ -69,9 +72,13 @@ fn fault_error(fault: MetaFault) -> Option<GraphError> {
     match fault {
         MetaFault::AudienceRateLimit => Some(rate_limited(2)),
         MetaFault::AudienceRateLimitFor { minutes } => Some(rate_limited(minutes)),
-        MetaFault::UserRateLimit => Some(GraphError::new(17, "(#17) User request limit reached")),
+        MetaFault::UserRateLimit => Some(GraphError {
+            transient: true,
+            ..GraphError::new(17, "(#17) User request limit reached")
+        }),
         MetaFault::Transient => Some(GraphError {
             status: StatusCode::SERVICE_UNAVAILABLE,
+            transient: true,
             ..GraphError::new(
                 2,
                 "An unexpected error has occurred. Please retry your request later.",
@@ -84,6 +91,7 @@ fn fault_error(fault: MetaFault) -> Option<GraphError> {
 fn rate_limited(minutes: u64) -> GraphError {
     GraphError {
         regain_minutes: Some(minutes),
+        transient: true,
         ..GraphError::new(
             80003,
             "(#80003) There have been too many calls to this ad-account. Wait a bit and try again.",
@@ -134,6 +142,17 @@ impl Params {
         Ok((headers, Params { map }))
     }
 
+    /// Refuse a parameter the edge does not take (Graph checks its
+    /// parameters against the edge's definition).
+    pub fn only(&self, allowed: &[&str]) -> Result<(), GraphError> {
+        match self.map.keys().find(|k| !allowed.contains(&k.as_str())) {
+            Some(k) => Err(GraphError::param(format!(
+                "Param {k} is not a valid parameter of this edge"
+            ))),
+            None => Ok(()),
+        }
+    }
+
     pub fn str(&self, name: &str) -> Option<&str> {
         self.map.get(name).and_then(Value::as_str)
     }
@@ -147,6 +166,19 @@ impl Params {
                 .map_err(|_| GraphError::param(format!("param {name} must be JSON"))),
             Some(v) => Ok(Some(v.clone())),
         }
+    }
+}
+
+/// The keys of a JSON object parameter `name` outside `allowed`: refused.
+pub(super) fn only_keys(name: &str, value: &Value, allowed: &[&str]) -> Result<(), GraphError> {
+    match value
+        .as_object()
+        .and_then(|o| o.keys().find(|k| !allowed.contains(&k.as_str())))
+    {
+        Some(k) => Err(GraphError::param(format!(
+            "Param {name}[{k}] is not a valid field"
+        ))),
+        None => Ok(()),
     }
 }
 
@@ -206,6 +238,23 @@ pub(super) fn unknown_object(node: &str) -> GraphError {
     }
 }
 
+/// Any path or verb Graph does not serve: code 100 subcode 33.
+pub(super) async fn unsupported(method: Method, uri: axum::http::Uri) -> Response {
+    let verb = method.as_str().to_ascii_lowercase();
+    let error = GraphError {
+        kind: "GraphMethodException",
+        ..GraphError::new(
+            100,
+            format!(
+                "Unsupported {verb} request. Object at '{}' does not exist, cannot be loaded due to missing permissions, or does not support this operation",
+                uri.path()
+            ),
+        )
+        .subcode(33)
+    };
+    error.into_response(0)
+}
+
 /// What the log keeps of a request besides its answer.
 #[derive(Default)]
 pub(super) struct RowInfo {
@@ -237,13 +286,14 @@ fn usage_header(state: &mut MetaState, regain_override: Option<u64>) -> Option<V
     };
     let regain = regain_override.unwrap_or(regain);
     let pct = if regain_override.is_some() { 100 } else { pct };
+    let tier = state.config.access_tier.header_name();
     Some(json!({ account: [{
-        "type": "ads_management",
+        "type": "custom_audience",
         "call_count": pct,
         "total_cputime": pct,
         "total_time": pct,
         "estimated_time_to_regain_access": regain,
-        "ads_api_access_tier": "standard_access",
+        "ads_api_access_tier": tier,
     }]}))
 }
 
@@ -272,7 +322,7 @@ pub(super) fn answer(
     let mut state = sim.lock();
     state.settle();
     let trace = state.requests.len() as u64 + 1;
-    let result = match state.faults.pop_front() {
+    let result = match state.faults.pop_front().flatten() {
         Some(fault) => Err(fault_error(fault)),
         None => match spend_quota(&mut state) {
             Ok(()) => serve(&mut state).map_err(Some),

@@ -48,15 +48,27 @@
 //!   (Meta: up to 24 h), strictly in arrival order. The simulator has its own
 //!   clock: [`MetaSim::advance`] moves it forward so a test need not sleep.
 //! * **latency**: every request is held `response_delay` before it is served.
-//! * **hourly quota** per ad account: `quota_base + quota_per_audience ×
-//!   audiences` calls per hour (Standard tier: 5000 + 40 × active
-//!   audiences, capped at 700,000). Every answer carries
-//!   `X-Business-Use-Case-Usage`, keyed by the ad account id (digits, no
-//!   `act_`): `[{type: "ads_management", call_count, total_cputime,
-//!   total_time, estimated_time_to_regain_access, ads_api_access_tier}]`,
-//!   percentages of the quota used (the simulator has no CPU model, so the
-//!   three percentages are equal) and minutes until the window ends when
-//!   the quota is spent. Over the quota: code 80003.
+//! * **hourly quota** per ad account, Meta's `custom_audience` business use
+//!   case: `quota_base + quota_per_audience × audiences` calls per hour,
+//!   capped at 700,000. The defaults are the Development tier (5,000 + 40 ×
+//!   active audiences, every app's tier until App Review); [`AccessTier`]
+//!   gives the Standard tier's 190,000 + 40 × audiences. Every answer
+//!   carries `X-Business-Use-Case-Usage`, keyed by the ad account id
+//!   (digits, no `act_`): `[{type: "custom_audience", call_count,
+//!   total_cputime, total_time, estimated_time_to_regain_access,
+//!   ads_api_access_tier}]`, percentages of the quota used (the simulator
+//!   has no CPU model, so the three percentages are equal) and minutes until
+//!   the window ends when the quota is spent. Over the quota: code 80003.
+//! * **sessions and replaces** (Meta's Customer File Custom Audiences
+//!   guide): a session takes batches for `session_window` (90 minutes) from
+//!   its first; after that a replace session is swapped in with what it
+//!   received and a later batch answers 2650 subcode 1870158, and a `users`
+//!   session's late batches are discarded. A batch for a finished session
+//!   answers 2650 subcode 1870159; a session's schema cannot change. While a
+//!   replace is under way (its session open or its swap not yet applied) an
+//!   add, a remove or another replace of the audience answers 2650 subcode
+//!   1870145 (audience update in progress); so does a replace while the
+//!   audience is being updated (any session of it open or change pending).
 //! * a **request log** ([`MetaSim::requests`]) keeps every request in arrival
 //!   order with its operation (add / remove / replace), audience, schema and
 //!   rows, so a test can pin that removes reach the wire before adds.
@@ -79,11 +91,15 @@ use axum::routing::{get, post};
 use axum::Router;
 use sha2::{Digest, Sha256};
 
+pub use crate::wire::WireExchange;
+use crate::wire::WireLog;
 use crate::RunningSim;
 
 pub mod capi;
 mod edit;
 mod graph;
+#[cfg(test)]
+mod session_tests;
 #[cfg(test)]
 mod tests;
 
@@ -98,8 +114,50 @@ const POPULATION_KEYS: &[&str] = &["EXTERN_ID", "EMAIL", "PHONE", "MADID"];
 /// Words in an audience name or description that get it flagged (Meta's own
 /// examples of health conditions and financial status).
 const SENSITIVE_WORDS: &[&str] = &["diabetes", "credit score", "debt", "cancer", "pregnan"];
-/// Meta's hard cap of the Standard tier's hourly quota.
+/// Meta's cap on the custom-audience business use case's hourly calls.
 const QUOTA_CAP: u64 = 700_000;
+/// How long a session takes batches after its first (Meta: 90 minutes).
+pub const SESSION_WINDOW: Duration = Duration::from_secs(90 * 60);
+
+/// Meta's access tiers of the Marketing API, as they set the hourly calls
+/// of the `custom_audience` business use case (Meta's rate-limiting page).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AccessTier {
+    /// Every app until App Review grants more: 5,000 + 40 × audiences.
+    Development,
+    /// After App Review: 190,000 + 40 × audiences.
+    Standard,
+}
+
+impl AccessTier {
+    /// Calls an hour before any audience counts.
+    pub fn base_calls(self) -> u64 {
+        match self {
+            AccessTier::Development => 5_000,
+            AccessTier::Standard => 190_000,
+        }
+    }
+
+    /// Calls an hour each active audience adds.
+    pub fn calls_per_audience(self) -> u64 {
+        40
+    }
+
+    /// The hourly calls for `audiences` active audiences.
+    pub fn hourly_calls(self, audiences: u64) -> u64 {
+        self.base_calls()
+            .saturating_add(self.calls_per_audience().saturating_mul(audiences))
+            .min(QUOTA_CAP)
+    }
+
+    /// How the usage header names the tier (`ads_api_access_tier`).
+    pub fn header_name(self) -> &'static str {
+        match self {
+            AccessTier::Development => "development_access",
+            AccessTier::Standard => "standard_access",
+        }
+    }
+}
 
 /// One audience member: `(schema key, value)` pairs.
 pub type Member = BTreeSet<(String, String)>;
@@ -119,8 +177,11 @@ pub struct MetaSimConfig {
     pub apply_delay: Duration,
     /// How long every request is held before it is served.
     pub response_delay: Option<Duration>,
+    /// The app's access tier, as the usage header reports it.
+    pub access_tier: AccessTier,
     /// Hourly calls per ad account before 80003, plus `quota_per_audience`
-    /// for each audience of the account. `None` switches the quota off.
+    /// for each audience of the account (the tier's figures unless a test
+    /// wants a smaller quota). `None` switches the quota off.
     pub quota_base: Option<u64>,
     pub quota_per_audience: u64,
     /// The quota's window (an hour at Meta).
@@ -128,6 +189,20 @@ pub struct MetaSimConfig {
     /// Flag audiences whose name or description suggests a health condition
     /// or financial status when they are created.
     pub flag_sensitive_names: bool,
+    /// How long a session takes batches after its first.
+    pub session_window: Duration,
+}
+
+impl MetaSimConfig {
+    /// The default configuration with `tier`'s quota.
+    pub fn for_tier(tier: AccessTier) -> Self {
+        MetaSimConfig {
+            access_tier: tier,
+            quota_base: Some(tier.base_calls()),
+            quota_per_audience: tier.calls_per_audience(),
+            ..MetaSimConfig::default()
+        }
+    }
 }
 
 impl Default for MetaSimConfig {
@@ -140,10 +215,12 @@ impl Default for MetaSimConfig {
             unmatched_share: 0.0,
             apply_delay: Duration::ZERO,
             response_delay: None,
-            quota_base: Some(5_000),
-            quota_per_audience: 40,
+            access_tier: AccessTier::Development,
+            quota_base: Some(AccessTier::Development.base_calls()),
+            quota_per_audience: AccessTier::Development.calls_per_audience(),
             quota_window: Duration::from_secs(3600),
             flag_sensitive_names: true,
+            session_window: SESSION_WINDOW,
         }
     }
 }
@@ -226,8 +303,14 @@ struct Audience {
 struct Session {
     audience: String,
     replace: bool,
-    /// The last batch arrived.
+    /// The last batch arrived, or the session's window closed.
     last_received: bool,
+    /// The window closed before the last batch.
+    timed_out: bool,
+    /// When the first batch arrived (simulator clock).
+    started: Instant,
+    /// The schema of the first batch.
+    schema: Vec<String>,
     staged: Vec<Member>,
     /// Batches received but not yet applied.
     pending: usize,
@@ -269,7 +352,8 @@ struct MetaState {
     /// Session ids in creation order.
     session_order: Vec<i64>,
     pending: VecDeque<Pending>,
-    faults: VecDeque<MetaFault>,
+    /// Answers queued for the next requests: a fault, or `None` to serve.
+    faults: VecDeque<Option<MetaFault>>,
     requests: Vec<MetaRequest>,
     next_id: u64,
     /// How far the simulator's clock is ahead of the real one.
@@ -291,9 +375,11 @@ impl MetaState {
             .map_or(0, |d| d.as_secs())
     }
 
-    /// Apply every pending change that is due, in arrival order.
+    /// Close sessions whose window has passed, then apply every pending
+    /// change that is due, in arrival order.
     fn settle(&mut self) {
         let now = self.now();
+        self.close_late_sessions(now);
         while self.pending.front().is_some_and(|p| p.due <= now) {
             let Some(p) = self.pending.pop_front() else {
                 break;
@@ -332,6 +418,48 @@ impl MetaState {
                 }
             }
         }
+    }
+
+    /// A session still open after its window closes: a replace is swapped in
+    /// with what it received; a `users` session just ends.
+    fn close_late_sessions(&mut self, now: Instant) {
+        let window = self.config.session_window;
+        let apply_delay = self.config.apply_delay;
+        let mut swaps = Vec::new();
+        for (id, s) in &mut self.sessions {
+            if s.last_received || now.saturating_duration_since(s.started) < window {
+                continue;
+            }
+            s.last_received = true;
+            s.timed_out = true;
+            if s.replace {
+                s.pending += 1;
+                swaps.push(Pending {
+                    due: s.started + window + apply_delay,
+                    audience: s.audience.clone(),
+                    change: Change::Replace(std::mem::take(&mut s.staged)),
+                    session_id: *id,
+                    matched: 0,
+                });
+            }
+        }
+        self.pending.extend(swaps);
+    }
+
+    /// Whether a replace of `audience` is under way: its session still takes
+    /// batches, or its swap is not applied yet.
+    fn replace_in_progress(&self, audience: &str) -> bool {
+        self.sessions
+            .values()
+            .any(|s| s.audience == audience && s.replace && (!s.last_received || s.pending > 0))
+    }
+
+    /// Whether `audience` is being updated: a session of it still takes
+    /// batches, or a change to it is not applied yet.
+    fn updating(&self, audience: &str) -> bool {
+        self.sessions
+            .values()
+            .any(|s| s.audience == audience && (!s.last_received || s.pending > 0))
     }
 
     /// The hourly quota of the ad account, if on.
@@ -419,6 +547,8 @@ fn is_sensitive(text: &str) -> bool {
 #[derive(Clone)]
 pub struct MetaSim {
     state: Arc<Mutex<MetaState>>,
+    /// Raw exchanges, when recording.
+    wire: WireLog,
 }
 
 impl MetaSim {
@@ -438,6 +568,7 @@ impl MetaSim {
                 quota: None,
                 capi: capi::CapiState::default(),
             })),
+            wire: WireLog::default(),
         }
     }
 
@@ -463,6 +594,24 @@ impl MetaSim {
             .route("/{version}/{node}/events", post(capi::events))
             .route("/{version}/{node}", get(edit::read_audience))
             .with_state(self.clone())
+            // Graph answers a path or verb it does not serve as an object
+            // that does not support the operation.
+            .fallback(graph::unsupported)
+            .method_not_allowed_fallback(graph::unsupported)
+            .layer(axum::middleware::from_fn_with_state(
+                self.wire.clone(),
+                crate::wire::record,
+            ))
+    }
+
+    /// Keep (or stop keeping) every exchange as it crossed the wire.
+    pub fn record_wire(&self, on: bool) {
+        self.wire.record(on);
+    }
+
+    /// The exchanges kept since recording began.
+    pub fn wire(&self) -> Vec<WireExchange> {
+        self.wire.exchanges()
     }
 
     fn lock(&self) -> MutexGuard<'_, MetaState> {
@@ -566,7 +715,17 @@ impl MetaSim {
     /// Answer the next `n` requests with `fault` instead of serving them.
     pub fn fail_next(&self, n: usize, fault: MetaFault) {
         let mut state = self.lock();
-        state.faults.extend(std::iter::repeat_n(fault, n));
+        state.faults.extend(std::iter::repeat_n(Some(fault), n));
+    }
+
+    /// Serve the next `n - 1` requests, then answer the `n`-th with `fault`
+    /// (after any faults already queued).
+    pub fn fail_nth(&self, n: usize, fault: MetaFault) {
+        let mut state = self.lock();
+        state
+            .faults
+            .extend(std::iter::repeat_n(None, n.saturating_sub(1)));
+        state.faults.push_back(Some(fault));
     }
 
     pub fn request_count(&self) -> usize {

@@ -7,16 +7,16 @@ use serde_json::{json, Value};
 
 use super::*;
 
-fn sha(s: &str) -> String {
+pub(super) fn sha(s: &str) -> String {
     use sha2::{Digest, Sha256};
     hex::encode(Sha256::digest(s.as_bytes()))
 }
 
-async fn sim() -> (RunningSim, MetaSim, Client) {
+pub(super) async fn sim() -> (RunningSim, MetaSim, Client) {
     sim_with(MetaSimConfig::default()).await
 }
 
-async fn sim_with(config: MetaSimConfig) -> (RunningSim, MetaSim, Client) {
+pub(super) async fn sim_with(config: MetaSimConfig) -> (RunningSim, MetaSim, Client) {
     let (running, sim) = MetaSim::start(config)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
@@ -28,19 +28,24 @@ async fn sim_with(config: MetaSimConfig) -> (RunningSim, MetaSim, Client) {
     (running, sim, client)
 }
 
-struct Client {
+pub(super) struct Client {
     base: String,
     http: reqwest::Client,
 }
 
 impl Client {
-    async fn call(&self, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+    pub(super) async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> (u16, Value) {
         let (status, _, body) = self.call_full(method, path, body).await;
         (status, body)
     }
 
     /// Status, `X-Business-Use-Case-Usage` (parsed) and body.
-    async fn call_full(
+    pub(super) async fn call_full(
         &self,
         method: &str,
         path: &str,
@@ -63,7 +68,7 @@ impl Client {
     }
 }
 
-fn email_payload(values: &[&str]) -> Value {
+pub(super) fn email_payload(values: &[&str]) -> Value {
     json!({"payload": {"schema": ["EMAIL"], "data": values.iter().map(|v| vec![*v]).collect::<Vec<_>>()}})
 }
 
@@ -292,7 +297,7 @@ async fn deprecated_version_answers_2635() {
     assert_eq!(body["error"]["code"], 2635);
 }
 
-const USERS: &str = "/v25.0/111/users?access_token=meta-sim-token";
+pub(super) const USERS: &str = "/v25.0/111/users?access_token=meta-sim-token";
 
 fn emails(n: usize) -> Vec<String> {
     (0..n)
@@ -455,7 +460,8 @@ async fn hourly_quota_reports_usage_then_answers_80003_until_the_window_ends() {
     let (status, usage, _) = client.call_full("POST", USERS, Some(&body)).await;
     assert_eq!(status, 200);
     let entry = &usage["1234567890"][0];
-    assert_eq!(entry["type"], "ads_management");
+    assert_eq!(entry["type"], "custom_audience");
+    assert_eq!(entry["ads_api_access_tier"], "development_access");
     assert_eq!(entry["call_count"], 25);
     assert_eq!(entry["estimated_time_to_regain_access"], 0);
     for _ in 0..3 {

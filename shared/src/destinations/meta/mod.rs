@@ -21,13 +21,15 @@
 //! process (later ops are rejected without a call) and reported by
 //! `Destination::alerts` so the deliver function alarms with its id.
 //!
-//! **Quota.** Every answer's `X-Business-Use-Case-Usage` is read; above 75 %
-//! of the hourly business-use-case quota requests are spaced out, above 95 %
-//! (or while Meta says to wait) the job goes back to the queue before Meta
-//! answers 80003.
+//! **Quota.** Every answer's `X-Business-Use-Case-Usage` is read for its
+//! `custom_audience` entries (`usage`); above 75 % of that hourly quota
+//! requests are spaced out, above 95 % (or while Meta says to wait) the job
+//! goes back to the queue before Meta answers 80003.
 //! When one group needs more than one request, its requests share a session
 //! (`session_id` random positive int64, `batch_seq` from 1, `last_batch_flag`
-//! on the last, `estimated_num_total`), as Meta asks for large uploads.
+//! on the last, `estimated_num_total`), as Meta asks for large uploads; a
+//! session a failed request left open is continued and closed by the next
+//! send (`upload`).
 //!
 //! Rows are built by `domain::identity::meta_row` from the binding's match
 //! keys (or the kind's defaults): a person with no usable identifier is
@@ -38,21 +40,21 @@
 //! a row and are only logged by count).
 //!
 //! The access token goes in `Authorization: Bearer`, never in the URL, so it
-//! cannot leak into an error message. Errors are classified by Graph code
-//! (§3a table), then by HTTP status. A retried job resends every chunk: adds
-//! and removes are idempotent at Meta.
+//! cannot leak into an error message. Errors are classified as Meta defines
+//! them (`errors`, `docs/meta-graph.md`): a busy audience (2650 subcodes
+//! 1870145 / 1870158), throttling codes and policy blocks are waits, Meta's
+//! `is_transient` and codes 1 / 2 are retries, the rest by code, then by
+//! HTTP status. A retried job resends every chunk: adds and removes are
+//! idempotent at Meta.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde_json::Value;
 
 use super::{
-    send_slots, status_is_retryable, AudienceStats, Destination, DestinationAlert,
-    DestinationError, OpOutcome,
+    send_slots, AudienceStats, Destination, DestinationAlert, DestinationError, OpOutcome,
 };
 use crate::domain::identity::{match_keys, meta_row, meta_schema, IdentityOptions};
 use crate::domain::model::DeliveryOp;
@@ -64,23 +66,20 @@ use crate::ports::{Secret, Secrets};
 pub const DEFAULT_BASE_URL: &str = "https://graph.facebook.com";
 /// Graph version used when the spec names none: the newest (2026-11-04).
 pub const DEFAULT_API_VERSION: &str = "v27.0";
-/// Error 100 with this subcode: the audience is flagged (operation_status 471).
-pub const FLAGGED_AUDIENCE_SUBCODE: i64 = 1713230;
-/// Error code of a deprecated (expired) Graph API version.
-pub const DEPRECATED_VERSION_CODE: i64 = 2635;
-/// Usage (percent of the hourly quota) from which requests are spaced out.
-const USAGE_SLOW_PCT: f64 = 75.0;
-/// Usage from which no request is sent until Meta's usage falls.
-const USAGE_STOP_PCT: f64 = 95.0;
 /// Meta's cap on rows per `users` request.
 pub const MAX_ROWS_PER_REQUEST: usize = 10_000;
 
-/// Graph codes worth another attempt: rate limits (80003, 4, 17, 613, 32)
-/// and unknown / transient errors (1, 2).
-pub(crate) const RETRYABLE_CODES: &[i64] = &[80003, 4, 17, 613, 32, 1, 2];
-/// Graph codes no retry will fix (parameters, token, permissions, abuse,
-/// deprecated version, parameter counts, failed audience update).
-pub(crate) const PERMANENT_CODES: &[i64] = &[100, 190, 200, 368, 2635, 105, 194, 2650];
+mod errors;
+mod upload;
+mod usage;
+
+pub(crate) use errors::{retry_after, ErrorClass, GraphError};
+pub use errors::{
+    AUDIENCE_UPDATE_CODE, BUSY_AUDIENCE_SUBCODES, CUSTOM_AUDIENCE_USE_CASE,
+    DEPRECATED_VERSION_CODE, FLAGGED_AUDIENCE_SUBCODE,
+};
+use upload::{Edit, OpenSession, Row};
+use usage::UsageState;
 
 pub struct MetaAudienceDestination {
     name: String,
@@ -94,36 +93,26 @@ pub struct MetaAudienceDestination {
     paused: Mutex<BTreeSet<String>>,
     /// Set once Meta answered 2635 (the configured version has expired).
     version_deprecated: std::sync::atomic::AtomicBool,
-    /// What `X-Business-Use-Case-Usage` last said.
+    /// What `X-Business-Use-Case-Usage` last said of custom audiences.
     usage: Mutex<UsageState>,
+    /// Sessions failed sends left open, by audience and edit.
+    open_sessions: Mutex<BTreeMap<(String, Edit), OpenSession>>,
 }
-
-/// The business-use-case quota as Meta last reported it.
-#[derive(Debug, Default)]
-struct UsageState {
-    /// Highest of call_count / total_cputime / total_time, in percent.
-    pct: f64,
-    /// No request before this instant (Meta's estimated_time_to_regain_access).
-    blocked_until: Option<Instant>,
-    /// When `pct` was read: a reading older than `USAGE_STALE` no longer
-    /// holds requests back (the next answer brings a fresh one).
-    observed_at: Option<Instant>,
-}
-
-/// How long a usage reading is trusted.
-const USAGE_STALE: Duration = Duration::from_secs(60);
 
 /// Why a Graph call failed: the flagged-audience case is handled per
 /// audience, everything else fails the request.
 enum CallError {
     AudienceFlagged(String),
     Destination(DestinationError),
+    /// Meta will take no more batches in the request's session (timed out,
+    /// finished, or never started): it must not be continued.
+    SessionEnded(DestinationError),
 }
 
 #[cfg(test)]
 impl CallError {
     fn is_retryable(&self) -> bool {
-        matches!(self, CallError::Destination(e) if e.is_retryable())
+        matches!(self, CallError::Destination(e) | CallError::SessionEnded(e) if e.is_retryable())
     }
 }
 
@@ -142,51 +131,6 @@ impl std::fmt::Debug for MetaAudienceDestination {
             .field("batch_size", &self.batch_size)
             .finish_non_exhaustive()
     }
-}
-
-/// The answer to a `users` request.
-#[derive(Debug, Default, Deserialize)]
-struct UsersResponse {
-    #[serde(default)]
-    num_received: Option<u64>,
-    #[serde(default)]
-    num_invalid_entries: Option<u64>,
-    #[serde(default)]
-    invalid_entry_samples: Option<Value>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-pub(crate) struct GraphErrorBody {
-    pub(crate) error: Option<GraphError>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-pub(crate) struct GraphError {
-    #[serde(default)]
-    pub(crate) message: Option<String>,
-    #[serde(default)]
-    pub(crate) code: Option<i64>,
-    #[serde(default)]
-    pub(crate) error_subcode: Option<i64>,
-    #[serde(default)]
-    pub(crate) fbtrace_id: Option<String>,
-    /// The message meant for a person (Conversions API errors carry it).
-    #[serde(default)]
-    pub(crate) error_user_msg: Option<String>,
-}
-
-/// One row to send, remembering which op it came from.
-struct Row {
-    index: usize,
-    cells: Vec<String>,
-}
-
-/// Session fields of one request of a multi-request upload.
-struct SessionPart {
-    id: i64,
-    batch_seq: usize,
-    last: bool,
-    total: usize,
 }
 
 impl MetaAudienceDestination {
@@ -233,6 +177,7 @@ impl MetaAudienceDestination {
             paused: Mutex::new(BTreeSet::new()),
             version_deprecated: std::sync::atomic::AtomicBool::new(false),
             usage: Mutex::new(UsageState::default()),
+            open_sessions: Mutex::new(BTreeMap::new()),
         })
     }
 
@@ -256,15 +201,14 @@ impl MetaAudienceDestination {
         }
     }
 
-    /// A failed Graph answer, classified by error code, then by HTTP status.
+    /// A failed Graph answer, classified as Meta defines its errors.
     fn graph_error(
         &self,
         status: u16,
         headers: &reqwest::header::HeaderMap,
         body: &[u8],
     ) -> CallError {
-        let parsed: GraphErrorBody = serde_json::from_slice(body).unwrap_or_default();
-        let error = parsed.error.unwrap_or_default();
+        let error = GraphError::parse(body);
         if error.code == Some(100) && error.error_subcode == Some(FLAGGED_AUDIENCE_SUBCODE) {
             return CallError::AudienceFlagged(
                 error
@@ -282,84 +226,41 @@ impl MetaAudienceDestination {
                 "Meta refuses this Graph API version (error 2635): set api_version to {DEFAULT_API_VERSION} or newer"
             );
         }
-        let detail = match &error.message {
-            Some(m) => m.clone(),
-            None => String::from_utf8_lossy(body).chars().take(200).collect(),
-        };
-        let mut message = format!("HTTP {status}");
-        if let Some(code) = error.code {
-            message.push_str(&format!(", code {code}"));
-        }
-        if let Some(sub) = error.error_subcode {
-            message.push_str(&format!(", subcode {sub}"));
-        }
-        message.push_str(&format!(": {detail}"));
-        if let Some(trace) = &error.fbtrace_id {
-            message.push_str(&format!(" (fbtrace_id {trace})"));
-        }
-        if error.code == Some(190) {
-            message.push_str(" (the access token needs replacing)");
-        }
-        let retryable = match error.code {
-            Some(code) if RETRYABLE_CODES.contains(&code) => true,
-            Some(code) if PERMANENT_CODES.contains(&code) => false,
-            _ => status_is_retryable(status),
-        };
-        CallError::Destination(if retryable {
-            DestinationError::Retryable {
+        let message = error.describe(status, body, false);
+        let asked = retry_after(headers, Some(CUSTOM_AUDIENCE_USE_CASE));
+        let failure = match error.class(status) {
+            ErrorClass::Wait(default) => {
+                let wait = asked.unwrap_or(default);
+                if error.is_busy_audience() {
+                    tracing::warn!(
+                        destination = %self.name,
+                        error = %message,
+                        "Meta audience busy (an update or replace under way): the job waits and retries"
+                    );
+                } else {
+                    // Throttled: no request of this destination until then.
+                    let mut usage = self.usage.lock().unwrap_or_else(|e| e.into_inner());
+                    let until = std::time::Instant::now() + wait;
+                    usage.blocked_until = Some(usage.blocked_until.map_or(until, |u| u.max(until)));
+                }
+                DestinationError::Retryable {
+                    destination: self.name.clone(),
+                    message,
+                    retry_after: Some(wait),
+                }
+            }
+            ErrorClass::Retry => DestinationError::Retryable {
                 destination: self.name.clone(),
                 message,
-                retry_after: retry_after(headers),
-            }
+                retry_after: asked,
+            },
+            ErrorClass::Permanent => self.permanent(message),
+        };
+        if error.ends_session() {
+            CallError::SessionEnded(failure)
         } else {
-            self.permanent(message)
-        })
-    }
-
-    /// Before a request: wait a little when the quota is filling, or send the
-    /// job back when it is (nearly) spent, so Meta never has to say 80003.
-    async fn pace(&self) -> Result<(), DestinationError> {
-        let now = Instant::now();
-        let (pct, blocked_until, age) = {
-            let usage = self.usage.lock().unwrap_or_else(|e| e.into_inner());
-            let age = usage
-                .observed_at
-                .map_or(USAGE_STALE, |at| now.saturating_duration_since(at));
-            (usage.pct, usage.blocked_until, age)
-        };
-        let pct = if age < USAGE_STALE { pct } else { 0.0 };
-        if let Some(until) = blocked_until.filter(|u| *u > now) {
-            return Err(DestinationError::Retryable {
-                destination: self.name.clone(),
-                message: "Meta asked us to wait before the next custom-audience call".into(),
-                retry_after: Some(until - now),
-            });
+            CallError::Destination(failure)
         }
-        if pct >= USAGE_STOP_PCT {
-            return Err(DestinationError::Retryable {
-                destination: self.name.clone(),
-                message: format!("Meta business-use-case usage at {pct:.0} %: holding off"),
-                retry_after: Some(USAGE_STALE.saturating_sub(age).max(Duration::from_secs(1))),
-            });
-        }
-        if pct >= USAGE_SLOW_PCT {
-            // Up to 2 s between requests as usage climbs from 75 % to 95 %.
-            let share = (pct - USAGE_SLOW_PCT) / (USAGE_STOP_PCT - USAGE_SLOW_PCT);
-            tokio::time::sleep(Duration::from_millis((share * 2000.0) as u64)).await;
-        }
-        Ok(())
-    }
-
-    /// Remember what `X-Business-Use-Case-Usage` says about this account.
-    fn observe_usage(&self, headers: &reqwest::header::HeaderMap) {
-        let Some(report) = business_usage(headers, &self.ad_account_id) else {
-            return;
-        };
-        let mut usage = self.usage.lock().unwrap_or_else(|e| e.into_inner());
-        usage.pct = report.pct;
-        usage.observed_at = Some(Instant::now());
-        usage.blocked_until = (report.regain_minutes > 0)
-            .then(|| Instant::now() + Duration::from_secs(report.regain_minutes * 60));
     }
 
     fn is_paused(&self, audience: &str) -> bool {
@@ -416,109 +317,6 @@ impl MetaAudienceDestination {
             })
         })
     }
-
-    /// Send one group (one audience, one direction) in chunks; fills
-    /// `outcomes`. A flagged audience pauses it and rejects its rows.
-    async fn send_group(
-        &self,
-        audience: &str,
-        mode: Edit,
-        schema: &[&str],
-        rows: &[Row],
-        outcomes: &mut [Option<OpOutcome>],
-    ) -> Result<(), DestinationError> {
-        match self
-            .send_group_chunks(audience, mode, schema, rows, outcomes)
-            .await
-        {
-            Ok(()) => Ok(()),
-            Err(CallError::Destination(e)) => Err(e),
-            Err(CallError::AudienceFlagged(message)) => {
-                self.pause(audience, &message);
-                for row in rows {
-                    if let Some(slot @ None) = outcomes.get_mut(row.index) {
-                        *slot = Some(flagged_outcome(audience));
-                    }
-                }
-                Ok(())
-            }
-        }
-    }
-
-    async fn send_group_chunks(
-        &self,
-        audience: &str,
-        mode: Edit,
-        schema: &[&str],
-        rows: &[Row],
-        outcomes: &mut [Option<OpOutcome>],
-    ) -> Result<(), CallError> {
-        let chunks: Vec<&[Row]> = rows.chunks(self.batch_size).collect();
-        // A replace always goes in a session: its last batch swaps the audience.
-        let session_id = (mode == Edit::Replace || chunks.len() > 1).then(new_session_id);
-        let remove = mode == Edit::Remove;
-        let url = match mode {
-            Edit::Replace => format!("{}/{}/usersreplace", self.api_url, audience),
-            _ => format!("{}/{}/users", self.api_url, audience),
-        };
-        let method = if remove {
-            reqwest::Method::DELETE
-        } else {
-            reqwest::Method::POST
-        };
-        for (n, chunk) in chunks.iter().enumerate() {
-            let session = session_id.map(|id| SessionPart {
-                id,
-                batch_seq: n + 1,
-                last: n + 1 == chunks.len(),
-                total: rows.len(),
-            });
-            let body = users_body(schema, chunk, session.as_ref());
-            let answer = self.call(method.clone(), url.clone(), Some(&body)).await?;
-            let answer: UsersResponse = serde_json::from_value(answer).unwrap_or_default();
-            let rejected = rejected_rows(chunk, answer.invalid_entry_samples.as_ref());
-            let invalid = answer.num_invalid_entries.unwrap_or(0);
-            if invalid as usize > rejected.len() {
-                tracing::warn!(
-                    destination = %self.name,
-                    audience,
-                    invalid,
-                    tied_to_rows = rejected.len(),
-                    "Meta counted invalid entries it gave no sample of"
-                );
-            }
-            tracing::info!(
-                destination = %self.name,
-                audience,
-                remove,
-                rows = chunk.len(),
-                received = answer.num_received.unwrap_or(0),
-                invalid,
-                "Meta audience request answered"
-            );
-            for row in chunk.iter() {
-                let outcome = match rejected.get(&row.index) {
-                    Some(reason) => OpOutcome::Rejected {
-                        reason: reason.clone(),
-                    },
-                    None => OpOutcome::Accepted,
-                };
-                if let Some(slot) = outcomes.get_mut(row.index) {
-                    *slot = Some(outcome);
-                }
-            }
-        }
-        Ok(())
-    }
-}
-
-/// What one group of rows does to its audience.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Edit {
-    Add,
-    Remove,
-    /// `usersreplace`: the audience ends holding exactly these rows.
-    Replace,
 }
 
 /// The outcome of an op for a flagged (paused) audience.
@@ -528,144 +326,6 @@ fn flagged_outcome(audience: &str) -> OpOutcome {
             "Meta audience {audience} is flagged (operation_status 471, error 100 subcode 1713230): paused until resolved in Ads Manager"
         ),
     }
-}
-
-/// What `X-Business-Use-Case-Usage` says about one ad account.
-#[derive(Clone, Copy, Debug, PartialEq)]
-struct UsageReport {
-    pct: f64,
-    regain_minutes: u64,
-}
-
-/// The highest usage percentage and wait reported for `ad_account_id` (or,
-/// when the header names no such key, for any account in it).
-fn business_usage(
-    headers: &reqwest::header::HeaderMap,
-    ad_account_id: &str,
-) -> Option<UsageReport> {
-    let usage: Map<String, Value> = headers
-        .get("x-business-use-case-usage")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| serde_json::from_str(v).ok())?;
-    let entries: Vec<&Value> = match usage
-        .get(ad_account_id)
-        .or_else(|| usage.get(&format!("act_{ad_account_id}")))
-    {
-        Some(Value::Array(list)) => list.iter().collect(),
-        _ => usage
-            .values()
-            .filter_map(Value::as_array)
-            .flatten()
-            .collect(),
-    };
-    if entries.is_empty() {
-        return None;
-    }
-    let mut report = UsageReport {
-        pct: 0.0,
-        regain_minutes: 0,
-    };
-    for entry in entries {
-        for field in ["call_count", "total_cputime", "total_time"] {
-            if let Some(p) = entry.get(field).and_then(Value::as_f64) {
-                report.pct = report.pct.max(p);
-            }
-        }
-        if let Some(m) = entry
-            .get("estimated_time_to_regain_access")
-            .and_then(Value::as_u64)
-        {
-            report.regain_minutes = report.regain_minutes.max(m);
-        }
-    }
-    Some(report)
-}
-
-/// A random positive int64: unique per ad account in practice.
-fn new_session_id() -> i64 {
-    let id = rand::random::<i64>() & i64::MAX;
-    id.max(1)
-}
-
-fn users_body(schema: &[&str], rows: &[Row], session: Option<&SessionPart>) -> Value {
-    // LOOKALIKE_VALUE travels as a number (Meta refuses it as text); every
-    // other cell is a string.
-    let value_at = schema.iter().position(|c| *c == "LOOKALIKE_VALUE");
-    let data: Vec<Vec<Value>> = rows
-        .iter()
-        .map(|r| {
-            r.cells
-                .iter()
-                .enumerate()
-                .map(
-                    |(i, cell)| match (Some(i) == value_at, cell.parse::<f64>()) {
-                        (true, Ok(n)) => serde_json::Number::from_f64(n)
-                            .map_or_else(|| Value::String(String::new()), Value::Number),
-                        _ => Value::String(cell.clone()),
-                    },
-                )
-                .collect()
-        })
-        .collect();
-    let mut body = json!({ "payload": { "schema": schema, "data": data } });
-    if let (Some(s), Some(obj)) = (session, body.as_object_mut()) {
-        obj.insert(
-            "session".into(),
-            json!({
-                "session_id": s.id,
-                "batch_seq": s.batch_seq,
-                "last_batch_flag": s.last,
-                "estimated_num_total": s.total,
-            }),
-        );
-    }
-    body
-}
-
-/// Rows whose cell value Meta listed among the invalid samples, with the reason.
-fn rejected_rows(rows: &[Row], samples: Option<&Value>) -> BTreeMap<usize, String> {
-    let mut out = BTreeMap::new();
-    let Some(Value::Object(samples)) = samples else {
-        return out;
-    };
-    for row in rows {
-        let hit = row
-            .cells
-            .iter()
-            .filter(|c| !c.is_empty())
-            .find_map(|c| samples.get(c.as_str()));
-        if let Some(reason) = hit {
-            let reason = match reason {
-                Value::String(s) if !s.is_empty() => format!("Meta invalid entry: {s}"),
-                _ => "Meta counted this row as an invalid entry".to_string(),
-            };
-            out.insert(row.index, reason);
-        }
-    }
-    out
-}
-
-/// The wait Meta asks for: `Retry-After` seconds, else the largest
-/// `estimated_time_to_regain_access` (minutes) of `X-Business-Use-Case-Usage`.
-pub(crate) fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    if let Some(secs) = headers
-        .get("retry-after")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-    {
-        return Some(Duration::from_secs(secs));
-    }
-    let usage: Map<String, Value> = headers
-        .get("x-business-use-case-usage")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| serde_json::from_str(v).ok())?;
-    let minutes = usage
-        .values()
-        .filter_map(Value::as_array)
-        .flatten()
-        .filter_map(|u| u.get("estimated_time_to_regain_access")?.as_u64())
-        .max()?;
-    (minutes > 0).then(|| Duration::from_secs(minutes * 60))
 }
 
 #[async_trait]
@@ -806,7 +466,7 @@ impl Destination for MetaAudienceDestination {
         );
         let answer = match self.call(reqwest::Method::GET, url, None).await {
             Ok(answer) => answer,
-            Err(CallError::Destination(e)) => return Err(e),
+            Err(CallError::Destination(e) | CallError::SessionEnded(e)) => return Err(e),
             Err(CallError::AudienceFlagged(message)) => {
                 self.pause(&binding.audience, &message);
                 return Ok(None);
@@ -834,7 +494,7 @@ impl Destination for MetaAudienceDestination {
         let url = format!("{}/{}/sessions", self.api_url, binding.audience);
         match self.call(reqwest::Method::GET, url, None).await {
             Ok(answer) => stats.add_meta_sessions(&answer),
-            Err(CallError::Destination(e)) => return Err(e),
+            Err(CallError::Destination(e) | CallError::SessionEnded(e)) => return Err(e),
             Err(CallError::AudienceFlagged(message)) => self.pause(&binding.audience, &message),
         }
         Ok(stats)
@@ -870,5 +530,7 @@ impl Destination for MetaAudienceDestination {
     }
 }
 
+#[cfg(test)]
+mod retry_tests;
 #[cfg(test)]
 mod tests;

@@ -1,3 +1,9 @@
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::upload::{rejected_rows, users_body, Row};
+use super::usage::{business_usage, UsageReport, UsageState};
 use super::*;
 use crate::domain::identity::sha256_hex;
 use crate::domain::model::{Identifiers, OpKind, PersonKey};
@@ -8,9 +14,9 @@ use crate::ports::MapSecrets;
 use dataout_sim::meta::{MetaFault, MetaSim, MetaSimConfig, DEFAULT_ACCESS_TOKEN};
 use dataout_sim::RunningSim;
 
-const AUDIENCE: &str = "23850000000001";
+pub(super) const AUDIENCE: &str = "23850000000001";
 
-fn spec(base_url: &str, batch_size: usize) -> DestinationSpec {
+pub(super) fn spec(base_url: &str, batch_size: usize) -> DestinationSpec {
     DestinationSpec {
         name: "meta".into(),
         kind: DestinationKind::MetaAudience,
@@ -27,7 +33,7 @@ fn spec(base_url: &str, batch_size: usize) -> DestinationSpec {
     }
 }
 
-fn binding() -> ExportDestination {
+pub(super) fn binding() -> ExportDestination {
     ExportDestination {
         destination: "meta".into(),
         audience: AUDIENCE.into(),
@@ -36,7 +42,7 @@ fn binding() -> ExportDestination {
     }
 }
 
-fn export() -> ExportSpec {
+pub(super) fn export() -> ExportSpec {
     ExportSpec {
         name: "cart_abandoners".into(),
         source: ExportSource::Segment { segment_id: 7 },
@@ -57,7 +63,12 @@ fn export() -> ExportSpec {
     }
 }
 
-fn op(kind: OpKind, id: Option<&str>, email: Option<&str>, phone: Option<&str>) -> DeliveryOp {
+pub(super) fn op(
+    kind: OpKind,
+    id: Option<&str>,
+    email: Option<&str>,
+    phone: Option<&str>,
+) -> DeliveryOp {
     DeliveryOp {
         op: kind,
         person_key: PersonKey(format!("id:{}", id.unwrap_or("anon"))),
@@ -76,7 +87,10 @@ fn op(kind: OpKind, id: Option<&str>, email: Option<&str>, phone: Option<&str>) 
     }
 }
 
-async fn setup(batch_size: usize, token: &str) -> (RunningSim, MetaSim, MetaAudienceDestination) {
+pub(super) async fn setup(
+    batch_size: usize,
+    token: &str,
+) -> (RunningSim, MetaSim, MetaAudienceDestination) {
     let (running, sim) = MetaSim::start(MetaSimConfig::default())
         .await
         .unwrap_or_else(|e| panic!("{e}"));
@@ -188,6 +202,7 @@ async fn rate_limit_codes_are_retryable_with_the_wait_meta_asks() {
         .send(&export(), &binding(), &ops)
         .await
         .is_err_and(|e| e.is_retryable()));
+    *dest.usage.lock().unwrap_or_else(|e| e.into_inner()) = UsageState::default();
     sim.fail_next(1, MetaFault::ServerError);
     assert!(dest
         .send(&export(), &binding(), &ops)
@@ -370,7 +385,7 @@ fn business_usage_reads_the_highest_share_and_the_wait_for_our_account() {
     headers.insert(
         "x-business-use-case-usage",
         reqwest::header::HeaderValue::from_static(
-            r#"{"1234567890":[{"type":"ads_management","call_count":81,"total_cputime":12,"total_time":40,"estimated_time_to_regain_access":0}],"999":[{"type":"ads_management","call_count":100,"estimated_time_to_regain_access":30}]}"#,
+            r#"{"1234567890":[{"type":"custom_audience","call_count":81,"total_cputime":12,"total_time":40,"estimated_time_to_regain_access":0}],"999":[{"type":"custom_audience","call_count":100,"estimated_time_to_regain_access":30}]}"#,
         ),
     );
     assert_eq!(
@@ -400,7 +415,7 @@ async fn usage_near_the_quota_holds_the_next_request_before_meta_refuses_it() {
     headers.insert(
         "x-business-use-case-usage",
         reqwest::header::HeaderValue::from_static(
-            r#"{"1234567890":[{"type":"ads_management","call_count":97,"total_cputime":10,"total_time":10,"estimated_time_to_regain_access":0}]}"#,
+            r#"{"1234567890":[{"type":"custom_audience","call_count":97,"total_cputime":10,"total_time":10,"estimated_time_to_regain_access":0}]}"#,
         ),
     );
     dest.observe_usage(&headers);
@@ -511,14 +526,14 @@ fn graph_codes_decide_retry_before_http_status() {
     .unwrap_or_else(|e| panic!("{e}"));
     let headers = reqwest::header::HeaderMap::new();
     let body = |code: i64| json!({"error": {"message": "x", "code": code}}).to_string();
-    for code in [80003, 4, 17, 613, 32, 1, 2] {
+    for code in [80003, 80004, 4, 17, 613, 32, 341, 368, 1, 2] {
         assert!(
             dest.graph_error(400, &headers, body(code).as_bytes())
                 .is_retryable(),
             "{code}"
         );
     }
-    for code in [100, 190, 200, 368, 2635, 105, 194, 2650] {
+    for code in [100, 190, 200, 2635, 105, 194, 2650] {
         assert!(
             !dest
                 .graph_error(500, &headers, body(code).as_bytes())
