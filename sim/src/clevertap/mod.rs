@@ -8,7 +8,7 @@
 //!   empty `d`, more records than `max_records` (default 100) → 400;
 //! * more than `max_concurrent` (15) requests in flight → 429, no `Retry-After`;
 //! * per record: the codes of the contract table (509, 512, 513, 514, 515,
-//!   516, 522, 523, 524, 525; events: `clevertap_events.rs`), answered with
+//!   516, 522, 523, 524, 525; events: `events.rs`), answered with
 //!   HTTP 200 and the failed records in
 //!   `unprocessed`. When some records passed, `status` is `"success"` by
 //!   default (the real API's surprising answer that clients must survive);
@@ -58,7 +58,6 @@ use serde_json::{json, Map, Value};
 
 use crate::RunningSim;
 
-#[path = "clevertap_events.rs"]
 mod events;
 pub use events::RESTRICTED_EVENT_NAMES;
 
@@ -673,5 +672,4 @@ fn store(inner: &mut Inner, valid: Valid) {
 }
 
 #[cfg(test)]
-#[path = "clevertap_tests.rs"]
 mod tests;

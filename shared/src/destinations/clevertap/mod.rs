@@ -11,7 +11,7 @@
 //! implicit `Email` / `Phone`. (Those exports never produce Add or Remove;
 //! one arriving anyway is `Invalid`, so a membership flag can never leak.)
 //!
-//! Event ops become event records (`clevertap_events.rs`: `evtName`,
+//! Event ops become event records (`events.rs`: `evtName`,
 //! flattened `evtData`, `$D_` dates, the account's property limit).
 //!
 //! Profile attributes the export's allow-list transforms with `date` travel
@@ -40,9 +40,7 @@ use crate::domain::spec::{
     ExportSpec, IdKind, IdentitySpec, Transform,
 };
 
-#[path = "clevertap_events.rs"]
 pub mod events;
-#[path = "clevertap_read.rs"]
 mod read;
 use crate::ports::{Secret, Secrets};
 
@@ -595,5 +593,4 @@ impl Destination for ClevertapDestination {
 }
 
 #[cfg(test)]
-#[path = "clevertap_tests.rs"]
 mod tests;
