@@ -10,7 +10,7 @@
 //!   over 120 bytes, a string value over 512 bytes, or a `$D_` value that
 //!   is not epoch seconds: **512** (event structure invalid);
 //! * `evtData` has more properties than the account's limit
-//!   ([`super::ClevertapSimConfig::max_event_properties`], default 100): **522**;
+//!   ([`super::ClevertapSimConfig::max_event_properties`], default 256): **522**;
 //! * `ts` is not integer Unix seconds (checked for every record): **525**.
 
 use serde_json::{Map, Value};
@@ -123,7 +123,7 @@ mod tests {
     async fn each_bad_event_is_refused_with_its_code_and_the_rest_stored() -> anyhow::Result<()> {
         let (sim, state) = start(ClevertapSimConfig::default()).await?;
         let many: serde_json::Map<String, serde_json::Value> =
-            (0..101).map(|i| (format!("p{i}"), json!(i))).collect();
+            (0..257).map(|i| (format!("p{i}"), json!(i))).collect();
         let body = upload(
             &sim.base_url,
             json!([
@@ -152,9 +152,26 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_raised_property_limit_takes_larger_events() -> anyhow::Result<()> {
+    async fn the_default_limit_is_256_properties_per_event() -> anyhow::Result<()> {
+        let (sim, state) = start(ClevertapSimConfig::default()).await?;
+        let props = |n: usize| -> serde_json::Value {
+            serde_json::Value::Object((0..n).map(|i| (format!("p{i}"), json!(i))).collect())
+        };
+        let body = upload(
+            &sim.base_url,
+            json!([event("u1", "x", props(256)), event("u2", "x", props(257))]),
+        )
+        .await?;
+        assert_eq!(codes(&body), vec![522], "{body}");
+        assert_eq!(state.events_of("u1").len(), 1);
+        assert!(state.events_of("u2").is_empty());
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn an_account_with_a_lower_limit_refuses_smaller_events() -> anyhow::Result<()> {
         let (sim, state) = start(ClevertapSimConfig {
-            max_event_properties: 256,
+            max_event_properties: 100,
             ..ClevertapSimConfig::default()
         })
         .await?;
@@ -165,8 +182,8 @@ mod tests {
             json!([event("u1", "x", serde_json::Value::Object(many))]),
         )
         .await?;
-        assert!(codes(&body).is_empty(), "{body}");
-        assert_eq!(state.events_of("u1").len(), 1);
+        assert_eq!(codes(&body), vec![522], "{body}");
+        assert!(state.events_of("u1").is_empty());
         Ok(())
     }
 }

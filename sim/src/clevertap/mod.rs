@@ -66,8 +66,8 @@ pub const IDENTITY_KEYS: [&str; 4] = ["identity", "objectId", "FBID", "GPID"];
 
 const MAX_KEY_BYTES: usize = 120;
 const MAX_VALUE_BYTES: usize = 512;
-/// CleverTap's default event-property limit per account.
-pub const DEFAULT_MAX_EVENT_PROPERTIES: usize = 100;
+/// Event properties per event type (CleverTap's limits page: 256).
+pub const DEFAULT_MAX_EVENT_PROPERTIES: usize = 256;
 /// Unix seconds at or above this are taken as milliseconds sent by mistake.
 const MAX_TS_SECONDS: i64 = 10_000_000_000;
 const HARD_MAX_RECORDS: usize = 1000;
@@ -95,8 +95,8 @@ pub struct ClevertapSimConfig {
     /// Hold every request this long before answering (lets tests overlap
     /// requests to hit the concurrency limit).
     pub response_delay: Option<Duration>,
-    /// The account's event-property limit: an event with more is refused
-    /// with code 522 (default 100; CleverTap raises it per account).
+    /// Event properties per event type: an event with more is refused with
+    /// code 522 (default 256, CleverTap's limits page).
     pub max_event_properties: usize,
 }
 
@@ -539,7 +539,8 @@ fn validate(record: &Value, config: &ClevertapSimConfig) -> Result<Valid, Record
     let ts = match obj.get("ts") {
         None => None,
         Some(v) => match v.as_i64() {
-            Some(t) if (0..MAX_TS_SECONDS).contains(&t) => Some(t),
+            // Epoch seconds: 0 is no time at all (CleverTap: 525).
+            Some(t) if (1..MAX_TS_SECONDS).contains(&t) => Some(t),
             _ => return Err((525, "ts must be integer Unix seconds".into())),
         },
     };

@@ -341,3 +341,23 @@ fn e164_and_email_checks() {
     assert!(!is_email("a@b"));
     assert!(!is_email("a b@c.de"));
 }
+
+#[tokio::test]
+async fn ts_zero_is_not_a_time_and_is_refused_with_525() -> anyhow::Result<()> {
+    let (sim, state) = start(ClevertapSimConfig::default()).await?;
+    let d = json!([
+        {"type": "profile", "identity": "u1", "ts": 0, "profileData": {"a": 1}},
+        {"type": "event", "identity": "u2", "ts": 0, "evtName": "x", "evtData": {}},
+        {"type": "profile", "identity": "u3", "ts": 1_700_000_000, "profileData": {"a": 1}},
+    ]);
+    let (status, body) = post(&sim.base_url, "TEST-PASSCODE", &json!({ "d": d })).await?;
+    assert_eq!(status, 200);
+    let codes: Vec<u64> = body["unprocessed"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|u| u["code"].as_u64()).collect())
+        .unwrap_or_default();
+    assert_eq!(codes, vec![525, 525], "{body}");
+    assert!(state.profile("u1").is_none() && state.events().is_empty());
+    assert!(state.profile("u3").is_some());
+    Ok(())
+}

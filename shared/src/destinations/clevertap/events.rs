@@ -24,7 +24,8 @@
 //!   currency when the event has them (CleverTap's `Charged` convention).
 //! * Keys are at most 120 bytes, string values at most 512 bytes, and the
 //!   properties (after flattening, `Amount` and `Currency` included) at most
-//!   the account's limit (`max_event_properties`, default 100).
+//!   the limit per event type (`max_event_properties`, default 256: CleverTap's
+//!   limits page).
 //!
 //! An event breaking one of these rules is `OpOutcome::Invalid` with the
 //! reason, never sent: CleverTap would refuse it per record anyway (509,
@@ -208,7 +209,7 @@ pub fn event_fields(
     }
     if data.len() > max_properties {
         return Err(invalid(format!(
-            "event `{name}` has {} properties once flattened; the CleverTap account takes at most {max_properties} (code 522)",
+            "event `{name}` has {} properties once flattened; CleverTap takes at most {max_properties} per event (code 522)",
             data.len()
         )));
     }

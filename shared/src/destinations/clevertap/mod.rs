@@ -49,16 +49,21 @@ pub const MAX_RECORDS_PER_REQUEST: usize = 1000;
 /// Per-record code of a miscellaneous server error: the only retryable one.
 pub const CODE_RETRYABLE: u16 = 555;
 
-/// The Europe region has no prefix.
+/// CleverTap's regions, each with its own host `https://<region>.api.clevertap.com`
+/// (its Node library's `lib/regions.js`; the Region table of its API docs).
+pub const REGIONS: [&str; 6] = ["in1", "sg1", "us1", "aps3", "mec1", "eu1"];
+
+/// The API host of a region; anything off the list is refused (a typo would
+/// otherwise fail DNS on every attempt until the job is dead-lettered).
 pub fn base_url_for_region(region: &str) -> Result<String, String> {
-    let region = region.trim().to_ascii_lowercase();
-    if region.is_empty() || region == "eu1" || region == "eu" {
-        return Ok("https://api.clevertap.com".to_string());
+    if REGIONS.contains(&region) {
+        Ok(format!("https://{region}.api.clevertap.com"))
+    } else {
+        Err(format!(
+            "unknown CleverTap region `{region}`; expected one of: {}",
+            REGIONS.join(", ")
+        ))
     }
-    if !region.bytes().all(|b| b.is_ascii_alphanumeric()) {
-        return Err(format!("invalid CleverTap region {region:?}"));
-    }
-    Ok(format!("https://{region}.api.clevertap.com"))
 }
 
 /// The person's identifier per the export's identity spec (golden first,

@@ -382,16 +382,45 @@ async fn partial_status_is_read_like_success() -> anyhow::Result<()> {
 }
 
 #[test]
-fn region_picks_host_and_eu_has_no_prefix() {
-    assert_eq!(
-        base_url_for_region("in1").ok().as_deref(),
-        Some("https://in1.api.clevertap.com")
-    );
-    assert_eq!(
-        base_url_for_region("eu1").ok().as_deref(),
-        Some("https://api.clevertap.com")
-    );
-    assert!(base_url_for_region("us1.evil.com/").is_err());
+fn every_documented_region_has_its_own_host_eu1_included() {
+    // Hosts as CleverTap's Node library builds them (`https://${region}.api.clevertap.com`).
+    for (region, host) in [
+        ("in1", "https://in1.api.clevertap.com"),
+        ("sg1", "https://sg1.api.clevertap.com"),
+        ("us1", "https://us1.api.clevertap.com"),
+        ("aps3", "https://aps3.api.clevertap.com"),
+        ("mec1", "https://mec1.api.clevertap.com"),
+        ("eu1", "https://eu1.api.clevertap.com"),
+    ] {
+        assert_eq!(base_url_for_region(region).ok().as_deref(), Some(host));
+    }
+    for bad in ["us2", "eu", "", "US1", "us1.evil.com/"] {
+        assert!(base_url_for_region(bad).is_err(), "{bad:?} accepted");
+    }
+}
+
+#[test]
+fn a_destination_in_an_unknown_region_is_refused_when_built_naming_it_and_the_list() {
+    let mut spec = dest_spec("unused", 100);
+    spec.base_url = None;
+    spec.settings = DestinationSettings::Clevertap {
+        region: "us2".into(),
+        account_id_env: "CT_ACCOUNT".into(),
+        passcode_env: "CT_PASSCODE".into(),
+        max_event_properties: 256,
+    };
+    let err = ClevertapDestination::new("ct".into(), &spec, &secrets("p"), http())
+        .err()
+        .map(|e| (e.is_retryable(), e.to_string()));
+    let Some((retryable, message)) = err else {
+        panic!("a destination in region us2 was built");
+    };
+    assert!(!retryable, "{message}");
+    assert!(message.starts_with("ct:"), "{message}");
+    assert!(message.contains("`us2`"), "{message}");
+    for region in REGIONS {
+        assert!(message.contains(region), "{message}");
+    }
 }
 
 #[test]
