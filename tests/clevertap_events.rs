@@ -157,7 +157,13 @@ async fn setup() -> Setup {
     let cio = cio_sim::start(CioSimConfig::new(CIO_KEY, workspace))
         .await
         .unwrap();
-    let (ct_server, ct) = ct_sim::start(ClevertapSimConfig::default()).await.unwrap();
+    let (ct_server, ct) = ct_sim::start(ClevertapSimConfig {
+        // CleverTap's answer time is not what this test is about.
+        response_delay: None,
+        ..ClevertapSimConfig::default()
+    })
+    .await
+    .unwrap();
     let warehouse = dir.path().join("warehouse");
     let mut spec = parse_spec(&spec_yaml(&ct_server.base_url, &warehouse), "test.yaml")
         .unwrap_or_else(|e| panic!("{e}"));

@@ -37,7 +37,11 @@ struct World {
 async fn world() -> World {
     let (meta_server, meta) = MetaSim::start(MetaSimConfig::default()).await.unwrap();
     meta.create_audience(AUDIENCE);
-    let ct_config = ClevertapSimConfig::default();
+    let ct_config = ClevertapSimConfig {
+        // CleverTap's answer time is not what this test is about.
+        response_delay: None,
+        ..ClevertapSimConfig::default()
+    };
     let (ct_server, clevertap) = clevertap::start(ct_config.clone()).await.unwrap();
     let spec = parse_spec(
         &format!(

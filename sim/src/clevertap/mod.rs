@@ -6,7 +6,8 @@
 //!   same answer a wrong region gives);
 //! * content type other than `application/json`, malformed JSON, missing or
 //!   empty `d`, more records than `max_records` (default 100) → 400;
-//! * more than `max_concurrent` (15) requests in flight → 429, no `Retry-After`;
+//! * more than `max_concurrent` (15) uploads in flight → 429 `Too many
+//!   concurrent requests`, no `Retry-After`;
 //! * per record: the codes of the contract table (509, 512, 513, 514, 515,
 //!   516, 522, 523, 524, 525; events: `events.rs`), answered with
 //!   HTTP 200 and the failed records in
@@ -18,16 +19,19 @@
 //! `?dryRun=1` validates and stores nothing.
 //!
 //! Slow and capped like the platform: `response_delay` holds every admitted
-//! request, so tests that overlap requests reach the 15-concurrent cap; the
+//! request ([`DEFAULT_LATENCY`] unless a test turns it down), so overlapping
+//! requests reach the 15-concurrent cap; the
 //! simulator counts its peak of concurrent upload requests
 //! ([`ClevertapCounters::peak_concurrent`]) so a test can pin a client's
 //! own limit.
 //!
 //! Lookup: `GET /1/profile.json?identity=…` (or `email=…`, `objectId=…`)
-//! answers `{"status":"success","record":{"identity":…,"profileData":{…}}}`
-//! for a stored profile and `{"status":"fail","error":"Profile not found",
-//! "code":404}` with HTTP 200 otherwise (the not-found shape is not
-//! documented: **verify**). CleverTap documents no endpoint counting the
+//! answers `{"status":"success","record":{…}}` in CleverTap's shape
+//! ([`answered_record`]: `email`/`name` on the record, custom keys
+//! lower-cased without spaces, flags as `"true"`), and `{"status":"fail",
+//! "error":"Profile not found","code":404}` with HTTP 200 when there is none
+//! (that shape is not documented: **verify**). More than
+//! `max_concurrent_reads` (3) lookups in flight → 429. CleverTap documents no endpoint counting the
 //! profiles that carry a property value: its Get Profile Count API
 //! (`POST /1/counts/profiles.json`) counts profiles that *performed an
 //! event* in a date range. So the simulator serves no count, and reconcile
@@ -68,6 +72,11 @@ const MAX_KEY_BYTES: usize = 120;
 const MAX_VALUE_BYTES: usize = 512;
 /// Event properties per event type (CleverTap's limits page: 256).
 pub const DEFAULT_MAX_EVENT_PROPERTIES: usize = 256;
+/// CleverTap's answer time: its API FAQ says a request "may take one or
+/// more seconds" to process (docs/clevertap.md, "Limits").
+pub const DEFAULT_LATENCY: Duration = Duration::from_secs(1);
+/// CleverTap's answer past a concurrency cap (API Request Limit page).
+const THROTTLED: &str = "Too many concurrent requests";
 /// Unix seconds at or above this are taken as milliseconds sent by mistake.
 const MAX_TS_SECONDS: i64 = 10_000_000_000;
 const HARD_MAX_RECORDS: usize = 1000;
@@ -89,11 +98,14 @@ pub struct ClevertapSimConfig {
     /// Records per request; clamped to 1..=1000 (docs say 1000, the official
     /// library batches 100).
     pub max_records: usize,
-    /// Concurrent requests per account before 429.
+    /// Concurrent upload requests per account before 429 (CleverTap: 15).
     pub max_concurrent: usize,
+    /// Concurrent profile reads per account before 429 (CleverTap: 3).
+    pub max_concurrent_reads: usize,
     pub partial_status: PartialStatus,
-    /// Hold every request this long before answering (lets tests overlap
-    /// requests to hit the concurrency limit).
+    /// How long CleverTap takes to answer: every admitted request is held
+    /// this long. Default [`DEFAULT_LATENCY`]; a test that needs speed sets
+    /// `None` explicitly.
     pub response_delay: Option<Duration>,
     /// Event properties per event type: an event with more is refused with
     /// code 522 (default 256, CleverTap's limits page).
@@ -107,8 +119,9 @@ impl Default for ClevertapSimConfig {
             passcode: "TEST-PASSCODE".to_string(),
             max_records: 100,
             max_concurrent: 15,
+            max_concurrent_reads: 3,
             partial_status: PartialStatus::Success,
-            response_delay: None,
+            response_delay: Some(DEFAULT_LATENCY),
             max_event_properties: DEFAULT_MAX_EVENT_PROPERTIES,
         }
     }
@@ -150,6 +163,8 @@ pub struct ClevertapCounters {
     pub peak_concurrent: u64,
     /// Profile lookups served.
     pub lookups: u64,
+    /// Profile lookups refused with 429 (past `max_concurrent_reads`).
+    pub lookups_throttled: u64,
     /// Records answered 555 by [`ClevertapState::set_unprocessed_share`]
     /// (also counted in `records_rejected`).
     pub unprocessed_injected: u64,
@@ -178,6 +193,7 @@ pub struct ClevertapState {
     config: ClevertapSimConfig,
     inner: Mutex<Inner>,
     in_flight: AtomicUsize,
+    reads_in_flight: AtomicUsize,
 }
 
 impl ClevertapState {
@@ -187,6 +203,7 @@ impl ClevertapState {
             config,
             inner: Mutex::new(Inner::default()),
             in_flight: AtomicUsize::new(0),
+            reads_in_flight: AtomicUsize::new(0),
         }
     }
 
@@ -315,10 +332,7 @@ async fn upload(
     }
     if in_flight > state.config.max_concurrent {
         state.lock().counters.throttled += 1;
-        return fail(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too many concurrent requests",
-        );
+        return fail(StatusCode::TOO_MANY_REQUESTS, THROTTLED);
     }
     if let Some(delay) = state.config.response_delay {
         tokio::time::sleep(delay).await;
@@ -425,12 +439,19 @@ async fn upload(
         .into_response()
 }
 
-/// `GET /1/profile.json?identity=…`: one stored profile.
+/// `GET /1/profile.json?identity=…` (or `email=`, `objectId=`): one stored
+/// profile, answered as CleverTap answers it ([`answered_record`]).
 async fn lookup(
     State(state): State<Arc<ClevertapState>>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Response {
+    let in_flight = state.reads_in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+    let _slot = Slot(&state.reads_in_flight);
+    if in_flight > state.config.max_concurrent_reads {
+        state.lock().counters.lookups_throttled += 1;
+        return fail(StatusCode::TOO_MANY_REQUESTS, THROTTLED);
+    }
     if let Some(delay) = state.config.response_delay {
         tokio::time::sleep(delay).await;
     }
@@ -471,14 +492,45 @@ async fn lookup(
     };
     drop(inner);
     match found {
-        Some(p) => Json(json!({"status": "success", "record": {
-            p.key_kind.as_str(): p.key,
-            "profileData": p.data,
-        }}))
-        .into_response(),
+        Some(p) => {
+            Json(json!({"status": "success", "record": answered_record(&p)})).into_response()
+        }
         None => Json(json!({"status": "fail", "error": "Profile not found", "code": 404}))
             .into_response(),
     }
+}
+
+/// Standard profile fields CleverTap answers on the record, not in
+/// `profileData` (its recorded example: `record.email`).
+const RECORD_FIELDS: [(&str, &str); 2] = [("Email", "email"), ("Name", "name")];
+
+/// A stored profile as CleverTap's lookup answers it: `email` and `name` on
+/// the record, custom keys lower-cased without spaces, flags as text, and
+/// the record's `events` and `platformInfo` (none here: no SDK traffic).
+pub fn answered_record(p: &StoredProfile) -> Value {
+    let mut record = Map::new();
+    record.insert(p.key_kind.clone(), Value::String(p.key.clone()));
+    let mut data = Map::new();
+    for (key, value) in &p.data {
+        if let Some((_, field)) = RECORD_FIELDS.iter().find(|(k, _)| k == key) {
+            record.insert((*field).to_string(), value.clone());
+            continue;
+        }
+        let folded: String = key
+            .chars()
+            .filter(|c| !c.is_whitespace())
+            .flat_map(char::to_lowercase)
+            .collect();
+        let value = match value {
+            Value::Bool(b) => Value::String(b.to_string()),
+            other => other.clone(),
+        };
+        data.insert(folded, value);
+    }
+    record.insert("profileData".into(), Value::Object(data));
+    record.insert("events".into(), json!({}));
+    record.insert("platformInfo".into(), json!([]));
+    Value::Object(record)
 }
 
 /// Query pairs, percent-decoded.
