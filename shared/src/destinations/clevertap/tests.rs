@@ -194,10 +194,12 @@ fn missing_secret_names_the_variable() {
 }
 
 #[tokio::test]
-async fn one_bad_phone_rejects_only_that_op_even_when_status_says_success() -> anyhow::Result<()> {
+async fn a_refused_phone_is_left_out_and_the_membership_flag_lands_exactly_once(
+) -> anyhow::Result<()> {
     let (_sim, state, dest) = setup(100).await?;
     let mut bad = op(OpKind::Add, Some("u2"), None);
     bad.attributes.insert("Phone".into(), json!("415-555-1234"));
+    bad.attributes.insert("plan".into(), json!("pro"));
     let ops = vec![
         op(OpKind::Add, Some("u1"), None),
         bad,
@@ -206,12 +208,64 @@ async fn one_bad_phone_rejects_only_that_op_even_when_status_says_success() -> a
     let out = dest.send(&export(), &binding(), &ops).await?;
     assert_eq!(out[0], OpOutcome::Accepted);
     assert!(
-        matches!(&out[1], OpOutcome::Rejected { reason } if reason.contains("516")),
+        matches!(&out[1], OpOutcome::AcceptedWithout { fields, reason }
+            if fields == &["Phone".to_string()] && reason.contains("516")),
         "{out:?}"
     );
+    assert!(out[1].is_accepted());
     assert_eq!(out[2], OpOutcome::Accepted);
-    assert!(state.profile("u1").is_some() && state.profile("u3").is_some());
-    assert!(state.profile("u2").is_none());
+    let u2 = state
+        .profile("u2")
+        .ok_or_else(|| anyhow::anyhow!("u2's profile never landed"))?;
+    assert_eq!(u2.data["cio_cart_abandoners"], true);
+    assert_eq!(u2.data["plan"], "pro");
+    assert!(!u2.data.contains_key("Phone"), "{u2:?}");
+    // Stored once: the first upload skipped it whole, the resend landed it.
+    let arrivals = state.arrival_order();
+    assert_eq!(arrivals.iter().filter(|k| *k == "u2").count(), 1, "{arrivals:?}");
+    assert_eq!(arrivals.iter().filter(|k| *k == "u1").count(), 1, "{arrivals:?}");
+    let c = state.counters();
+    assert_eq!((c.requests, c.records_rejected), (2, 1), "{c:?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_refused_email_and_phone_are_both_left_out_and_the_profile_lands() -> anyhow::Result<()> {
+    let (_sim, state, dest) = setup(100).await?;
+    let mut bad = op(OpKind::Add, Some("u1"), None);
+    bad.attributes.insert("Email".into(), json!("not-an-email"));
+    bad.attributes.insert("Phone".into(), json!("12"));
+    let out = dest.send(&export(), &binding(), &[bad]).await?;
+    let OpOutcome::AcceptedWithout { fields, reason } = &out[0] else {
+        panic!("{out:?}");
+    };
+    let mut fields = fields.clone();
+    fields.sort();
+    assert_eq!(fields, ["Email", "Phone"]);
+    assert!(reason.contains("515") && reason.contains("516"), "{reason}");
+    let u1 = state
+        .profile("u1")
+        .ok_or_else(|| anyhow::anyhow!("u1's profile never landed"))?;
+    assert_eq!(u1.data["cio_cart_abandoners"], true);
+    assert!(!u1.data.contains_key("Email") && !u1.data.contains_key("Phone"));
+    assert_eq!(state.arrival_order(), ["u1"]);
+    Ok(())
+}
+
+#[test]
+fn a_record_left_with_nothing_but_the_refused_field_is_not_resent() -> anyhow::Result<()> {
+    // Nothing but the contact field would be left: the refusal stands.
+    let record = json!({"type": "profile", "identity": "u1", "profileData": {"Phone": "12"}});
+    assert!(without_contact_field(&record, 516, &[]).is_none());
+    let record = json!({"type": "profile", "identity": "u1",
+                        "profileData": {"Phone": "12", "seg": true}});
+    let (stripped, field) = without_contact_field(&record, 516, &[])
+        .ok_or_else(|| anyhow::anyhow!("phone not taken out"))?;
+    assert_eq!(field, "Phone");
+    assert_eq!(stripped["profileData"], json!({"seg": true}));
+    // A code that is not about a contact field, or a field already out: no resend.
+    assert!(without_contact_field(&record, 514, &[]).is_none());
+    assert!(without_contact_field(&record, 516, &[(516, "Phone")]).is_none());
     Ok(())
 }
 
@@ -377,7 +431,7 @@ async fn partial_status_is_read_like_success() -> anyhow::Result<()> {
         http(),
     )?;
     let mut bad = op(OpKind::Add, Some("u2"), None);
-    bad.attributes.insert("Email".into(), json!("nope"));
+    bad.attributes.insert("Gender".into(), json!("x"));
     let out = dest
         .send(
             &export(),
@@ -386,7 +440,7 @@ async fn partial_status_is_read_like_success() -> anyhow::Result<()> {
         )
         .await?;
     assert_eq!(out[0], OpOutcome::Accepted);
-    assert!(matches!(&out[1], OpOutcome::Rejected { reason } if reason.contains("515")));
+    assert!(matches!(&out[1], OpOutcome::Rejected { reason } if reason.contains("514")));
     Ok(())
 }
 
