@@ -342,7 +342,8 @@ async fn a_profile_whose_phone_clevertap_refuses_lands_without_it_and_the_field_
     let ct = w.destination("clevertap");
     let mut bad = op(OpKind::Add, "u2", "cio_cart", T0);
     // Not E.164: CleverTap answers 516 and skips the whole record.
-    bad.attributes.insert("Phone".into(), serde_json::json!("415-555"));
+    bad.attributes
+        .insert("Phone".into(), serde_json::json!("415-555"));
     let ops = vec![op(OpKind::Add, "u1", "cio_cart", T0), bad];
     let job = w.job("clevertap", ops).await;
     let (d, totals) = deliver_jobs(&w.deps, &ct, &[job], &DeliveryOptions::default()).await;

@@ -767,10 +767,7 @@ async fn replace_job(
             warn!(destination = destination.name(), %audience, "nothing to replace the audience with: left as it is");
             continue;
         };
-        let accepted = outcomes
-            .iter()
-            .filter(|o| o.is_accepted())
-            .count() as i64;
+        let accepted = outcomes.iter().filter(|o| o.is_accepted()).count() as i64;
         let unmatched = outcomes
             .iter()
             .filter(|o| matches!(o, OpOutcome::Unmatched { .. }))

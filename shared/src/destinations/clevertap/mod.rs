@@ -576,10 +576,16 @@ fn with_dropped(outcome: OpOutcome, dropped: &[(u16, &'static str)]) -> OpOutcom
             reason: format!("{}; the profile was sent without it", refused.join("; ")),
         },
         OpOutcome::Rejected { reason } => OpOutcome::Rejected {
-            reason: format!("{reason} (after {} was refused and left out)", fields.join(", ")),
+            reason: format!(
+                "{reason} (after {} was refused and left out)",
+                fields.join(", ")
+            ),
         },
         OpOutcome::Retry { reason } => OpOutcome::Retry {
-            reason: format!("{reason} (after {} was refused and left out)", fields.join(", ")),
+            reason: format!(
+                "{reason} (after {} was refused and left out)",
+                fields.join(", ")
+            ),
         },
         other => other,
     }

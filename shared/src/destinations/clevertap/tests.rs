@@ -125,7 +125,9 @@ async fn membership_and_attributes_land_as_profile_properties() -> anyhow::Resul
     event.event = Some(EventPayload {
         event_id: "e1".into(),
         name: "Charged".into(),
-        data: serde_json::from_value(json!({"amount": 5, "items": [1, 2]}))?,
+        data: serde_json::from_value(json!({"amount": 5, "items": [
+            {"sku": "a", "qty": 1}, {"sku": "b", "qty": 2}
+        ]}))?,
         ..EventPayload::default()
     });
     let out = dest
@@ -148,7 +150,12 @@ async fn membership_and_attributes_land_as_profile_properties() -> anyhow::Resul
     let events = state.events();
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].name, "Charged");
-    assert_eq!(events[0].data["items"], "[1,2]");
+    // CleverTap's Charged shape: Items, an array of objects.
+    assert_eq!(
+        events[0].data["Items"],
+        json!([{"sku": "a", "qty": 1}, {"sku": "b", "qty": 2}])
+    );
+    assert!(!events[0].data.contains_key("items"));
     Ok(())
 }
 
@@ -222,8 +229,16 @@ async fn a_refused_phone_is_left_out_and_the_membership_flag_lands_exactly_once(
     assert!(!u2.data.contains_key("Phone"), "{u2:?}");
     // Stored once: the first upload skipped it whole, the resend landed it.
     let arrivals = state.arrival_order();
-    assert_eq!(arrivals.iter().filter(|k| *k == "u2").count(), 1, "{arrivals:?}");
-    assert_eq!(arrivals.iter().filter(|k| *k == "u1").count(), 1, "{arrivals:?}");
+    assert_eq!(
+        arrivals.iter().filter(|k| *k == "u2").count(),
+        1,
+        "{arrivals:?}"
+    );
+    assert_eq!(
+        arrivals.iter().filter(|k| *k == "u1").count(),
+        1,
+        "{arrivals:?}"
+    );
     let c = state.counters();
     assert_eq!((c.requests, c.records_rejected), (2, 1), "{c:?}");
     Ok(())
