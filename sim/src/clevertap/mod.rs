@@ -16,7 +16,11 @@
 //!   [`ClevertapSimConfig::partial_status`] switches it to `"partial"`. When
 //!   none passed, `status` is `"fail"`.
 //!
-//! `?dryRun=1` validates and stores nothing.
+//! `?dryRun=1` validates and stores nothing. A body key other than `d` is
+//! 400 and a record key CleverTap does not define is 512; a path CleverTap
+//! does not serve is 404 and a served path on another verb 405, both in its
+//! failure shape `{"status":"fail","error":…,"code":…}`. Every exchange can be
+//! kept for the contract test ([`ClevertapState::record_wire`]).
 //!
 //! Slow and capped like the platform: `response_delay` holds every admitted
 //! request ([`DEFAULT_LATENCY`] unless a test turns it down), so overlapping
@@ -64,9 +68,27 @@ use crate::RunningSim;
 
 mod events;
 pub use events::RESTRICTED_EVENT_NAMES;
+mod lookup;
+pub use lookup::answered_record;
+use lookup::lookup;
+mod wire;
+pub use wire::WireExchange;
 
 /// The identifier keys of a record; exactly one must be present.
 pub const IDENTITY_KEYS: [&str; 4] = ["identity", "objectId", "FBID", "GPID"];
+/// Every key a record may carry (CleverTap's upload pages); the simulator
+/// refuses others with 512 so that a misspelt key cannot pass silently.
+pub const RECORD_KEYS: [&str; 9] = [
+    "identity",
+    "objectId",
+    "FBID",
+    "GPID",
+    "type",
+    "ts",
+    "profileData",
+    "evtName",
+    "evtData",
+];
 
 const MAX_KEY_BYTES: usize = 120;
 const MAX_VALUE_BYTES: usize = 512;
@@ -186,6 +208,8 @@ struct Inner {
     /// Share of valid records answered 555, and the RNG drawing them
     /// (`None`: no random 555s).
     unprocessed: Option<(f64, StdRng)>,
+    /// Exchanges kept while recording is on ([`ClevertapState::record_wire`]).
+    wire: Option<Vec<WireExchange>>,
 }
 
 /// Shared state of a running CleverTap simulator.
@@ -279,10 +303,25 @@ impl ClevertapState {
 /// The router, for embedding the simulator in a bigger app (the demo).
 pub fn router(state: Arc<ClevertapState>) -> Router {
     Router::new()
-        .route("/1/upload", post(upload))
-        .route("/1/profile.json", get(lookup))
+        .route("/1/upload", post(upload).fallback(not_allowed))
+        .route("/1/profile.json", get(lookup).fallback(not_allowed))
+        .fallback(not_found)
         .layer(DefaultBodyLimit::max(16 * 1024 * 1024))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            wire::record,
+        ))
         .with_state(state)
+}
+
+/// A path CleverTap does not serve: its generic 404 (API Errors page).
+async fn not_found() -> Response {
+    fail(StatusCode::NOT_FOUND, "Not Found")
+}
+
+/// A served path on another verb: its generic 405 (API Errors page).
+async fn not_allowed() -> Response {
+    fail(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed")
 }
 
 /// Serve a CleverTap simulator on 127.0.0.1.
@@ -357,6 +396,17 @@ async fn upload(
         Ok(v) => v,
         Err(e) => return fail(StatusCode::BAD_REQUEST, &format!("malformed JSON: {e}")),
     };
+    // The body is `{"d":[…]}` and nothing else: a misspelt key must not
+    // pass silently.
+    if let Some(key) = parsed
+        .as_object()
+        .and_then(|o| o.keys().find(|k| *k != "d"))
+    {
+        return fail(
+            StatusCode::BAD_REQUEST,
+            &format!("unknown field {key}: the payload is {{\"d\":[...]}}"),
+        );
+    }
     let Some(records) = parsed.get("d").and_then(Value::as_array) else {
         return fail(StatusCode::BAD_REQUEST, "payload must be {\"d\":[...]}");
     };
@@ -439,108 +489,6 @@ async fn upload(
         .into_response()
 }
 
-/// `GET /1/profile.json?identity=…` (or `email=`, `objectId=`): one stored
-/// profile, answered as CleverTap answers it ([`answered_record`]).
-async fn lookup(
-    State(state): State<Arc<ClevertapState>>,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-) -> Response {
-    let in_flight = state.reads_in_flight.fetch_add(1, Ordering::SeqCst) + 1;
-    let _slot = Slot(&state.reads_in_flight);
-    if in_flight > state.config.max_concurrent_reads {
-        state.lock().counters.lookups_throttled += 1;
-        return fail(StatusCode::TOO_MANY_REQUESTS, THROTTLED);
-    }
-    if let Some(delay) = state.config.response_delay {
-        tokio::time::sleep(delay).await;
-    }
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    if header("X-CleverTap-Account-Id") != Some(state.config.account_id.as_str())
-        || header("X-CleverTap-Passcode") != Some(state.config.passcode.as_str())
-    {
-        return fail(StatusCode::UNAUTHORIZED, "invalid credentials or URL");
-    }
-    let pairs: Vec<(String, String)> = query
-        .as_deref()
-        .and_then(serde_urlencoded_pairs)
-        .unwrap_or_default();
-    let find = |k: &str| {
-        pairs
-            .iter()
-            .find(|(key, _)| key == k)
-            .map(|(_, v)| v.clone())
-    };
-    let mut inner = state.lock();
-    inner.counters.lookups += 1;
-    let found = if let Some(id) = find("identity") {
-        inner.profiles.get(&("identity".to_string(), id)).cloned()
-    } else if let Some(id) = find("objectId") {
-        inner.profiles.get(&("objectId".to_string(), id)).cloned()
-    } else if let Some(email) = find("email") {
-        inner
-            .profiles
-            .values()
-            .find(|p| p.data.get("Email").and_then(Value::as_str) == Some(email.as_str()))
-            .cloned()
-    } else {
-        drop(inner);
-        return fail(
-            StatusCode::BAD_REQUEST,
-            "one of identity, email or objectId is required",
-        );
-    };
-    drop(inner);
-    match found {
-        Some(p) => {
-            Json(json!({"status": "success", "record": answered_record(&p)})).into_response()
-        }
-        None => Json(json!({"status": "fail", "error": "Profile not found", "code": 404}))
-            .into_response(),
-    }
-}
-
-/// Standard profile fields CleverTap answers on the record, not in
-/// `profileData` (its recorded example: `record.email`).
-const RECORD_FIELDS: [(&str, &str); 2] = [("Email", "email"), ("Name", "name")];
-
-/// A stored profile as CleverTap's lookup answers it: `email` and `name` on
-/// the record, custom keys lower-cased without spaces, flags as text, and
-/// the record's `events` and `platformInfo` (none here: no SDK traffic).
-pub fn answered_record(p: &StoredProfile) -> Value {
-    let mut record = Map::new();
-    record.insert(p.key_kind.clone(), Value::String(p.key.clone()));
-    let mut data = Map::new();
-    for (key, value) in &p.data {
-        if let Some((_, field)) = RECORD_FIELDS.iter().find(|(k, _)| k == key) {
-            record.insert((*field).to_string(), value.clone());
-            continue;
-        }
-        let folded: String = key
-            .chars()
-            .filter(|c| !c.is_whitespace())
-            .flat_map(char::to_lowercase)
-            .collect();
-        let value = match value {
-            Value::Bool(b) => Value::String(b.to_string()),
-            other => other.clone(),
-        };
-        data.insert(folded, value);
-    }
-    record.insert("profileData".into(), Value::Object(data));
-    record.insert("events".into(), json!({}));
-    record.insert("platformInfo".into(), json!([]));
-    Value::Object(record)
-}
-
-/// Query pairs, percent-decoded.
-fn serde_urlencoded_pairs(query: &str) -> Option<Vec<(String, String)>> {
-    let uri: axum::http::Uri = format!("/?{query}").parse().ok()?;
-    axum::extract::Query::<Vec<(String, String)>>::try_from_uri(&uri)
-        .ok()
-        .map(|q| q.0)
-}
-
 /// A record that passed validation.
 struct Valid {
     key_kind: String,
@@ -563,6 +511,9 @@ fn validate(record: &Value, config: &ClevertapSimConfig) -> Result<Valid, Record
     let Some(obj) = record.as_object() else {
         return Err((524, "record is not an object".into()));
     };
+    if let Some(key) = obj.keys().find(|k| !RECORD_KEYS.contains(&k.as_str())) {
+        return Err((512, format!("unknown record field {key}")));
+    }
     let present: Vec<(&str, String)> = IDENTITY_KEYS
         .iter()
         .filter_map(|k| {

@@ -746,4 +746,6 @@ impl Destination for ClevertapDestination {
 }
 
 #[cfg(test)]
+mod read_tests;
+#[cfg(test)]
 mod tests;

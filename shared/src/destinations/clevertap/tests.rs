@@ -1,13 +1,12 @@
 //! CleverTap destination tests, against the CleverTap simulator.
 
 use super::*;
-use crate::destinations::ReadBack;
 use crate::domain::model::{Attributes, EventPayload, PersonKey};
 use crate::domain::spec::{Cadence, ExportMode, ExportSource, GuardRails};
 use crate::ports::MapSecrets;
 use dataout_sim::clevertap::{self as sim, ClevertapSimConfig};
 
-fn dest_spec(base_url: &str, batch_size: usize) -> DestinationSpec {
+pub(super) fn dest_spec(base_url: &str, batch_size: usize) -> DestinationSpec {
     DestinationSpec {
         name: "ct".into(),
         kind: DestinationKind::Clevertap,
@@ -25,13 +24,13 @@ fn dest_spec(base_url: &str, batch_size: usize) -> DestinationSpec {
     }
 }
 
-fn secrets(passcode: &str) -> MapSecrets {
+pub(super) fn secrets(passcode: &str) -> MapSecrets {
     MapSecrets::default()
         .with("CT_ACCOUNT", "TEST-ACC-1")
         .with("CT_PASSCODE", passcode)
 }
 
-fn export() -> ExportSpec {
+pub(super) fn export() -> ExportSpec {
     ExportSpec {
         name: "cart_abandoners".into(),
         source: ExportSource::Segment { segment_id: 7 },
@@ -52,7 +51,7 @@ fn export() -> ExportSpec {
     }
 }
 
-fn binding() -> ExportDestination {
+pub(super) fn binding() -> ExportDestination {
     ExportDestination {
         destination: "ct".into(),
         audience: "cio_cart_abandoners".into(),
@@ -61,7 +60,7 @@ fn binding() -> ExportDestination {
     }
 }
 
-fn op(kind: OpKind, id: Option<&str>, email: Option<&str>) -> DeliveryOp {
+pub(super) fn op(kind: OpKind, id: Option<&str>, email: Option<&str>) -> DeliveryOp {
     DeliveryOp {
         op: kind,
         person_key: PersonKey(format!("id:{}", id.unwrap_or("-"))),
@@ -81,21 +80,21 @@ fn op(kind: OpKind, id: Option<&str>, email: Option<&str>) -> DeliveryOp {
 }
 
 /// The simulator without CleverTap's answer time: these tests need speed.
-fn fast() -> ClevertapSimConfig {
+pub(super) fn fast() -> ClevertapSimConfig {
     ClevertapSimConfig {
         response_delay: None,
         ..ClevertapSimConfig::default()
     }
 }
 
-fn http() -> reqwest::Client {
+pub(super) fn http() -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
         .build()
         .unwrap_or_default()
 }
 
-async fn setup(
+pub(super) async fn setup(
     batch_size: usize,
 ) -> anyhow::Result<(
     dataout_sim::RunningSim,
@@ -700,148 +699,5 @@ fn output_is_described_by_mode() -> anyhow::Result<()> {
     assert!(dest
         .describe_output(&events_export(), &b)
         .contains("event `cio_cart_abandoners`"));
-    Ok(())
-}
-
-/// A stand-in CleverTap answering every profile lookup with `status` and
-/// `body`, as recorded.
-async fn answering(
-    status: u16,
-    body: Value,
-) -> anyhow::Result<(dataout_sim::RunningSim, ClevertapDestination)> {
-    use axum::http::StatusCode;
-    let code = StatusCode::from_u16(status)?;
-    let router = axum::Router::new().route(
-        "/1/profile.json",
-        axum::routing::get(move || {
-            let body = body.clone();
-            async move { (code, axum::Json(body)) }
-        }),
-    );
-    let running = dataout_sim::serve(router).await?;
-    let dest = ClevertapDestination::new(
-        "ct".into(),
-        &dest_spec(&running.base_url, 100),
-        &secrets("TEST-PASSCODE"),
-        http(),
-    )?;
-    Ok((running, dest))
-}
-
-#[tokio::test]
-async fn read_back_reads_clevertaps_answer_shape_folded_keys_text_flags_email_on_the_record(
-) -> anyhow::Result<()> {
-    // The shape of CleverTap's answer (its recorded example puts `email` on
-    // the record; custom keys come back lower-cased without spaces, flags as
-    // text), written here by hand, not produced by our simulator.
-    let (_server, dest) = answering(
-        200,
-        json!({"status": "success", "record": {
-            "identity": "u1",
-            "email": "ann@example.com",
-            "name": "Ann Lee",
-            "profileData": {"cio_cart_abandoners": "true", "cartvalue": 140, "plan": "pro"},
-            "events": {"App Launched": {"count": 1, "first_seen": 1457271567, "last_seen": 1457271567}},
-            "platformInfo": [{"platform": "Web", "objectId": "a8ffcbc9"}]
-        }}),
-    )
-    .await?;
-    let mut add = op(OpKind::Add, Some("u1"), Some("ann@example.com"));
-    add.attributes.insert("Cart Value".into(), json!(140));
-    add.attributes.insert("plan".into(), json!("pro"));
-    add.attributes.insert("Name".into(), json!("Ann Lee"));
-    let answer = dest.read_back(&export(), &binding(), &add).await?;
-    assert!(matches!(answer, ReadBack::Agrees(_)), "{answer:?}");
-
-    // The same answer disagrees with a value that was not stored.
-    add.attributes.insert("plan".into(), json!("free"));
-    let answer = dest.read_back(&export(), &binding(), &add).await?;
-    assert!(
-        matches!(&answer, ReadBack::Disagrees(why) if why.contains("`plan`")),
-        "{answer:?}"
-    );
-    Ok(())
-}
-
-#[tokio::test]
-async fn read_back_sees_a_false_flag_given_as_text() -> anyhow::Result<()> {
-    let (_server, dest) = answering(
-        200,
-        json!({"status": "success", "record": {"identity": "u1",
-            "profileData": {"cio_cart_abandoners": "false"}}}),
-    )
-    .await?;
-    let add = op(OpKind::Add, Some("u1"), None);
-    let answer = dest.read_back(&export(), &binding(), &add).await?;
-    assert!(
-        matches!(&answer, ReadBack::Disagrees(why) if why.contains("is false")),
-        "{answer:?}"
-    );
-    let remove = op(OpKind::Remove, Some("u1"), None);
-    let answer = dest.read_back(&export(), &binding(), &remove).await?;
-    assert!(matches!(answer, ReadBack::Agrees(_)), "{answer:?}");
-    Ok(())
-}
-
-#[tokio::test]
-async fn read_back_of_an_http_error_is_an_error_never_no_profile() -> anyhow::Result<()> {
-    // A Remove would read "no profile" as agreement: the error must surface.
-    let remove = op(OpKind::Remove, Some("u1"), None);
-    for (status, body, retryable) in [
-        (
-            401,
-            json!({"status": "fail", "error": "invalid credentials or URL", "code": 401}),
-            false,
-        ),
-        (
-            429,
-            json!({"status": "fail", "error": "Too many concurrent requests", "code": 429}),
-            true,
-        ),
-        (
-            503,
-            json!({"status": "fail", "error": "Service Unavailable", "code": 503}),
-            true,
-        ),
-    ] {
-        let (_server, dest) = answering(status, body).await?;
-        match dest.read_back(&export(), &binding(), &remove).await {
-            Err(e) => assert_eq!(e.is_retryable(), retryable, "{status}: {e}"),
-            Ok(answer) => panic!("{status} read as {answer:?}"),
-        }
-    }
-    // A 200 that says `fail` with an auth code is no "no profile" either.
-    let (_server, dest) = answering(
-        200,
-        json!({"status": "fail", "error": "invalid credentials or URL", "code": 401}),
-    )
-    .await?;
-    assert!(dest
-        .read_back(&export(), &binding(), &remove)
-        .await
-        .is_err());
-    // Not found is an answer: no profile, so no membership.
-    let (_server, dest) = answering(
-        200,
-        json!({"status": "fail", "error": "Profile not found", "code": 404}),
-    )
-    .await?;
-    let answer = dest.read_back(&export(), &binding(), &remove).await?;
-    assert!(matches!(answer, ReadBack::Agrees(_)), "{answer:?}");
-    Ok(())
-}
-
-#[tokio::test]
-async fn read_back_after_an_upload_to_the_simulator_agrees() -> anyhow::Result<()> {
-    let (_sim, _state, dest) = setup(100).await?;
-    let mut add = op(OpKind::Add, Some("u1"), Some("ann@example.com"));
-    add.attributes.insert("Cart Value".into(), json!(140));
-    add.attributes.insert("Name".into(), json!("Ann Lee"));
-    let out = dest
-        .send(&export(), &binding(), std::slice::from_ref(&add))
-        .await?;
-    assert_eq!(out, vec![OpOutcome::Accepted]);
-    let answer = dest.read_back(&export(), &binding(), &add).await?;
-    assert!(matches!(answer, ReadBack::Agrees(_)), "{answer:?}");
     Ok(())
 }
