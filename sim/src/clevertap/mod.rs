@@ -1,4 +1,4 @@
-//! CleverTap upload API simulator (`POST /1/upload`), per API-CONTRACTS §2.
+//! CleverTap upload API simulator (`POST /1/upload`), per docs/clevertap.md.
 //!
 //! Fails the way the real API does, so a client bug shows up in tests:
 //! * wrong or missing `X-CleverTap-Account-Id` / `X-CleverTap-Passcode` → 401

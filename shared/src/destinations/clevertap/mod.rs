@@ -1,4 +1,4 @@
-//! CleverTap: profile and event upload (`POST /1/upload`, API-CONTRACTS §2).
+//! CleverTap: profile and event upload (`POST /1/upload`; docs/clevertap.md).
 //!
 //! Membership is a boolean profile property per export audience (option a of
 //! the contract): Add sends `{<audience>: true, ...attributes}`, Remove sends
