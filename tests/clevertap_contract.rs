@@ -132,7 +132,7 @@ fn check_record(c: &Value, at: &str, record: &Value, errors: &mut Vec<String>) {
         ));
     }
     for k in users {
-        if !obj[k].as_str().is_some_and(|s| !s.trim().is_empty()) {
+        if obj[k].as_str().is_none_or(|s| s.trim().is_empty()) {
             errors.push(format!("{at}.{k}: must be a non-empty string"));
         }
     }
