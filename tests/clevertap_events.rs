@@ -112,7 +112,7 @@ fn events_export(name: &str, event: &str) -> ExportSpec {
 
 /// The events exports and their taxonomy, added to the parsed spec (so the
 /// test does not depend on how the example spec declares them):
-/// `order_placed` to `orders`, and `bulk_viewed`, 101 allow-listed
+/// `order_placed` to `orders`, and `bulk_viewed`, 257 allow-listed
 /// properties, to `browse`.
 fn add_events(spec: &mut ActivationSpec) {
     spec.events.insert(
@@ -136,7 +136,7 @@ fn add_events(spec: &mut ActivationSpec) {
         "bulk_viewed".into(),
         EventSpec {
             name: "bulk_viewed".into(),
-            properties: (0..101)
+            properties: (0..257)
                 .map(|i| property(&format!("p{i}"), Transform::Identity))
                 .collect(),
             ..EventSpec::default()
@@ -157,7 +157,13 @@ async fn setup() -> Setup {
     let cio = cio_sim::start(CioSimConfig::new(CIO_KEY, workspace))
         .await
         .unwrap();
-    let (ct_server, ct) = ct_sim::start(ClevertapSimConfig::default()).await.unwrap();
+    let (ct_server, ct) = ct_sim::start(ClevertapSimConfig {
+        // CleverTap's answer time is not what this test is about.
+        response_delay: None,
+        ..ClevertapSimConfig::default()
+    })
+    .await
+    .unwrap();
     let warehouse = dir.path().join("warehouse");
     let mut spec = parse_spec(&spec_yaml(&ct_server.base_url, &warehouse), "test.yaml")
         .unwrap_or_else(|e| panic!("{e}"));
@@ -283,7 +289,7 @@ async fn event_over_the_property_limit_is_invalid_counted_and_its_neighbours_del
             t + n,
         )
     };
-    let many: serde_json::Map<String, Value> = (0..101)
+    let many: serde_json::Map<String, Value> = (0..257)
         .map(|i| (format!("p{i}"), json!(format!("v{i}"))))
         .collect();
     post_action(&s.rt, &order("cust_70011", 0)).await;

@@ -37,7 +37,11 @@ struct World {
 async fn world() -> World {
     let (meta_server, meta) = MetaSim::start(MetaSimConfig::default()).await.unwrap();
     meta.create_audience(AUDIENCE);
-    let ct_config = ClevertapSimConfig::default();
+    let ct_config = ClevertapSimConfig {
+        // CleverTap's answer time is not what this test is about.
+        response_delay: None,
+        ..ClevertapSimConfig::default()
+    };
     let (ct_server, clevertap) = clevertap::start(ct_config.clone()).await.unwrap();
     let spec = parse_spec(
         &format!(
@@ -330,4 +334,29 @@ async fn a_worker_killed_after_the_platform_applied_its_request_sends_again_and_
     assert_eq!(c.get(counter::ACCEPTED), Some(&2), "{c:?}");
     assert_eq!(c.get(counter::SENT), Some(&2), "{c:?}");
     assert_eq!(c.get(counter::JOBS_DUPLICATE), Some(&1), "{c:?}");
+}
+
+#[tokio::test]
+async fn a_profile_whose_phone_clevertap_refuses_lands_without_it_and_the_field_is_counted_apart() {
+    let w = world().await;
+    let ct = w.destination("clevertap");
+    let mut bad = op(OpKind::Add, "u2", "cio_cart", T0);
+    // Not E.164: CleverTap answers 516 and skips the whole record.
+    bad.attributes
+        .insert("Phone".into(), serde_json::json!("415-555"));
+    let ops = vec![op(OpKind::Add, "u1", "cio_cart", T0), bad];
+    let job = w.job("clevertap", ops).await;
+    let (d, totals) = deliver_jobs(&w.deps, &ct, &[job], &DeliveryOptions::default()).await;
+    assert_eq!(d, vec![Disposition::Done]);
+    assert_eq!(
+        (totals.accepted, totals.rejected, totals.fields_refused),
+        (2, 0, 1)
+    );
+    let c = w.counters("clevertap").await;
+    assert_eq!(c.get(counter::ACCEPTED), Some(&2), "{c:?}");
+    assert_eq!(c.get(counter::FIELDS_REFUSED), Some(&1), "{c:?}");
+    assert_eq!(c.get(counter::REJECTED), None, "{c:?}");
+    let u2 = w.clevertap.profile("u2").expect("u2's profile");
+    assert_eq!(u2.data["cio_cart"], true);
+    assert!(!u2.data.contains_key("Phone"));
 }

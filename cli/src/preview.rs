@@ -682,6 +682,7 @@ pub async fn preview(
         for o in outcomes {
             let name = match o {
                 OpOutcome::Accepted => "accepted".to_string(),
+                OpOutcome::AcceptedWithout { reason, .. } => format!("accepted without: {reason}"),
                 OpOutcome::Rejected { reason } => format!("rejected: {reason}"),
                 OpOutcome::Unmatched { reason } => format!("unmatched: {reason}"),
                 OpOutcome::Retry { reason } => format!("retry: {reason}"),

@@ -62,7 +62,12 @@ pub(super) async fn start_sims(scale: &Scale) -> Result<Sims> {
         workspace(scale.batch_people, scale.seed),
     ))
     .await?;
-    let (ct_server, clevertap) = clevertap::start(ClevertapSimConfig::default()).await?;
+    let (ct_server, clevertap) = clevertap::start(ClevertapSimConfig {
+        // CleverTap's answer time is not what this test is about.
+        response_delay: None,
+        ..ClevertapSimConfig::default()
+    })
+    .await?;
     clevertap.set_unprocessed_share(0.01, scale.seed + 1);
     let (meta_server, meta) = MetaSim::start(MetaSimConfig {
         unmatched_share: 0.1,

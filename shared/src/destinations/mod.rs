@@ -28,6 +28,11 @@ pub mod webhook_events;
 pub enum OpOutcome {
     /// The destination took it.
     Accepted,
+    /// The destination took it only once `fields` it refused were left out
+    /// (CleverTap 515 / 516: an invalid email or phone skips the whole
+    /// profile, membership included): accepted, and counted apart as
+    /// `fields_refused`.
+    AcceptedWithout { fields: Vec<String>, reason: String },
     /// The destination refused this person for good (invalid phone, ...).
     Rejected { reason: String },
     /// We had no identifier this destination can match on: never sent.
@@ -39,6 +44,16 @@ pub enum OpOutcome {
     /// field Google requires): never sent, so it cannot sink the request it
     /// would have travelled in. Counted as `invalid`.
     Invalid { reason: String },
+}
+
+impl OpOutcome {
+    /// The destination holds the op (all of it, or without refused fields).
+    pub fn is_accepted(&self) -> bool {
+        matches!(
+            self,
+            OpOutcome::Accepted | OpOutcome::AcceptedWithout { .. }
+        )
+    }
 }
 
 /// A failure of the whole request.

@@ -310,7 +310,8 @@ const SECRET_WORDS: &[&str] = &[
     "private_key",
 ];
 
-const CLEVERTAP_REGIONS: &[&str] = &["us1", "in1", "sg1", "aps3", "mec1", "eu1"];
+/// One list for the loader and the client: CleverTap's regions.
+const CLEVERTAP_REGIONS: &[&str] = &crate::destinations::clevertap::REGIONS;
 const REPORTING_OBJECT_TYPES: &[&str] = &[
     "customer", "email", "sms", "push", "in_app", "slack", "webhook", "whatsapp", "*",
 ];

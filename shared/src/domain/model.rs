@@ -397,6 +397,9 @@ pub mod counter {
     pub const OPS_ENQUEUED: &str = "ops_enqueued";
     pub const SENT: &str = "sent";
     pub const ACCEPTED: &str = "accepted";
+    /// Fields a destination refused on ops it accepted without them
+    /// (`OpOutcome::AcceptedWithout`: CleverTap's invalid email or phone).
+    pub const FIELDS_REFUSED: &str = "fields_refused";
     pub const REJECTED: &str = "rejected";
     pub const UNMATCHED: &str = "unmatched";
     /// Ops our own checks kept from being sent (see `OpOutcome::Invalid`).

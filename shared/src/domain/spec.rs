@@ -164,9 +164,9 @@ pub enum DestinationSettings {
         region: String,
         account_id_env: String,
         passcode_env: String,
-        /// The account's event-property limit (CleverTap: 100 by default,
-        /// raised per account on request): an event with more properties
-        /// after flattening is `Invalid`, never sent to be refused (522).
+        /// Event properties per event type (CleverTap's limits page: 256;
+        /// docs/clevertap.md): an event with more properties after
+        /// flattening is `Invalid`, never sent to be refused (522).
         #[serde(default = "default_clevertap_max_event_properties")]
         max_event_properties: usize,
     },
@@ -249,8 +249,8 @@ fn default_true() -> bool {
     true
 }
 
-/// CleverTap's default event-property limit per account.
-pub const DEFAULT_CLEVERTAP_MAX_EVENT_PROPERTIES: usize = 100;
+/// CleverTap's event-property limit per event type (its limits page).
+pub const DEFAULT_CLEVERTAP_MAX_EVENT_PROPERTIES: usize = 256;
 
 fn default_clevertap_max_event_properties() -> usize {
     DEFAULT_CLEVERTAP_MAX_EVENT_PROPERTIES

@@ -69,6 +69,8 @@ pub struct DeliveryTotals {
     pub unmatched: u64,
     /// Ops our own checks kept from being sent.
     pub invalid: u64,
+    /// Fields refused on ops accepted without them (also in `accepted`).
+    pub fields_refused: u64,
     pub requests: u64,
 }
 
@@ -510,8 +512,13 @@ fn tally_job(
             open += 1;
             continue;
         };
+        if let OpOutcome::AcceptedWithout { fields, reason } = &outcome {
+            totals.fields_refused += fields.len() as u64;
+            *deltas.entry(counter::FIELDS_REFUSED.into()).or_default() += fields.len() as i64;
+            info!(job_id = %job.job_id, export = %job.export, destination = destination.name(), person = %op.person_key.log_safe(), %reason, "op accepted without refused fields");
+        }
         match outcome {
-            OpOutcome::Accepted => {
+            OpOutcome::Accepted | OpOutcome::AcceptedWithout { .. } => {
                 totals.accepted += 1;
                 *deltas.entry(counter::SENT.into()).or_default() += 1;
                 *deltas.entry(counter::ACCEPTED.into()).or_default() += 1;
@@ -760,10 +767,7 @@ async fn replace_job(
             warn!(destination = destination.name(), %audience, "nothing to replace the audience with: left as it is");
             continue;
         };
-        let accepted = outcomes
-            .iter()
-            .filter(|o| matches!(o, OpOutcome::Accepted))
-            .count() as i64;
+        let accepted = outcomes.iter().filter(|o| o.is_accepted()).count() as i64;
         let unmatched = outcomes
             .iter()
             .filter(|o| matches!(o, OpOutcome::Unmatched { .. }))

@@ -230,8 +230,8 @@ impl Checker {
                 });
                 let account_id_env = self.required_env(fields, "account_id_env", here);
                 let passcode_env = self.required_env(fields, "passcode_env", here);
-                // The account's event-property limit (100 unless CleverTap
-                // raised it for the account; older docs said 256).
+                // Event properties per event type: CleverTap's limits page
+                // says 256 (docs/clevertap.md); an account may differ.
                 let max_event_properties = match fields.get("max_event_properties") {
                     None => Some(crate::domain::spec::DEFAULT_CLEVERTAP_MAX_EVENT_PROPERTIES),
                     Some(n) => {

@@ -771,7 +771,7 @@ fn attributes_export_refuses_ad_platforms() {
 }
 
 #[test]
-fn clevertap_max_event_properties_defaults_to_100_and_is_bounded() {
+fn clevertap_max_event_properties_defaults_to_256_and_is_bounded() {
     let spec = parse_spec(BASE, "spec.yaml").unwrap_or_else(|e| panic!("{e}"));
     let limit = |spec: &ActivationSpec| match &spec.destination("ct").unwrap().settings {
         DestinationSettings::Clevertap {
@@ -780,13 +780,14 @@ fn clevertap_max_event_properties_defaults_to_100_and_is_bounded() {
         } => *max_event_properties,
         other => panic!("{other:?}"),
     };
-    assert_eq!(limit(&spec), 100);
-    let raised = edited(
-        "    passcode_env: CT_PASSCODE\n",
-        "    passcode_env: CT_PASSCODE\n    max_event_properties: 256\n",
-    );
-    let spec = parse_spec(&raised, "spec.yaml").unwrap_or_else(|e| panic!("{e}"));
+    // CleverTap's limits page: 256 event properties per event type.
     assert_eq!(limit(&spec), 256);
+    let lowered = edited(
+        "    passcode_env: CT_PASSCODE\n",
+        "    passcode_env: CT_PASSCODE\n    max_event_properties: 100\n",
+    );
+    let spec = parse_spec(&lowered, "spec.yaml").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(limit(&spec), 100);
     let zero = edited(
         "    passcode_env: CT_PASSCODE\n",
         "    passcode_env: CT_PASSCODE\n    max_event_properties: 0\n",
@@ -919,3 +920,19 @@ fn customer_match_refuses_denied_consent_google_would_refuse_the_job() {
 mod conversions;
 
 mod google;
+
+#[test]
+fn clevertap_region_outside_the_documented_list_is_refused_naming_destination_value_and_list() {
+    // `us2` looks like a region but CleverTap has none: refused at load,
+    // not sent to a host that does not resolve.
+    let text = BASE.replacen("region: us1", "region: us2", 1);
+    one_issue_at(&text, "region: us2", "`us2`");
+    let shown = parse_spec(&text, "spec.yaml")
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(shown.contains("destinations.ct.region"), "{shown}");
+    for region in ["in1", "sg1", "us1", "aps3", "mec1", "eu1"] {
+        assert!(shown.contains(region), "{region} missing from {shown}");
+    }
+}

@@ -1,4 +1,4 @@
-//! CleverTap upload API simulator (`POST /1/upload`), per API-CONTRACTS §2.
+//! CleverTap upload API simulator (`POST /1/upload`), per docs/clevertap.md.
 //!
 //! Fails the way the real API does, so a client bug shows up in tests:
 //! * wrong or missing `X-CleverTap-Account-Id` / `X-CleverTap-Passcode` → 401
@@ -6,28 +6,36 @@
 //!   same answer a wrong region gives);
 //! * content type other than `application/json`, malformed JSON, missing or
 //!   empty `d`, more records than `max_records` (default 100) → 400;
-//! * more than `max_concurrent` (15) requests in flight → 429, no `Retry-After`;
+//! * more than `max_concurrent` (15) uploads in flight → 429 `Too many
+//!   concurrent requests`, no `Retry-After`;
 //! * per record: the codes of the contract table (509, 512, 513, 514, 515,
-//!   516, 522, 523, 524, 525; events: `clevertap_events.rs`), answered with
+//!   516, 522, 523, 524, 525; events: `events.rs`), answered with
 //!   HTTP 200 and the failed records in
 //!   `unprocessed`. When some records passed, `status` is `"success"` by
 //!   default (the real API's surprising answer that clients must survive);
 //!   [`ClevertapSimConfig::partial_status`] switches it to `"partial"`. When
 //!   none passed, `status` is `"fail"`.
 //!
-//! `?dryRun=1` validates and stores nothing.
+//! `?dryRun=1` validates and stores nothing. A body key other than `d` is
+//! 400 and a record key CleverTap does not define is 512; a path CleverTap
+//! does not serve is 404 and a served path on another verb 405, both in its
+//! failure shape `{"status":"fail","error":…,"code":…}`. Every exchange can be
+//! kept for the contract test ([`ClevertapState::record_wire`]).
 //!
 //! Slow and capped like the platform: `response_delay` holds every admitted
-//! request, so tests that overlap requests reach the 15-concurrent cap; the
+//! request ([`DEFAULT_LATENCY`] unless a test turns it down), so overlapping
+//! requests reach the 15-concurrent cap; the
 //! simulator counts its peak of concurrent upload requests
 //! ([`ClevertapCounters::peak_concurrent`]) so a test can pin a client's
 //! own limit.
 //!
 //! Lookup: `GET /1/profile.json?identity=…` (or `email=…`, `objectId=…`)
-//! answers `{"status":"success","record":{"identity":…,"profileData":{…}}}`
-//! for a stored profile and `{"status":"fail","error":"Profile not found",
-//! "code":404}` with HTTP 200 otherwise (the not-found shape is not
-//! documented: **verify**). CleverTap documents no endpoint counting the
+//! answers `{"status":"success","record":{…}}` in CleverTap's shape
+//! ([`answered_record`]: `email`/`name` on the record, custom keys
+//! lower-cased without spaces, flags as `"true"`), and `{"status":"fail",
+//! "error":"Profile not found","code":404}` with HTTP 200 when there is none
+//! (that shape is not documented: **verify**). More than
+//! `max_concurrent_reads` (3) lookups in flight → 429. CleverTap documents no endpoint counting the
 //! profiles that carry a property value: its Get Profile Count API
 //! (`POST /1/counts/profiles.json`) counts profiles that *performed an
 //! event* in a date range. So the simulator serves no count, and reconcile
@@ -58,17 +66,39 @@ use serde_json::{json, Map, Value};
 
 use crate::RunningSim;
 
-#[path = "clevertap_events.rs"]
 mod events;
 pub use events::RESTRICTED_EVENT_NAMES;
+mod lookup;
+pub use lookup::answered_record;
+use lookup::lookup;
+mod wire;
+pub use wire::WireExchange;
 
 /// The identifier keys of a record; exactly one must be present.
 pub const IDENTITY_KEYS: [&str; 4] = ["identity", "objectId", "FBID", "GPID"];
+/// Every key a record may carry (CleverTap's upload pages); the simulator
+/// refuses others with 512 so that a misspelt key cannot pass silently.
+pub const RECORD_KEYS: [&str; 9] = [
+    "identity",
+    "objectId",
+    "FBID",
+    "GPID",
+    "type",
+    "ts",
+    "profileData",
+    "evtName",
+    "evtData",
+];
 
 const MAX_KEY_BYTES: usize = 120;
 const MAX_VALUE_BYTES: usize = 512;
-/// CleverTap's default event-property limit per account.
-pub const DEFAULT_MAX_EVENT_PROPERTIES: usize = 100;
+/// Event properties per event type (CleverTap's limits page: 256).
+pub const DEFAULT_MAX_EVENT_PROPERTIES: usize = 256;
+/// CleverTap's answer time: its API FAQ says a request "may take one or
+/// more seconds" to process (docs/clevertap.md, "Limits").
+pub const DEFAULT_LATENCY: Duration = Duration::from_secs(1);
+/// CleverTap's answer past a concurrency cap (API Request Limit page).
+const THROTTLED: &str = "Too many concurrent requests";
 /// Unix seconds at or above this are taken as milliseconds sent by mistake.
 const MAX_TS_SECONDS: i64 = 10_000_000_000;
 const HARD_MAX_RECORDS: usize = 1000;
@@ -90,14 +120,17 @@ pub struct ClevertapSimConfig {
     /// Records per request; clamped to 1..=1000 (docs say 1000, the official
     /// library batches 100).
     pub max_records: usize,
-    /// Concurrent requests per account before 429.
+    /// Concurrent upload requests per account before 429 (CleverTap: 15).
     pub max_concurrent: usize,
+    /// Concurrent profile reads per account before 429 (CleverTap: 3).
+    pub max_concurrent_reads: usize,
     pub partial_status: PartialStatus,
-    /// Hold every request this long before answering (lets tests overlap
-    /// requests to hit the concurrency limit).
+    /// How long CleverTap takes to answer: every admitted request is held
+    /// this long. Default [`DEFAULT_LATENCY`]; a test that needs speed sets
+    /// `None` explicitly.
     pub response_delay: Option<Duration>,
-    /// The account's event-property limit: an event with more is refused
-    /// with code 522 (default 100; CleverTap raises it per account).
+    /// Event properties per event type: an event with more is refused with
+    /// code 522 (default 256, CleverTap's limits page).
     pub max_event_properties: usize,
 }
 
@@ -108,8 +141,9 @@ impl Default for ClevertapSimConfig {
             passcode: "TEST-PASSCODE".to_string(),
             max_records: 100,
             max_concurrent: 15,
+            max_concurrent_reads: 3,
             partial_status: PartialStatus::Success,
-            response_delay: None,
+            response_delay: Some(DEFAULT_LATENCY),
             max_event_properties: DEFAULT_MAX_EVENT_PROPERTIES,
         }
     }
@@ -151,6 +185,8 @@ pub struct ClevertapCounters {
     pub peak_concurrent: u64,
     /// Profile lookups served.
     pub lookups: u64,
+    /// Profile lookups refused with 429 (past `max_concurrent_reads`).
+    pub lookups_throttled: u64,
     /// Records answered 555 by [`ClevertapState::set_unprocessed_share`]
     /// (also counted in `records_rejected`).
     pub unprocessed_injected: u64,
@@ -172,6 +208,8 @@ struct Inner {
     /// Share of valid records answered 555, and the RNG drawing them
     /// (`None`: no random 555s).
     unprocessed: Option<(f64, StdRng)>,
+    /// Exchanges kept while recording is on ([`ClevertapState::record_wire`]).
+    wire: Option<Vec<WireExchange>>,
 }
 
 /// Shared state of a running CleverTap simulator.
@@ -179,6 +217,7 @@ pub struct ClevertapState {
     config: ClevertapSimConfig,
     inner: Mutex<Inner>,
     in_flight: AtomicUsize,
+    reads_in_flight: AtomicUsize,
 }
 
 impl ClevertapState {
@@ -188,6 +227,7 @@ impl ClevertapState {
             config,
             inner: Mutex::new(Inner::default()),
             in_flight: AtomicUsize::new(0),
+            reads_in_flight: AtomicUsize::new(0),
         }
     }
 
@@ -263,10 +303,25 @@ impl ClevertapState {
 /// The router, for embedding the simulator in a bigger app (the demo).
 pub fn router(state: Arc<ClevertapState>) -> Router {
     Router::new()
-        .route("/1/upload", post(upload))
-        .route("/1/profile.json", get(lookup))
+        .route("/1/upload", post(upload).fallback(not_allowed))
+        .route("/1/profile.json", get(lookup).fallback(not_allowed))
+        .fallback(not_found)
         .layer(DefaultBodyLimit::max(16 * 1024 * 1024))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            wire::record,
+        ))
         .with_state(state)
+}
+
+/// A path CleverTap does not serve: its generic 404 (API Errors page).
+async fn not_found() -> Response {
+    fail(StatusCode::NOT_FOUND, "Not Found")
+}
+
+/// A served path on another verb: its generic 405 (API Errors page).
+async fn not_allowed() -> Response {
+    fail(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed")
 }
 
 /// Serve a CleverTap simulator on 127.0.0.1.
@@ -316,10 +371,7 @@ async fn upload(
     }
     if in_flight > state.config.max_concurrent {
         state.lock().counters.throttled += 1;
-        return fail(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too many concurrent requests",
-        );
+        return fail(StatusCode::TOO_MANY_REQUESTS, THROTTLED);
     }
     if let Some(delay) = state.config.response_delay {
         tokio::time::sleep(delay).await;
@@ -344,6 +396,17 @@ async fn upload(
         Ok(v) => v,
         Err(e) => return fail(StatusCode::BAD_REQUEST, &format!("malformed JSON: {e}")),
     };
+    // The body is `{"d":[…]}` and nothing else: a misspelt key must not
+    // pass silently.
+    if let Some(key) = parsed
+        .as_object()
+        .and_then(|o| o.keys().find(|k| *k != "d"))
+    {
+        return fail(
+            StatusCode::BAD_REQUEST,
+            &format!("unknown field {key}: the payload is {{\"d\":[...]}}"),
+        );
+    }
     let Some(records) = parsed.get("d").and_then(Value::as_array) else {
         return fail(StatusCode::BAD_REQUEST, "payload must be {\"d\":[...]}");
     };
@@ -426,70 +489,6 @@ async fn upload(
         .into_response()
 }
 
-/// `GET /1/profile.json?identity=…`: one stored profile.
-async fn lookup(
-    State(state): State<Arc<ClevertapState>>,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-) -> Response {
-    if let Some(delay) = state.config.response_delay {
-        tokio::time::sleep(delay).await;
-    }
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    if header("X-CleverTap-Account-Id") != Some(state.config.account_id.as_str())
-        || header("X-CleverTap-Passcode") != Some(state.config.passcode.as_str())
-    {
-        return fail(StatusCode::UNAUTHORIZED, "invalid credentials or URL");
-    }
-    let pairs: Vec<(String, String)> = query
-        .as_deref()
-        .and_then(serde_urlencoded_pairs)
-        .unwrap_or_default();
-    let find = |k: &str| {
-        pairs
-            .iter()
-            .find(|(key, _)| key == k)
-            .map(|(_, v)| v.clone())
-    };
-    let mut inner = state.lock();
-    inner.counters.lookups += 1;
-    let found = if let Some(id) = find("identity") {
-        inner.profiles.get(&("identity".to_string(), id)).cloned()
-    } else if let Some(id) = find("objectId") {
-        inner.profiles.get(&("objectId".to_string(), id)).cloned()
-    } else if let Some(email) = find("email") {
-        inner
-            .profiles
-            .values()
-            .find(|p| p.data.get("Email").and_then(Value::as_str) == Some(email.as_str()))
-            .cloned()
-    } else {
-        drop(inner);
-        return fail(
-            StatusCode::BAD_REQUEST,
-            "one of identity, email or objectId is required",
-        );
-    };
-    drop(inner);
-    match found {
-        Some(p) => Json(json!({"status": "success", "record": {
-            p.key_kind.as_str(): p.key,
-            "profileData": p.data,
-        }}))
-        .into_response(),
-        None => Json(json!({"status": "fail", "error": "Profile not found", "code": 404}))
-            .into_response(),
-    }
-}
-
-/// Query pairs, percent-decoded.
-fn serde_urlencoded_pairs(query: &str) -> Option<Vec<(String, String)>> {
-    let uri: axum::http::Uri = format!("/?{query}").parse().ok()?;
-    axum::extract::Query::<Vec<(String, String)>>::try_from_uri(&uri)
-        .ok()
-        .map(|q| q.0)
-}
-
 /// A record that passed validation.
 struct Valid {
     key_kind: String,
@@ -512,6 +511,9 @@ fn validate(record: &Value, config: &ClevertapSimConfig) -> Result<Valid, Record
     let Some(obj) = record.as_object() else {
         return Err((524, "record is not an object".into()));
     };
+    if let Some(key) = obj.keys().find(|k| !RECORD_KEYS.contains(&k.as_str())) {
+        return Err((512, format!("unknown record field {key}")));
+    }
     let present: Vec<(&str, String)> = IDENTITY_KEYS
         .iter()
         .filter_map(|k| {
@@ -540,7 +542,8 @@ fn validate(record: &Value, config: &ClevertapSimConfig) -> Result<Valid, Record
     let ts = match obj.get("ts") {
         None => None,
         Some(v) => match v.as_i64() {
-            Some(t) if (0..MAX_TS_SECONDS).contains(&t) => Some(t),
+            // Epoch seconds: 0 is no time at all (CleverTap: 525).
+            Some(t) if (1..MAX_TS_SECONDS).contains(&t) => Some(t),
             _ => return Err((525, "ts must be integer Unix seconds".into())),
         },
     };
@@ -673,5 +676,4 @@ fn store(inner: &mut Inner, valid: Valid) {
 }
 
 #[cfg(test)]
-#[path = "clevertap_tests.rs"]
 mod tests;

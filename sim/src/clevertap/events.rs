@@ -6,11 +6,13 @@
 //! * `evtName` is missing, not a string or blank: **509**;
 //! * `evtName` is a restricted system event (`App Launched`, `Notification
 //!   Viewed`, …, compared case-insensitively): **513**;
-//! * `evtData` is not an object, or holds a nested object or an array, a key
-//!   over 120 bytes, a string value over 512 bytes, or a `$D_` value that
-//!   is not epoch seconds: **512** (event structure invalid);
+//! * `evtData` is not an object, or holds a nested object or an array (but
+//!   a `Charged` event's `Items`: an array of at most 50 objects of scalar
+//!   values, CleverTap's documented shape), a key over 120 bytes, a string
+//!   value over 512 bytes, or a `$D_` value that is not epoch seconds:
+//!   **512** (event structure invalid);
 //! * `evtData` has more properties than the account's limit
-//!   ([`super::ClevertapSimConfig::max_event_properties`], default 100): **522**;
+//!   ([`super::ClevertapSimConfig::max_event_properties`], default 256): **522**;
 //! * `ts` is not integer Unix seconds (checked for every record): **525**.
 
 use serde_json::{Map, Value};
@@ -67,6 +69,10 @@ pub(super) fn validate_event(
         ));
     }
     for (k, v) in &data {
+        if name == "Charged" && k == "Items" && v.is_array() {
+            check_items(v)?;
+            continue;
+        }
         check_sizes(k, v)?;
         if v.is_object() || v.is_array() {
             return Err((512, format!("event property {k} is nested")));
@@ -74,6 +80,36 @@ pub(super) fn validate_event(
         check_date(k, v)?;
     }
     Ok(ValidBody::Event { name, data })
+}
+
+/// Items of a purchase (CleverTap's SDKs cap them at 50).
+const MAX_CHARGED_ITEMS: usize = 50;
+
+/// `Charged` `Items`: at most 50 objects whose values are scalars.
+fn check_items(items: &Value) -> Result<(), RecordError> {
+    let items = items.as_array().map(Vec::as_slice).unwrap_or_default();
+    if items.len() > MAX_CHARGED_ITEMS {
+        return Err((
+            512,
+            format!(
+                "Items has {} entries (max {MAX_CHARGED_ITEMS})",
+                items.len()
+            ),
+        ));
+    }
+    for (i, item) in items.iter().enumerate() {
+        let Some(fields) = item.as_object() else {
+            return Err((512, format!("Items[{i}] is not an object")));
+        };
+        for (k, v) in fields {
+            check_sizes(k, v)?;
+            if v.is_object() || v.is_array() {
+                return Err((512, format!("Items[{i}].{k} is nested")));
+            }
+            check_date(k, v)?;
+        }
+    }
+    Ok(())
 }
 
 impl ClevertapState {
@@ -123,7 +159,7 @@ mod tests {
     async fn each_bad_event_is_refused_with_its_code_and_the_rest_stored() -> anyhow::Result<()> {
         let (sim, state) = start(ClevertapSimConfig::default()).await?;
         let many: serde_json::Map<String, serde_json::Value> =
-            (0..101).map(|i| (format!("p{i}"), json!(i))).collect();
+            (0..257).map(|i| (format!("p{i}"), json!(i))).collect();
         let body = upload(
             &sim.base_url,
             json!([
@@ -152,9 +188,58 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_raised_property_limit_takes_larger_events() -> anyhow::Result<()> {
+    async fn charged_items_are_an_array_of_flat_objects_and_other_arrays_are_refused(
+    ) -> anyhow::Result<()> {
         let (sim, state) = start(ClevertapSimConfig {
-            max_event_properties: 256,
+            response_delay: None,
+            ..ClevertapSimConfig::default()
+        })
+        .await?;
+        // CleverTap's upload example for Charged.
+        let items = json!([
+            {"Category": "books", "Book name": "The millionaire next door", "Quantity": 1},
+            {"Category": "books", "Book name": "Achieving inner zen", "Quantity": 4}
+        ]);
+        let many: Vec<serde_json::Value> = (0..51).map(|i| json!({"sku": i})).collect();
+        let body = upload(
+            &sim.base_url,
+            json!([
+                event("u1", "Charged", json!({"Amount": 300, "Items": items})),
+                event("u2", "Charged", json!({"Items": many})),
+                event("u3", "Charged", json!({"Items": [{"sku": {"id": 1}}]})),
+                event("u4", "Charged", json!({"Items": ["a"]})),
+                event("u5", "Viewed", json!({"Items": [{"sku": 1}]})),
+            ]),
+        )
+        .await?;
+        assert_eq!(codes(&body), vec![512, 512, 512, 512], "{body}");
+        let u1 = state.events_of("u1");
+        assert_eq!(u1.len(), 1);
+        assert_eq!(u1[0].data["Items"], items);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn the_default_limit_is_256_properties_per_event() -> anyhow::Result<()> {
+        let (sim, state) = start(ClevertapSimConfig::default()).await?;
+        let props = |n: usize| -> serde_json::Value {
+            serde_json::Value::Object((0..n).map(|i| (format!("p{i}"), json!(i))).collect())
+        };
+        let body = upload(
+            &sim.base_url,
+            json!([event("u1", "x", props(256)), event("u2", "x", props(257))]),
+        )
+        .await?;
+        assert_eq!(codes(&body), vec![522], "{body}");
+        assert_eq!(state.events_of("u1").len(), 1);
+        assert!(state.events_of("u2").is_empty());
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn an_account_with_a_lower_limit_refuses_smaller_events() -> anyhow::Result<()> {
+        let (sim, state) = start(ClevertapSimConfig {
+            max_event_properties: 100,
             ..ClevertapSimConfig::default()
         })
         .await?;
@@ -165,8 +250,8 @@ mod tests {
             json!([event("u1", "x", serde_json::Value::Object(many))]),
         )
         .await?;
-        assert!(codes(&body).is_empty(), "{body}");
-        assert_eq!(state.events_of("u1").len(), 1);
+        assert_eq!(codes(&body), vec![522], "{body}");
+        assert!(state.events_of("u1").is_empty());
         Ok(())
     }
 }

@@ -1,4 +1,4 @@
-//! CleverTap: profile and event upload (`POST /1/upload`, API-CONTRACTS §2).
+//! CleverTap: profile and event upload (`POST /1/upload`; docs/clevertap.md).
 //!
 //! Membership is a boolean profile property per export audience (option a of
 //! the contract): Add sends `{<audience>: true, ...attributes}`, Remove sends
@@ -11,7 +11,7 @@
 //! implicit `Email` / `Phone`. (Those exports never produce Add or Remove;
 //! one arriving anyway is `Invalid`, so a membership flag can never leak.)
 //!
-//! Event ops become event records (`clevertap_events.rs`: `evtName`,
+//! Event ops become event records (`events.rs`: `evtName`,
 //! flattened `evtData`, `$D_` dates, the account's property limit).
 //!
 //! Profile attributes the export's allow-list transforms with `date` travel
@@ -24,7 +24,10 @@
 //! An HTTP 200 can still carry failed records, even with `status: success`:
 //! the `unprocessed` array is always read and each failed record mapped back
 //! to its op, first by the exact record echoed, then by identity. Code 555 is
-//! worth retrying; every other code rejects that op only.
+//! worth retrying; every other code rejects that op only, except 515 / 516
+//! (email / phone invalid): CleverTap skips the whole record for them, so
+//! the profile goes again at once without that field and, once it lands, the
+//! op is `AcceptedWithout` that field (counted as `fields_refused`).
 
 use std::time::Duration;
 
@@ -40,9 +43,7 @@ use crate::domain::spec::{
     ExportSpec, IdKind, IdentitySpec, Transform,
 };
 
-#[path = "clevertap_events.rs"]
 pub mod events;
-#[path = "clevertap_read.rs"]
 mod read;
 use crate::ports::{Secret, Secrets};
 
@@ -51,16 +52,21 @@ pub const MAX_RECORDS_PER_REQUEST: usize = 1000;
 /// Per-record code of a miscellaneous server error: the only retryable one.
 pub const CODE_RETRYABLE: u16 = 555;
 
-/// The Europe region has no prefix.
+/// CleverTap's regions, each with its own host `https://<region>.api.clevertap.com`
+/// (its Node library's `lib/regions.js`; the Region table of its API docs).
+pub const REGIONS: [&str; 6] = ["in1", "sg1", "us1", "aps3", "mec1", "eu1"];
+
+/// The API host of a region; anything off the list is refused (a typo would
+/// otherwise fail DNS on every attempt until the job is dead-lettered).
 pub fn base_url_for_region(region: &str) -> Result<String, String> {
-    let region = region.trim().to_ascii_lowercase();
-    if region.is_empty() || region == "eu1" || region == "eu" {
-        return Ok("https://api.clevertap.com".to_string());
+    if REGIONS.contains(&region) {
+        Ok(format!("https://{region}.api.clevertap.com"))
+    } else {
+        Err(format!(
+            "unknown CleverTap region `{region}`; expected one of: {}",
+            REGIONS.join(", ")
+        ))
     }
-    if !region.bytes().all(|b| b.is_ascii_alphanumeric()) {
-        return Err(format!("invalid CleverTap region {region:?}"));
-    }
-    Ok(format!("https://{region}.api.clevertap.com"))
 }
 
 /// The person's identifier per the export's identity spec (golden first,
@@ -339,6 +345,7 @@ impl ClevertapDestination {
     }
 
     /// Outcomes of one uploaded chunk, in chunk order.
+    #[cfg(test)]
     fn chunk_outcomes(
         &self,
         export: &ExportSpec,
@@ -346,6 +353,22 @@ impl ClevertapDestination {
         chunk: &[Prepared],
         resp: UploadResponse,
     ) -> Result<Vec<OpOutcome>, DestinationError> {
+        Ok(self
+            .chunk_results(export, ops, chunk, resp)?
+            .into_iter()
+            .map(|(outcome, _)| outcome)
+            .collect())
+    }
+
+    /// Outcomes of one uploaded chunk, in chunk order, each with the code
+    /// CleverTap refused its record with when the refusal is surely its own.
+    fn chunk_results(
+        &self,
+        export: &ExportSpec,
+        ops: &[DeliveryOp],
+        chunk: &[Prepared],
+        resp: UploadResponse,
+    ) -> Result<Vec<(OpOutcome, Option<u16>)>, DestinationError> {
         let status = resp.status.as_deref().unwrap_or("");
         if status == "fail" && resp.unprocessed.is_empty() {
             // The whole request failed without naming records.
@@ -371,6 +394,7 @@ impl ClevertapDestination {
             }
         }
         let mut outcomes: Vec<Option<OpOutcome>> = vec![None; chunk.len()];
+        let mut codes: Vec<Option<u16>> = vec![None; chunk.len()];
         let mut unmatched_failures = 0usize;
         for failed in &resp.unprocessed {
             let code = failed.code.unwrap_or(0);
@@ -399,6 +423,9 @@ impl ClevertapDestination {
                     ambiguous,
                     "clevertap refused a record"
                 );
+                if !ambiguous {
+                    codes[pos] = Some(code);
+                }
                 outcomes[pos] = Some(if ambiguous {
                     OpOutcome::Retry {
                         reason: format!(
@@ -420,8 +447,9 @@ impl ClevertapDestination {
         }
         Ok(outcomes
             .into_iter()
-            .map(|o| {
-                o.unwrap_or_else(|| {
+            .zip(codes)
+            .map(|(o, code)| {
+                let outcome = o.unwrap_or_else(|| {
                     if unmatched_failures > 0 {
                         // Some record failed and we cannot tell which: never
                         // report Accepted for what may not have landed.
@@ -433,9 +461,133 @@ impl ClevertapDestination {
                     } else {
                         OpOutcome::Accepted
                     }
-                })
+                });
+                (outcome, code)
             })
             .collect())
+    }
+
+    /// Upload one chunk; records refused for a contact field (515 email,
+    /// 516 phone) go again without it, because CleverTap skips the whole
+    /// record and the membership flag with it. Each contact field is taken
+    /// out at most once, so a record is resent at most twice.
+    async fn upload_chunk(
+        &self,
+        export: &ExportSpec,
+        ops: &[DeliveryOp],
+        chunk: Vec<Prepared>,
+    ) -> Result<Vec<(usize, OpOutcome)>, DestinationError> {
+        let mut settled = Vec::with_capacity(chunk.len());
+        // Records still to send, with the contact fields taken out so far.
+        let mut pending: Vec<(Prepared, Vec<(u16, &'static str)>)> =
+            chunk.into_iter().map(|p| (p, Vec::new())).collect();
+        for _ in 0..=CONTACT_FIELDS.len() {
+            if pending.is_empty() {
+                break;
+            }
+            let sent: Vec<Prepared> = pending
+                .iter()
+                .map(|(p, _)| Prepared {
+                    index: p.index,
+                    record: p.record.clone(),
+                })
+                .collect();
+            let records: Vec<&Value> = sent.iter().map(|p| &p.record).collect();
+            let resp = self.upload(&records).await?;
+            let results = self.chunk_results(export, ops, &sent, resp)?;
+            let mut again = Vec::new();
+            for ((p, mut dropped), (outcome, code)) in pending.into_iter().zip(results) {
+                match code.and_then(|c| without_contact_field(&p.record, c, &dropped)) {
+                    Some((record, field)) => {
+                        let code = code.unwrap_or_default();
+                        tracing::warn!(
+                            destination = %self.name,
+                            export = %export.name,
+                            code,
+                            field,
+                            person = %ops.get(p.index).map(|o| o.person_key.log_safe()).unwrap_or_default(),
+                            "clevertap refused a contact field: sending the profile again without it"
+                        );
+                        dropped.push((code, field));
+                        again.push((
+                            Prepared {
+                                index: p.index,
+                                record,
+                            },
+                            dropped,
+                        ));
+                    }
+                    None => settled.push((p.index, with_dropped(outcome, &dropped))),
+                }
+            }
+            pending = again;
+        }
+        // Past the rounds (cannot happen: each field goes once): say so.
+        settled.extend(pending.into_iter().map(|(p, _)| {
+            (
+                p.index,
+                OpOutcome::Retry {
+                    reason: "clevertap kept refusing contact fields".to_string(),
+                },
+            )
+        }));
+        Ok(settled)
+    }
+}
+
+/// Contact fields CleverTap refuses per record (skipping the whole record),
+/// by code: 515 email invalid, 516 phone invalid.
+const CONTACT_FIELDS: [(u16, &str); 2] = [(515, "Email"), (516, "Phone")];
+
+/// The profile record without the contact field `code` refused, unless the
+/// field was already taken out, is absent, or nothing else would be left.
+fn without_contact_field(
+    record: &Value,
+    code: u16,
+    dropped: &[(u16, &'static str)],
+) -> Option<(Value, &'static str)> {
+    let (_, field) = CONTACT_FIELDS.iter().find(|(c, _)| *c == code)?;
+    if dropped.iter().any(|(_, f)| f == field) || record.get("type")? != "profile" {
+        return None;
+    }
+    let mut record = record.clone();
+    let data = record.get_mut("profileData")?.as_object_mut()?;
+    data.remove(*field)?;
+    if data.is_empty() {
+        return None;
+    }
+    Some((record, field))
+}
+
+/// An outcome after contact fields were taken out: accepted becomes
+/// accepted without them (counted apart); a refusal says what was tried.
+fn with_dropped(outcome: OpOutcome, dropped: &[(u16, &'static str)]) -> OpOutcome {
+    if dropped.is_empty() {
+        return outcome;
+    }
+    let fields: Vec<&str> = dropped.iter().map(|(_, f)| *f).collect();
+    let refused: Vec<String> = dropped
+        .iter()
+        .map(|(c, f)| format!("clevertap {c}: {} (`{f}`)", code_meaning(*c)))
+        .collect();
+    match outcome {
+        OpOutcome::Accepted => OpOutcome::AcceptedWithout {
+            fields: fields.iter().map(|f| f.to_string()).collect(),
+            reason: format!("{}; the profile was sent without it", refused.join("; ")),
+        },
+        OpOutcome::Rejected { reason } => OpOutcome::Rejected {
+            reason: format!(
+                "{reason} (after {} was refused and left out)",
+                fields.join(", ")
+            ),
+        },
+        OpOutcome::Retry { reason } => OpOutcome::Retry {
+            reason: format!(
+                "{reason} (after {} was refused and left out)",
+                fields.join(", ")
+            ),
+        },
+        other => other,
     }
 }
 
@@ -549,12 +701,11 @@ impl Destination for ClevertapDestination {
         // A failed chunk fails the call: the job is retried whole, which is
         // safe because profile uploads are upserts. Delivery hands at most
         // `max_batch` ops, so this is one chunk in practice.
-        for chunk in prepared.chunks(self.batch_size) {
-            let records: Vec<&Value> = chunk.iter().map(|p| &p.record).collect();
-            let resp = self.upload(&records).await?;
-            let chunk_outcomes = self.chunk_outcomes(export, ops, chunk, resp)?;
-            for (p, outcome) in chunk.iter().zip(chunk_outcomes) {
-                outcomes[p.index] = Some(outcome);
+        let mut prepared = prepared.into_iter().peekable();
+        while prepared.peek().is_some() {
+            let chunk: Vec<Prepared> = prepared.by_ref().take(self.batch_size).collect();
+            for (index, outcome) in self.upload_chunk(export, ops, chunk).await? {
+                outcomes[index] = Some(outcome);
             }
         }
         Ok(outcomes
@@ -595,5 +746,6 @@ impl Destination for ClevertapDestination {
 }
 
 #[cfg(test)]
-#[path = "clevertap_tests.rs"]
+mod read_tests;
+#[cfg(test)]
 mod tests;

@@ -301,34 +301,124 @@ async fn peak_concurrency_is_counted_and_the_sixteenth_gets_429_without_retry_af
     Ok(())
 }
 
+async fn get_profile(base: &str, query: &str) -> anyhow::Result<(u16, Value)> {
+    let resp = reqwest::Client::new()
+        .get(format!("{base}/1/profile.json?{query}"))
+        .header("X-CleverTap-Account-Id", "TEST-ACC-1")
+        .header("X-CleverTap-Passcode", "TEST-PASSCODE")
+        .send()
+        .await?;
+    let status = resp.status().as_u16();
+    Ok((status, resp.json().await.unwrap_or(Value::Null)))
+}
+
+fn fast() -> ClevertapSimConfig {
+    ClevertapSimConfig {
+        response_delay: None,
+        ..ClevertapSimConfig::default()
+    }
+}
+
 #[tokio::test]
-async fn profile_lookup_finds_stored_profiles_and_says_when_absent() -> anyhow::Result<()> {
-    let (sim, _state) = start(ClevertapSimConfig::default()).await?;
+async fn profile_lookup_answers_in_clevertaps_shape_and_says_when_absent() -> anyhow::Result<()> {
+    let (sim, _state) = start(fast()).await?;
+    let data = json!({"Email": "a@b.co", "Name": "Ann", "cio_vip": true, "Cart Value": 140});
     post(
         &sim.base_url,
         "TEST-PASSCODE",
-        &json!({"d": [profile("u1", json!({"Email": "a@b.co", "cio_vip": true}))]}),
+        &json!({"d": [profile("u1", data)]}),
     )
     .await?;
-    let get = |q: &str| {
-        reqwest::Client::new()
-            .get(format!("{}/1/profile.json?{q}", sim.base_url))
-            .header("X-CleverTap-Account-Id", "TEST-ACC-1")
-            .header("X-CleverTap-Passcode", "TEST-PASSCODE")
-            .send()
-    };
-    let found: Value = get("identity=u1").await?.json().await?;
+    let (_, found) = get_profile(&sim.base_url, "identity=u1").await?;
     assert_eq!(found["status"], "success");
-    assert_eq!(found["record"]["profileData"]["cio_vip"], true);
-    let by_email: Value = get("email=a%40b.co").await?.json().await?;
+    // CleverTap's recorded answer puts `email` on the record; custom keys
+    // come back lower-cased without spaces and flags as text.
+    let record = &found["record"];
+    assert_eq!(record["identity"], "u1");
+    assert_eq!(record["email"], "a@b.co");
+    assert_eq!(record["name"], "Ann");
+    assert_eq!(record["profileData"]["cio_vip"], "true");
+    assert_eq!(record["profileData"]["cartvalue"], 140);
+    assert!(record["profileData"].get("Email").is_none(), "{found}");
+    assert!(record["profileData"].get("Cart Value").is_none(), "{found}");
+    let (_, by_email) = get_profile(&sim.base_url, "email=a%40b.co").await?;
     assert_eq!(by_email["record"]["identity"], "u1");
-    let absent: Value = get("identity=nobody").await?.json().await?;
+    let (_, absent) = get_profile(&sim.base_url, "identity=nobody").await?;
     assert_eq!(absent["status"], "fail");
     let unauth = reqwest::Client::new()
         .get(format!("{}/1/profile.json?identity=u1", sim.base_url))
         .send()
         .await?;
     assert_eq!(unauth.status().as_u16(), 401);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_fourth_profile_read_in_flight_is_refused_with_429() -> anyhow::Result<()> {
+    // CleverTap's API Request Limit page: 3 concurrent Get User Profiles
+    // requests per account, then HTTP 429 "Too many concurrent requests".
+    let (sim, state) = start(ClevertapSimConfig {
+        response_delay: Some(Duration::from_millis(500)),
+        ..ClevertapSimConfig::default()
+    })
+    .await?;
+    let handles: Vec<_> = (0..4)
+        .map(|i| {
+            let base = sim.base_url.clone();
+            tokio::spawn(async move { get_profile(&base, &format!("identity=u{i}")).await })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for h in handles {
+        answers.push(h.await??);
+    }
+    let refused: Vec<&(u16, Value)> = answers.iter().filter(|(s, _)| *s == 429).collect();
+    assert_eq!(refused.len(), 1, "{answers:?}");
+    assert_eq!(refused[0].1["error"], "Too many concurrent requests");
+    assert_eq!(state.counters().lookups_throttled, 1);
+    // Once the others are answered, a read is served again.
+    let (status, _) = get_profile(&sim.base_url, "identity=u0").await?;
+    assert_eq!(status, 200);
+    Ok(())
+}
+
+#[tokio::test]
+async fn answers_take_a_second_unless_a_test_turns_latency_off() -> anyhow::Result<()> {
+    let (slow, _) = start(ClevertapSimConfig::default()).await?;
+    let started = std::time::Instant::now();
+    let (status, _) = post(
+        &slow.base_url,
+        "TEST-PASSCODE",
+        &json!({"d": [profile("u1", json!({"a": 1}))]}),
+    )
+    .await?;
+    assert_eq!(status, 200);
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    let started = std::time::Instant::now();
+    get_profile(&slow.base_url, "identity=u1").await?;
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+
+    let (quick, _) = start(fast()).await?;
+    let started = std::time::Instant::now();
+    post(
+        &quick.base_url,
+        "TEST-PASSCODE",
+        &json!({"d": [profile("u1", json!({"a": 1}))]}),
+    )
+    .await?;
+    assert!(
+        started.elapsed() < Duration::from_millis(900),
+        "{:?}",
+        started.elapsed()
+    );
     Ok(())
 }
 
@@ -340,4 +430,24 @@ fn e164_and_email_checks() {
     assert!(is_email("a@b.co"));
     assert!(!is_email("a@b"));
     assert!(!is_email("a b@c.de"));
+}
+
+#[tokio::test]
+async fn ts_zero_is_not_a_time_and_is_refused_with_525() -> anyhow::Result<()> {
+    let (sim, state) = start(ClevertapSimConfig::default()).await?;
+    let d = json!([
+        {"type": "profile", "identity": "u1", "ts": 0, "profileData": {"a": 1}},
+        {"type": "event", "identity": "u2", "ts": 0, "evtName": "x", "evtData": {}},
+        {"type": "profile", "identity": "u3", "ts": 1_700_000_000, "profileData": {"a": 1}},
+    ]);
+    let (status, body) = post(&sim.base_url, "TEST-PASSCODE", &json!({ "d": d })).await?;
+    assert_eq!(status, 200);
+    let codes: Vec<u64> = body["unprocessed"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|u| u["code"].as_u64()).collect())
+        .unwrap_or_default();
+    assert_eq!(codes, vec![525, 525], "{body}");
+    assert!(state.profile("u1").is_none() && state.events().is_empty());
+    assert!(state.profile("u3").is_some());
+    Ok(())
 }

@@ -22,9 +22,16 @@
 //!   as midnight UTC.
 //! * `Amount` carries the taxonomy's conversion value and `Currency` its
 //!   currency when the event has them (CleverTap's `Charged` convention).
+//! * A `Charged` event's `Items` (the source's `items`, any case) travel as
+//!   CleverTap takes them: an array of at most 50 flat objects, one per item
+//!   (its upload example and its SDKs' charged-event builder, which refuse
+//!   more with 522). Each item is flattened like the event; an item that is
+//!   not an object makes the event invalid. Every other array, on any event,
+//!   travels as JSON text.
 //! * Keys are at most 120 bytes, string values at most 512 bytes, and the
 //!   properties (after flattening, `Amount` and `Currency` included) at most
-//!   the account's limit (`max_event_properties`, default 100).
+//!   the limit per event type (`max_event_properties`, default 256: CleverTap's
+//!   limits page).
 //!
 //! An event breaking one of these rules is `OpOutcome::Invalid` with the
 //! reason, never sent: CleverTap would refuse it per record anyway (509,
@@ -42,6 +49,12 @@ pub const MAX_KEY_BYTES: usize = 120;
 pub const MAX_VALUE_BYTES: usize = 512;
 /// Event names: at most this many characters.
 pub const MAX_EVENT_NAME_CHARS: usize = 512;
+/// CleverTap's purchase event, the one whose `Items` is an array.
+pub const CHARGED: &str = "Charged";
+/// The `Charged` property listing what was bought.
+pub const ITEMS: &str = "Items";
+/// Items of one `Charged` event: at most this many (CleverTap's SDKs, 522).
+pub const MAX_CHARGED_ITEMS: usize = 50;
 
 /// Event names CleverTap reserves for its own system events (the SDK
 /// validator's restricted list); an upload naming one is refused (513).
@@ -198,6 +211,13 @@ pub fn event_fields(
     let name = event_name(op, &event.name)?;
     let mut data = Map::new();
     for (k, v) in &event.data {
+        if name == CHARGED && k.trim().eq_ignore_ascii_case(ITEMS) && v.is_array() {
+            let items = charged_items(v).map_err(invalid)?;
+            if data.insert(ITEMS.into(), items).is_some() {
+                return Err(invalid(format!("`{ITEMS}` appears twice")));
+            }
+            continue;
+        }
         flatten_into(clean_key(k), v, &mut data).map_err(invalid)?;
     }
     if let Some(value) = event.value.filter(|v| v.is_finite()) {
@@ -208,14 +228,48 @@ pub fn event_fields(
     }
     if data.len() > max_properties {
         return Err(invalid(format!(
-            "event `{name}` has {} properties once flattened; the CleverTap account takes at most {max_properties} (code 522)",
+            "event `{name}` has {} properties once flattened; CleverTap takes at most {max_properties} per event (code 522)",
             data.len()
         )));
     }
     for (k, v) in &data {
+        if k == ITEMS && v.is_array() {
+            continue; // checked item by item
+        }
         check_sizes(k, v).map_err(invalid)?;
     }
     Ok((name, data))
+}
+
+/// A `Charged` event's items as CleverTap takes them: an array of at most
+/// [`MAX_CHARGED_ITEMS`] flat objects.
+fn charged_items(items: &Value) -> Result<Value, String> {
+    let items = items.as_array().map(Vec::as_slice).unwrap_or_default();
+    if items.len() > MAX_CHARGED_ITEMS {
+        return Err(format!(
+            "`{CHARGED}` has {} items; CleverTap takes at most {MAX_CHARGED_ITEMS} (code 522)",
+            items.len()
+        ));
+    }
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let Some(fields) = item.as_object() else {
+                return Err(format!("`{ITEMS}[{i}]` is not an object"));
+            };
+            let mut flat = Map::new();
+            for (k, v) in fields {
+                flatten_into(clean_key(k), v, &mut flat)
+                    .map_err(|e| format!("`{ITEMS}[{i}]`: {e}"))?;
+            }
+            for (k, v) in &flat {
+                check_sizes(k, v).map_err(|e| format!("`{ITEMS}[{i}]`: {e}"))?;
+            }
+            Ok(Value::Object(flat))
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(Value::Array)
 }
 
 /// A whole number as an integer, anything else as a float.
@@ -329,6 +383,51 @@ mod tests {
         let mut nested: Map<String, Value> = (0..99).map(|i| (format!("p{i}"), json!(i))).collect();
         nested.insert("obj".into(), json!({"a": 1, "b": 2}));
         assert!(event_fields(&op("", "big", Value::Object(nested)), 100).is_err());
+    }
+
+    #[test]
+    fn charged_items_travel_as_an_array_of_flat_objects() {
+        // CleverTap's own upload example: Items is an array of objects.
+        let o = op(
+            "Charged",
+            "order_placed",
+            json!({"Payment mode": "Credit Card", "items": [
+                {"Category": "books", "Book name": "The millionaire next door", "Quantity": 1},
+                {"Category": "books", "Book name": "Achieving inner zen", "Quantity": 4,
+                 "dims": {"w": 2}}
+            ]}),
+        );
+        let (name, data) = event_fields(&o, 256).unwrap_or_default();
+        assert_eq!(name, "Charged");
+        assert_eq!(
+            data["Items"],
+            json!([
+                {"Category": "books", "Book name": "The millionaire next door", "Quantity": 1},
+                {"Category": "books", "Book name": "Achieving inner zen", "Quantity": 4, "dims_w": 2}
+            ])
+        );
+        assert!(!data.contains_key("items"));
+        // Elsewhere an array is still JSON text.
+        let o = op("", "order_placed", json!({"items": [{"sku": "a"}]}));
+        let (_, data) = event_fields(&o, 256).unwrap_or_default();
+        assert_eq!(data["items"], "[{\"sku\":\"a\"}]");
+    }
+
+    #[test]
+    fn charged_with_more_than_50_items_or_an_item_that_is_not_an_object_is_invalid() {
+        let items: Vec<Value> = (0..51).map(|i| json!({"sku": i})).collect();
+        let r = reason(event_fields(
+            &op("Charged", "x", json!({ "Items": items })),
+            256,
+        ));
+        assert!(r.contains("51") && r.contains("50"), "{r}");
+        let items: Vec<Value> = (0..50).map(|i| json!({"sku": i})).collect();
+        assert!(event_fields(&op("Charged", "x", json!({ "Items": items })), 256).is_ok());
+        let r = reason(event_fields(
+            &op("Charged", "x", json!({"Items": [{"sku": 1}, "b"]})),
+            256,
+        ));
+        assert!(r.contains("Items[1]"), "{r}");
     }
 
     #[test]

@@ -6,7 +6,7 @@ use crate::domain::spec::{Cadence, ExportMode, ExportSource, GuardRails};
 use crate::ports::MapSecrets;
 use dataout_sim::clevertap::{self as sim, ClevertapSimConfig};
 
-fn dest_spec(base_url: &str, batch_size: usize) -> DestinationSpec {
+pub(super) fn dest_spec(base_url: &str, batch_size: usize) -> DestinationSpec {
     DestinationSpec {
         name: "ct".into(),
         kind: DestinationKind::Clevertap,
@@ -24,13 +24,13 @@ fn dest_spec(base_url: &str, batch_size: usize) -> DestinationSpec {
     }
 }
 
-fn secrets(passcode: &str) -> MapSecrets {
+pub(super) fn secrets(passcode: &str) -> MapSecrets {
     MapSecrets::default()
         .with("CT_ACCOUNT", "TEST-ACC-1")
         .with("CT_PASSCODE", passcode)
 }
 
-fn export() -> ExportSpec {
+pub(super) fn export() -> ExportSpec {
     ExportSpec {
         name: "cart_abandoners".into(),
         source: ExportSource::Segment { segment_id: 7 },
@@ -51,7 +51,7 @@ fn export() -> ExportSpec {
     }
 }
 
-fn binding() -> ExportDestination {
+pub(super) fn binding() -> ExportDestination {
     ExportDestination {
         destination: "ct".into(),
         audience: "cio_cart_abandoners".into(),
@@ -60,7 +60,7 @@ fn binding() -> ExportDestination {
     }
 }
 
-fn op(kind: OpKind, id: Option<&str>, email: Option<&str>) -> DeliveryOp {
+pub(super) fn op(kind: OpKind, id: Option<&str>, email: Option<&str>) -> DeliveryOp {
     DeliveryOp {
         op: kind,
         person_key: PersonKey(format!("id:{}", id.unwrap_or("-"))),
@@ -79,21 +79,29 @@ fn op(kind: OpKind, id: Option<&str>, email: Option<&str>) -> DeliveryOp {
     }
 }
 
-fn http() -> reqwest::Client {
+/// The simulator without CleverTap's answer time: these tests need speed.
+pub(super) fn fast() -> ClevertapSimConfig {
+    ClevertapSimConfig {
+        response_delay: None,
+        ..ClevertapSimConfig::default()
+    }
+}
+
+pub(super) fn http() -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
         .build()
         .unwrap_or_default()
 }
 
-async fn setup(
+pub(super) async fn setup(
     batch_size: usize,
 ) -> anyhow::Result<(
     dataout_sim::RunningSim,
     std::sync::Arc<sim::ClevertapState>,
     ClevertapDestination,
 )> {
-    let (running, state) = sim::start(ClevertapSimConfig::default()).await?;
+    let (running, state) = sim::start(fast()).await?;
     let dest = ClevertapDestination::new(
         "ct".into(),
         &dest_spec(&running.base_url, batch_size),
@@ -116,7 +124,9 @@ async fn membership_and_attributes_land_as_profile_properties() -> anyhow::Resul
     event.event = Some(EventPayload {
         event_id: "e1".into(),
         name: "Charged".into(),
-        data: serde_json::from_value(json!({"amount": 5, "items": [1, 2]}))?,
+        data: serde_json::from_value(json!({"amount": 5, "items": [
+            {"sku": "a", "qty": 1}, {"sku": "b", "qty": 2}
+        ]}))?,
         ..EventPayload::default()
     });
     let out = dest
@@ -139,7 +149,12 @@ async fn membership_and_attributes_land_as_profile_properties() -> anyhow::Resul
     let events = state.events();
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].name, "Charged");
-    assert_eq!(events[0].data["items"], "[1,2]");
+    // CleverTap's Charged shape: Items, an array of objects.
+    assert_eq!(
+        events[0].data["Items"],
+        json!([{"sku": "a", "qty": 1}, {"sku": "b", "qty": 2}])
+    );
+    assert!(!events[0].data.contains_key("items"));
     Ok(())
 }
 
@@ -185,10 +200,12 @@ fn missing_secret_names_the_variable() {
 }
 
 #[tokio::test]
-async fn one_bad_phone_rejects_only_that_op_even_when_status_says_success() -> anyhow::Result<()> {
+async fn a_refused_phone_is_left_out_and_the_membership_flag_lands_exactly_once(
+) -> anyhow::Result<()> {
     let (_sim, state, dest) = setup(100).await?;
     let mut bad = op(OpKind::Add, Some("u2"), None);
     bad.attributes.insert("Phone".into(), json!("415-555-1234"));
+    bad.attributes.insert("plan".into(), json!("pro"));
     let ops = vec![
         op(OpKind::Add, Some("u1"), None),
         bad,
@@ -197,12 +214,72 @@ async fn one_bad_phone_rejects_only_that_op_even_when_status_says_success() -> a
     let out = dest.send(&export(), &binding(), &ops).await?;
     assert_eq!(out[0], OpOutcome::Accepted);
     assert!(
-        matches!(&out[1], OpOutcome::Rejected { reason } if reason.contains("516")),
+        matches!(&out[1], OpOutcome::AcceptedWithout { fields, reason }
+            if fields == &["Phone".to_string()] && reason.contains("516")),
         "{out:?}"
     );
+    assert!(out[1].is_accepted());
     assert_eq!(out[2], OpOutcome::Accepted);
-    assert!(state.profile("u1").is_some() && state.profile("u3").is_some());
-    assert!(state.profile("u2").is_none());
+    let u2 = state
+        .profile("u2")
+        .ok_or_else(|| anyhow::anyhow!("u2's profile never landed"))?;
+    assert_eq!(u2.data["cio_cart_abandoners"], true);
+    assert_eq!(u2.data["plan"], "pro");
+    assert!(!u2.data.contains_key("Phone"), "{u2:?}");
+    // Stored once: the first upload skipped it whole, the resend landed it.
+    let arrivals = state.arrival_order();
+    assert_eq!(
+        arrivals.iter().filter(|k| *k == "u2").count(),
+        1,
+        "{arrivals:?}"
+    );
+    assert_eq!(
+        arrivals.iter().filter(|k| *k == "u1").count(),
+        1,
+        "{arrivals:?}"
+    );
+    let c = state.counters();
+    assert_eq!((c.requests, c.records_rejected), (2, 1), "{c:?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_refused_email_and_phone_are_both_left_out_and_the_profile_lands() -> anyhow::Result<()> {
+    let (_sim, state, dest) = setup(100).await?;
+    let mut bad = op(OpKind::Add, Some("u1"), None);
+    bad.attributes.insert("Email".into(), json!("not-an-email"));
+    bad.attributes.insert("Phone".into(), json!("12"));
+    let out = dest.send(&export(), &binding(), &[bad]).await?;
+    let OpOutcome::AcceptedWithout { fields, reason } = &out[0] else {
+        panic!("{out:?}");
+    };
+    let mut fields = fields.clone();
+    fields.sort();
+    assert_eq!(fields, ["Email", "Phone"]);
+    assert!(reason.contains("515") && reason.contains("516"), "{reason}");
+    let u1 = state
+        .profile("u1")
+        .ok_or_else(|| anyhow::anyhow!("u1's profile never landed"))?;
+    assert_eq!(u1.data["cio_cart_abandoners"], true);
+    assert!(!u1.data.contains_key("Email") && !u1.data.contains_key("Phone"));
+    assert_eq!(state.arrival_order(), ["u1"]);
+    Ok(())
+}
+
+#[test]
+fn a_record_left_with_nothing_but_the_refused_field_is_not_resent() -> anyhow::Result<()> {
+    // Nothing but the contact field would be left: the refusal stands.
+    let record = json!({"type": "profile", "identity": "u1", "profileData": {"Phone": "12"}});
+    assert!(without_contact_field(&record, 516, &[]).is_none());
+    let record = json!({"type": "profile", "identity": "u1",
+                        "profileData": {"Phone": "12", "seg": true}});
+    let (stripped, field) = without_contact_field(&record, 516, &[])
+        .ok_or_else(|| anyhow::anyhow!("phone not taken out"))?;
+    assert_eq!(field, "Phone");
+    assert_eq!(stripped["profileData"], json!({"seg": true}));
+    // A code that is not about a contact field, or a field already out: no resend.
+    assert!(without_contact_field(&record, 514, &[]).is_none());
+    assert!(without_contact_field(&record, 516, &[(516, "Phone")]).is_none());
     Ok(())
 }
 
@@ -368,7 +445,7 @@ async fn partial_status_is_read_like_success() -> anyhow::Result<()> {
         http(),
     )?;
     let mut bad = op(OpKind::Add, Some("u2"), None);
-    bad.attributes.insert("Email".into(), json!("nope"));
+    bad.attributes.insert("Gender".into(), json!("x"));
     let out = dest
         .send(
             &export(),
@@ -377,21 +454,50 @@ async fn partial_status_is_read_like_success() -> anyhow::Result<()> {
         )
         .await?;
     assert_eq!(out[0], OpOutcome::Accepted);
-    assert!(matches!(&out[1], OpOutcome::Rejected { reason } if reason.contains("515")));
+    assert!(matches!(&out[1], OpOutcome::Rejected { reason } if reason.contains("514")));
     Ok(())
 }
 
 #[test]
-fn region_picks_host_and_eu_has_no_prefix() {
-    assert_eq!(
-        base_url_for_region("in1").ok().as_deref(),
-        Some("https://in1.api.clevertap.com")
-    );
-    assert_eq!(
-        base_url_for_region("eu1").ok().as_deref(),
-        Some("https://api.clevertap.com")
-    );
-    assert!(base_url_for_region("us1.evil.com/").is_err());
+fn every_documented_region_has_its_own_host_eu1_included() {
+    // Hosts as CleverTap's Node library builds them (`https://${region}.api.clevertap.com`).
+    for (region, host) in [
+        ("in1", "https://in1.api.clevertap.com"),
+        ("sg1", "https://sg1.api.clevertap.com"),
+        ("us1", "https://us1.api.clevertap.com"),
+        ("aps3", "https://aps3.api.clevertap.com"),
+        ("mec1", "https://mec1.api.clevertap.com"),
+        ("eu1", "https://eu1.api.clevertap.com"),
+    ] {
+        assert_eq!(base_url_for_region(region).ok().as_deref(), Some(host));
+    }
+    for bad in ["us2", "eu", "", "US1", "us1.evil.com/"] {
+        assert!(base_url_for_region(bad).is_err(), "{bad:?} accepted");
+    }
+}
+
+#[test]
+fn a_destination_in_an_unknown_region_is_refused_when_built_naming_it_and_the_list() {
+    let mut spec = dest_spec("unused", 100);
+    spec.base_url = None;
+    spec.settings = DestinationSettings::Clevertap {
+        region: "us2".into(),
+        account_id_env: "CT_ACCOUNT".into(),
+        passcode_env: "CT_PASSCODE".into(),
+        max_event_properties: 256,
+    };
+    let err = ClevertapDestination::new("ct".into(), &spec, &secrets("p"), http())
+        .err()
+        .map(|e| (e.is_retryable(), e.to_string()));
+    let Some((retryable, message)) = err else {
+        panic!("a destination in region us2 was built");
+    };
+    assert!(!retryable, "{message}");
+    assert!(message.starts_with("ct:"), "{message}");
+    assert!(message.contains("`us2`"), "{message}");
+    for region in REGIONS {
+        assert!(message.contains(region), "{message}");
+    }
 }
 
 #[test]
