@@ -17,7 +17,7 @@ pub struct WireExchange {
     /// The raw query string, if any.
     pub query: Option<String>,
     /// Request headers, names lower-cased (the authorization value is kept
-    /// as `Bearer …` only).
+    /// as `Bearer …` only, a CleverTap passcode as `…`).
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
     pub status: u16,
@@ -72,6 +72,9 @@ impl WireLog {
 /// Largest body a recorded exchange keeps (a full request is 10,000 rows).
 const WIRE_BODY_LIMIT: usize = 64 * 1024 * 1024;
 
+/// Headers whose value is a credential and is never kept.
+const SECRET_HEADERS: &[&str] = &["x-clevertap-passcode"];
+
 fn header_pairs(headers: &axum::http::HeaderMap) -> Vec<(String, String)> {
     headers
         .iter()
@@ -79,6 +82,8 @@ fn header_pairs(headers: &axum::http::HeaderMap) -> Vec<(String, String)> {
             let v = v.to_str().unwrap_or("");
             let v = if k == "authorization" {
                 v.split_whitespace().next().unwrap_or("").to_string() + " …"
+            } else if SECRET_HEADERS.contains(&k.as_str()) {
+                "…".to_string()
             } else {
                 v.to_string()
             };

@@ -69,10 +69,10 @@ use crate::RunningSim;
 mod events;
 pub use events::RESTRICTED_EVENT_NAMES;
 mod lookup;
+pub use crate::wire::WireExchange;
+use crate::wire::WireLog;
 pub use lookup::answered_record;
 use lookup::lookup;
-mod wire;
-pub use wire::WireExchange;
 
 /// The identifier keys of a record; exactly one must be present.
 pub const IDENTITY_KEYS: [&str; 4] = ["identity", "objectId", "FBID", "GPID"];
@@ -208,8 +208,6 @@ struct Inner {
     /// Share of valid records answered 555, and the RNG drawing them
     /// (`None`: no random 555s).
     unprocessed: Option<(f64, StdRng)>,
-    /// Exchanges kept while recording is on ([`ClevertapState::record_wire`]).
-    wire: Option<Vec<WireExchange>>,
 }
 
 /// Shared state of a running CleverTap simulator.
@@ -218,9 +216,21 @@ pub struct ClevertapState {
     inner: Mutex<Inner>,
     in_flight: AtomicUsize,
     reads_in_flight: AtomicUsize,
+    /// Exchanges kept while recording is on ([`ClevertapState::record_wire`]).
+    wire: WireLog,
 }
 
 impl ClevertapState {
+    /// Keep (or stop keeping) every exchange as it crossed the wire.
+    pub fn record_wire(&self, on: bool) {
+        self.wire.record(on);
+    }
+
+    /// The exchanges kept since recording began (passcodes never kept).
+    pub fn wire(&self) -> Vec<WireExchange> {
+        self.wire.exchanges()
+    }
+
     pub fn new(mut config: ClevertapSimConfig) -> Self {
         config.max_records = config.max_records.clamp(1, HARD_MAX_RECORDS);
         Self {
@@ -228,6 +238,7 @@ impl ClevertapState {
             inner: Mutex::new(Inner::default()),
             in_flight: AtomicUsize::new(0),
             reads_in_flight: AtomicUsize::new(0),
+            wire: WireLog::default(),
         }
     }
 
@@ -308,8 +319,8 @@ pub fn router(state: Arc<ClevertapState>) -> Router {
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(16 * 1024 * 1024))
         .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            wire::record,
+            state.wire.clone(),
+            crate::wire::record,
         ))
         .with_state(state)
 }
