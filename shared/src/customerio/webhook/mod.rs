@@ -1,0 +1,159 @@
+//! Customer.io reporting webhooks: signature check and parsing, no IO.
+//!
+//! One POST carries one event object (`event_id`, `object_type`, `metric`,
+//! `timestamp`, `data`), signed with HMAC-SHA256 over
+//! `"v0:" + <X-CIO-Timestamp> + ":" + <raw body>` (API-CONTRACTS §1a).
+//!
+//! Customer.io holds back every later event while one is refused, for up to
+//! 7 days, so callers answer 401 only for a failed signature; a signed body
+//! that [`parse_reporting`] refuses is quarantined with the error's reason and
+//! answered 2xx. Every [`ParseError`] is permanent: retrying the same bytes
+//! gives the same answer.
+//!
+//! `object_type` and `metric` are open data: unknown values parse and are
+//! kept, [`is_known_metric`] tells whether the §1a table lists them.
+
+mod parse;
+mod signature;
+
+#[cfg(test)]
+mod tests;
+
+use std::time::Duration;
+
+pub(crate) use parse::{id_value, json_error_parts, json_kind, seconds_value};
+pub use parse::{parse_reporting, MessageOrigin, ParseError, ReportingEvent};
+pub(crate) use signature::{header, outside_window};
+pub use signature::{sign, signed_headers, verify_signature, SignatureConfig, SignatureError};
+
+/// Header holding the Unix seconds the request was signed at (lowercased).
+pub const TIMESTAMP_HEADER: &str = "x-cio-timestamp";
+/// Header holding the hex HMAC-SHA256 signature (lowercased).
+pub const SIGNATURE_HEADER: &str = "x-cio-signature";
+/// Customer.io documents no replay window; 5 minutes is the common choice.
+pub const DEFAULT_TOLERANCE: Duration = Duration::from_secs(5 * 60);
+/// Refused before parsing: one event object is a few KiB even with body
+/// content enabled.
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
+/// 9999-12-31T23:59:59Z: anything later is a unit mistake (milliseconds).
+pub(crate) const MAX_TIMESTAMP_S: i64 = 253_402_300_799;
+
+/// The object types and metrics of API-CONTRACTS §1a. Metrics are open data;
+/// this table says what we expect, not what we accept.
+pub const OBJECT_TYPE_METRICS: &[(&str, &[&str])] = &[
+    (
+        "customer",
+        &[
+            "subscribed",
+            "unsubscribed",
+            "cio_subscription_preferences_changed",
+        ],
+    ),
+    (
+        "email",
+        &[
+            "drafted",
+            "attempted",
+            "sent",
+            "delivered",
+            "opened",
+            "clicked",
+            "converted",
+            "unsubscribed",
+            "bounced",
+            "dropped",
+            "spammed",
+            "failed",
+            "undeliverable",
+        ],
+    ),
+    (
+        "push",
+        &[
+            "attempted",
+            "sent",
+            "delivered",
+            "opened",
+            "clicked",
+            "converted",
+            "bounced",
+            "dropped",
+            "failed",
+            "undeliverable",
+        ],
+    ),
+    (
+        "sms",
+        &[
+            "drafted",
+            "attempted",
+            "sent",
+            "delivered",
+            "clicked",
+            "converted",
+            "bounced",
+            "failed",
+            "undeliverable",
+            "replied",
+        ],
+    ),
+    (
+        "whatsapp",
+        &[
+            "drafted",
+            "attempted",
+            "sent",
+            "delivered",
+            "opened",
+            "clicked",
+            "converted",
+            "bounced",
+            "dropped",
+            "failed",
+            "undeliverable",
+            "replied",
+        ],
+    ),
+    (
+        "in_app",
+        &[
+            "drafted",
+            "attempted",
+            "sent",
+            "opened",
+            "clicked",
+            "converted",
+            "failed",
+            "undeliverable",
+        ],
+    ),
+    (
+        "slack",
+        &[
+            "drafted",
+            "attempted",
+            "sent",
+            "clicked",
+            "failed",
+            "undeliverable",
+        ],
+    ),
+    (
+        "webhook",
+        &[
+            "drafted",
+            "attempted",
+            "sent",
+            "clicked",
+            "failed",
+            "undeliverable",
+        ],
+    ),
+];
+
+/// Whether the §1a table lists this pair. Unknown pairs still parse.
+pub fn is_known_metric(object_type: &str, metric: &str) -> bool {
+    OBJECT_TYPE_METRICS
+        .iter()
+        .any(|(ot, metrics)| *ot == object_type && metrics.contains(&metric))
+}
