@@ -7,8 +7,10 @@
 //! Customer.io holds back every later event while one is refused, for up to
 //! 7 days, so callers answer 401 only for a failed signature; a signed body
 //! that [`parse_reporting`] refuses is quarantined with the error's reason and
-//! answered 2xx. Every [`ParseError`] is permanent: retrying the same bytes
-//! gives the same answer.
+//! answered 2xx, and a correctly signed body outside the replay window
+//! ([`SignatureError::Stale`]) is applied. Every [`ParseError`] is
+//! permanent: retrying the same bytes gives the same answer. Sources and
+//! our reading: `docs/customerio.md`.
 //!
 //! `object_type` and `metric` are open data: unknown values parse and are
 //! kept, [`is_known_metric`] tells whether the §1a table lists them.
@@ -31,6 +33,7 @@ pub const TIMESTAMP_HEADER: &str = "x-cio-timestamp";
 /// Header holding the hex HMAC-SHA256 signature (lowercased).
 pub const SIGNATURE_HEADER: &str = "x-cio-signature";
 /// Customer.io documents no replay window; 5 minutes is the common choice.
+/// Outside it a correctly signed body is still taken (see the module doc).
 pub const DEFAULT_TOLERANCE: Duration = Duration::from_secs(5 * 60);
 /// Refused before parsing: one event object is a few KiB even with body
 /// content enabled.

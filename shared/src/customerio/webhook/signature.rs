@@ -29,8 +29,11 @@ impl SignatureConfig {
     }
 }
 
-/// Why a reporting webhook was not authenticated. Every variant maps to
-/// HTTP 401.
+/// Why a reporting webhook did not pass. Every variant but [`Stale`] maps to
+/// HTTP 401; [`Stale`] comes only after the MAC checked out, so the body is
+/// authentic and intake applies it instead (`pipeline::intake`).
+///
+/// [`Stale`]: SignatureError::Stale
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SignatureError {
     #[error("missing X-CIO-Timestamp header")]
