@@ -604,6 +604,7 @@ pub(crate) mod tests {
                 secret: Secret::new(SECRET),
                 mode: crate::customerio::actions::ActionAuthMode::SharedSecret,
                 tolerance: Duration::from_secs(300),
+                basic: None,
             },
             dedup_ttl: Duration::from_secs(3600),
             in_progress_ttl: Duration::from_secs(30),
@@ -730,6 +731,46 @@ pub(crate) mod tests {
             intake_counter(&deps, counter::WEBHOOKS_SIGNED_STALE).await,
             0
         );
+    }
+
+    #[tokio::test]
+    async fn webhook_action_with_basic_credentials_is_taken_and_they_are_never_kept() {
+        use crate::customerio::actions::BasicCredentials;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let deps = deps(dir.path());
+        let mut cfg = cfg();
+        cfg.actions.basic =
+            Some(BasicCredentials::parse(&Secret::new("cio-hooks:s3cr3t")).expect("credentials"));
+        // `printf %s 'cio-hooks:s3cr3t' | base64`
+        let headers: BTreeMap<String, String> = [(
+            "authorization".to_string(),
+            "Basic Y2lvLWhvb2tzOnMzY3IzdA==".to_string(),
+        )]
+        .into();
+        let enter = br#"{"action":"enter","export":"cart_abandoners","person":{"id":"cust_00091"},"sent_at":1751371200}"#;
+        let resp = handle(&deps, &cfg, Route::Actions, &headers, enter).await;
+        assert_eq!(resp.body["status"], "accepted", "{resp:?}");
+        let unknown =
+            br#"{"action":"enter","export":"no_such_export","person":{"id":"cust_00091"}}"#;
+        let resp = handle(&deps, &cfg, Route::Actions, &headers, unknown).await;
+        assert_eq!(resp.body["status"], "quarantined", "{resp:?}");
+        let id = resp.body["quarantine_id"].as_str().expect("id");
+        let entry = deps
+            .state
+            .get_quarantine(id)
+            .await
+            .expect("state")
+            .expect("kept");
+        assert!(!entry.headers.contains_key("authorization"), "{entry:?}");
+        // Wrong credentials: refused, and the answer does not echo them.
+        let wrong: BTreeMap<String, String> = [(
+            "authorization".to_string(),
+            "Basic Y2lvLWhvb2tzOndyb25n".to_string(),
+        )]
+        .into();
+        let resp = handle(&deps, &cfg, Route::Actions, &wrong, enter).await;
+        assert_eq!(resp.status, 401, "{resp:?}");
+        assert!(!resp.body.to_string().contains("wrong"), "{resp:?}");
     }
 
     /// JSON shaped like what Customer.io sends, with arbitrary values.
