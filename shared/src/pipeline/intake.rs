@@ -349,7 +349,10 @@ async fn act(deps: &Deps, parsed: &Parsed, now: Millis) -> Result<ApplySummary, 
                 .reporting_feeds
                 .iter()
                 .filter(|f| {
-                    (f.object_type == "*" || f.object_type == ev.object_type)
+                    // A subscription change is the person's whatever channel
+                    // led to it: a `customer.<metric>` feed takes them all.
+                    let channel_any = f.object_type == "customer" && ev.is_subscription_change();
+                    (f.object_type == "*" || f.object_type == ev.object_type || channel_any)
                         && f.metric == ev.metric
                 })
                 .flat_map(|f| f.exports.iter())
@@ -453,10 +456,18 @@ async fn forward_reporting(
     ev: &ReportingEvent,
     now: Millis,
 ) -> Result<ApplySummary, PipelineError> {
-    let name = format!("{}.{}", ev.object_type, ev.metric);
-    if !deps.spec.events.contains_key(&name) {
+    let exact = format!("{}.{}", ev.object_type, ev.metric);
+    // A subscription change led to by a message (`email.subscribed`, …) is
+    // also the person's `customer.<metric>` event; its channel travels in
+    // the `object_type` property.
+    let person_level = format!("customer.{}", ev.metric);
+    let name = if deps.spec.events.contains_key(&exact) {
+        exact
+    } else if ev.is_subscription_change() && deps.spec.events.contains_key(&person_level) {
+        person_level
+    } else {
         return Ok(ApplySummary::default());
-    }
+    };
     let mut data = ev.data.clone();
     for (k, v) in [
         ("campaign_id", &ev.campaign_id),
@@ -771,6 +782,42 @@ pub(crate) mod tests {
         let resp = handle(&deps, &cfg, Route::Actions, &wrong, enter).await;
         assert_eq!(resp.status, 401, "{resp:?}");
         assert!(!resp.body.to_string().contains("wrong"), "{resp:?}");
+    }
+
+    #[tokio::test]
+    async fn unsubscribe_led_to_by_a_channel_feeds_the_customer_feed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut deps = deps(dir.path());
+        let text = include_str!("../../../config/exports.example.yaml").replace(
+            "email.unsubscribed: [email_suppression]",
+            "customer.unsubscribed: [email_suppression]",
+        );
+        deps.spec = Arc::new(
+            crate::domain::config::parse_spec(&text, "exports.example.yaml").expect("spec"),
+        );
+        // Customer.io's person_unsubscribed, led to by an SMS.
+        let body = br#"{"event_id":"01JSUBSMS000000000000000001","object_type":"sms","metric":"unsubscribed","timestamp":1751371200,"data":{"customer_id":"cust_00078","email_address":"ada.byron+78@example.com","identifiers":{"id":"cust_00078","email":"ada.byron+78@example.com","cio_id":"d9c10600004e"}}}"#;
+        let resp = handle(
+            &deps,
+            &cfg(),
+            Route::Reporting,
+            &reporting_headers(body),
+            body,
+        )
+        .await;
+        assert_eq!(resp.body["status"], "accepted", "{resp:?}");
+        assert_eq!(resp.body["changes"], 1, "{resp:?}");
+        // A message metric of a channel is not a person-level change.
+        let body = br#"{"event_id":"01JSUBSMS000000000000000002","object_type":"sms","metric":"delivered","timestamp":1751371200,"data":{"identifiers":{"id":"cust_00078"},"delivery_id":"d","action_id":1,"campaign_id":2,"recipient":"+15551230078"}}"#;
+        let resp = handle(
+            &deps,
+            &cfg(),
+            Route::Reporting,
+            &reporting_headers(body),
+            body,
+        )
+        .await;
+        assert_eq!(resp.body["changes"], 0, "{resp:?}");
     }
 
     /// JSON shaped like what Customer.io sends, with arbitrary values.

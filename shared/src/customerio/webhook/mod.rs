@@ -24,7 +24,7 @@ mod tests;
 use std::time::Duration;
 
 pub(crate) use parse::{id_value, json_error_parts, json_kind, seconds_value};
-pub use parse::{parse_reporting, MessageOrigin, ParseError, ReportingEvent};
+pub use parse::{parse_reporting, MessageOrigin, ParseError, PushDevice, ReportingEvent};
 pub(crate) use signature::{header, outside_window};
 pub use signature::{sign, signed_headers, verify_signature, SignatureConfig, SignatureError};
 
@@ -41,8 +41,10 @@ pub const MAX_BODY_BYTES: usize = 256 * 1024;
 /// 9999-12-31T23:59:59Z: anything later is a unit mistake (milliseconds).
 pub(crate) const MAX_TIMESTAMP_S: i64 = 253_402_300_799;
 
-/// The object types and metrics of API-CONTRACTS §1a. Metrics are open data;
-/// this table says what we expect, not what we accept.
+/// The message metrics of each object type, as Customer.io's reporting
+/// webhook definition lists them (`tests/contracts/customerio.json`).
+/// Metrics are open data: this table says what we expect, not what we
+/// accept. Subscription metrics are in [`SUBSCRIPTION_METRICS`].
 pub const OBJECT_TYPE_METRICS: &[(&str, &[&str])] = &[
     (
         "customer",
@@ -73,6 +75,7 @@ pub const OBJECT_TYPE_METRICS: &[(&str, &[&str])] = &[
     (
         "push",
         &[
+            "drafted",
             "attempted",
             "sent",
             "delivered",
@@ -154,9 +157,20 @@ pub const OBJECT_TYPE_METRICS: &[(&str, &[&str])] = &[
     ),
 ];
 
-/// Whether the §1a table lists this pair. Unknown pairs still parse.
+/// A person's subscription changed. Customer.io sends these with any
+/// object type: the channel of the message that led to the change, or
+/// `customer` when there was none or it cannot tell.
+pub const SUBSCRIPTION_METRICS: &[&str] = &[
+    "subscribed",
+    "unsubscribed",
+    "cio_subscription_preferences_changed",
+];
+
+/// Whether Customer.io defines this pair: a message metric of the object
+/// type, or a subscription metric on any known object type. Unknown pairs
+/// still parse.
 pub fn is_known_metric(object_type: &str, metric: &str) -> bool {
-    OBJECT_TYPE_METRICS
-        .iter()
-        .any(|(ot, metrics)| *ot == object_type && metrics.contains(&metric))
+    OBJECT_TYPE_METRICS.iter().any(|(ot, metrics)| {
+        *ot == object_type && (metrics.contains(&metric) || SUBSCRIPTION_METRICS.contains(&metric))
+    })
 }

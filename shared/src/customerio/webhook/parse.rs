@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::{is_known_metric, MAX_BODY_BYTES, MAX_TIMESTAMP_S};
+use super::{is_known_metric, MAX_BODY_BYTES, MAX_TIMESTAMP_S, SUBSCRIPTION_METRICS};
 use crate::domain::model::{Identifiers, Millis};
 
 /// Where the message behind a message event came from.
@@ -69,6 +69,32 @@ impl ReportingEvent {
         }
     }
 
+    /// A subscription change (`subscribed`, `unsubscribed`,
+    /// `cio_subscription_preferences_changed`), whatever channel led to it.
+    pub fn is_subscription_change(&self) -> bool {
+        SUBSCRIPTION_METRICS.contains(&self.metric.as_str())
+    }
+
+    /// The devices of a push event (`data.recipients`): push events name
+    /// devices, never an address. Entries without a `device_id` are left
+    /// out; the array stays whole in `data`.
+    pub fn push_devices(&self) -> Vec<PushDevice> {
+        let Some(Value::Array(recipients)) = self.data.get("recipients") else {
+            return Vec::new();
+        };
+        recipients
+            .iter()
+            .filter_map(|r| {
+                let device_id = id_value(r.get("device_id")).ok().flatten()?;
+                let platform = id_value(r.get("device_platform")).ok().flatten();
+                Some(PushDevice {
+                    device_id,
+                    platform,
+                })
+            })
+            .collect()
+    }
+
     /// A click Customer.io flagged as a bot's (`data.machine`): not intent.
     pub fn is_machine(&self) -> bool {
         self.data.get("machine").and_then(Value::as_bool) == Some(true)
@@ -87,6 +113,15 @@ impl ReportingEvent {
             _ => None,
         }
     }
+}
+
+/// One device a push went to (`data.recipients[]` of a push event).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PushDevice {
+    /// The device token.
+    pub device_id: String,
+    /// `ios` or `android` as Customer.io names them; absent on some metrics.
+    pub platform: Option<String>,
 }
 
 /// Why a signed reporting webhook could not be used. All permanent:

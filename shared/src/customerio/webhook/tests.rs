@@ -61,7 +61,61 @@ fn every_table_pair_parses_when_signed() {
             pairs += 1;
         }
     }
-    assert_eq!(pairs, 3 + 13 + 10 + 10 + 12 + 8 + 6 + 6);
+    assert_eq!(pairs, 3 + 13 + 11 + 10 + 12 + 8 + 6 + 6);
+}
+
+#[test]
+fn subscription_metrics_are_known_with_any_channel() {
+    // Customer.io's definition: a subscription change carries the channel
+    // of the message that led to it, `customer` when none.
+    for ot in [
+        "customer", "email", "sms", "push", "in_app", "slack", "webhook", "whatsapp",
+    ] {
+        for metric in [
+            "subscribed",
+            "unsubscribed",
+            "cio_subscription_preferences_changed",
+        ] {
+            assert!(is_known_metric(ot, metric), "{ot}.{metric}");
+        }
+    }
+    assert!(!is_known_metric("carrier_pigeon", "unsubscribed"));
+    assert!(!is_known_metric("sms", "spammed"));
+    let body = br#"{"event_id":"01E4C4CT6YDC7Y5M7FE1GWWPQJ","object_type":"sms","metric":"unsubscribed","timestamp":1613063089,
+        "data":{"customer_id":"42","email_address":"test@example.com","identifiers":{"id":"42","email":"test@example.com","cio_id":"d9c106000001"}}}"#;
+    let ev = parse_reporting(body).unwrap();
+    assert!(ev.is_known());
+    assert!(ev.is_subscription_change());
+    assert_eq!(ev.identifiers.id(), Some("42"));
+}
+
+#[test]
+fn push_recipients_are_read_as_devices() {
+    // The shape of Customer.io's push events: devices, never an address.
+    let body = br#"{"event_id":"01E4C4CT6YDC7Y5M7FE1GWWPQJ","object_type":"push","metric":"delivered","timestamp":1613063089,
+        "data":{"identifiers":{"id":"42"},"delivery_id":"RPILAgUBcRhIBqSfeiIwdIYJKxTY","action_id":96,"campaign_id":5,
+        "recipients":[{"device_id":"fcm-token-1","device_platform":"android"},{"device_id":"apns-token-2"},{"device_platform":"ios"}]}}"#;
+    let ev = parse_reporting(body).unwrap();
+    assert_eq!(
+        ev.push_devices(),
+        vec![
+            PushDevice {
+                device_id: "fcm-token-1".into(),
+                platform: Some("android".into())
+            },
+            PushDevice {
+                device_id: "apns-token-2".into(),
+                platform: None
+            },
+        ]
+    );
+    // No device token is ever taken for an email or phone.
+    assert_eq!(ev.identifiers.email, None);
+    assert_eq!(ev.identifiers.phone, None);
+    assert_eq!(ev.data["recipients"].as_array().map(Vec::len), Some(3));
+    // Not an array: no devices, and the event is still taken.
+    let odd = br#"{"event_id":"E","object_type":"push","metric":"opened","timestamp":1,"data":{"identifiers":{"id":"42"},"recipients":"fcm-token-1"}}"#;
+    assert!(parse_reporting(odd).unwrap().push_devices().is_empty());
 }
 
 #[test]
@@ -242,6 +296,14 @@ fn every_reporting_fixture_parses() {
     assert!(seen
         .iter()
         .any(|e| e.metric == "bounced" && e.data.contains_key("failure_message")));
+    // Push events name devices (`recipients`), never a `recipient` address.
+    for push in seen.iter().filter(|e| e.object_type == "push") {
+        assert!(!push.push_devices().is_empty(), "{}", push.event_id);
+        assert!(!push.data.contains_key("recipient"), "{}", push.event_id);
+    }
+    assert!(seen
+        .iter()
+        .any(|e| e.is_subscription_change() && e.object_type != "customer"));
 }
 
 #[test]
