@@ -19,7 +19,9 @@
 //!   attributes, inject failures and read [`SimCounters`] between runs.
 
 mod demo;
+pub mod reporting;
 mod serve;
+mod wire;
 mod workspace;
 
 #[cfg(test)]
@@ -31,6 +33,7 @@ use std::time::{Duration, Instant};
 
 pub use demo::{demo_workspace, demo_workspace_at};
 pub use serve::{router, Refusal};
+pub use wire::WireExchange;
 pub use workspace::{CioWorkspace, SimPerson, SimSegment};
 
 use crate::RunningSim;
@@ -176,6 +179,8 @@ struct Inner {
     failures: Mutex<VecDeque<u16>>,
     /// When each request arrived (for [`CioSimHandle::peak_per_second`]).
     arrivals: Mutex<Vec<Instant>>,
+    /// Every exchange while recording ([`CioSimHandle::record_wire`]).
+    wire: Mutex<Option<Vec<WireExchange>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -244,6 +249,19 @@ impl CioSimHandle {
         let mut q = lock(&self.inner.failures);
         q.extend(std::iter::repeat_n(status, n as usize));
     }
+    /// Start (or stop) keeping every exchange as it crossed the wire.
+    pub fn record_wire(&self, on: bool) {
+        let mut wire = lock(&self.inner.wire);
+        match (on, wire.is_some()) {
+            (true, false) => *wire = Some(Vec::new()),
+            (false, _) => *wire = None,
+            _ => {}
+        }
+    }
+    /// The exchanges recorded so far.
+    pub fn wire(&self) -> Vec<WireExchange> {
+        lock(&self.inner.wire).clone().unwrap_or_default()
+    }
     pub fn counters(&self) -> SimCounters {
         lock(&self.inner.counters).clone()
     }
@@ -301,6 +319,7 @@ pub async fn start(config: CioSimConfig) -> anyhow::Result<CioSim> {
                 last: Instant::now(),
             }),
             arrivals: Mutex::new(Vec::new()),
+            wire: Mutex::new(None),
             failures: Mutex::new(
                 config
                     .fail_first

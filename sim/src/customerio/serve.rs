@@ -28,7 +28,14 @@ pub fn router(handle: CioSimHandle) -> Router {
         .route("/v1/segments/{id}/membership", get(membership))
         .route("/v1/customers/attributes", post(bulk_attributes))
         .route("/v1/customers/{id}/attributes", get(customer_attributes))
+        // Anything else, another verb on a known path included, is not a
+        // route of the App API here.
         .fallback(|| async { error(StatusCode::NOT_FOUND, "not found") })
+        .method_not_allowed_fallback(|| async { error(StatusCode::NOT_FOUND, "not found") })
+        .layer(axum::middleware::from_fn_with_state(
+            handle.clone(),
+            super::wire::record,
+        ))
         .with_state(handle)
 }
 
@@ -137,8 +144,9 @@ fn segment_json(id: u64, s: &SimSegment) -> Value {
 }
 
 fn parse_segment(raw: &str) -> Result<u64, Refusal> {
+    // Segment ids are integers: anything else names no segment.
     raw.parse::<u64>()
-        .map_err(|_| error(StatusCode::BAD_REQUEST, "segment id must be a number"))
+        .map_err(|_| error(StatusCode::NOT_FOUND, "segment not found"))
 }
 
 async fn list_segments(State(h): State<CioSimHandle>, headers: HeaderMap) -> Answer {
@@ -179,7 +187,7 @@ async fn customer_count(
         .segments
         .get(&id)
         .ok_or_else(|| error(StatusCode::NOT_FOUND, "segment not found"))?;
-    Ok(Json(json!({ "count": segment.members.len() })).into_response())
+    Ok(Json(json!({ "segment_id": id, "count": segment.members.len() })).into_response())
 }
 
 fn encode_token(segment: u64, after: usize) -> String {
