@@ -522,7 +522,8 @@ async fn every_object_type_and_metric_is_accepted_and_recorded() {
 }
 
 #[tokio::test]
-async fn tampered_reserialised_stale_and_unsigned_reporting_webhooks_get_401() {
+async fn tampered_reserialised_and_unsigned_reporting_webhooks_get_401_but_stale_signed_ones_are_applied(
+) {
     let s = setup(10).await;
     let bytes = br#"{"event_id":"01HZREFUSE","object_type":"email","metric":"opened","timestamp":1700000000,"data":{"identifiers":{"id":"cust_00001"}}}"#.to_vec();
     let ts = now_s();
@@ -546,8 +547,16 @@ async fn tampered_reserialised_stale_and_unsigned_reporting_webhooks_get_401() {
         )
         .await,
     );
-    let stale = signed(&bytes, ts - 3600);
-    refused(handle(&s.rt.deps, &s.rt.intake, Route::Reporting, &stale, &bytes).await);
+    // Authentic but signed an hour ago (a retry after an outage): applied,
+    // never a 401 that would hold back Customer.io's stream.
+    let late = br#"{"event_id":"01HZLATE","object_type":"email","metric":"opened","timestamp":1700000000,"data":{"identifiers":{"id":"cust_00001"}}}"#;
+    let stale = signed(late, ts - 3600);
+    let applied = handle(&s.rt.deps, &s.rt.intake, Route::Reporting, &stale, late).await;
+    assert_eq!(applied.status, 200, "{applied:?}");
+    assert_eq!(applied.body["status"], "accepted", "{applied:?}");
+    assert!(applied.body["signed_age_s"]
+        .as_i64()
+        .is_some_and(|a| a >= 3600));
     refused(
         handle(
             &s.rt.deps,

@@ -490,6 +490,7 @@ pub fn intake_config() -> IntakeConfig {
             secret: Secret::new(ACTION_SECRET),
             mode: ActionAuthMode::SharedSecret,
             tolerance: Duration::from_secs(300),
+            basic: None,
         },
         dedup_ttl: Duration::from_secs(7 * 24 * 3600),
         in_progress_ttl: Duration::from_secs(5),

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 
-use dataout::customerio::actions::{ActionAuthConfig, ActionAuthMode};
+use dataout::customerio::actions::{ActionAuthConfig, ActionAuthMode, BasicCredentials};
 use dataout::customerio::app_api::{AppApiClient, AppApiConfig};
 use dataout::customerio::budget::LocalBudget;
 use dataout::customerio::webhook::SignatureConfig;
@@ -383,6 +383,10 @@ pub fn intake_config_from_env() -> anyhow::Result<IntakeConfig> {
         Ok("hmac") => ActionAuthMode::Hmac,
         _ => ActionAuthMode::SharedSecret,
     };
+    let basic = env_secret("DATAOUT_ACTION_BASIC_AUTH")
+        .map(|raw| BasicCredentials::parse(&raw))
+        .transpose()
+        .context("DATAOUT_ACTION_BASIC_AUTH")?;
     Ok(IntakeConfig {
         reporting: SignatureConfig {
             secret: signing,
@@ -395,6 +399,7 @@ pub fn intake_config_from_env() -> anyhow::Result<IntakeConfig> {
             secret: action_secret,
             mode,
             tolerance: Duration::from_secs(tolerance),
+            basic,
         },
         dedup_ttl: Duration::from_secs(7 * 24 * 3600),
         in_progress_ttl: Duration::from_secs(5),

@@ -405,6 +405,7 @@ pub fn replay_intake() -> IntakeConfig {
             secret: Secret::new(""),
             mode: ActionAuthMode::SharedSecret,
             tolerance,
+            basic: None,
         },
         dedup_ttl: Duration::from_secs(7 * 24 * 3600),
         in_progress_ttl: Duration::from_secs(5),

@@ -246,6 +246,7 @@ fn intake_config() -> IntakeConfig {
             secret: Secret::new("s"),
             mode: ActionAuthMode::SharedSecret,
             tolerance: Duration::from_secs(300),
+            basic: None,
         },
         dedup_ttl: Duration::from_secs(3600),
         in_progress_ttl: Duration::from_secs(10),

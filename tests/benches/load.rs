@@ -252,6 +252,7 @@ exports:
             secret: Secret::new(ACTION_SECRET),
             mode: ActionAuthMode::SharedSecret,
             tolerance: Duration::from_secs(300),
+            basic: None,
         },
         dedup_ttl: Duration::from_secs(3600),
         in_progress_ttl: Duration::from_secs(10),

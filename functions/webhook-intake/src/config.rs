@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
-use dataout::customerio::actions::{ActionAuthConfig, ActionAuthMode, DEFAULT_TOKEN_HEADER};
+use dataout::customerio::actions::{
+    ActionAuthConfig, ActionAuthMode, BasicCredentials, DEFAULT_TOKEN_HEADER,
+};
 use dataout::customerio::webhook::{SignatureConfig, DEFAULT_TOLERANCE};
 use dataout::pipeline::intake::IntakeConfig;
 use dataout::ports::Secrets;
@@ -14,6 +16,9 @@ use thiserror::Error;
 pub const REPORTING_SECRET: &str = "CIO_WEBHOOK_SIGNING_SECRET";
 /// Secret holding the webhook actions' token (or HMAC key).
 pub const ACTION_SECRET: &str = "DATAOUT_ACTION_SECRET";
+/// Optional secret, `user:password`: webhook actions whose URL carries
+/// `user:password@` arrive with `Authorization: Basic` and are accepted.
+pub const ACTION_BASIC_SECRET: &str = "DATAOUT_ACTION_BASIC_AUTH";
 /// Customer.io retries a reporting webhook for up to 7 days: remember event
 /// ids at least that long.
 pub const DEDUP_TTL: Duration = Duration::from_secs(8 * 24 * 3600);
@@ -76,6 +81,15 @@ pub fn intake_config(
             })
         }
     };
+    let basic = match secrets.get(ACTION_BASIC_SECRET) {
+        None => None,
+        Some(raw) => Some(
+            BasicCredentials::parse(&raw).map_err(|e| ConfigError::Malformed {
+                name: ACTION_BASIC_SECRET,
+                reason: e.to_string(),
+            })?,
+        ),
+    };
     let header_name = value("DATAOUT_ACTION_HEADER")
         .map(|h| h.to_ascii_lowercase())
         .unwrap_or_else(|| DEFAULT_TOKEN_HEADER.to_string());
@@ -89,6 +103,7 @@ pub fn intake_config(
             secret: action_secret,
             mode,
             tolerance,
+            basic,
         },
         dedup_ttl: DEDUP_TTL,
         in_progress_ttl: IN_PROGRESS_TTL,
@@ -148,6 +163,26 @@ mod tests {
         assert_eq!(cfg.actions.mode, ActionAuthMode::Hmac);
         assert_eq!(cfg.actions.header_name, "x-hook-signature");
         assert_eq!(cfg.reporting.tolerance, Duration::from_secs(120));
+    }
+
+    #[test]
+    fn basic_credentials_are_read_from_their_optional_secret_and_never_printed() {
+        assert!(intake_config(env(&[]), &both())
+            .unwrap()
+            .actions
+            .basic
+            .is_none());
+        let with = both().with(ACTION_BASIC_SECRET, "cio-hooks:s3cr3t");
+        let cfg = intake_config(env(&[]), &with).unwrap();
+        assert_eq!(
+            cfg.actions.basic.map(|b| b.header_value()),
+            // `printf %s 'cio-hooks:s3cr3t' | base64`
+            Some("Basic Y2lvLWhvb2tzOnMzY3IzdA==".to_string())
+        );
+        let bad = both().with(ACTION_BASIC_SECRET, "s3cr3t-without-user");
+        let err = intake_config(env(&[]), &bad).unwrap_err().to_string();
+        assert!(err.contains(ACTION_BASIC_SECRET), "{err}");
+        assert!(!err.contains("s3cr3t"), "{err}");
     }
 
     #[test]

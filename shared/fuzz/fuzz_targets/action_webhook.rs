@@ -30,6 +30,7 @@ fn config(mode: ActionAuthMode) -> ActionAuthConfig {
         secret: Secret::new(SECRET),
         mode,
         tolerance: Duration::from_secs(TOLERANCE_S as u64),
+        basic: None,
     }
 }
 

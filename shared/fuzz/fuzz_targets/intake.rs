@@ -57,6 +57,7 @@ fn config(mode: ActionAuthMode) -> IntakeConfig {
             secret: Secret::new(SECRET),
             mode,
             tolerance: Duration::from_secs(300),
+            basic: None,
         },
         dedup_ttl: Duration::from_secs(3600),
         in_progress_ttl: Duration::from_secs(30),

@@ -15,6 +15,15 @@
 //!   `X-Dataout-Timestamp: <unix seconds>` and the token header holding the hex
 //!   HMAC-SHA256 of `"<timestamp>:<raw body>"`, within a replay window
 //!   (default 5 minutes, both ways).
+//! * **Basic** (a configured alternative to either): Customer.io's webhook
+//!   action page tells users to put `user:pass@` in the request URL when the
+//!   receiver wants Basic authentication; the request then carries
+//!   `Authorization: Basic base64(user:pass)`. With [`BasicCredentials`]
+//!   configured (secret `DATAOUT_ACTION_BASIC_AUTH`, `user:password`) such a
+//!   request is checked against them in constant time; wrong or absent
+//!   credentials are refused, and without the setting a Basic header is
+//!   refused with a reason that says so. Credentials are never logged or
+//!   kept in quarantine (`docs/customerio.md`).
 //!
 //! ## Body
 //!
@@ -89,6 +98,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -125,6 +135,45 @@ pub struct ActionAuthConfig {
     pub mode: ActionAuthMode,
     /// Replay window of HMAC mode (unused by shared-secret mode).
     pub tolerance: Duration,
+    /// Accepted as an alternative when set: `Authorization: Basic`.
+    pub basic: Option<BasicCredentials>,
+}
+
+/// The `user:password` a webhook action's URL carries (`https://user:pass@…`),
+/// which arrives as `Authorization: Basic base64(user:password)`.
+#[derive(Clone, Debug)]
+pub struct BasicCredentials {
+    /// `user:password` as one secret: it is what the header encodes.
+    pair: Secret,
+}
+
+/// Why configured Basic credentials are unusable. Never holds the value.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum BasicCredentialsError {
+    #[error("expected `user:password` with a non-empty user and password (value not shown)")]
+    Malformed,
+}
+
+impl BasicCredentials {
+    /// From `user:password`; the user may not contain `:` (RFC 7617), the
+    /// password may.
+    pub fn parse(raw: &Secret) -> Result<Self, BasicCredentialsError> {
+        let value = raw.expose().trim();
+        match value.split_once(':') {
+            Some((user, password)) if !user.is_empty() && !password.is_empty() => {
+                Ok(BasicCredentials {
+                    pair: Secret::new(value),
+                })
+            }
+            _ => Err(BasicCredentialsError::Malformed),
+        }
+    }
+
+    /// The header value a request with these credentials carries.
+    pub fn header_value(&self) -> String {
+        let encoded = base64::engine::general_purpose::STANDARD.encode(self.pair.expose());
+        format!("Basic {encoded}")
+    }
 }
 
 impl ActionAuthConfig {
@@ -134,7 +183,14 @@ impl ActionAuthConfig {
             secret,
             mode: ActionAuthMode::SharedSecret,
             tolerance: DEFAULT_TOLERANCE,
+            basic: None,
         }
+    }
+
+    /// Also accept `Authorization: Basic` with these credentials.
+    pub fn with_basic(mut self, basic: BasicCredentials) -> Self {
+        self.basic = Some(basic);
+        self
     }
 
     pub fn hmac(secret: Secret) -> Self {
@@ -156,6 +212,10 @@ pub enum ActionAuthError {
     Stale { age_s: i64 },
     #[error("X-Dataout-Timestamp is not integer Unix seconds")]
     BadTimestamp,
+    #[error("Basic credentials do not match the configured user and password (check the action URL's `user:password@`)")]
+    BasicMismatch,
+    #[error("Authorization: Basic sent, but no Basic credentials are configured (secret DATAOUT_ACTION_BASIC_AUTH)")]
+    BasicNotConfigured,
 }
 
 fn mac_for(secret: &[u8]) -> Option<Hmac<Sha256>> {
@@ -201,8 +261,19 @@ pub fn verify_action(
     now_ms: Millis,
 ) -> Result<(), ActionAuthError> {
     let name = cfg.header_name.trim().to_ascii_lowercase();
-    let provided = header(headers, &name).ok_or_else(|| ActionAuthError::Missing {
-        header: name.clone(),
+    let basic = header(headers, "authorization").and_then(strip_basic);
+    let token = header(headers, &name).filter(|v| strip_basic(v).is_none());
+    match (basic, &cfg.basic) {
+        (Some(sent), Some(expected)) => return verify_basic(sent, expected),
+        (Some(_), None) if token.is_none() => return Err(ActionAuthError::BasicNotConfigured),
+        _ => {}
+    }
+    let provided = token.ok_or_else(|| ActionAuthError::Missing {
+        header: if cfg.basic.is_some() {
+            format!("{name}` or `authorization: Basic")
+        } else {
+            name.clone()
+        },
     })?;
     let secret = cfg.secret.expose().trim();
     if secret.is_empty() {
@@ -238,6 +309,29 @@ pub fn verify_action(
                 None => Ok(()),
             }
         }
+    }
+}
+
+/// The credentials part of `Basic <base64>`, scheme matched in any case.
+fn strip_basic(v: &str) -> Option<&str> {
+    match v.get(..6) {
+        Some(p) if p.eq_ignore_ascii_case("basic ") => v.get(6..).map(str::trim),
+        _ => None,
+    }
+}
+
+/// Decoded `user:password` against the configured pair, compared as digests
+/// so neither content nor length leaks through timing.
+fn verify_basic(sent: &str, expected: &BasicCredentials) -> Result<(), ActionAuthError> {
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(sent)
+        .map_err(|_| ActionAuthError::BasicMismatch)?;
+    let a = Sha256::digest(&decoded);
+    let b = Sha256::digest(expected.pair.expose().as_bytes());
+    if bool::from(a.ct_eq(&b)) {
+        Ok(())
+    } else {
+        Err(ActionAuthError::BasicMismatch)
     }
 }
 
@@ -541,6 +635,87 @@ mod tests {
     }
 
     const ENTER: &[u8] = br#"{"action":"enter","export":"cart_abandoners","person":{"id":"cust_00021","email":"mary.shelley+21@example.com","cio_id":"","phone":""},"attributes":{"cart_value":"129.90","cart_currency":""},"sent_at":1751371200}"#;
+
+    fn basic_cfg() -> ActionAuthConfig {
+        let creds = BasicCredentials::parse(&Secret::new("cio-hooks:s3cr3t:pass")).unwrap();
+        shared().with_basic(creds)
+    }
+
+    fn authorization(value: &str) -> BTreeMap<String, String> {
+        BTreeMap::from([("authorization".to_string(), value.to_string())])
+    }
+
+    #[test]
+    fn basic_credentials_from_the_action_url_are_accepted_when_configured() {
+        // `printf %s 'cio-hooks:s3cr3t:pass' | base64`: what a URL
+        // `https://cio-hooks:s3cr3t:pass@host/...` sends.
+        let h = authorization("Basic Y2lvLWhvb2tzOnMzY3IzdDpwYXNz");
+        verify_action(&h, ENTER, &basic_cfg(), NOW_MS).unwrap();
+        let h = authorization("basic   Y2lvLWhvb2tzOnMzY3IzdDpwYXNz ");
+        verify_action(&h, ENTER, &basic_cfg(), NOW_MS).unwrap();
+        // The configured token still works alongside.
+        verify_action(
+            &action_headers(&basic_cfg(), 0, ENTER),
+            ENTER,
+            &basic_cfg(),
+            NOW_MS,
+        )
+        .unwrap();
+        let creds = BasicCredentials::parse(&Secret::new("Aladdin:open sesame")).unwrap();
+        assert_eq!(creds.header_value(), "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ==");
+    }
+
+    #[test]
+    fn wrong_or_absent_basic_credentials_are_refused_without_echoing_them() {
+        for value in [
+            "Basic Y2lvLWhvb2tzOndyb25n", // cio-hooks:wrong
+            "Basic not*base64",
+        ] {
+            let err =
+                verify_action(&authorization(value), ENTER, &basic_cfg(), NOW_MS).unwrap_err();
+            assert_eq!(err, ActionAuthError::BasicMismatch, "{value}");
+            assert!(!err.to_string().contains("s3cr3t"), "{err}");
+            assert!(!err.to_string().contains("wrong"), "{err}");
+        }
+        // A right token does not rescue wrong Basic credentials.
+        let mut h = action_headers(&basic_cfg(), 0, ENTER);
+        h.insert("authorization".into(), "Basic Y2lvLWhvb2tzOndyb25n".into());
+        assert_eq!(
+            verify_action(&h, ENTER, &basic_cfg(), NOW_MS),
+            Err(ActionAuthError::BasicMismatch)
+        );
+        // A scheme without credentials counts as none sent.
+        assert!(matches!(
+            verify_action(&authorization("Basic "), ENTER, &basic_cfg(), NOW_MS),
+            Err(ActionAuthError::Missing { .. })
+        ));
+        let err = verify_action(&BTreeMap::new(), ENTER, &basic_cfg(), NOW_MS).unwrap_err();
+        assert!(
+            matches!(&err, ActionAuthError::Missing { header } if header.contains("Basic")),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn basic_credentials_are_refused_when_none_are_configured() {
+        let h = authorization("Basic Y2lvLWhvb2tzOnMzY3IzdDpwYXNz");
+        let err = verify_action(&h, ENTER, &shared(), NOW_MS).unwrap_err();
+        assert_eq!(err, ActionAuthError::BasicNotConfigured);
+        assert!(err.to_string().contains("DATAOUT_ACTION_BASIC_AUTH"));
+    }
+
+    #[test]
+    fn basic_credentials_setting_needs_user_and_password() {
+        for raw in ["", "nocolon", ":pass", "user:", "  "] {
+            assert_eq!(
+                BasicCredentials::parse(&Secret::new(raw)).unwrap_err(),
+                BasicCredentialsError::Malformed,
+                "{raw:?}"
+            );
+        }
+        assert!(format!("{:?}", basic_cfg()).contains("***"));
+        assert!(!format!("{:?}", basic_cfg()).contains("s3cr3t"));
+    }
 
     #[test]
     fn shared_secret_accepts_the_configured_token() {

@@ -412,6 +412,9 @@ pub mod counter {
     pub const WEBHOOKS_ACCEPTED: &str = "webhooks_accepted";
     pub const WEBHOOKS_DUPLICATE: &str = "webhooks_duplicate";
     pub const WEBHOOKS_QUARANTINED: &str = "webhooks_quarantined";
+    /// Reporting webhooks correctly signed but outside the replay window
+    /// (applied, or quarantined past the dedup memory; never refused).
+    pub const WEBHOOKS_SIGNED_STALE: &str = "webhooks_signed_stale";
     pub const CHANGES_STALE: &str = "changes_stale";
 
     /// Latency histogram bucket upper bounds (ms), source event to

@@ -5,6 +5,16 @@
 //! (401). A signed body we cannot use is kept byte for byte in quarantine
 //! and answered 2xx with the reason. Transient store or queue failures are
 //! answered 503 so the sender retries: nothing accepted is ever lost.
+//!
+//! A correctly signed reporting webhook whose `X-CIO-Timestamp` is outside
+//! the replay window is authentic, only old (a retry after an outage of
+//! ours, or clock skew). It is applied, not refused: events are deduplicated
+//! by `event_id` and ordered by their own timestamps, so a late or repeated
+//! copy changes nothing it should not. It is counted
+//! (`webhooks_signed_stale`) and its age is in the answer and the log. Only
+//! when it is older than the dedup memory (a replay could no longer be told
+//! from a first delivery) is it quarantined instead, with that reason, for
+//! an operator to check and replay (`docs/customerio.md`).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -21,7 +31,7 @@ use crate::customerio::actions::{
     parse_action, verify_action, ActionAuthConfig, ActionBody, ActionKind,
 };
 use crate::customerio::webhook::{
-    parse_reporting, verify_signature, ReportingEvent, SignatureConfig,
+    parse_reporting, verify_signature, ReportingEvent, SignatureConfig, SignatureError,
 };
 use crate::domain::membership::exit_change;
 use crate::domain::model::{
@@ -85,18 +95,84 @@ pub async fn handle(
         return too_large(route, body.len());
     }
     let now = deps.clock.now_ms();
+    // `Ok(Some(age))`: authentic, but signed `age` seconds away from now.
     let verified = match route {
-        Route::Reporting => {
-            verify_signature(headers, body, &cfg.reporting, now).map_err(|e| e.to_string())
-        }
-        Route::Actions => {
-            verify_action(headers, body, &cfg.actions, now).map_err(|e| e.to_string())
+        Route::Reporting => match verify_signature(headers, body, &cfg.reporting, now) {
+            Ok(()) => Ok(None),
+            Err(SignatureError::Stale { age_s }) => Ok(Some(age_s)),
+            Err(e) => Err(e.to_string()),
+        },
+        Route::Actions => verify_action(headers, body, &cfg.actions, now)
+            .map(|()| None)
+            .map_err(|e| e.to_string()),
+    };
+    let signed_age_s = match verified {
+        Ok(age) => age,
+        Err(reason) => {
+            warn!(route = route.as_str(), %reason, "webhook refused");
+            return IntakeResponse::new(401, json!({"status": "unauthorized", "reason": reason}));
         }
     };
-    if let Err(reason) = verified {
-        warn!(route = route.as_str(), %reason, "webhook refused");
-        return IntakeResponse::new(401, json!({"status": "unauthorized", "reason": reason}));
+    if let Some(age_s) = signed_age_s {
+        return signed_stale(deps, cfg, route, headers, body, now, age_s).await;
     }
+    answer(deps, cfg, route, headers, body, now).await
+}
+
+/// A correctly signed body outside the replay window: applied (dedup and
+/// per-event ordering make it safe) and counted, or quarantined when it is
+/// older than the dedup memory. Never refused: a 401 would hold back
+/// Customer.io's whole stream.
+async fn signed_stale(
+    deps: &Deps,
+    cfg: &IntakeConfig,
+    route: Route,
+    headers: &BTreeMap<String, String>,
+    body: &[u8],
+    now: Millis,
+    age_s: i64,
+) -> IntakeResponse {
+    if let Err(e) = count(deps, counter::WEBHOOKS_SIGNED_STALE).await {
+        warn!(error = %e, "could not count a signed but stale webhook");
+    }
+    let when = if age_s >= 0 { "before" } else { "after" };
+    let age = age_s.unsigned_abs();
+    if u128::from(age) * 1000 > cfg.dedup_ttl.as_millis() {
+        let reason = format!(
+            "correctly signed, but signed {age} s {when} now: beyond the {} h dedup memory a \
+             replay cannot be told from a first delivery; check it, then replay it",
+            cfg.dedup_ttl.as_secs() / 3600
+        );
+        return match quarantine(deps, route, headers, body, &reason, now).await {
+            Ok(id) => {
+                warn!(route = route.as_str(), quarantine_id = %id, signed_age_s = age_s,
+                      "signed webhook older than the dedup memory quarantined");
+                quarantined(&id, &reason)
+            }
+            Err(e) => IntakeResponse::new(503, json!({"status": "retry", "reason": e.to_string()})),
+        };
+    }
+    warn!(
+        route = route.as_str(),
+        signed_age_s = age_s,
+        "webhook signed outside the replay window: authentic, applied (deduplicated by event id)"
+    );
+    let mut resp = answer(deps, cfg, route, headers, body, now).await;
+    if let Some(obj) = resp.body.as_object_mut() {
+        obj.insert("signed_age_s".into(), json!(age_s));
+    }
+    resp
+}
+
+/// Process an authenticated request and answer it.
+async fn answer(
+    deps: &Deps,
+    cfg: &IntakeConfig,
+    route: Route,
+    headers: &BTreeMap<String, String>,
+    body: &[u8],
+    now: Millis,
+) -> IntakeResponse {
     match process(deps, cfg, route, headers, body, now).await {
         Ok(resp) => resp,
         Err(e) if e.is_retryable() => {
@@ -273,7 +349,10 @@ async fn act(deps: &Deps, parsed: &Parsed, now: Millis) -> Result<ApplySummary, 
                 .reporting_feeds
                 .iter()
                 .filter(|f| {
-                    (f.object_type == "*" || f.object_type == ev.object_type)
+                    // A subscription change is the person's whatever channel
+                    // led to it: a `customer.<metric>` feed takes them all.
+                    let channel_any = f.object_type == "customer" && ev.is_subscription_change();
+                    (f.object_type == "*" || f.object_type == ev.object_type || channel_any)
                         && f.metric == ev.metric
                 })
                 .flat_map(|f| f.exports.iter())
@@ -377,10 +456,18 @@ async fn forward_reporting(
     ev: &ReportingEvent,
     now: Millis,
 ) -> Result<ApplySummary, PipelineError> {
-    let name = format!("{}.{}", ev.object_type, ev.metric);
-    if !deps.spec.events.contains_key(&name) {
+    let exact = format!("{}.{}", ev.object_type, ev.metric);
+    // A subscription change led to by a message (`email.subscribed`, …) is
+    // also the person's `customer.<metric>` event; its channel travels in
+    // the `object_type` property.
+    let person_level = format!("customer.{}", ev.metric);
+    let name = if deps.spec.events.contains_key(&exact) {
+        exact
+    } else if ev.is_subscription_change() && deps.spec.events.contains_key(&person_level) {
+        person_level
+    } else {
         return Ok(ApplySummary::default());
-    }
+    };
     let mut data = ev.data.clone();
     for (k, v) in [
         ("campaign_id", &ev.campaign_id),
@@ -528,6 +615,7 @@ pub(crate) mod tests {
                 secret: Secret::new(SECRET),
                 mode: crate::customerio::actions::ActionAuthMode::SharedSecret,
                 tolerance: Duration::from_secs(300),
+                basic: None,
             },
             dedup_ttl: Duration::from_secs(3600),
             in_progress_ttl: Duration::from_secs(30),
@@ -544,6 +632,192 @@ pub(crate) mod tests {
             ),
         ]
         .into()
+    }
+
+    fn signed_at(body: &[u8], ts: i64, secret: &str) -> BTreeMap<String, String> {
+        [
+            ("x-cio-timestamp".to_string(), ts.to_string()),
+            (
+                "x-cio-signature".to_string(),
+                sign(secret.as_bytes(), ts, body),
+            ),
+        ]
+        .into()
+    }
+
+    const OPENED: &[u8] = br#"{"event_id":"01JSTALE0000000000000000001","object_type":"email","metric":"opened","timestamp":1751371200,"data":{"identifiers":{"id":"cust_00077"},"delivery_id":"RPILAgUBcRhIBqSfeiIwdIYJKxTY","action_id":96,"campaign_id":5,"recipient":"x@example.com"}}"#;
+
+    async fn intake_counter(deps: &Deps, name: &str) -> u64 {
+        deps.state
+            .get_counters(&CounterScope::intake())
+            .await
+            .expect("counters")
+            .get(name)
+            .copied()
+            .unwrap_or(0) as u64
+    }
+
+    #[tokio::test]
+    async fn correctly_signed_body_older_than_the_window_is_applied_not_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let deps = deps(dir.path());
+        let an_hour_ago = chrono::Utc::now().timestamp() - 3600;
+        let headers = signed_at(OPENED, an_hour_ago, SECRET);
+        let resp = handle(&deps, &cfg(), Route::Reporting, &headers, OPENED).await;
+        assert_eq!(resp.status, 200, "{resp:?}");
+        assert_eq!(resp.body["status"], "accepted", "{resp:?}");
+        let age = resp.body["signed_age_s"]
+            .as_i64()
+            .expect("age in the answer");
+        assert!((3600..3660).contains(&age), "{resp:?}");
+        assert_eq!(
+            intake_counter(&deps, counter::WEBHOOKS_SIGNED_STALE).await,
+            1
+        );
+        // The same delivery again is recognised by its event id.
+        let again = handle(&deps, &cfg(), Route::Reporting, &headers, OPENED).await;
+        assert_eq!(again.status, 200, "{again:?}");
+        assert_eq!(again.body["status"], "duplicate", "{again:?}");
+        // Signed in the future beyond the window (clock skew): applied too.
+        let body = String::from_utf8_lossy(OPENED).replace("0001\"", "0002\"");
+        let ahead = signed_at(
+            body.as_bytes(),
+            chrono::Utc::now().timestamp() + 900,
+            SECRET,
+        );
+        let resp = handle(&deps, &cfg(), Route::Reporting, &ahead, body.as_bytes()).await;
+        assert_eq!(resp.body["status"], "accepted", "{resp:?}");
+        assert!(resp.body["signed_age_s"].as_i64().is_some_and(|a| a < -800));
+    }
+
+    #[tokio::test]
+    async fn signed_body_older_than_the_dedup_memory_is_quarantined_with_the_reason() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let deps = deps(dir.path());
+        // cfg() remembers event ids for one hour.
+        let two_hours_ago = chrono::Utc::now().timestamp() - 7200;
+        let headers = signed_at(OPENED, two_hours_ago, SECRET);
+        let resp = handle(&deps, &cfg(), Route::Reporting, &headers, OPENED).await;
+        assert_eq!(resp.status, 202, "{resp:?}");
+        assert_eq!(resp.body["status"], "quarantined", "{resp:?}");
+        let reason = resp.body["reason"].as_str().unwrap_or_default();
+        assert!(reason.contains("correctly signed"), "{reason}");
+        assert!(reason.contains("dedup memory"), "{reason}");
+        let id = resp.body["quarantine_id"].as_str().expect("id");
+        let entry = deps
+            .state
+            .get_quarantine(id)
+            .await
+            .expect("state")
+            .expect("kept");
+        assert_eq!(entry.reason, reason);
+        assert!(!entry.headers.contains_key("x-cio-signature"));
+        assert_eq!(
+            intake_counter(&deps, counter::WEBHOOKS_SIGNED_STALE).await,
+            1
+        );
+        assert_eq!(
+            intake_counter(&deps, counter::WEBHOOKS_QUARANTINED).await,
+            1
+        );
+        // The operator's replay applies it.
+        let replayed = replay_quarantined(&deps, &cfg(), id).await.expect("replay");
+        assert_eq!(replayed.body["status"], "accepted", "{replayed:?}");
+    }
+
+    #[tokio::test]
+    async fn stale_body_with_a_wrong_signature_is_still_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let deps = deps(dir.path());
+        let an_hour_ago = chrono::Utc::now().timestamp() - 3600;
+        let forged = signed_at(OPENED, an_hour_ago, "not-the-signing-secret");
+        let resp = handle(&deps, &cfg(), Route::Reporting, &forged, OPENED).await;
+        assert_eq!(resp.status, 401, "{resp:?}");
+        let mut tampered = OPENED.to_vec();
+        tampered[20] = b'Z';
+        let headers = signed_at(OPENED, an_hour_ago, SECRET);
+        let resp = handle(&deps, &cfg(), Route::Reporting, &headers, &tampered).await;
+        assert_eq!(resp.status, 401, "{resp:?}");
+        assert_eq!(
+            intake_counter(&deps, counter::WEBHOOKS_SIGNED_STALE).await,
+            0
+        );
+    }
+
+    #[tokio::test]
+    async fn webhook_action_with_basic_credentials_is_taken_and_they_are_never_kept() {
+        use crate::customerio::actions::BasicCredentials;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let deps = deps(dir.path());
+        let mut cfg = cfg();
+        cfg.actions.basic =
+            Some(BasicCredentials::parse(&Secret::new("cio-hooks:s3cr3t")).expect("credentials"));
+        // `printf %s 'cio-hooks:s3cr3t' | base64`
+        let headers: BTreeMap<String, String> = [(
+            "authorization".to_string(),
+            "Basic Y2lvLWhvb2tzOnMzY3IzdA==".to_string(),
+        )]
+        .into();
+        let enter = br#"{"action":"enter","export":"cart_abandoners","person":{"id":"cust_00091"},"sent_at":1751371200}"#;
+        let resp = handle(&deps, &cfg, Route::Actions, &headers, enter).await;
+        assert_eq!(resp.body["status"], "accepted", "{resp:?}");
+        let unknown =
+            br#"{"action":"enter","export":"no_such_export","person":{"id":"cust_00091"}}"#;
+        let resp = handle(&deps, &cfg, Route::Actions, &headers, unknown).await;
+        assert_eq!(resp.body["status"], "quarantined", "{resp:?}");
+        let id = resp.body["quarantine_id"].as_str().expect("id");
+        let entry = deps
+            .state
+            .get_quarantine(id)
+            .await
+            .expect("state")
+            .expect("kept");
+        assert!(!entry.headers.contains_key("authorization"), "{entry:?}");
+        // Wrong credentials: refused, and the answer does not echo them.
+        let wrong: BTreeMap<String, String> = [(
+            "authorization".to_string(),
+            "Basic Y2lvLWhvb2tzOndyb25n".to_string(),
+        )]
+        .into();
+        let resp = handle(&deps, &cfg, Route::Actions, &wrong, enter).await;
+        assert_eq!(resp.status, 401, "{resp:?}");
+        assert!(!resp.body.to_string().contains("wrong"), "{resp:?}");
+    }
+
+    #[tokio::test]
+    async fn unsubscribe_led_to_by_a_channel_feeds_the_customer_feed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut deps = deps(dir.path());
+        let text = include_str!("../../../config/exports.example.yaml").replace(
+            "email.unsubscribed: [email_suppression]",
+            "customer.unsubscribed: [email_suppression]",
+        );
+        deps.spec = Arc::new(
+            crate::domain::config::parse_spec(&text, "exports.example.yaml").expect("spec"),
+        );
+        // Customer.io's person_unsubscribed, led to by an SMS.
+        let body = br#"{"event_id":"01JSUBSMS000000000000000001","object_type":"sms","metric":"unsubscribed","timestamp":1751371200,"data":{"customer_id":"cust_00078","email_address":"ada.byron+78@example.com","identifiers":{"id":"cust_00078","email":"ada.byron+78@example.com","cio_id":"d9c10600004e"}}}"#;
+        let resp = handle(
+            &deps,
+            &cfg(),
+            Route::Reporting,
+            &reporting_headers(body),
+            body,
+        )
+        .await;
+        assert_eq!(resp.body["status"], "accepted", "{resp:?}");
+        assert_eq!(resp.body["changes"], 1, "{resp:?}");
+        // A message metric of a channel is not a person-level change.
+        let body = br#"{"event_id":"01JSUBSMS000000000000000002","object_type":"sms","metric":"delivered","timestamp":1751371200,"data":{"identifiers":{"id":"cust_00078"},"delivery_id":"d","action_id":1,"campaign_id":2,"recipient":"+15551230078"}}"#;
+        let resp = handle(
+            &deps,
+            &cfg(),
+            Route::Reporting,
+            &reporting_headers(body),
+            body,
+        )
+        .await;
+        assert_eq!(resp.body["changes"], 0, "{resp:?}");
     }
 
     /// JSON shaped like what Customer.io sends, with arbitrary values.

@@ -1,3 +1,9 @@
+use std::collections::BTreeSet;
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
+use serde_json::{json, Value};
+
 use super::*;
 
 const NOW: i64 = 1_760_000_000;
