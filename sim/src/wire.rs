@@ -54,7 +54,8 @@ impl WireLog {
         self.lock().clone().unwrap_or_default()
     }
 
-    fn is_on(&self) -> bool {
+    /// Whether exchanges are being kept.
+    pub fn is_recording(&self) -> bool {
         self.lock().is_some()
     }
 
@@ -98,7 +99,7 @@ pub async fn record(
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    if !log.is_on() {
+    if !log.is_recording() {
         return next.run(request).await;
     }
     let (parts, body) = request.into_parts();

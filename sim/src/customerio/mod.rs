@@ -21,7 +21,6 @@
 mod demo;
 pub mod reporting;
 mod serve;
-mod wire;
 mod workspace;
 
 #[cfg(test)]
@@ -31,9 +30,10 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+pub use crate::wire::WireExchange;
+use crate::wire::WireLog;
 pub use demo::{demo_workspace, demo_workspace_at};
 pub use serve::{router, Refusal};
-pub use wire::WireExchange;
 pub use workspace::{CioWorkspace, SimPerson, SimSegment};
 
 use crate::RunningSim;
@@ -180,7 +180,7 @@ struct Inner {
     /// When each request arrived (for [`CioSimHandle::peak_per_second`]).
     arrivals: Mutex<Vec<Instant>>,
     /// Every exchange while recording ([`CioSimHandle::record_wire`]).
-    wire: Mutex<Option<Vec<WireExchange>>>,
+    wire: WireLog,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -250,17 +250,15 @@ impl CioSimHandle {
         q.extend(std::iter::repeat_n(status, n as usize));
     }
     /// Start (or stop) keeping every exchange as it crossed the wire.
+    /// Turning it on while it is on keeps what was kept.
     pub fn record_wire(&self, on: bool) {
-        let mut wire = lock(&self.inner.wire);
-        match (on, wire.is_some()) {
-            (true, false) => *wire = Some(Vec::new()),
-            (false, _) => *wire = None,
-            _ => {}
+        if !(on && self.inner.wire.is_recording()) {
+            self.inner.wire.record(on);
         }
     }
     /// The exchanges recorded so far.
     pub fn wire(&self) -> Vec<WireExchange> {
-        lock(&self.inner.wire).clone().unwrap_or_default()
+        self.inner.wire.exchanges()
     }
     pub fn counters(&self) -> SimCounters {
         lock(&self.inner.counters).clone()
@@ -319,7 +317,7 @@ pub async fn start(config: CioSimConfig) -> anyhow::Result<CioSim> {
                 last: Instant::now(),
             }),
             arrivals: Mutex::new(Vec::new()),
-            wire: Mutex::new(None),
+            wire: WireLog::default(),
             failures: Mutex::new(
                 config
                     .fail_first

@@ -33,8 +33,8 @@ pub fn router(handle: CioSimHandle) -> Router {
         .fallback(|| async { error(StatusCode::NOT_FOUND, "not found") })
         .method_not_allowed_fallback(|| async { error(StatusCode::NOT_FOUND, "not found") })
         .layer(axum::middleware::from_fn_with_state(
-            handle.clone(),
-            super::wire::record,
+            handle.inner.wire.clone(),
+            crate::wire::record,
         ))
         .with_state(handle)
 }
