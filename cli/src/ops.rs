@@ -274,6 +274,13 @@ fn run_line(r: &RunRecord) -> String {
 pub async fn runs(target: &Target, cmd: RunsCmd) -> anyhow::Result<()> {
     match cmd {
         RunsCmd::List { export, limit } => {
+            // A mistyped name must not read as "no runs yet".
+            if let Ok(spec) = target.spec().await {
+                if spec.export(&export).is_none() {
+                    let known: Vec<&str> = spec.exports.keys().map(String::as_str).collect();
+                    bail!("no export `{export}` (known: {})", known.join(", "));
+                }
+            }
             let runs = target.state()?.list_runs(&export, limit).await?;
             if runs.is_empty() {
                 println!("no runs of `{export}` in {}", target.describe());
@@ -435,6 +442,12 @@ pub async fn dlq(target: &Target, cmd: DlqCmd) -> anyhow::Result<()> {
             destination: Some(name),
             limit,
         } => {
+            // A mistyped name must not read as "nothing dead-lettered".
+            if let Ok(known) = target.destinations().await {
+                if !known.contains(&name) {
+                    bail!("no destination `{name}` (known: {})", known.join(", "));
+                }
+            }
             let queue = target.queue(None)?;
             let jobs = queue.dead_letters(&name, limit).await?;
             if jobs.is_empty() {
