@@ -32,7 +32,7 @@ use dataout::domain::config::load_spec_file;
 use dataout::domain::model::{Identifiers, Person, RunRecord, RunStatus};
 use dataout::domain::spec::ActivationSpec;
 use dataout::pipeline::export::{approve, run_export, ExportOptions};
-use dataout::pipeline::intake::{replay_quarantined, IntakeConfig};
+use dataout::pipeline::intake::{replay_quarantined, IntakeConfig, Route};
 use dataout::pipeline::Deps;
 use dataout::ports::{
     Clock, JobQueue, MembershipPage, Secret, SegmentSource, SourceError, StateStore, SystemClock,
@@ -387,14 +387,43 @@ pub async fn quarantine(target: &Target, cmd: QuarantineCmd) -> anyhow::Result<(
             let resp = replay_quarantined(&deps, &intake, &id).await?;
             println!("{} {}", resp.status, resp.body);
             if resp.status >= 300 || resp.body["status"] == "quarantined" {
+                let reason = resp.body["reason"].as_str().unwrap_or("no reason given");
+                if let Some(unreadable) = unreadable_body(&deps, &id).await? {
+                    bail!(
+                        "replay of `{id}` did not go through: the body itself cannot be read \
+                         ({unreadable}); no spec change can make it usable. Fix what sends it \
+                         (the Customer.io webhook or action body); the entry stays quarantined"
+                    );
+                }
                 bail!(
-                    "replay of `{id}` did not go through ({}): fix the spec and pass it with --config",
+                    "replay of `{id}` did not go through ({}: {reason}): fix the spec and pass it with --config",
                     resp.status
                 );
             }
         }
     }
     Ok(())
+}
+
+/// Why a quarantined body cannot be parsed at all, if it cannot.
+async fn unreadable_body(deps: &Deps, id: &str) -> anyhow::Result<Option<String>> {
+    use base64::Engine;
+    let Some(entry) = deps.state.get_quarantine(id).await? else {
+        return Ok(None);
+    };
+    let Ok(body) = base64::engine::general_purpose::STANDARD.decode(entry.body_b64.as_bytes())
+    else {
+        return Ok(Some("the stored body is not base64".into()));
+    };
+    Ok(if entry.route == Route::Actions.as_str() {
+        dataout::customerio::actions::parse_action(&body)
+            .err()
+            .map(|e| e.to_string())
+    } else {
+        dataout::customerio::webhook::parse_reporting(&body)
+            .err()
+            .map(|e| e.to_string())
+    })
 }
 
 /// Intake settings for a replay. A replay verifies no signature (the body

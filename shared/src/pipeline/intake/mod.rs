@@ -530,9 +530,15 @@ pub async fn quarantine(
         })
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
+    // A retry or a failed replay of the same body keeps the entry's first
+    // arrival, so the list keeps its order.
+    let received_at = match deps.state.get_quarantine(&id).await? {
+        Some(first) => first.received_at.min(now),
+        None => now,
+    };
     let entry = QuarantineEntry {
         id: id.clone(),
-        received_at: now,
+        received_at,
         route: route.as_str().to_string(),
         reason: reason.to_string(),
         body_b64: base64::engine::general_purpose::STANDARD.encode(body),

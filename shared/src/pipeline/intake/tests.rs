@@ -324,3 +324,46 @@ proptest! {
         prop_assert!(resp.body["reason"].as_str().is_some_and(|r| !r.is_empty()));
     }
 }
+
+#[tokio::test]
+async fn a_failed_replay_keeps_when_the_body_first_arrived() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let deps = deps(dir.path());
+    let headers = BTreeMap::new();
+    let first = 1_751_371_200_000;
+    let id = quarantine(
+        &deps,
+        Route::Actions,
+        &headers,
+        b"{not json",
+        "unreadable",
+        first,
+    )
+    .await
+    .expect("kept");
+    // The sender retries the same body a minute later: one entry, first time.
+    let again = quarantine(
+        &deps,
+        Route::Actions,
+        &headers,
+        b"{not json",
+        "unreadable",
+        first + 60_000,
+    )
+    .await
+    .expect("kept");
+    assert_eq!(again, id);
+    // A replay that fails again (the body is still not JSON) keeps it too.
+    let resp = replay_quarantined(&deps, &cfg(), &id)
+        .await
+        .expect("replay");
+    assert_eq!(resp.body["status"], "quarantined", "{resp:?}");
+    let entry = deps
+        .state
+        .get_quarantine(&id)
+        .await
+        .expect("state")
+        .expect("kept");
+    assert_eq!(entry.received_at, first);
+    assert_eq!(entry.replayed_at, None);
+}
