@@ -10,14 +10,13 @@
 //!   codes the contract defines.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 use std::time::Duration;
 
 use dataout::destinations::ReadBack;
 use dataout::domain::model::{DeliveryOp, EventPayload, Identifiers, OpKind, PersonKey};
-use dataout::domain::spec::{DestinationKind, ExportMode, ExportSource};
-use dataout::ports::SystemClock;
-use dataout_cli::demo::{self, SimEnv};
+use dataout::domain::spec::{DestinationKind, ExportMode};
+use dataout_cli::demo::SimEnv;
+use dataout_integration_tests::contract_support::{drive_demo_pipeline, query_pairs};
 use dataout_sim::clevertap::{self as ct_sim, ClevertapSimConfig, WireExchange};
 use serde_json::{json, Map, Value};
 
@@ -42,41 +41,6 @@ fn limit(c: &Value, name: &str) -> usize {
 
 fn code_known(c: &Value, table: &str, code: u64) -> bool {
     c[table].get(code.to_string()).is_some()
-}
-
-/// Percent-decoded `key=value` pairs of a query string.
-fn query_pairs(query: &str) -> Vec<(String, String)> {
-    fn decode(s: &str) -> String {
-        let bytes = s.as_bytes();
-        let mut out = Vec::with_capacity(bytes.len());
-        let mut i = 0;
-        while i < bytes.len() {
-            match bytes[i] {
-                b'%' if i + 2 < bytes.len() => {
-                    let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("");
-                    out.push(u8::from_str_radix(hex, 16).unwrap_or(b'?'));
-                    i += 3;
-                }
-                b'+' => {
-                    out.push(b' ');
-                    i += 1;
-                }
-                b => {
-                    out.push(b);
-                    i += 1;
-                }
-            }
-        }
-        String::from_utf8_lossy(&out).into_owned()
-    }
-    query
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (decode(k), decode(v))
-        })
-        .collect()
 }
 
 fn is_scalar(v: &Value) -> bool {
@@ -432,28 +396,10 @@ async fn every_request_our_client_makes_is_a_call_of_clevertaps_definition() {
         .await
         .unwrap();
     env.clevertap.record_wire(true);
-    let rt = Arc::new(
-        env.runtime(&dir.path().join("state"), Arc::new(SystemClock))
-            .unwrap(),
-    );
-    rt.start_workers().await.unwrap();
-    let server = dataout_sim::serve(rt.router()).await.unwrap();
-    let source = env.source().unwrap();
-    let segments: Vec<String> = env
-        .spec
-        .exports
-        .iter()
-        .filter(|(_, e)| matches!(e.source, ExportSource::Segment { .. }))
-        .map(|(n, _)| n.clone())
-        .collect();
-    for name in &segments {
-        rt.run_batch(&source, name).await.unwrap();
-    }
-    rt.wait_idle(Duration::from_secs(120)).await.unwrap();
-    demo::replay_stream(&server.base_url, &env.cio.handle, &env.spec)
-        .await
-        .unwrap();
-    rt.wait_idle(Duration::from_secs(120)).await.unwrap();
+    let (rt, _server) =
+        drive_demo_pipeline(&env, &dir.path().join("state"), 1, Duration::from_secs(120))
+            .await
+            .unwrap();
 
     // The calls the pipeline may not make with the demo's people: a phone
     // CleverTap refuses (sent again without it), a Charged event with

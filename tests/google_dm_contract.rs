@@ -8,13 +8,12 @@
 //!   and names only reasons Google defines; everything else is Google's 404 page.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 use std::time::Duration;
 
 use dataout::domain::model::{DeliveryOp, Identifiers, OpKind, PersonKey};
 use dataout::domain::spec::{DestinationKind, ExportSource};
-use dataout::ports::SystemClock;
 use dataout_cli::demo::{self, SimEnv};
+use dataout_integration_tests::contract_support::{drive_demo_pipeline, query_pairs};
 use dataout_sim::google_dm::{DataManagerSim, DataManagerSimConfig, WireExchange};
 use dataout_sim::google_oauth::{TEST_CLIENT_ID, TEST_CLIENT_SECRET, TEST_REFRESH_TOKEN};
 use serde_json::{json, Value};
@@ -171,41 +170,6 @@ fn check_value(c: &Value, ty: &str, v: &Value, at: &str, request: bool, errors: 
     }
 }
 
-/// Percent-decoded `key=value` pairs of a query string.
-fn query_pairs(query: &str) -> Vec<(String, String)> {
-    fn decode(s: &str) -> String {
-        let bytes = s.as_bytes();
-        let mut out = Vec::with_capacity(bytes.len());
-        let mut i = 0;
-        while i < bytes.len() {
-            match bytes[i] {
-                b'%' if i + 2 < bytes.len() => {
-                    let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("");
-                    out.push(u8::from_str_radix(hex, 16).unwrap_or(b'?'));
-                    i += 3;
-                }
-                b'+' => {
-                    out.push(b' ');
-                    i += 1;
-                }
-                b => {
-                    out.push(b);
-                    i += 1;
-                }
-            }
-        }
-        String::from_utf8_lossy(&out).into_owned()
-    }
-    query
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (decode(k), decode(v))
-        })
-        .collect()
-}
-
 /// Everything wrong with one exchange, as the contract sees it. Returns the
 /// method's name when the exchange is one of the contract's methods.
 fn check_exchange(c: &Value, x: &WireExchange, errors: &mut Vec<String>) -> Option<String> {
@@ -360,32 +324,11 @@ async fn every_request_our_client_makes_is_a_method_of_googles_definition() {
         .await
         .unwrap();
     env.google.record_wire(true);
-    let rt = Arc::new(
-        env.runtime(&dir.path().join("state"), Arc::new(SystemClock))
-            .unwrap(),
-    );
-    rt.start_workers().await.unwrap();
-    let server = dataout_sim::serve(rt.router()).await.unwrap();
+    let (rt, _server) =
+        drive_demo_pipeline(&env, &dir.path().join("state"), 2, Duration::from_secs(60))
+            .await
+            .unwrap();
     let source = env.source().unwrap();
-    let segments: Vec<String> = env
-        .spec
-        .exports
-        .iter()
-        .filter(|(_, e)| matches!(e.source, ExportSource::Segment { .. }))
-        .map(|(n, _)| n.clone())
-        .collect();
-    for name in &segments {
-        rt.run_batch(&source, name).await.unwrap();
-    }
-    rt.wait_idle(Duration::from_secs(60)).await.unwrap();
-    demo::replay_stream(&server.base_url, &env.cio.handle, &env.spec)
-        .await
-        .unwrap();
-    rt.wait_idle(Duration::from_secs(60)).await.unwrap();
-    for name in &segments {
-        rt.run_batch(&source, name).await.unwrap();
-    }
-    rt.wait_idle(Duration::from_secs(60)).await.unwrap();
     demo::settle_google(&env, &rt).await.unwrap();
     rt.reconcile(Some(&source)).await.unwrap();
     // Full replace and read-back, as rollback and canaries use them.

@@ -3,6 +3,7 @@
 //! Shared by the AWS test binaries: the SDK set up for moto's server on
 //! loopback, and names unique per case.
 
+pub mod contract_support;
 pub mod faults;
 
 use std::sync::atomic::{AtomicU64, Ordering};

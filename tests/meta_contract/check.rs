@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use dataout_integration_tests::contract_support::query_pairs;
 use dataout_sim::meta::WireExchange;
 use serde_json::{Map, Value};
 
@@ -242,41 +243,6 @@ pub(crate) fn check_rows(
             }
         }
     }
-}
-
-/// Percent-decoded `key=value` pairs of a query string.
-pub(crate) fn query_pairs(query: &str) -> Vec<(String, String)> {
-    fn decode(s: &str) -> String {
-        let bytes = s.as_bytes();
-        let mut out = Vec::with_capacity(bytes.len());
-        let mut i = 0;
-        while i < bytes.len() {
-            match bytes[i] {
-                b'%' if i + 2 < bytes.len() => {
-                    let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("");
-                    out.push(u8::from_str_radix(hex, 16).unwrap_or(b'?'));
-                    i += 3;
-                }
-                b'+' => {
-                    out.push(b' ');
-                    i += 1;
-                }
-                b => {
-                    out.push(b);
-                    i += 1;
-                }
-            }
-        }
-        String::from_utf8_lossy(&out).into_owned()
-    }
-    query
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (decode(k), decode(v))
-        })
-        .collect()
 }
 
 /// A Graph error answer: the error object's fields, a code Meta defines and

@@ -11,13 +11,12 @@
 //!   unsupported-request answer.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 use std::time::Duration;
 
 use dataout::domain::model::{DeliveryOp, Identifiers, OpKind, PersonKey};
 use dataout::domain::spec::{DestinationKind, ExportSource};
-use dataout::ports::SystemClock;
-use dataout_cli::demo::{self, SimEnv};
+use dataout_cli::demo::SimEnv;
+use dataout_integration_tests::contract_support::drive_demo_pipeline;
 use dataout_sim::meta::{MetaSim, MetaSimConfig, DEFAULT_ACCESS_TOKEN};
 use serde_json::{json, Value};
 
@@ -51,32 +50,11 @@ async fn every_request_our_client_makes_is_a_method_of_metas_definition() {
         .await
         .unwrap();
     env.meta.record_wire(true);
-    let rt = Arc::new(
-        env.runtime(&dir.path().join("state"), Arc::new(SystemClock))
-            .unwrap(),
-    );
-    rt.start_workers().await.unwrap();
-    let server = dataout_sim::serve(rt.router()).await.unwrap();
+    let (rt, _server) =
+        drive_demo_pipeline(&env, &dir.path().join("state"), 2, Duration::from_secs(60))
+            .await
+            .unwrap();
     let source = env.source().unwrap();
-    let segments: Vec<String> = env
-        .spec
-        .exports
-        .iter()
-        .filter(|(_, e)| matches!(e.source, ExportSource::Segment { .. }))
-        .map(|(n, _)| n.clone())
-        .collect();
-    for name in &segments {
-        rt.run_batch(&source, name).await.unwrap();
-    }
-    rt.wait_idle(Duration::from_secs(60)).await.unwrap();
-    demo::replay_stream(&server.base_url, &env.cio.handle, &env.spec)
-        .await
-        .unwrap();
-    rt.wait_idle(Duration::from_secs(60)).await.unwrap();
-    for name in &segments {
-        rt.run_batch(&source, name).await.unwrap();
-    }
-    rt.wait_idle(Duration::from_secs(60)).await.unwrap();
     rt.reconcile(Some(&source)).await.unwrap();
     // A full replace, as rollback uses it.
     let (export, binding) = env
