@@ -87,6 +87,8 @@ impl ReceivedDelivery {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct WebhookCounters {
     pub requests: u64,
+    /// Requests answered with a failure `fail_next` queued.
+    pub injected: u64,
     pub accepted: u64,
     pub unauthorized: u64,
 }
@@ -300,6 +302,7 @@ async fn receive(
         inner.fail_next.pop_front()
     };
     if let Some(code) = injected {
+        state.lock().counters.injected += 1;
         let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         return answer(status, "injected failure");
     }

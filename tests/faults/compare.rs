@@ -1,7 +1,31 @@
 //! After the run: state against the source of truth, each destination's
 //! audience against state, and the counters against the ops enqueued.
 
+use super::arrivals::{self, Arrival};
 use super::*;
+
+/// Every (export, destination) the fault suite's spec routes.
+const ROUTES: [(&str, &str); 11] = [
+    ("cart", "meta"),
+    ("cart", "clevertap"),
+    ("purchasers", "google"),
+    ("purchasers", "warehouse"),
+    ("newsletter", "hook"),
+    ("newsletter", "clevertap"),
+    ("vip", "google"),
+    ("vip", "clevertap"),
+    ("vip", "warehouse"),
+    ("winback", "meta"),
+    ("winback", "hook"),
+];
+
+/// The world's changes to `export`'s membership, by person key.
+fn world_changes(history: &History, export: &str) -> arrivals::Changes {
+    match history.rounds.get(export) {
+        Some(rounds) => arrivals::batch_changes(rounds, batch_id),
+        None => arrivals::realtime_changes(&history.webhooks, export),
+    }
+}
 
 /// The members state holds for `export`, by person key.
 async fn state_members(store: &Arc<dyn StateStore>, export: &str) -> Result<BTreeSet<String>> {
@@ -21,10 +45,6 @@ async fn state_members(store: &Arc<dyn StateStore>, export: &str) -> Result<BTre
         }
     }
     Ok(out)
-}
-
-fn key_of(id: &str) -> String {
-    format!("id:{id}")
 }
 
 fn diff(out: &mut Outcome, what: &str, expected: &BTreeSet<String>, got: &BTreeSet<String>) {
@@ -81,6 +101,7 @@ pub(super) async fn compare(
     pipeline: &Pipeline,
     store: &Arc<dyn StateStore>,
     warehouse: &Arc<dyn ObjectStore>,
+    history: &History,
     realtime_truth: &BTreeMap<&'static str, BTreeSet<usize>>,
     rejections: &Rejections,
     out: &mut Outcome,
@@ -108,16 +129,46 @@ pub(super) async fn compare(
         diff(out, &format!("state of `{export}`"), expected, &got);
     }
 
-    // What each destination should hold: the truth, less the people it
-    // refused for good or could not match (each with its reason).
+    // Who must be refused or left unmatched comes from the world's design;
+    // what the delivery logged must be exactly that, person for person.
+    let design = history.refused_by_design();
+    for (export, destination) in ROUTES {
+        let want: BTreeSet<String> = design
+            .get(&(export, destination))
+            .map(|keys| {
+                keys.iter()
+                    .map(|k| PersonKey(k.clone()).log_safe())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let logged: BTreeSet<String> = rejections
+            .get(&(export.to_string(), destination.to_string()))
+            .map(|r| r.keys().cloned().collect())
+            .unwrap_or_default();
+        diff(
+            out,
+            &format!("people refused or unmatched at {export}→{destination}"),
+            &want,
+            &logged,
+        );
+    }
+    if let Some(stray) = rejections
+        .keys()
+        .find(|(e, d)| !ROUTES.contains(&(e.as_str(), d.as_str())))
+    {
+        out.mismatches.push(format!(
+            "people refused on a route the spec does not have: {stray:?}"
+        ));
+    }
+    // What each destination should hold: the truth, less whom the design
+    // makes it refuse.
     let expected_at = |export: &str, destination: &str| -> BTreeSet<String> {
-        let refused = rejections.get(&(export.to_string(), destination.to_string()));
+        let refused = design
+            .iter()
+            .find(|((e, d), _)| *e == export && *d == destination);
         truth[export]
             .iter()
-            .filter(|k| {
-                let safe = PersonKey((*k).clone()).log_safe();
-                !refused.is_some_and(|r| r.contains_key(&safe))
-            })
+            .filter(|k| !refused.is_some_and(|(_, r)| r.contains(*k)))
             .cloned()
             .collect()
     };
@@ -197,15 +248,6 @@ pub(super) async fn compare(
             .into_iter()
             .filter(|k| values.contains(&sha256_hex(&format!("{}@example.com", id_of(k)))))
             .collect();
-        // Everyone left out must be so for a reason the delivery logged.
-        let refused = rejections
-            .get(&(export.to_string(), "google".to_string()))
-            .map_or(0, BTreeMap::len);
-        if refused == 0 && truth[export].len() > 40 {
-            out.mismatches.push(format!(
-                "Google list of `{export}`: no person refused, but people without a usable email are members"
-            ));
-        }
         diff(
             out,
             &format!("Google list of `{export}`"),
@@ -215,19 +257,34 @@ pub(super) async fn compare(
     }
 
     // 5. Warehouse: replay every row written.
-    let mut rows = Vec::new();
+    let mut values = Vec::new();
     for key in warehouse.list("").await? {
         let Some(bytes) = warehouse.get(&key).await? else {
             continue;
         };
         for line in String::from_utf8_lossy(&bytes).lines() {
-            if let Ok(v) = serde_json::from_str::<Value>(line) {
-                rows.extend(row_of(&v));
+            match serde_json::from_str::<Value>(line) {
+                Ok(v) => values.push(v),
+                Err(e) => out
+                    .mismatches
+                    .push(format!("warehouse object {key}: a line is not JSON: {e}")),
             }
         }
     }
+    let rows: Vec<_> = values.iter().filter_map(row_of).collect();
     let held = replay(&rows);
     for (export, audience) in [("purchasers", "purchasers"), ("vip", "vip")] {
+        let arrivals: Vec<Arrival> = values
+            .iter()
+            .filter_map(|v| Arrival::of(v, audience))
+            .collect();
+        let line = arrivals::check(
+            &format!("warehouse rows of `{export}`"),
+            &arrivals,
+            &world_changes(history, export),
+            out,
+        );
+        out.figures.push(line);
         let got = held.get(audience).cloned().unwrap_or_default();
         diff(
             out,
@@ -238,9 +295,21 @@ pub(super) async fn compare(
     }
 
     // 6. Webhook: replay every op received.
-    let rows: Vec<_> = sims.hook.ops().iter().filter_map(row_of).collect();
+    let ops = sims.hook.ops();
+    let rows: Vec<_> = ops.iter().filter_map(row_of).collect();
     let held = replay(&rows);
     for (export, audience) in [("newsletter", "newsletter"), ("winback", "winback")] {
+        let arrivals: Vec<Arrival> = ops
+            .iter()
+            .filter_map(|v| Arrival::of(v, audience))
+            .collect();
+        let line = arrivals::check(
+            &format!("webhook receiver's `{export}`"),
+            &arrivals,
+            &world_changes(history, export),
+            out,
+        );
+        out.figures.push(line);
         let got = held.get(audience).cloned().unwrap_or_default();
         diff(
             out,

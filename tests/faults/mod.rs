@@ -16,11 +16,15 @@
 //! Used by `tests/fault_injection.rs` (sized for `./scripts/test`) and by
 //! `./scripts/bench --bench faults` (larger).
 
+mod arrivals;
 mod compare;
+mod drive;
+mod floors;
 mod world;
 pub mod wrappers;
 
 use compare::compare;
+use drive::*;
 use world::*;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -106,6 +110,9 @@ pub struct Scale {
     /// Delivery workers per destination.
     pub workers: usize,
     pub seed: u64,
+    /// Every fault on (off: the self-check, which must observe none and
+    /// still find every destination exact).
+    pub faults: bool,
 }
 
 impl Scale {
@@ -120,6 +127,19 @@ impl Scale {
             senders: 4,
             workers: 2,
             seed: 20_261_204,
+            faults: true,
+        }
+    }
+
+    /// The self-check: a small world with every fault off.
+    pub fn self_check() -> Scale {
+        Scale {
+            realtime_people: 100,
+            realtime_changes: 300,
+            batch_people: 400,
+            churn_rounds: 1,
+            faults: false,
+            ..Scale::test()
         }
     }
 
@@ -154,6 +174,8 @@ pub struct Outcome {
     pub mismatches: Vec<String>,
     /// Membership changes made (webhooks plus batch adds and removes).
     pub changes: u64,
+    /// Of which webhooks.
+    pub webhooks: u64,
 }
 
 /// Per-person outcomes the delivery logged (rejected, unmatched, invalid),
@@ -228,10 +250,15 @@ struct Pipeline {
     secrets: MapSecrets,
     warehouse: Arc<dyn ObjectStore>,
     http: reqwest::Client,
+    /// Google destinations built (each mints its own first token).
+    google_clients: AtomicU64,
 }
 
 impl Pipeline {
     fn destination(&self, name: &str) -> Result<Arc<dyn Destination>> {
+        if name == "google" {
+            self.google_clients.fetch_add(1, Ordering::Relaxed);
+        }
         let spec = self
             .deps
             .spec
@@ -256,139 +283,11 @@ fn delivery_options(destination: &str) -> DeliveryOptions {
     }
 }
 
-/// One delivery worker: the deliver Lambda's loop, until `stop`.
-async fn worker(pipeline: Arc<Pipeline>, name: &'static str, stop: Arc<AtomicBool>) {
-    let Ok(destination) = pipeline.destination(name) else {
-        return;
-    };
-    let opts = delivery_options(name);
-    while !stop.load(Ordering::SeqCst) {
-        let jobs = match pipeline.deps.queue.receive(name, 10).await {
-            Ok(j) => j,
-            Err(_) => {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                continue;
-            }
-        };
-        if jobs.is_empty() {
-            // Asynchronous work (Google request statuses) is settled by
-            // delivery runs even when nothing new arrives.
-            let _ = destination.settle().await;
-            tokio::time::sleep(Duration::from_millis(250)).await;
-            continue;
-        }
-        let (dispositions, _) = deliver_jobs(&pipeline.deps, &destination, &jobs, &opts).await;
-        for (job, d) in jobs.iter().zip(dispositions) {
-            // A failed ack or delay leaves the message to come back by itself.
-            let _ = match d {
-                Disposition::Done => pipeline.deps.queue.ack(name, &job.receipt).await,
-                Disposition::RetryAfter(delay) => {
-                    pipeline
-                        .deps
-                        .queue
-                        .retry_later(name, &job.receipt, delay)
-                        .await
-                }
-            };
-        }
-    }
-}
-
-/// Send one webhook as Customer.io does: again after any 5xx or transport
-/// failure, until it is answered 2xx. Returns the attempts it took.
-async fn send_webhook(deps: &Deps, cfg: &IntakeConfig, w: &Webhook) -> Result<u32> {
-    let id = realtime_id(w.person);
-    let mut person = json!({"id": id});
-    if let Some(email) = realtime_email(w.person) {
-        person["email"] = json!(email);
-    }
-    let body = json!({
-        "action": if w.enter { "enter" } else { "exit" },
-        "export": w.export,
-        "person": person,
-        "sent_at": w.sent_at_ms,
-    });
-    let body = serde_json::to_vec(&body)?;
-    let headers: BTreeMap<String, String> =
-        [("x-dataout-token".to_string(), ACTION_SECRET.to_string())].into();
-    for attempt in 1..=50u32 {
-        let resp = handle(deps, cfg, Route::Actions, &headers, &body).await;
-        match resp.status {
-            200..=299 => return Ok(attempt),
-            500..=599 => tokio::time::sleep(Duration::from_millis(50 * attempt as u64)).await,
-            other => bail!("webhook refused with {other}: {resp:?}"),
-        }
-    }
-    bail!("webhook never accepted after 50 attempts")
-}
-
-fn intake_config() -> IntakeConfig {
-    IntakeConfig {
-        reporting: SignatureConfig {
-            secret: Secret::new("unused-reporting-secret"),
-            tolerance: Duration::from_secs(300),
-        },
-        actions: ActionAuthConfig {
-            header_name: "x-dataout-token".into(),
-            secret: Secret::new(ACTION_SECRET),
-            mode: ActionAuthMode::SharedSecret,
-            tolerance: Duration::from_secs(300),
-            basic: None,
-        },
-        dedup_ttl: Duration::from_secs(3600),
-        in_progress_ttl: Duration::from_secs(2),
-    }
-}
-
-/// Run every batch export to the end of its run, continuing after
-/// failures as the scheduler's next invocation would.
-async fn batch_round(pipeline: &Pipeline, source: &AppApiClient) -> Result<u64> {
-    let mut changes = 0;
-    let opts = ExportOptions::default();
-    for (export, _) in BATCH {
-        let started = Instant::now();
-        loop {
-            match run_export(&pipeline.deps, source, export, &opts).await {
-                Ok(run) if run.status == RunStatus::Running => continue,
-                Ok(run) if run.status == RunStatus::Finished => {
-                    changes += run.stats.adds + run.stats.removes;
-                    break;
-                }
-                Ok(run) => bail!("run {} of {export} ended {:?}", run.run_id, run.status),
-                Err(e) if e.is_retryable() && started.elapsed() < Duration::from_secs(600) => {
-                    tokio::time::sleep(Duration::from_millis(100)).await
-                }
-                Err(e) => return Err(e).context(format!("batch run of {export}")),
-            }
-        }
-    }
-    Ok(changes)
-}
-
-fn churn(sims: &Sims, scale: &Scale, round: usize) {
-    let mut rng = StdRng::seed_from_u64(scale.seed + 100 + round as u64);
-    for (_, segment) in BATCH {
-        let members: BTreeSet<usize> = sims
-            .cio
-            .handle
-            .snapshot()
-            .members(segment)
-            .into_iter()
-            .collect();
-        for i in 0..scale.batch_people {
-            let draw: f64 = rng.random();
-            if members.contains(&i) && draw < scale.churn {
-                sims.cio.handle.remove_member(segment, i);
-            } else if !members.contains(&i) && draw < scale.churn * 0.6 {
-                sims.cio.handle.add_member(segment, i);
-            }
-        }
-    }
-}
-
 /// Run the scenario and compare. Needs moto (`DATAOUT_TEST_AWS_ENDPOINT`).
 pub async fn run(scale: Scale, log: OutcomeLog) -> Result<Outcome> {
     let started = Instant::now();
+    // Only this run's outcomes count.
+    log.0.lock().unwrap_or_else(|e| e.into_inner()).clear();
     let sims = start_sims(&scale).await?;
     let servers = sims.proxy_urls.clone();
     let spec = parse_spec(
@@ -428,20 +327,21 @@ pub async fn run(scale: Scale, log: OutcomeLog) -> Result<Outcome> {
     S3ObjectStore::create_bucket(&s3, &bucket).await?;
     let warehouse: Arc<dyn ObjectStore> = Arc::new(S3ObjectStore::new(s3, bucket, "warehouse"));
 
+    let on = if scale.faults { 1.0 } else { 0.0 };
     let state = Arc::new(FaultyState::new(
         dynamo_store.clone(),
         StoreFaults {
-            throttled: 0.01,
-            answer_lost: 0.01,
+            throttled: 0.01 * on,
+            answer_lost: 0.01 * on,
         },
         scale.seed + 3,
     ));
     let queue = Arc::new(FaultyQueue::new(
         sqs_queue.clone(),
         QueueFaults {
-            ack_lost: 0.02,
-            send_refused: 0.01,
-            send_answer_lost: 0.01,
+            ack_lost: 0.02 * on,
+            send_refused: 0.01 * on,
+            send_answer_lost: 0.01 * on,
         },
         scale.seed + 4,
     ));
@@ -468,6 +368,7 @@ pub async fn run(scale: Scale, log: OutcomeLog) -> Result<Outcome> {
         queue: queue.clone(),
         secrets,
         warehouse: warehouse.clone(),
+        google_clients: AtomicU64::new(0),
         // The deliver Lambda's client: every request bounded in time.
         http: reqwest::Client::builder()
             .timeout(Duration::from_secs(3))
@@ -497,20 +398,30 @@ pub async fn run(scale: Scale, log: OutcomeLog) -> Result<Outcome> {
             kills.clone(),
         );
         let seed = scale.seed + 5;
+        let faults = scale.faults;
         tokio::spawn(async move {
             let mut rng = StdRng::seed_from_u64(seed);
-            while !chaos_stop.load(Ordering::SeqCst) {
+            while faults && !chaos_stop.load(Ordering::SeqCst) {
                 let wait = rng.random_range(300..1_500);
                 tokio::time::sleep(Duration::from_millis(wait)).await;
-                let mut w = workers.lock().unwrap_or_else(|e| e.into_inner());
-                if w.is_empty() {
-                    continue;
-                }
-                let i = rng.random_range(0..w.len());
-                let name = w[i].0;
-                w[i].1.abort();
-                kills.fetch_add(1, Ordering::Relaxed);
-                w[i].1 = tokio::spawn(worker(pipeline.clone(), name, stop.clone()));
+                let killed = {
+                    let mut w = workers.lock().unwrap_or_else(|e| e.into_inner());
+                    if w.is_empty() {
+                        continue;
+                    }
+                    let i = rng.random_range(0..w.len());
+                    let name = w[i].0;
+                    let fresh = tokio::spawn(worker(pipeline.clone(), name, stop.clone()));
+                    std::mem::replace(&mut w[i].1, fresh)
+                };
+                killed.abort();
+                // Counted once the task is known to have ended cancelled.
+                let kills = kills.clone();
+                tokio::spawn(async move {
+                    if killed.await.is_err_and(|e| e.is_cancelled()) {
+                        kills.fetch_add(1, Ordering::Relaxed);
+                    }
+                });
             }
         })
     };
@@ -519,9 +430,10 @@ pub async fn run(scale: Scale, log: OutcomeLog) -> Result<Outcome> {
     // last one that access comes back in a minute.
     let bursts = {
         let (meta, chaos_stop) = (sims.meta.clone(), chaos_stop.clone());
+        let episodes: &[u64] = if scale.faults { &[0, 0, 1] } else { &[] };
         tokio::spawn(async move {
             let mut n = 0u64;
-            for minutes in [0, 0, 1] {
+            for &minutes in episodes {
                 tokio::time::sleep(Duration::from_secs(25)).await;
                 if chaos_stop.load(Ordering::SeqCst) {
                     break;
@@ -533,9 +445,25 @@ pub async fn run(scale: Scale, log: OutcomeLog) -> Result<Outcome> {
         })
     };
 
+    // The webhook receiver down for a while: jobs of the webhook
+    // destination (two attempts) land in the dead-letter queue.
+    let outage = {
+        let (hook, chaos_stop, faults) = (sims.hook.clone(), chaos_stop.clone(), scale.faults);
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(20)).await;
+            if faults && !chaos_stop.load(Ordering::SeqCst) {
+                hook.fail_next(40, 503);
+            }
+        })
+    };
+
     // Realtime webhooks, each sender with its own people (a person's
     // changes stay in order, as Customer.io sends them).
     let (webhooks, realtime_truth) = realtime_plan(&scale);
+    let mut history = History {
+        webhooks: webhooks.clone(),
+        ..History::default()
+    };
     let cfg = Arc::new(intake_config());
     let attempts = Arc::new(AtomicU64::new(0));
     let mut senders = Vec::new();
@@ -584,6 +512,7 @@ pub async fn run(scale: Scale, log: OutcomeLog) -> Result<Outcome> {
         &pipeline.secrets,
         reqwest::Client::new(),
     )?;
+    history.start_round(&sims);
     let first_round = batch_round(&pipeline, &source).await?;
     eprintln!(
         "faults: first batch runs done at {:.0} s ({first_round} changes)",
@@ -591,6 +520,7 @@ pub async fn run(scale: Scale, log: OutcomeLog) -> Result<Outcome> {
     );
     for round in 0..scale.churn_rounds {
         churn(&sims, &scale, round);
+        history.start_round(&sims);
         batch_round(&pipeline, &source).await?;
         eprintln!(
             "faults: batch round {} done at {:.0} s",
@@ -639,6 +569,7 @@ pub async fn run(scale: Scale, log: OutcomeLog) -> Result<Outcome> {
     stop.store(true, Ordering::SeqCst);
     killer.abort();
     progress.abort();
+    outage.abort();
     let bursts = bursts.await.unwrap_or(0);
     for (_, h) in workers.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
         h.abort();
@@ -674,6 +605,7 @@ pub async fn run(scale: Scale, log: OutcomeLog) -> Result<Outcome> {
 
     let mut out = Outcome {
         changes: webhooks.len() as u64 + batch_changes,
+        webhooks: webhooks.len() as u64,
         ..Outcome::default()
     };
     let rejections = log.0.lock().unwrap_or_else(|e| e.into_inner()).clone();
@@ -683,12 +615,31 @@ pub async fn run(scale: Scale, log: OutcomeLog) -> Result<Outcome> {
         &pipeline,
         &dynamo_store,
         &warehouse,
+        &history,
         &realtime_truth,
         &rejections,
         &mut out,
     )
     .await?;
 
+    let observed = floors::Observed {
+        proxies: sims.proxies.iter().map(|(n, p)| (*n, p.counts())).collect(),
+        store: state.counts(),
+        queue: queue.counts(),
+        workers_killed: kills.load(Ordering::Relaxed),
+        meta_80003: sims
+            .meta
+            .requests()
+            .iter()
+            .filter(|r| r.error_code == Some(80003))
+            .count() as u64,
+        google_tokens: sims.google.authority().grants().len() as u64,
+        google_clients: pipeline.google_clients.load(Ordering::Relaxed),
+        clevertap_unprocessed: sims.clevertap.counters().unprocessed_injected,
+        hook_outage: sims.hook.counters().injected,
+        redriven,
+    };
+    floors::check(scale.faults, &observed, &mut out);
     let sc = state.counts();
     let qc = queue.counts();
     out.figures.push(format!(
@@ -718,9 +669,13 @@ pub async fn run(scale: Scale, log: OutcomeLog) -> Result<Outcome> {
         ));
     }
     out.figures.push(format!(
-        "workers killed {}, Meta 80003 bursts {bursts}, dead-lettered jobs redriven {redriven}, CleverTap records answered unprocessed {}",
-        kills.load(Ordering::Relaxed),
-        sims.clevertap.counters().unprocessed_injected
+        "workers killed {}, Meta answered 80003 {} times in {bursts} bursts, Google minted {} tokens for {} clients, webhook receiver down for {} requests, dead-lettered jobs redriven {redriven}, CleverTap records answered unprocessed {}",
+        observed.workers_killed,
+        observed.meta_80003,
+        observed.google_tokens,
+        observed.google_clients,
+        observed.hook_outage,
+        observed.clevertap_unprocessed
     ));
     Ok(out)
 }

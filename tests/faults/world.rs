@@ -34,7 +34,7 @@ pub(super) fn workspace(people: usize, seed: u64) -> CioWorkspace {
     let mut ws = CioWorkspace::default();
     for i in 0..people {
         ws.people.push(SimPerson {
-            id: Some(format!("b{i:06}")),
+            id: Some(batch_id(i)),
             email: Some(batch_email(i)),
             cio_id: format!("cio_b{i:06}"),
             attributes: BTreeMap::new(),
@@ -68,7 +68,9 @@ pub(super) async fn start_sims(scale: &Scale) -> Result<Sims> {
         ..ClevertapSimConfig::default()
     })
     .await?;
-    clevertap.set_unprocessed_share(0.01, scale.seed + 1);
+    if scale.faults {
+        clevertap.set_unprocessed_share(0.01, scale.seed + 1);
+    }
     let (meta_server, meta) = MetaSim::start(MetaSimConfig {
         unmatched_share: 0.1,
         apply_delay: Duration::from_millis(300),
@@ -83,7 +85,9 @@ pub(super) async fn start_sims(scale: &Scale) -> Result<Sims> {
         ..DataManagerSimConfig::default()
     };
     // Tokens expire every few seconds: the destination must refresh them.
-    dm.oauth.token_lifetime = Duration::from_secs(5);
+    if scale.faults {
+        dm.oauth.token_lifetime = Duration::from_secs(5);
+    }
     let (google_server, google) = DataManagerSim::start(dm).await?;
     google.create_user_list(GOOGLE_ACCOUNT, GOOGLE_PURCHASERS);
     google.create_user_list(GOOGLE_ACCOUNT, GOOGLE_VIP);
@@ -106,7 +110,11 @@ pub(super) async fn start_sims(scale: &Scale) -> Result<Sims> {
     {
         let (server, state) = dataout_sim::faults::start(
             &upstream.base_url,
-            destination_plan(scale.seed + 10 + i as u64),
+            if scale.faults {
+                destination_plan(scale.seed + 10 + i as u64)
+            } else {
+                FaultPlan::default()
+            },
         )
         .await?;
         proxies.push((name, state));
@@ -295,5 +303,75 @@ pub(super) fn batch_email(i: usize) -> String {
         format!("b{i:06}@@example.com")
     } else {
         format!("b{i:06}@example.com")
+    }
+}
+
+pub(super) fn key_of(id: &str) -> String {
+    format!("id:{id}")
+}
+
+pub(super) fn batch_id(i: usize) -> String {
+    format!("b{i:06}")
+}
+
+/// What the world did: the webhooks sent, and each batch export's segment
+/// members before each round of runs.
+#[derive(Default)]
+pub(super) struct History {
+    pub(super) webhooks: Vec<Webhook>,
+    pub(super) rounds: BTreeMap<&'static str, Vec<BTreeSet<usize>>>,
+}
+
+impl History {
+    /// Note the batch segments' members as a round of runs starts.
+    pub(super) fn start_round(&mut self, sims: &Sims) {
+        let ws = sims.cio.handle.snapshot();
+        for (export, segment) in BATCH {
+            self.rounds
+                .entry(export)
+                .or_default()
+                .push(ws.members(segment).into_iter().collect());
+        }
+    }
+
+    /// Everyone ever a member of `export`.
+    fn ever(&self, export: &str) -> BTreeSet<usize> {
+        match self.rounds.get(export) {
+            Some(rounds) => rounds.iter().flatten().copied().collect(),
+            None => self
+                .webhooks
+                .iter()
+                .filter(|w| w.export == export && w.enter)
+                .map(|w| w.person)
+                .collect(),
+        }
+    }
+
+    /// Who each destination must refuse or leave unmatched, by the world's
+    /// design (person keys by (export, destination)): Google matches on
+    /// email only, so the realtime people without one (every 29th) and the
+    /// batch people whose email is malformed (every 31st) who were ever
+    /// members. Everyone else is taken everywhere.
+    pub(super) fn refused_by_design(
+        &self,
+    ) -> BTreeMap<(&'static str, &'static str), BTreeSet<String>> {
+        let mut out = BTreeMap::new();
+        out.insert(
+            ("purchasers", "google"),
+            self.ever("purchasers")
+                .into_iter()
+                .filter(|p| realtime_email(*p).is_none())
+                .map(|p| key_of(&realtime_id(p)))
+                .collect(),
+        );
+        out.insert(
+            ("vip", "google"),
+            self.ever("vip")
+                .into_iter()
+                .filter(|i| batch_email(*i).contains("@@"))
+                .map(|i| key_of(&batch_id(i)))
+                .collect(),
+        );
+        out
     }
 }
