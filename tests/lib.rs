@@ -30,8 +30,13 @@ pub fn endpoint() -> String {
 /// An SDK config aimed at moto, with static test credentials so no real
 /// account or profile is ever read.
 pub async fn test_sdk_config() -> SdkConfig {
+    sdk_config_at(&endpoint()).await
+}
+
+/// The same configuration at another endpoint (a fault proxy in front of moto).
+pub async fn sdk_config_at(endpoint: &str) -> SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
-        .endpoint_url(endpoint())
+        .endpoint_url(endpoint)
         .region(Region::new("us-east-1"))
         .credentials_provider(Credentials::new(
             "testing",

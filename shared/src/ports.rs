@@ -442,6 +442,12 @@ pub enum ObjectStoreError {
     Permanent { message: String },
 }
 
+impl ObjectStoreError {
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, ObjectStoreError::Retryable { .. })
+    }
+}
+
 /// Where the warehouse destination writes: a local directory or S3.
 #[async_trait]
 pub trait ObjectStore: Send + Sync {

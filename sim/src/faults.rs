@@ -140,14 +140,7 @@ impl FaultProxyState {
             parsed.query().is_none() && parsed.fragment().is_none(),
             "upstream base URL must carry no query or fragment: {upstream_base_url}"
         );
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .no_gzip()
-            .no_brotli()
-            .no_deflate()
-            .no_zstd()
-            .build()?;
+        let client = forwarding_client()?;
         Ok(Self {
             upstream: upstream_base_url.trim_end_matches('/').to_string(),
             client,
@@ -350,11 +343,36 @@ async fn forward(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, String> {
+    forward_to(&state.client, &state.upstream, method, uri, headers, body).await
+}
+
+/// A client for [`forward_to`]: no redirects, no proxy, bodies untouched.
+pub(crate) fn forwarding_client() -> reqwest::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .no_gzip()
+        .no_brotli()
+        .no_deflate()
+        .no_zstd()
+        .build()
+}
+
+/// Forward one request to `upstream` (a base URL without a trailing `/`)
+/// and bring its answer back, less hop-by-hop headers.
+pub(crate) async fn forward_to(
+    client: &reqwest::Client,
+    upstream: &str,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, String> {
     let path = uri.path_and_query().map_or("/", |pq| pq.as_str());
-    let url = format!("{}{path}", state.upstream);
+    let url = format!("{upstream}{path}");
     let had_body = !body.is_empty() || headers.contains_key(header::CONTENT_LENGTH);
     let headers = strip(headers, &[header::HOST, header::CONTENT_LENGTH]);
-    let mut request = state.client.request(method, &url).headers(headers);
+    let mut request = client.request(method, &url).headers(headers);
     if had_body {
         request = request.body(body);
     }

@@ -9,6 +9,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+pub mod aws_faults;
 pub mod clevertap;
 pub mod customerio;
 pub mod faults;

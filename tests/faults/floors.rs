@@ -1,5 +1,5 @@
 //! Proof that the faults fired: each kind counted where it took effect
-//! (the proxy answered it, the store or queue wrapper threw it, the worker
+//! (a proxy answered it, the store or queue wrapper threw it, the worker
 //! task ended cancelled, Meta answered 80003, Google minted a new token,
 //! SQS moved dead letters back), with a floor when faults are on and zero
 //! when they are off. A run whose faults did not fire proves nothing.
@@ -11,6 +11,8 @@ use super::*;
 pub(super) struct Observed {
     /// Per proxy: (destination, counts).
     pub(super) proxies: Vec<(&'static str, dataout_sim::faults::FaultCounts)>,
+    /// DynamoDB's and S3's load shedding, answered below the adapters.
+    pub(super) aws: dataout_sim::aws_faults::AwsFaultCounts,
     pub(super) store: wrappers::StoreFaultCounts,
     pub(super) queue: wrappers::QueueFaultCounts,
     /// Worker tasks whose join said they were cancelled.
@@ -29,7 +31,8 @@ pub(super) struct Observed {
 }
 
 /// Floors with faults on (sized for the smallest run the test makes:
-/// ~250 requests per proxy, ~15,000 store calls); zeros with faults off.
+/// ~250 requests per proxy, ~15,000 DynamoDB requests); zeros with faults
+/// off.
 pub(super) fn check(faults: bool, o: &Observed, out: &mut Outcome) {
     let mut fail = |what: String| out.mismatches.push(format!("fault proof: {what}"));
     let sum = |f: fn(&dataout_sim::faults::FaultCounts) -> u64| -> u64 {
@@ -42,7 +45,7 @@ pub(super) fn check(faults: bool, o: &Observed, out: &mut Outcome) {
             fail(format!("{name}'s proxy saw {} requests", c.total));
         }
     }
-    let kinds: [(&str, u64, u64); 14] = [
+    let kinds: [(&str, u64, u64); 17] = [
         ("proxied 503", sum(|c| c.server_errors), 5),
         (
             "proxied 500 after applying",
@@ -51,7 +54,18 @@ pub(super) fn check(faults: bool, o: &Observed, out: &mut Outcome) {
         ),
         ("proxied 429", sum(|c| c.rate_limited), 3),
         ("proxied timeouts", sum(|c| c.timeouts), 1),
-        ("store throttles", o.store.throttled, 20),
+        ("DynamoDB throttles", o.aws.dynamodb_throttled, 20),
+        (
+            "DynamoDB transactions cancelled",
+            o.aws.transactions_cancelled,
+            3,
+        ),
+        ("S3 SlowDown answers", o.aws.s3_slow_downs, 1),
+        (
+            "S3 InternalError after a write",
+            o.aws.s3_errors_after_apply,
+            1,
+        ),
         ("store answers lost", o.store.answers_lost, 20),
         ("queue acks lost", o.queue.acks_lost, 3),
         ("queue sends refused", o.queue.sends_refused, 2),

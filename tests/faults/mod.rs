@@ -60,7 +60,8 @@ use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 use tokio::task::JoinHandle;
 
-use crate::{test_sdk_config, unique};
+use crate::{sdk_config_at, test_sdk_config, unique};
+use dataout_sim::aws_faults::AwsFaultPlan;
 use wrappers::{FaultyQueue, FaultyState, QueueFaults, StoreFaults};
 
 /// The destinations, one of each audience kind.
@@ -297,9 +298,28 @@ pub async fn run(scale: Scale, log: OutcomeLog) -> Result<Outcome> {
     .map_err(|e| anyhow::anyhow!("{e}"))?;
 
     let sdk = test_sdk_config().await;
-    let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
+    // DynamoDB and S3 through a proxy that sheds load as they do (below
+    // the adapters, so the SDK's and the adapters' retries run); the table
+    // and bucket are made directly.
+    let (aws_proxy, aws_faults) = dataout_sim::aws_faults::start(
+        &crate::endpoint(),
+        if scale.faults {
+            AwsFaultPlan {
+                dynamodb_throttled: 0.01,
+                transaction_throttled: 0.02,
+                s3_slow_down: 0.05,
+                s3_error_after_apply: 0.05,
+                seed: scale.seed + 6,
+            }
+        } else {
+            AwsFaultPlan::default()
+        },
+    )
+    .await?;
+    let shedding = sdk_config_at(&aws_proxy.base_url).await;
     let table = unique("dataout-faults");
-    DynamoStateStore::create_table(&dynamo, &table).await?;
+    DynamoStateStore::create_table(&aws_sdk_dynamodb::Client::new(&sdk), &table).await?;
+    let dynamo = aws_sdk_dynamodb::Client::new(&shedding);
     let dynamo_store: Arc<dyn StateStore> = Arc::new(DynamoStateStore::new(dynamo, table));
     let sqs = aws_sdk_sqs::Client::new(&sdk);
     let names: Vec<String> = DESTINATIONS.iter().map(|d| unique(d)).collect();
@@ -318,20 +338,22 @@ pub async fn run(scale: Scale, log: OutcomeLog) -> Result<Outcome> {
     // wait, starving every other request (SQS itself does not).
     let sqs_queue: Arc<dyn JobQueue> =
         Arc::new(SqsJobQueue::new(sqs, queues).with_receive_wait(Duration::ZERO));
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&sdk)
-            .force_path_style(true)
-            .build(),
-    );
+    let s3_at = |config: &aws_config::SdkConfig| {
+        aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(config)
+                .force_path_style(true)
+                .build(),
+        )
+    };
     let bucket = unique("fault-suite");
-    S3ObjectStore::create_bucket(&s3, &bucket).await?;
+    S3ObjectStore::create_bucket(&s3_at(&sdk), &bucket).await?;
+    let s3 = s3_at(&shedding);
     let warehouse: Arc<dyn ObjectStore> = Arc::new(S3ObjectStore::new(s3, bucket, "warehouse"));
 
     let on = if scale.faults { 1.0 } else { 0.0 };
     let state = Arc::new(FaultyState::new(
         dynamo_store.clone(),
         StoreFaults {
-            throttled: 0.01 * on,
             answer_lost: 0.01 * on,
         },
         scale.seed + 3,
@@ -577,6 +599,7 @@ pub async fn run(scale: Scale, log: OutcomeLog) -> Result<Outcome> {
     // Read the results without faults: Google's last request statuses, then state.
     state.set_enabled(false);
     queue.set_enabled(false);
+    aws_faults.set_plan(AwsFaultPlan::default());
     for (_, p) in &sims.proxies {
         p.set_plan(FaultPlan::default());
     }
@@ -624,6 +647,7 @@ pub async fn run(scale: Scale, log: OutcomeLog) -> Result<Outcome> {
 
     let observed = floors::Observed {
         proxies: sims.proxies.iter().map(|(n, p)| (*n, p.counts())).collect(),
+        aws: aws_faults.counts(),
         store: state.counts(),
         queue: queue.counts(),
         workers_killed: kills.load(Ordering::Relaxed),
@@ -657,9 +681,14 @@ pub async fn run(scale: Scale, log: OutcomeLog) -> Result<Outcome> {
         attempts.load(Ordering::Relaxed),
         webhooks.len()
     ));
+    let ac = observed.aws;
     out.figures.push(format!(
-        "state store: {} calls, {} throttled, {} answers lost after the write; queue: {} acks lost, {} sends refused, {} send answers lost",
-        sc.calls, sc.throttled, sc.answers_lost, qc.acks_lost, qc.sends_refused, qc.send_answers_lost
+        "DynamoDB: {} requests, {} throttled, {} transactions cancelled for capacity; S3: {} requests, {} SlowDown, {} InternalError after the write",
+        ac.dynamodb_requests, ac.dynamodb_throttled, ac.transactions_cancelled, ac.s3_requests, ac.s3_slow_downs, ac.s3_errors_after_apply
+    ));
+    out.figures.push(format!(
+        "state store: {} calls, {} answers lost after the write; queue: {} acks lost, {} sends refused, {} send answers lost",
+        sc.calls, sc.answers_lost, qc.acks_lost, qc.sends_refused, qc.send_answers_lost
     ));
     for (name, p) in &sims.proxies {
         let c = p.counts();

@@ -1,5 +1,5 @@
-//! Fault-injecting wrappers around the AWS adapters: DynamoDB throttling
-//! and lost answers in front of the state store, lost acks and failed or
+//! Fault-injecting wrappers around the AWS adapters: lost answers in front
+//! of the state store, lost acks and failed or
 //! half-done sends in front of the job queue. Each draws from its own
 //! seeded generator, so a failing run can be told apart from another.
 
@@ -23,8 +23,6 @@ use rand::{Rng, SeedableRng};
 /// How often each wrapper fails, per call.
 #[derive(Clone, Copy, Debug)]
 pub struct StoreFaults {
-    /// Refused before the call reaches DynamoDB (throttled: nothing done).
-    pub throttled: f64,
     /// A write done, its answer lost (the caller sees a failure).
     pub answer_lost: f64,
 }
@@ -33,17 +31,16 @@ pub struct StoreFaults {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct StoreFaultCounts {
     pub calls: u64,
-    pub throttled: u64,
     pub answers_lost: u64,
 }
 
-/// A state store that throttles and loses answers at random.
+/// A state store that loses answers after writes at random (throttling is
+/// answered below the adapter, by `dataout_sim::aws_faults`).
 pub struct FaultyState {
     inner: Arc<dyn StateStore>,
     faults: Mutex<(StoreFaults, StdRng)>,
     enabled: AtomicBool,
     calls: AtomicU64,
-    throttled: AtomicU64,
     answers_lost: AtomicU64,
 }
 
@@ -54,7 +51,6 @@ impl FaultyState {
             faults: Mutex::new((faults, StdRng::seed_from_u64(seed))),
             enabled: AtomicBool::new(true),
             calls: AtomicU64::new(0),
-            throttled: AtomicU64::new(0),
             answers_lost: AtomicU64::new(0),
         }
     }
@@ -67,34 +63,19 @@ impl FaultyState {
     pub fn counts(&self) -> StoreFaultCounts {
         StoreFaultCounts {
             calls: self.calls.load(Ordering::Relaxed),
-            throttled: self.throttled.load(Ordering::Relaxed),
             answers_lost: self.answers_lost.load(Ordering::Relaxed),
         }
     }
 
-    fn draw(&self) -> (bool, bool) {
+    /// Whether this call's answer is to be lost.
+    fn before(&self) -> bool {
         self.calls.fetch_add(1, Ordering::Relaxed);
         if !self.enabled.load(Ordering::SeqCst) {
-            return (false, false);
+            return false;
         }
         let mut g = self.faults.lock().unwrap_or_else(|e| e.into_inner());
         let (faults, rng) = &mut *g;
-        let u: f64 = rng.random();
-        (
-            u < faults.throttled,
-            u >= faults.throttled && u < faults.throttled + faults.answer_lost,
-        )
-    }
-
-    fn before(&self, what: &str) -> Result<bool, StateError> {
-        let (throttle, lose) = self.draw();
-        if throttle {
-            self.throttled.fetch_add(1, Ordering::Relaxed);
-            return Err(StateError::retryable(format!(
-                "{what}: ProvisionedThroughputExceededException (injected)"
-            )));
-        }
-        Ok(lose)
+        rng.random::<f64>() < faults.answer_lost
     }
 
     fn after<T>(&self, what: &str, lose: bool, r: Result<T, StateError>) -> Result<T, StateError> {
@@ -110,7 +91,7 @@ impl FaultyState {
 
 macro_rules! faulty {
     ($self:ident, $what:literal, $call:expr) => {{
-        let lose = $self.before($what)?;
+        let lose = $self.before();
         let r = $call.await;
         $self.after($what, lose, r)
     }};
