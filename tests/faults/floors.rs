@@ -11,8 +11,9 @@ use super::*;
 pub(super) struct Observed {
     /// Per proxy: (destination, counts).
     pub(super) proxies: Vec<(&'static str, dataout_sim::faults::FaultCounts)>,
-    /// DynamoDB's and S3's load shedding, answered below the adapters.
-    pub(super) aws: dataout_sim::aws_faults::AwsFaultCounts,
+    /// DynamoDB's and S3's load shedding, answered below the adapters
+    /// (moto only).
+    pub(super) aws: Option<dataout_sim::aws_faults::AwsFaultCounts>,
     pub(super) store: wrappers::StoreFaultCounts,
     pub(super) queue: wrappers::QueueFaultCounts,
     /// Worker tasks whose join said they were cancelled.
@@ -45,7 +46,8 @@ pub(super) fn check(faults: bool, o: &Observed, out: &mut Outcome) {
             fail(format!("{name}'s proxy saw {} requests", c.total));
         }
     }
-    let kinds: [(&str, u64, u64); 17] = [
+    let aws = o.aws.unwrap_or_default();
+    let mut kinds: Vec<(&str, u64, u64)> = vec![
         ("proxied 503", sum(|c| c.server_errors), 5),
         (
             "proxied 500 after applying",
@@ -54,18 +56,6 @@ pub(super) fn check(faults: bool, o: &Observed, out: &mut Outcome) {
         ),
         ("proxied 429", sum(|c| c.rate_limited), 3),
         ("proxied timeouts", sum(|c| c.timeouts), 1),
-        ("DynamoDB throttles", o.aws.dynamodb_throttled, 20),
-        (
-            "DynamoDB transactions cancelled",
-            o.aws.transactions_cancelled,
-            3,
-        ),
-        ("S3 SlowDown answers", o.aws.s3_slow_downs, 1),
-        (
-            "S3 InternalError after a write",
-            o.aws.s3_errors_after_apply,
-            1,
-        ),
         ("store answers lost", o.store.answers_lost, 20),
         ("queue acks lost", o.queue.acks_lost, 3),
         ("queue sends refused", o.queue.sends_refused, 2),
@@ -76,6 +66,30 @@ pub(super) fn check(faults: bool, o: &Observed, out: &mut Outcome) {
         ("webhook outage answers", o.hook_outage, 10),
         ("dead letters redriven", o.redriven, 1),
     ];
+    if o.aws.is_some() {
+        kinds.extend([
+            ("DynamoDB throttles", aws.dynamodb_throttled, 20),
+            (
+                "DynamoDB transactions cancelled",
+                aws.transactions_cancelled,
+                3,
+            ),
+            ("S3 SlowDown answers", aws.s3_slow_downs, 1),
+            (
+                "S3 InternalError after a write",
+                aws.s3_errors_after_apply,
+                1,
+            ),
+        ]);
+    } else {
+        kinds.push(("embedded store throttles", o.store.throttled, 20));
+    }
+    if o.aws.is_some() && o.store.throttled > 0 {
+        fail(format!(
+            "the state wrapper throttled {} calls above the DynamoDB adapter",
+            o.store.throttled
+        ));
+    }
     for (what, n, floor) in kinds {
         if faults && n < floor {
             fail(format!("{what}: {n} observed, at least {floor} expected"));
@@ -92,9 +106,12 @@ pub(super) fn check(faults: bool, o: &Observed, out: &mut Outcome) {
                 fail(format!("{name}'s proxy injected {injected} faults"));
             }
         }
-        if o.google_tokens <= o.google_clients {
+        // Tokens live 5 s: a Google client that sends for longer mints
+        // again. (Counted at Google's token endpoint; a client killed young
+        // never needs to, so this is a floor over all, not per client.)
+        if o.google_tokens < 5 {
             fail(format!(
-                "Google minted {} tokens for {} clients: no token was ever refreshed",
+                "Google minted {} tokens for {} clients",
                 o.google_tokens, o.google_clients
             ));
         }

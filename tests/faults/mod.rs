@@ -61,6 +61,9 @@ use serde_json::{json, Value};
 use tokio::task::JoinHandle;
 
 use crate::{sdk_config_at, test_sdk_config, unique};
+use dataout::adapters::embedded::queue::{EmbeddedQueue, QueueSettings};
+use dataout::adapters::embedded::state::EmbeddedStateStore;
+use dataout::adapters::local_fs::LocalDirStore;
 use dataout_sim::aws_faults::AwsFaultPlan;
 use wrappers::{FaultyQueue, FaultyState, QueueFaults, StoreFaults};
 
@@ -114,6 +117,19 @@ pub struct Scale {
     /// Every fault on (off: the self-check, which must observe none and
     /// still find every destination exact).
     pub faults: bool,
+    pub backend: Backend,
+}
+
+/// Where state, the queues and the warehouse live.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// DynamoDB, SQS and S3 on moto, DynamoDB and S3 behind a proxy that
+    /// sheds load as they do.
+    Moto,
+    /// The embedded adapters (redb files, a local directory): the same
+    /// ports, far faster than moto, for runs of 100,000 changes. The state
+    /// wrapper throttles instead of DynamoDB.
+    Embedded,
 }
 
 impl Scale {
@@ -129,6 +145,7 @@ impl Scale {
             workers: 2,
             seed: 20_261_204,
             faults: true,
+            backend: Backend::Moto,
         }
     }
 
@@ -159,8 +176,16 @@ impl Scale {
         if let Some(v) = get("FAULTS_ROUNDS") {
             s.churn_rounds = v as usize;
         }
+        if let Some(v) = get("FAULTS_SENDERS") {
+            s.senders = (v as usize).max(1);
+        }
         if let Some(v) = get("FAULTS_SEED") {
             s.seed = v;
+        }
+        match std::env::var("FAULTS_BACKEND").as_deref() {
+            Ok("embedded") => s.backend = Backend::Embedded,
+            Ok("moto") => s.backend = Backend::Moto,
+            _ => {}
         }
         s
     }
@@ -297,63 +322,24 @@ pub async fn run(scale: Scale, log: OutcomeLog) -> Result<Outcome> {
     )
     .map_err(|e| anyhow::anyhow!("{e}"))?;
 
-    let sdk = test_sdk_config().await;
-    // DynamoDB and S3 through a proxy that sheds load as they do (below
-    // the adapters, so the SDK's and the adapters' retries run); the table
-    // and bucket are made directly.
-    let (aws_proxy, aws_faults) = dataout_sim::aws_faults::start(
-        &crate::endpoint(),
-        if scale.faults {
-            AwsFaultPlan {
-                dynamodb_throttled: 0.01,
-                transaction_throttled: 0.02,
-                s3_slow_down: 0.05,
-                s3_error_after_apply: 0.05,
-                seed: scale.seed + 6,
-            }
-        } else {
-            AwsFaultPlan::default()
-        },
-    )
-    .await?;
-    let shedding = sdk_config_at(&aws_proxy.base_url).await;
-    let table = unique("dataout-faults");
-    DynamoStateStore::create_table(&aws_sdk_dynamodb::Client::new(&sdk), &table).await?;
-    let dynamo = aws_sdk_dynamodb::Client::new(&shedding);
-    let dynamo_store: Arc<dyn StateStore> = Arc::new(DynamoStateStore::new(dynamo, table));
-    let sqs = aws_sdk_sqs::Client::new(&sdk);
-    let names: Vec<String> = DESTINATIONS.iter().map(|d| unique(d)).collect();
-    let mut urls = BTreeMap::new();
-    for (d, n) in DESTINATIONS.iter().zip(&names) {
-        urls.extend(
-            SqsJobQueue::create_queues(&sqs, &[n.as_str()], VISIBILITY, attempts_for(d)).await?,
-        );
-    }
-    let queues: BTreeMap<String, _> = DESTINATIONS
-        .iter()
-        .zip(&names)
-        .map(|(d, n)| (d.to_string(), urls[n].clone()))
-        .collect();
-    // Short polls: moto's long poll spins its Python thread for the whole
-    // wait, starving every other request (SQS itself does not).
-    let sqs_queue: Arc<dyn JobQueue> =
-        Arc::new(SqsJobQueue::new(sqs, queues).with_receive_wait(Duration::ZERO));
-    let s3_at = |config: &aws_config::SdkConfig| {
-        aws_sdk_s3::Client::from_conf(
-            aws_sdk_s3::config::Builder::from(config)
-                .force_path_style(true)
-                .build(),
-        )
-    };
-    let bucket = unique("fault-suite");
-    S3ObjectStore::create_bucket(&s3_at(&sdk), &bucket).await?;
-    let s3 = s3_at(&shedding);
-    let warehouse: Arc<dyn ObjectStore> = Arc::new(S3ObjectStore::new(s3, bucket, "warehouse"));
-
+    let Adapters {
+        state: dynamo_store,
+        queue: sqs_queue,
+        warehouse,
+        aws: aws_faults,
+        _files,
+    } = adapters(&scale).await?;
     let on = if scale.faults { 1.0 } else { 0.0 };
     let state = Arc::new(FaultyState::new(
         dynamo_store.clone(),
         StoreFaults {
+            // DynamoDB throttles below the adapter (the proxy); the
+            // embedded store has no such proxy, so the wrapper throttles.
+            throttled: if scale.backend == Backend::Embedded {
+                0.01 * on
+            } else {
+                0.0
+            },
             answer_lost: 0.01 * on,
         },
         scale.seed + 3,
@@ -599,7 +585,9 @@ pub async fn run(scale: Scale, log: OutcomeLog) -> Result<Outcome> {
     // Read the results without faults: Google's last request statuses, then state.
     state.set_enabled(false);
     queue.set_enabled(false);
-    aws_faults.set_plan(AwsFaultPlan::default());
+    if let Some(aws) = &aws_faults {
+        aws.set_plan(AwsFaultPlan::default());
+    }
     for (_, p) in &sims.proxies {
         p.set_plan(FaultPlan::default());
     }
@@ -647,7 +635,7 @@ pub async fn run(scale: Scale, log: OutcomeLog) -> Result<Outcome> {
 
     let observed = floors::Observed {
         proxies: sims.proxies.iter().map(|(n, p)| (*n, p.counts())).collect(),
-        aws: aws_faults.counts(),
+        aws: aws_faults.as_ref().map(|a| a.counts()),
         store: state.counts(),
         queue: queue.counts(),
         workers_killed: kills.load(Ordering::Relaxed),
@@ -681,14 +669,15 @@ pub async fn run(scale: Scale, log: OutcomeLog) -> Result<Outcome> {
         attempts.load(Ordering::Relaxed),
         webhooks.len()
     ));
-    let ac = observed.aws;
+    if let Some(ac) = observed.aws {
+        out.figures.push(format!(
+            "DynamoDB: {} requests, {} throttled, {} transactions cancelled for capacity; S3: {} requests, {} SlowDown, {} InternalError after the write",
+            ac.dynamodb_requests, ac.dynamodb_throttled, ac.transactions_cancelled, ac.s3_requests, ac.s3_slow_downs, ac.s3_errors_after_apply
+        ));
+    }
     out.figures.push(format!(
-        "DynamoDB: {} requests, {} throttled, {} transactions cancelled for capacity; S3: {} requests, {} SlowDown, {} InternalError after the write",
-        ac.dynamodb_requests, ac.dynamodb_throttled, ac.transactions_cancelled, ac.s3_requests, ac.s3_slow_downs, ac.s3_errors_after_apply
-    ));
-    out.figures.push(format!(
-        "state store: {} calls, {} answers lost after the write; queue: {} acks lost, {} sends refused, {} send answers lost",
-        sc.calls, sc.answers_lost, qc.acks_lost, qc.sends_refused, qc.send_answers_lost
+        "state store ({:?}): {} calls, {} throttled by the wrapper, {} answers lost after the write; queue: {} acks lost, {} sends refused, {} send answers lost",
+        scale.backend, sc.calls, sc.throttled, sc.answers_lost, qc.acks_lost, qc.sends_refused, qc.send_answers_lost
     ));
     for (name, p) in &sims.proxies {
         let c = p.counts();
@@ -707,6 +696,115 @@ pub async fn run(scale: Scale, log: OutcomeLog) -> Result<Outcome> {
         observed.clevertap_unprocessed
     ));
     Ok(out)
+}
+
+/// The scenario's state store, queues and warehouse.
+struct Adapters {
+    state: Arc<dyn StateStore>,
+    queue: Arc<dyn JobQueue>,
+    warehouse: Arc<dyn ObjectStore>,
+    /// The load-shedding proxy in front of DynamoDB and S3 (moto only).
+    aws: Option<Arc<dataout_sim::aws_faults::AwsFaultProxyState>>,
+    /// What must live as long as the run: the proxy, or the files.
+    _files: Box<dyn std::any::Any + Send>,
+}
+
+async fn adapters(scale: &Scale) -> Result<Adapters> {
+    if scale.backend == Backend::Embedded {
+        // On tmpfs where there is one: redb syncs every commit, and the
+        // run is about the pipeline, not the disk.
+        let shm = std::path::Path::new("/dev/shm");
+        let dir = if shm.is_dir() {
+            tempfile::tempdir_in(shm)?
+        } else {
+            tempfile::tempdir()?
+        };
+        let state = EmbeddedStateStore::open(&dir.path().join("state.redb"))?;
+        let queue = EmbeddedQueue::open(
+            &dir.path().join("queue.redb"),
+            QueueSettings {
+                visibility_timeout: VISIBILITY,
+                max_receives: MAX_ATTEMPTS,
+            },
+            Arc::new(SystemClock),
+        )?;
+        for d in DESTINATIONS {
+            queue.set_queue_settings(
+                d,
+                QueueSettings {
+                    visibility_timeout: VISIBILITY,
+                    max_receives: attempts_for(d),
+                },
+            );
+        }
+        return Ok(Adapters {
+            state: Arc::new(state),
+            queue: Arc::new(queue),
+            warehouse: Arc::new(LocalDirStore::new(dir.path().join("warehouse"))),
+            aws: None,
+            _files: Box::new(dir),
+        });
+    }
+    let sdk = test_sdk_config().await;
+    // DynamoDB and S3 through a proxy that sheds load as they do (below
+    // the adapters, so the SDK's and the adapters' retries run); the table
+    // and bucket are made directly.
+    let (aws_proxy, aws_faults) = dataout_sim::aws_faults::start(
+        &crate::endpoint(),
+        if scale.faults {
+            AwsFaultPlan {
+                dynamodb_throttled: 0.01,
+                transaction_throttled: 0.02,
+                s3_slow_down: 0.05,
+                s3_error_after_apply: 0.05,
+                seed: scale.seed + 6,
+            }
+        } else {
+            AwsFaultPlan::default()
+        },
+    )
+    .await?;
+    let shedding = sdk_config_at(&aws_proxy.base_url).await;
+    let table = unique("dataout-faults");
+    DynamoStateStore::create_table(&aws_sdk_dynamodb::Client::new(&sdk), &table).await?;
+    let dynamo = aws_sdk_dynamodb::Client::new(&shedding);
+    let dynamo_store: Arc<dyn StateStore> = Arc::new(DynamoStateStore::new(dynamo, table));
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let names: Vec<String> = DESTINATIONS.iter().map(|d| unique(d)).collect();
+    let mut urls = BTreeMap::new();
+    for (d, n) in DESTINATIONS.iter().zip(&names) {
+        urls.extend(
+            SqsJobQueue::create_queues(&sqs, &[n.as_str()], VISIBILITY, attempts_for(d)).await?,
+        );
+    }
+    let queues: BTreeMap<String, _> = DESTINATIONS
+        .iter()
+        .zip(&names)
+        .map(|(d, n)| (d.to_string(), urls[n].clone()))
+        .collect();
+    // Short polls: moto's long poll spins its Python thread for the whole
+    // wait, starving every other request (SQS itself does not).
+    let sqs_queue: Arc<dyn JobQueue> =
+        Arc::new(SqsJobQueue::new(sqs, queues).with_receive_wait(Duration::ZERO));
+    let s3_at = |config: &aws_config::SdkConfig| {
+        aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(config)
+                .force_path_style(true)
+                .build(),
+        )
+    };
+    let bucket = unique("fault-suite");
+    S3ObjectStore::create_bucket(&s3_at(&sdk), &bucket).await?;
+    let s3 = s3_at(&shedding);
+    let warehouse: Arc<dyn ObjectStore> = Arc::new(S3ObjectStore::new(s3, bucket, "warehouse"));
+
+    Ok(Adapters {
+        state: dynamo_store,
+        queue: sqs_queue,
+        warehouse,
+        aws: Some(aws_faults),
+        _files: Box::new(aws_proxy),
+    })
 }
 
 async fn depths(queue: &Arc<dyn JobQueue>) -> String {

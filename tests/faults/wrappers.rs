@@ -23,6 +23,10 @@ use rand::{Rng, SeedableRng};
 /// How often each wrapper fails, per call.
 #[derive(Clone, Copy, Debug)]
 pub struct StoreFaults {
+    /// Refused before the call reaches the store (throttled: nothing done).
+    /// Only for the embedded store: DynamoDB's throttling is answered below
+    /// the adapter, by `dataout_sim::aws_faults`.
+    pub throttled: f64,
     /// A write done, its answer lost (the caller sees a failure).
     pub answer_lost: f64,
 }
@@ -31,16 +35,17 @@ pub struct StoreFaults {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct StoreFaultCounts {
     pub calls: u64,
+    pub throttled: u64,
     pub answers_lost: u64,
 }
 
-/// A state store that loses answers after writes at random (throttling is
-/// answered below the adapter, by `dataout_sim::aws_faults`).
+/// A state store that throttles and loses answers after writes at random.
 pub struct FaultyState {
     inner: Arc<dyn StateStore>,
     faults: Mutex<(StoreFaults, StdRng)>,
     enabled: AtomicBool,
     calls: AtomicU64,
+    throttled: AtomicU64,
     answers_lost: AtomicU64,
 }
 
@@ -51,6 +56,7 @@ impl FaultyState {
             faults: Mutex::new((faults, StdRng::seed_from_u64(seed))),
             enabled: AtomicBool::new(true),
             calls: AtomicU64::new(0),
+            throttled: AtomicU64::new(0),
             answers_lost: AtomicU64::new(0),
         }
     }
@@ -63,19 +69,29 @@ impl FaultyState {
     pub fn counts(&self) -> StoreFaultCounts {
         StoreFaultCounts {
             calls: self.calls.load(Ordering::Relaxed),
+            throttled: self.throttled.load(Ordering::Relaxed),
             answers_lost: self.answers_lost.load(Ordering::Relaxed),
         }
     }
 
-    /// Whether this call's answer is to be lost.
-    fn before(&self) -> bool {
+    /// Refuse the call (throttled), or say whether its answer is to be lost.
+    fn before(&self, what: &str) -> Result<bool, StateError> {
         self.calls.fetch_add(1, Ordering::Relaxed);
         if !self.enabled.load(Ordering::SeqCst) {
-            return false;
+            return Ok(false);
         }
-        let mut g = self.faults.lock().unwrap_or_else(|e| e.into_inner());
-        let (faults, rng) = &mut *g;
-        rng.random::<f64>() < faults.answer_lost
+        let (f, u): (StoreFaults, f64) = {
+            let mut g = self.faults.lock().unwrap_or_else(|e| e.into_inner());
+            let u = g.1.random();
+            (g.0, u)
+        };
+        if u < f.throttled {
+            self.throttled.fetch_add(1, Ordering::Relaxed);
+            return Err(StateError::retryable(format!(
+                "{what}: throttled (injected)"
+            )));
+        }
+        Ok(u < f.throttled + f.answer_lost)
     }
 
     fn after<T>(&self, what: &str, lose: bool, r: Result<T, StateError>) -> Result<T, StateError> {
@@ -91,7 +107,7 @@ impl FaultyState {
 
 macro_rules! faulty {
     ($self:ident, $what:literal, $call:expr) => {{
-        let lose = $self.before();
+        let lose = $self.before($what)?;
         let r = $call.await;
         $self.after($what, lose, r)
     }};
