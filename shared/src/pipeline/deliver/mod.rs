@@ -7,7 +7,8 @@
 //!   Ops the destination asks us to retry stay in their job, which goes
 //!   back to the queue: its next delivery sends only them.
 //! * An op a newer change overtook (an add retried after the person left)
-//!   is not sent: counted `superseded`.
+//!   is not sent: counted `superseded`. One overtaken while in flight may
+//!   have landed last: a repair job re-asserts state (see `repair`).
 //! * A whole request that fails (rate limit, outage, bad credentials) sends
 //!   the job back with backoff; after the queue's last attempt it lands in
 //!   the dead-letter queue, where `redrive` can bring it back once fixed.
@@ -16,6 +17,7 @@
 //!   limiter (`max_concurrency`, `max_requests_per_second`: see `limits`).
 
 mod plan;
+mod repair;
 mod replace;
 mod superseded;
 mod tally;
@@ -24,6 +26,7 @@ pub use plan::plan_requests;
 pub use superseded::{keeps_every_change, superseded};
 
 use plan::is_canary;
+use repair::repair_late_ops;
 use replace::replace_job;
 use superseded::check_superseded;
 use tally::tally_job;
@@ -36,7 +39,7 @@ use tracing::{info, info_span, warn, Instrument};
 
 use super::Deps;
 use crate::destinations::{Destination, DestinationError, OpOutcome};
-use crate::domain::model::{counter, CounterScope, DeliveryOp, Millis};
+use crate::domain::model::{counter, CounterScope, DeliveryJob, DeliveryOp, Millis};
 use crate::domain::spec::DestinationKind;
 use crate::ports::{IdempotencyStart, JobSettlement, ReceivedJob};
 
@@ -83,6 +86,8 @@ pub struct DeliveryTotals {
     /// Fields refused on ops accepted without them (also in `accepted`).
     pub fields_refused: u64,
     pub requests: u64,
+    /// Repair jobs enqueued (see `deliver/repair.rs`).
+    pub repairs_enqueued: u64,
 }
 
 /// Exponential backoff with jitter, capped at 15 minutes.
@@ -109,6 +114,14 @@ struct Claimed<'a> {
     superseded: Vec<bool>,
     outcomes: Vec<Option<OpOutcome>>,
     failed: Option<DestinationError>,
+    /// Ops whose request was made in this attempt (it may have landed,
+    /// whatever the answer).
+    sent: Vec<bool>,
+    /// Repair jobs this attempt found needed (see [`repair`]).
+    repairs: Vec<DeliveryJob>,
+    /// Why this attempt cannot settle (its repairs could not be checked or
+    /// enqueued): it counts nothing and the job goes again.
+    unsettled: Option<String>,
 }
 
 impl Claimed<'_> {
@@ -220,6 +233,9 @@ pub async fn deliver_jobs(
                         superseded: vec![false; n],
                         outcomes: vec![None; n],
                         failed: None,
+                        sent: vec![false; n],
+                        repairs: Vec::new(),
+                        unsettled: None,
                     },
                 ))
             }
@@ -309,6 +325,9 @@ pub async fn deliver_jobs(
             let sent = match permit {
                 Some(Err(e)) => Err(e),
                 held => {
+                    for (ci, oi) in chunk {
+                        claimed[*ci].1.sent[*oi] = true;
+                    }
                     let answer = destination
                         .send(export, binding, &ops)
                         .instrument(span)
@@ -343,11 +362,25 @@ pub async fn deliver_jobs(
         }
     }
 
+    // An op a newer change overtook after its check may have landed last:
+    // repair it (a change log keeps every change with its time instead).
+    if !keeps_every_change(destination.kind()) {
+        repair_late_ops(deps, destination.name(), &mut claimed).await;
+    }
+
     // Tally, then settle each group of jobs in one atomic write.
     let now = deps.clock.now_ms();
     let expires = now + opts.dedup_ttl.as_millis() as i64;
     let mut tallied = Vec::with_capacity(claimed.len());
     for (i, c) in claimed {
+        if let Some(why) = &c.unsettled {
+            // Counted nothing: the redelivery sends again and decides.
+            warn!(job_id = %c.received.job.job_id, destination = destination.name(), reason = %why, "attempt not settled: the job goes again");
+            let _ = deps.state.idempotency_release(&c.key).await;
+            totals.jobs_retry += 1;
+            dispositions[i] = Disposition::RetryAfter(backoff(c.received.receive_count));
+            continue;
+        }
         let (settlement, disposition) =
             tally_job(destination, &c, opts, (now, expires), &mut totals);
         tallied.push((i, c.received.receive_count, settlement, disposition));
@@ -450,3 +483,6 @@ pub async fn drain_once(
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod race_tests;

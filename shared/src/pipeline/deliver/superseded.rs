@@ -66,6 +66,15 @@ pub(super) async fn check_superseded(
                 continue;
             };
             if superseded(op, record) {
+                // A retried op may have landed in an earlier attempt that
+                // never read again after it: repair it as well.
+                let retried = claimed[ci].1.received.receive_count > 1;
+                if retried {
+                    let job = &claimed[ci].1.received.job;
+                    if let Some(repair) = super::repair::repair_job(deps, job, oi, op, record) {
+                        claimed[ci].1.repairs.push(repair);
+                    }
+                }
                 claimed[ci].1.superseded[oi] = true;
             } else if record.source_ts > op.source_ts
                 && matches!(op.op, OpKind::Add | OpKind::Update)

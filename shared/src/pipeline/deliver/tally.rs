@@ -23,6 +23,7 @@ pub(super) fn tally_job(
     let mut deltas: BTreeMap<String, i64> = BTreeMap::new();
     let mut finished = c.finished.clone();
     let mut open = 0usize;
+    totals.repairs_enqueued += c.repairs.len() as u64;
     for (oi, op) in c.ops.iter().enumerate() {
         if c.finished.contains(&(oi as u32)) {
             continue;
@@ -48,7 +49,8 @@ pub(super) fn tally_job(
                 totals.accepted += 1;
                 *deltas.entry(counter::SENT.into()).or_default() += 1;
                 *deltas.entry(counter::ACCEPTED.into()).or_default() += 1;
-                if op.tier.is_none() {
+                // A repair's op re-asserts what ops counted already.
+                if op.tier.is_none() && !job.repair {
                     match op.op {
                         OpKind::Add => {
                             *deltas.entry(counter::ADDS_ACCEPTED.into()).or_default() += 1
@@ -59,9 +61,11 @@ pub(super) fn tally_job(
                         _ => {}
                     }
                 }
-                *deltas
-                    .entry(counter::latency_bucket(now - op.source_ts))
-                    .or_default() += 1;
+                if !job.repair {
+                    *deltas
+                        .entry(counter::latency_bucket(now - op.source_ts))
+                        .or_default() += 1;
+                }
             }
             OpOutcome::Rejected { reason } => {
                 totals.rejected += 1;
@@ -91,6 +95,10 @@ pub(super) fn tally_job(
             }
         }
         finished.insert(oi as u32);
+    }
+    if job.repair {
+        let settled = finished.len() - c.finished.len();
+        *deltas.entry(counter::REPAIRS.into()).or_default() += settled as i64;
     }
     let scope = CounterScope::delivery(&job.export, destination.name());
     let counters = |deltas: BTreeMap<String, i64>| -> Vec<(String, String, i64)> {
