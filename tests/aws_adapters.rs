@@ -103,6 +103,7 @@ fn job(id: &str, ops: Vec<DeliveryOp>) -> DeliveryJob {
     DeliveryJob {
         replace: false,
         replace_from: None,
+        repair: false,
         job_id: id.into(),
         export: "vip".into(),
         destination: "clevertap".into(),

@@ -175,6 +175,7 @@ fn jobs(destination: &str, audience: &str) -> Vec<DeliveryJob> {
         .map(|e| DeliveryJob {
             replace: false,
             replace_from: None,
+            repair: false,
             job_id: format!("event:{}", e.0),
             export: "engagement".into(),
             destination: destination.into(),

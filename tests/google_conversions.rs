@@ -121,6 +121,7 @@ fn job(order: &str, value: Option<f64>) -> DeliveryJob {
     DeliveryJob {
         replace: false,
         replace_from: None,
+        repair: false,
         job_id: format!("event:ev-{order}"),
         export: EXPORT.into(),
         destination: "google".into(),

@@ -214,6 +214,7 @@ mod tests {
     fn row(destination: &str, count: Option<u64>, check: DestinationCheck) -> ReconcileRow {
         ReconcileRow {
             invalid: 0,
+            repairs: 0,
             events: false,
             export: "vips".into(),
             destination: destination.into(),

@@ -255,6 +255,7 @@ async fn recording_queue_keeps_what_was_sent() {
     let job = |id: &str| DeliveryJob {
         replace: false,
         replace_from: None,
+        repair: false,
         job_id: id.into(),
         export: "vip".into(),
         destination: "meta".into(),

@@ -716,6 +716,7 @@ mod tests {
         DeliveryJob {
             replace: false,
             replace_from: None,
+            repair: false,
             job_id: "job_1".into(),
             export: "e".into(),
             destination: "d".into(),

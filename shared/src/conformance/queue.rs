@@ -77,6 +77,7 @@ fn job(tag: &str, ops: Vec<DeliveryOp>) -> DeliveryJob {
     DeliveryJob {
         replace: false,
         replace_from: None,
+        repair: false,
         job_id: format!("job-{tag}-{}", uuid::Uuid::new_v4().simple()),
         export: "vip".into(),
         destination: "warehouse".into(),

@@ -135,6 +135,7 @@ fn report(id: &str, generated_at: Millis) -> ReconcileReport {
         config_hash: "cfg-1".into(),
         rows: vec![ReconcileRow {
             invalid: 0,
+            repairs: 0,
             events: false,
             export: "vip".into(),
             destination: "warehouse".into(),

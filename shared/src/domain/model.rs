@@ -279,6 +279,12 @@ pub struct DeliveryJob {
     /// it is).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replace_from: Option<String>,
+    /// A repair (see `pipeline::deliver::repair`): re-asserts what state
+    /// holds after an op of another job may have landed after a newer
+    /// change's. Counted `repairs`, never in the delivered-members counters
+    /// (the ops it repairs were counted already).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub repair: bool,
 }
 
 impl DeliveryJob {
@@ -405,6 +411,9 @@ pub mod counter {
     /// Ops our own checks kept from being sent (see `OpOutcome::Invalid`).
     pub const INVALID: &str = "invalid";
     pub const SUPERSEDED: &str = "superseded";
+    /// Ops of repair jobs settled (each also counted as accepted, rejected,
+    /// … like any op): how often a late-landing op had to be undone.
+    pub const REPAIRS: &str = "repairs";
     pub const ADDS_ACCEPTED: &str = "adds_accepted";
     pub const REMOVES_ACCEPTED: &str = "removes_accepted";
     pub const JOBS_DEAD: &str = "jobs_dead";
@@ -484,6 +493,10 @@ pub struct ReconcileRow {
     /// the platform's rules refuse, a conversion without a value).
     #[serde(default)]
     pub invalid: u64,
+    /// Repair ops settled: ops re-asserting state after an op a newer
+    /// change overtook may have landed last (see `counter::REPAIRS`).
+    #[serde(default)]
+    pub repairs: u64,
     /// An events or conversions export: its row counts events, not members.
     #[serde(default)]
     pub events: bool,

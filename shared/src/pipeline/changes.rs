@@ -156,6 +156,7 @@ pub fn new_job(
     DeliveryJob {
         replace: false,
         replace_from: None,
+        repair: false,
         job_id: DeliveryJob::derive_id(&export.name, destination, origin_id, &ops),
         export: export.name.clone(),
         destination: destination.to_string(),

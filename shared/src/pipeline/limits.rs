@@ -325,6 +325,7 @@ exports:
             .map(|i| DeliveryJob {
                 replace: false,
                 replace_from: None,
+                repair: false,
                 job_id: format!("limit-job-{i}"),
                 export: "carts".into(),
                 destination: "ct_limit_test".into(),

@@ -173,6 +173,7 @@ pub async fn reconcile(
             let rejected = get(counter::REJECTED).max(0) as u64;
             let unmatched = get(counter::UNMATCHED).max(0) as u64;
             let invalid = get(counter::INVALID).max(0) as u64;
+            let repairs = get(counter::REPAIRS).max(0) as u64;
             let acceptance_rate =
                 (sent + unmatched > 0).then(|| accepted as f64 / (sent + unmatched) as f64);
             let dest = destinations.get(&binding.destination);
@@ -231,6 +232,7 @@ pub async fn reconcile(
                 rejected,
                 unmatched,
                 invalid,
+                repairs,
                 events: matches!(export.mode, ExportMode::Events | ExportMode::Conversions),
                 match_rate,
                 drift_source_state,

@@ -230,14 +230,20 @@ fn pair_card(section: &ExportSection, pair: &PairSection, out: &mut String) {
             }
             out.push_str("</ul>");
         }
-        let _ = write!(
+        let _ =
+            write!(
             out,
-            "<p>Output: <code>{}</code>. Sent {}, accepted {}, rejected {}, unmatched {}{}.</p>",
+            "<p>Output: <code>{}</code>. Sent {}, accepted {}, rejected {}, unmatched {}{}{}.</p>",
             escape(&r.output),
             r.sent,
             r.accepted,
             r.rejected,
             r.unmatched,
+            if r.repairs > 0 {
+                format!(", repaired {} (ops re-sent after a late one landed)", r.repairs)
+            } else {
+                String::new()
+            },
             r.check
                 .match_source
                 .as_deref()

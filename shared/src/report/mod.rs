@@ -332,6 +332,7 @@ mod tests {
     fn row(export: &str, state: u64) -> ReconcileRow {
         ReconcileRow {
             invalid: 0,
+            repairs: 0,
             events: false,
             export: export.into(),
             destination: "meta".into(),

@@ -136,6 +136,7 @@ mod tests {
         DeliveryJob {
             replace: false,
             replace_from: None,
+            repair: false,
             job_id: "job-1".into(),
             export: "vip".into(),
             destination: "warehouse".into(),

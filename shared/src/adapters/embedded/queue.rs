@@ -705,6 +705,7 @@ mod tests {
         DeliveryJob {
             replace: false,
             replace_from: None,
+            repair: false,
             job_id: id.into(),
             export: "vip".into(),
             destination: "warehouse".into(),

@@ -1,5 +1,5 @@
-//! Delivery's pure rules: which ops a newer change supersedes, and how
-//! ops are planned into requests.
+//! Delivery's pure rules: which ops a newer change supersedes, what
+//! re-asserts state after one landed, and how ops are planned into requests.
 
 mod superseded_tests {
     use std::collections::BTreeSet;
@@ -90,6 +90,26 @@ mod superseded_tests {
             &op(OpKind::Remove, None, "old@x.com", 10),
             &swapped
         ));
+    }
+
+    #[test]
+    fn a_repair_re_asserts_the_record_add_with_its_ids_or_remove_of_what_the_op_sent() {
+        use super::super::repair::repair_op;
+        // The person left after an add of a@x.com: take a@x.com out again.
+        let gone = record(false, &[], "b@x.com", 20);
+        let r = repair_op(&op(OpKind::Add, None, "a@x.com", 10), &gone);
+        assert_eq!(r.op, OpKind::Remove);
+        assert_eq!(r.ids.email.as_deref(), Some("a@x.com"));
+        assert_eq!((r.source_ts, r.audience.as_str(), r.tier), (20, "a", None));
+        // Back in (under b@x.com) after a remove: add them as state has them.
+        let back = record(true, &["vip"], "b@x.com", 30);
+        let r = repair_op(&op(OpKind::Remove, Some("vip"), "b@x.com", 10), &back);
+        assert_eq!(r.op, OpKind::Add);
+        assert_eq!(r.ids.email.as_deref(), Some("b@x.com"));
+        assert_eq!((r.source_ts, r.tier.as_deref()), (30, Some("vip")));
+        // In, but no longer in the tier the add was for: out of the tier.
+        let r = repair_op(&op(OpKind::Add, Some("gold"), "b@x.com", 10), &back);
+        assert_eq!((r.op, r.tier.as_deref()), (OpKind::Remove, Some("gold")));
     }
 }
 
