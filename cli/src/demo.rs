@@ -213,6 +213,14 @@ pub async fn run(people: usize, out: &Path) -> anyhow::Result<()> {
         steps: 9,
     };
     progress.step("starting simulators");
+    let env = start_demo_env(people, out).await?;
+    progress.done("Customer.io, CleverTap, Meta, Google, webhook");
+    run_steps(&env, out, progress).await
+}
+
+/// The demo's simulators (Meta's population leaves some people unmatched,
+/// as Google's does), with `out`'s warehouse and state cleared.
+pub async fn start_demo_env(people: usize, out: &Path) -> anyhow::Result<SimEnv> {
     let warehouse_dir = std::path::absolute(out.join("warehouse"))?;
     let state_dir = out.join("state");
     for dir in [&warehouse_dir, &state_dir] {
@@ -224,9 +232,23 @@ pub async fn run(people: usize, out: &Path) -> anyhow::Result<()> {
         unmatched_share: DEMO_META_UNMATCHED_SHARE,
         ..MetaSimConfig::default()
     };
-    let env = SimEnv::start_with(people, &warehouse_dir, meta_config).await?;
+    SimEnv::start_with(people, &warehouse_dir, meta_config).await
+}
+
+/// The demo on simulators the caller started ([`start_demo_env`]) and
+/// keeps, so a test can read afterwards what the platforms hold.
+pub async fn run_on(env: &SimEnv, out: &Path) -> anyhow::Result<()> {
+    let progress = Progress {
+        started: Instant::now(),
+        step: 1,
+        steps: 9,
+    };
+    run_steps(env, out, progress).await
+}
+
+async fn run_steps(env: &SimEnv, out: &Path, mut progress: Progress) -> anyhow::Result<()> {
+    let state_dir = out.join("state");
     let spec = env.spec.clone();
-    progress.done("Customer.io, CleverTap, Meta, Google, webhook");
 
     progress.step("loading config/exports.example.yaml");
     progress.done(&format!(
@@ -291,7 +313,7 @@ pub async fn run(people: usize, out: &Path) -> anyhow::Result<()> {
     rt.wait_idle(Duration::from_secs(60)).await?;
     progress.done("queues empty");
 
-    settle_google(&env, &rt).await?;
+    settle_google(env, &rt).await?;
 
     progress.step("reconciling source, state and destinations");
     let report = rt.reconcile(Some(&source)).await?;
@@ -332,7 +354,7 @@ pub async fn run(people: usize, out: &Path) -> anyhow::Result<()> {
         intake.get(EVENTS_INVALID).copied().unwrap_or(0),
     );
     println!("What the simulators hold of them (read from the simulators, not a platform API):");
-    for line in platform_events(&env, &spec) {
+    for line in platform_events(env, &spec) {
         println!("  {line}");
     }
     println!(

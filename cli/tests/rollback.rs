@@ -12,7 +12,10 @@ use dataout::pipeline::rollback;
 use dataout::ports::SystemClock;
 use dataout_cli::demo::SimEnv;
 use dataout_cli::ops::approve_and_continue;
-use dataout_sim::customerio::{SEGMENT_CART_ABANDONERS, SEGMENT_RECENT_PURCHASERS};
+use dataout_sim::customerio::{CioWorkspace, SEGMENT_CART_ABANDONERS, SEGMENT_RECENT_PURCHASERS};
+use dataout_sim::platform_keys::{
+    clevertap_email_identity, google_email_sha256, meta_email_sha256,
+};
 
 /// The ids our state holds as members of the export.
 async fn state_members(rt: &dataout::local::LocalRuntime, export: &str) -> BTreeSet<String> {
@@ -39,23 +42,36 @@ async fn state_members(rt: &dataout::local::LocalRuntime, export: &str) -> BTree
     out
 }
 
-/// What each simulator holds for the export, as person ids (Meta's
-/// EXTERN_ID, CleverTap's identity with the membership property set) and
-/// Google's member count.
-fn held(env: &SimEnv) -> (BTreeSet<String>, BTreeSet<String>, usize) {
+/// What the destinations hold for cart_abandoners, each in the platform's
+/// own keys: Meta's EMAIL digests and EXTERN_IDs, CleverTap's identities
+/// with the membership property set, Google's email digests.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct Held {
+    meta_emails: BTreeSet<String>,
+    meta_ids: BTreeSet<String>,
+    clevertap: BTreeSet<String>,
+    google_emails: BTreeSet<String>,
+}
+
+impl Held {
+    fn is_empty(&self) -> bool {
+        *self == Held::default()
+    }
+}
+
+/// What the simulators hold.
+fn held(env: &SimEnv) -> Held {
     let export = env.spec.export("cart_abandoners").expect("export");
-    let meta: BTreeSet<String> = env
+    let meta = env
         .meta
-        .members(&export.binding("meta").expect("meta").audience)
-        .iter()
-        .filter_map(|m| {
-            m.iter()
-                .find(|(k, _)| k == "EXTERN_ID")
-                .map(|(_, v)| v.clone())
-        })
-        .collect();
+        .members(&export.binding("meta").expect("meta").audience);
+    let meta_key = |key: &str| -> BTreeSet<String> {
+        meta.iter()
+            .flat_map(|m| m.iter().filter(|(k, _)| k == key).map(|(_, v)| v.clone()))
+            .collect()
+    };
     let property = &export.binding("clevertap").expect("clevertap").audience;
-    let clevertap: BTreeSet<String> = env
+    let clevertap = env
         .clevertap
         .profiles()
         .into_iter()
@@ -63,11 +79,65 @@ fn held(env: &SimEnv) -> (BTreeSet<String>, BTreeSet<String>, usize) {
         .map(|p| p.key)
         .collect();
     env.google.process_now();
-    let google = env.google.member_count(
-        "1234567890",
-        &export.binding("google").expect("google").audience,
-    );
-    (meta, clevertap, google)
+    let google_emails = env
+        .google
+        .members(
+            "1234567890",
+            &export.binding("google").expect("google").audience,
+        )
+        .iter()
+        .flat_map(|m| {
+            m.iter()
+                .filter(|(k, _)| k == "emailAddress")
+                .map(|(_, v)| v.clone())
+        })
+        .collect();
+    Held {
+        meta_emails: meta_key("EMAIL"),
+        meta_ids: meta_key("EXTERN_ID"),
+        clevertap,
+        google_emails,
+    }
+}
+
+/// What the destinations must hold when the source is `ws`, computed from
+/// the Customer.io simulator's people, never from our state or snapshots:
+/// cart_abandoners' segment less recent purchasers (its `suppress`), each
+/// person keyed as the platform keys them (the export's identity is `id`,
+/// falling back to the email; every demo person has an email; the demo's
+/// Meta and Google simulators here match everyone).
+fn expected(ws: &CioWorkspace) -> Held {
+    let buyers = &ws.segments[&SEGMENT_RECENT_PURCHASERS].members;
+    let people: Vec<_> = ws.segments[&SEGMENT_CART_ABANDONERS]
+        .members
+        .iter()
+        .filter(|i| !buyers.contains(i))
+        .map(|i| &ws.people[*i])
+        .collect();
+    let email = |p: &&dataout_sim::customerio::SimPerson| p.email.clone().expect("demo email");
+    Held {
+        meta_emails: people
+            .iter()
+            .map(|p| meta_email_sha256(&email(p)))
+            .collect(),
+        meta_ids: people.iter().filter_map(|p| p.id.clone()).collect(),
+        clevertap: people
+            .iter()
+            .map(|p| {
+                p.id.clone()
+                    .unwrap_or_else(|| clevertap_email_identity(&email(p)))
+            })
+            .collect(),
+        google_emails: people
+            .iter()
+            .map(|p| google_email_sha256(&email(p)))
+            .collect(),
+    }
+}
+
+/// Members of cart_abandoners in the source `ws` (suppression applied).
+fn source_count(ws: &CioWorkspace) -> u64 {
+    expected(ws).clevertap.len() as u64
 }
 
 /// The demo's simulators (1,200 people) and a local runtime with its
@@ -104,13 +174,13 @@ async fn rollback_to_a_run_leaves_every_simulator_holding_exactly_its_members() 
         .expect("run 1");
     assert_eq!(run1.status, RunStatus::Finished, "{:?}", run1.status);
     idle().await;
-    let members1 = state_members(&rt, "cart_abandoners").await;
-    assert!(members1.len() > 60, "{}", members1.len());
-    let (meta1, clevertap1, google1) = held(&env);
-    assert_eq!(meta1, members1);
+    // The source as run 1 read it: what a rollback to run 1 must restore.
+    let ws = env.cio.handle.snapshot();
+    let source1 = expected(&ws);
+    assert!(source1.meta_ids.len() > 60, "{}", source1.meta_ids.len());
+    assert_eq!(held(&env), source1, "after run 1");
 
     // 20 leave the segment, 12 who are not buyers join it.
-    let ws = env.cio.handle.snapshot();
     let segment = &ws.segments[&SEGMENT_CART_ABANDONERS].members;
     let buyers = &ws.segments[&SEGMENT_RECENT_PURCHASERS].members;
     let leaving: Vec<usize> = segment.iter().copied().take(20).collect();
@@ -136,8 +206,9 @@ async fn rollback_to_a_run_leaves_every_simulator_holding_exactly_its_members() 
         run2.stats
     );
     idle().await;
-    let (meta2, _, _) = held(&env);
-    assert_ne!(meta2, members1);
+    let source2 = expected(&env.cio.handle.snapshot());
+    assert_ne!(source2, source1);
+    assert_eq!(held(&env), source2, "after run 2");
 
     // Someone adds a person to the Meta audience by hand, outside the
     // bundle: only a full replace takes them out again.
@@ -160,7 +231,7 @@ async fn rollback_to_a_run_leaves_every_simulator_holding_exactly_its_members() 
         .await
         .expect("stray add");
     assert!(stray.status().is_success(), "{:?}", stray.text().await);
-    assert!(held(&env).0.contains("stray_by_hand"));
+    assert!(held(&env).meta_ids.contains("stray_by_hand"));
 
     // The rollback is held until approved, and changes nothing before.
     let held_run = rollback::prepare(&rt.deps, "cart_abandoners", Some(&run1.run_id), None)
@@ -172,9 +243,9 @@ async fn rollback_to_a_run_leaves_every_simulator_holding_exactly_its_members() 
         held_run.status
     );
     idle().await;
-    let mut meta2_stray = meta2.clone();
-    meta2_stray.insert("stray_by_hand".into());
-    assert_eq!(held(&env).0, meta2_stray, "a held rollback sent something");
+    let mut source2_stray = source2.clone();
+    source2_stray.meta_ids.insert("stray_by_hand".into());
+    assert_eq!(held(&env), source2_stray, "a held rollback sent something");
 
     let done = approve_and_continue(&rt.deps, &held_run.run_id, true)
         .await
@@ -187,11 +258,20 @@ async fn rollback_to_a_run_leaves_every_simulator_holding_exactly_its_members() 
         done.stats
     );
     idle().await;
-    assert_eq!(state_members(&rt, "cart_abandoners").await, members1);
-    let (meta, clevertap, google) = held(&env);
-    assert_eq!(meta, members1, "Meta");
-    assert_eq!(clevertap, clevertap1, "CleverTap");
-    assert_eq!(google, google1, "Google");
+    assert_eq!(
+        state_members(&rt, "cart_abandoners").await,
+        source1.meta_ids,
+        "state"
+    );
+    // Every destination holds exactly run 1's source, the stray gone.
+    let now = held(&env);
+    assert_eq!(
+        (&now.meta_emails, &now.meta_ids),
+        (&source1.meta_emails, &source1.meta_ids),
+        "Meta"
+    );
+    assert_eq!(now.clevertap, source1.clevertap, "CleverTap");
+    assert_eq!(now.google_emails, source1.google_emails, "Google");
     // Meta and Google got their full-replace calls; CleverTap the diff.
     assert!(
         env.meta
@@ -215,19 +295,15 @@ async fn rollback_to_a_run_leaves_every_simulator_holding_exactly_its_members() 
         .find(|r| r.export == "cart_abandoners" && r.destination == "meta")
         .expect("meta row");
     assert_eq!(
-        meta_row.delivered_members, meta_row.state_count as i64,
+        (meta_row.delivered_members, meta_row.state_count),
+        (source_count(&ws) as i64, source_count(&ws)),
         "{meta_row:?}"
     );
 
     // Without a target: everything we added is taken out again (people
     // known by email only included).
-    let held_now = rt
-        .deps
-        .state
-        .count_members("cart_abandoners")
-        .await
-        .expect("count");
-    assert!(held_now as usize >= members1.len());
+    // State holds run 1's members again, people known by email only too.
+    let held_now = source_count(&ws);
     let empty = rollback::prepare(&rt.deps, "cart_abandoners", None, None)
         .await
         .expect("prepare");
@@ -244,12 +320,8 @@ async fn rollback_to_a_run_leaves_every_simulator_holding_exactly_its_members() 
             .expect("count"),
         0
     );
-    let (meta, clevertap, google) = held(&env);
-    assert!(
-        meta.is_empty() && clevertap.is_empty(),
-        "{meta:?} {clevertap:?}"
-    );
-    assert_eq!(google, 0);
+    let now = held(&env);
+    assert!(now.is_empty(), "{now:?}");
 
     // Only the newest three finished runs keep their members: three runs
     // later, run 1 can no longer be restored, and says why.
@@ -275,10 +347,11 @@ async fn rollback_of_one_destination_restores_it_alone_until_the_next_run_resync
     let run1 = rt.run_batch(&source, export).await.expect("run 1");
     assert_eq!(run1.status, RunStatus::Finished, "{:?}", run1.status);
     idle().await;
-    let members1 = state_members(&rt, export).await;
-    // Members known by email only are in the counts, not in the id sets.
-    let count1 = rt.deps.state.count_members(export).await.expect("count");
+    // The source as run 1 read it.
     let ws = env.cio.handle.snapshot();
+    let source1 = expected(&ws);
+    let count1 = source_count(&ws);
+    assert_eq!(held(&env), source1, "after run 1");
     let segment = &ws.segments[&SEGMENT_CART_ABANDONERS].members;
     let buyers = &ws.segments[&SEGMENT_RECENT_PURCHASERS].members;
     let leaving: Vec<usize> = segment.iter().copied().take(15).collect();
@@ -300,11 +373,11 @@ async fn rollback_of_one_destination_restores_it_alone_until_the_next_run_resync
         run2.stats
     );
     idle().await;
-    let members2 = state_members(&rt, export).await;
-    let count2 = rt.deps.state.count_members(export).await.expect("count");
-    let (meta2, clevertap2, google2) = held(&env);
-    assert_eq!(meta2, members2);
-    assert_ne!(members1, members2);
+    let ws2 = env.cio.handle.snapshot();
+    let source2 = expected(&ws2);
+    let count2 = source_count(&ws2);
+    assert_eq!(held(&env), source2, "after run 2");
+    assert_ne!(source1, source2);
 
     // CleverTap has no full-replace call: refused, saying why.
     let err = rollback::prepare(&rt.deps, export, Some(&run1.run_id), Some("clevertap"))
@@ -328,18 +401,26 @@ async fn rollback_of_one_destination_restores_it_alone_until_the_next_run_resync
         prepared.status
     );
     idle().await;
-    assert_eq!(held(&env).0, meta2, "a held rollback sent something");
+    assert_eq!(held(&env), source2, "a held rollback sent something");
     let done = approve_and_continue(&rt.deps, &prepared.run_id, true)
         .await
         .expect("approve");
     assert_eq!(done.status, RunStatus::Finished, "{:?}", done.status);
     idle().await;
     // Meta holds run 1's members; state and the other destinations stay.
-    let (meta, clevertap, google) = held(&env);
-    assert_eq!(meta, members1, "Meta");
-    assert_eq!(clevertap, clevertap2, "CleverTap moved");
-    assert_eq!(google, google2, "Google moved");
-    assert_eq!(state_members(&rt, export).await, members2, "state moved");
+    let now = held(&env);
+    assert_eq!(
+        (&now.meta_emails, &now.meta_ids),
+        (&source1.meta_emails, &source1.meta_ids),
+        "Meta"
+    );
+    assert_eq!(now.clevertap, source2.clevertap, "CleverTap moved");
+    assert_eq!(now.google_emails, source2.google_emails, "Google moved");
+    assert_eq!(
+        state_members(&rt, export).await,
+        source2.meta_ids,
+        "state moved"
+    );
     // Reconciliation shows Meta out of step with state, as it is.
     let report = rt.reconcile(None).await.expect("reconcile");
     let row = |dest: &str| {
@@ -377,7 +458,7 @@ async fn rollback_of_one_destination_restores_it_alone_until_the_next_run_resync
         run3.stats
     );
     idle().await;
-    assert_eq!(held(&env).0, members2, "Meta not re-synced");
+    assert_eq!(held(&env), source2, "Meta not re-synced");
     assert!(
         env.meta
             .requests()
@@ -404,13 +485,18 @@ async fn rollback_of_one_destination_restores_it_alone_until_the_next_run_resync
         .expect("approve");
     assert_eq!(done.stats.removes, count2, "{:?}", done.stats);
     idle().await;
-    let (meta, clevertap, _) = held(&env);
-    assert!(meta.is_empty(), "{} left at Meta", meta.len());
-    assert_eq!(clevertap, clevertap2);
-    assert_eq!(state_members(&rt, export).await, members2);
+    let now = held(&env);
+    assert!(
+        now.meta_emails.is_empty() && now.meta_ids.is_empty(),
+        "{} left at Meta",
+        now.meta_emails.len()
+    );
+    assert_eq!(now.clevertap, source2.clevertap);
+    assert_eq!(now.google_emails, source2.google_emails);
+    assert_eq!(state_members(&rt, export).await, source2.meta_ids);
     let run4 = rt.run_batch(&source, export).await.expect("run 4");
     assert_eq!(run4.status, RunStatus::Finished, "{:?}", run4.status);
     idle().await;
-    assert_eq!(held(&env).0, members2, "Meta not re-synced after emptying");
+    assert_eq!(held(&env), source2, "Meta not re-synced after emptying");
     rt.shutdown().await;
 }

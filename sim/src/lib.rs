@@ -18,6 +18,7 @@ pub mod google_ads_schema;
 pub mod google_dm;
 pub mod google_oauth;
 pub mod meta;
+pub mod platform_keys;
 pub mod webhook;
 pub mod wire;
 
