@@ -27,9 +27,9 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     let log = OutcomeLog::install()?;
     let base = Scale {
-        realtime_people: 7_500,
-        realtime_changes: 30_000,
-        batch_people: 60_000,
+        realtime_people: 8_750,
+        realtime_changes: 35_000,
+        batch_people: 55_000,
         churn_rounds: 3,
         senders: 16,
         backend: Backend::Embedded,

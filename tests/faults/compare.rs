@@ -162,13 +162,17 @@ pub(super) async fn compare(
     }
     // What each destination should hold: the truth, less whom the design
     // makes it refuse.
+    let unnamed = history.unnamed_by_design(scale.faults);
     let expected_at = |export: &str, destination: &str| -> BTreeSet<String> {
-        let refused = design
-            .iter()
-            .find(|((e, d), _)| *e == export && *d == destination);
+        let left_out = |k: &String| {
+            [&design, &unnamed].iter().any(|m| {
+                m.iter()
+                    .any(|((e, d), r)| *e == export && *d == destination && r.contains(k))
+            })
+        };
         truth[export]
             .iter()
-            .filter(|k| !refused.is_some_and(|(_, r)| r.contains(*k)))
+            .filter(|k| !left_out(k))
             .cloned()
             .collect()
     };

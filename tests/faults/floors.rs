@@ -25,6 +25,8 @@ pub(super) struct Observed {
     pub(super) google_tokens: u64,
     pub(super) google_clients: u64,
     pub(super) clevertap_unprocessed: u64,
+    /// Google requests that ended PARTIAL_SUCCESS or FAILED.
+    pub(super) google_failed_requests: u64,
     /// Requests the webhook receiver answered with an injected 503.
     pub(super) hook_outage: u64,
     /// Dead-lettered jobs SQS moved back.
@@ -63,6 +65,11 @@ pub(super) fn check(faults: bool, o: &Observed, out: &mut Outcome) {
         ("workers killed", o.workers_killed, 10),
         ("Meta 80003 answers", o.meta_80003, 3),
         ("CleverTap records unprocessed", o.clevertap_unprocessed, 3),
+        (
+            "Google requests PARTIAL_SUCCESS or FAILED",
+            o.google_failed_requests,
+            1,
+        ),
         ("webhook outage answers", o.hook_outage, 10),
         ("dead letters redriven", o.redriven, 1),
     ];

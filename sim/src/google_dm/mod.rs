@@ -365,6 +365,17 @@ impl DataManagerSim {
             .count()
     }
 
+    /// Requests that ended PARTIAL_SUCCESS or FAILED (some member failed).
+    pub fn failed_request_count(&self) -> usize {
+        let mut state = self.lock();
+        process_due(&mut state, false);
+        state
+            .jobs
+            .values()
+            .filter(|j| matches!(j.status, DmStatus::PartialSuccess | DmStatus::Failed))
+            .count()
+    }
+
     /// Status of a request, as processed so far.
     pub fn status_of(&self, request_id: &str) -> Option<DmStatus> {
         let mut state = self.lock();
