@@ -20,6 +20,9 @@
 //!     `InternalError` may or may not have been processed).
 //! * Anything else (SQS) is forwarded untouched.
 //!
+//! [`AwsFaultProxyState::fail_next_s3_puts`] queues S3 faults for the next
+//! PUTs, ahead of the draw.
+//!
 //! Sources (our reading, in `docs/aws-faults.md`): the DynamoDB developer
 //! guide's "Error handling with DynamoDB" (error components, throttling
 //! retried by the SDKs), the `TransactionCanceledException` reference
@@ -67,6 +70,8 @@ pub struct AwsFaultProxyState {
     upstream: String,
     client: reqwest::Client,
     inner: Mutex<(AwsFaultPlan, StdRng, AwsFaultCounts)>,
+    /// Faults for the next S3 PUTs, before any draw.
+    next_puts: Mutex<std::collections::VecDeque<Fault>>,
 }
 
 impl AwsFaultProxyState {
@@ -83,6 +88,18 @@ impl AwsFaultProxyState {
 
     pub fn counts(&self) -> AwsFaultCounts {
         self.lock().2
+    }
+
+    /// Answer the next S3 PUTs `SlowDown` (`slow_downs` of them), then
+    /// `InternalError` after writing (`errors_after_apply`), whatever the
+    /// plan draws: a run sure to meet both, however few PUTs it makes.
+    pub fn fail_next_s3_puts(&self, slow_downs: usize, errors_after_apply: usize) {
+        let mut next = self.next_puts.lock().unwrap_or_else(|p| p.into_inner());
+        next.extend(std::iter::repeat_n(Fault::SlowDown, slow_downs));
+        next.extend(std::iter::repeat_n(
+            Fault::ErrorAfterApply,
+            errors_after_apply,
+        ));
     }
 }
 
@@ -104,6 +121,7 @@ pub async fn start(
         upstream: upstream.trim_end_matches('/').to_string(),
         client: forwarding_client()?,
         inner: Mutex::new((plan, StdRng::seed_from_u64(plan.seed), Default::default())),
+        next_puts: Mutex::new(Default::default()),
     });
     let router = Router::new()
         .fallback(proxy)
@@ -137,7 +155,22 @@ fn decide(state: &AwsFaultProxyState, target: Option<&str>, method: &Method) -> 
         }
         None => {
             counts.s3_requests += 1;
-            if u < plan.s3_slow_down {
+            let queued = if method == Method::PUT {
+                state
+                    .next_puts
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .pop_front()
+            } else {
+                None
+            };
+            if let Some(fault) = queued {
+                match fault {
+                    Fault::SlowDown => counts.s3_slow_downs += 1,
+                    _ => counts.s3_errors_after_apply += 1,
+                }
+                fault
+            } else if u < plan.s3_slow_down {
                 counts.s3_slow_downs += 1;
                 Fault::SlowDown
             } else if method == Method::PUT && u < plan.s3_slow_down + plan.s3_error_after_apply {

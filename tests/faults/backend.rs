@@ -85,6 +85,11 @@ pub(super) async fn adapters(scale: &Scale) -> Result<Adapters> {
         },
     )
     .await?;
+    if scale.faults {
+        // The warehouse makes few PUTs at test size: make sure both S3
+        // faults meet it.
+        aws_faults.fail_next_s3_puts(1, 1);
+    }
     let shedding = sdk_config_at(&aws_proxy.base_url).await;
     let table = unique("dataout-faults");
     DynamoStateStore::create_table(&aws_sdk_dynamodb::Client::new(&sdk), &table).await?;

@@ -55,7 +55,7 @@ use dataout_sim::clevertap::{self, ClevertapSimConfig, ClevertapState};
 use dataout_sim::customerio::{self as cio_sim, CioSimConfig, CioWorkspace, SimPerson, SimSegment};
 use dataout_sim::faults::{FaultPlan, FaultProxyState};
 use dataout_sim::google_dm::{DataManagerSim, DataManagerSimConfig};
-use dataout_sim::meta::{MetaFault, MetaSim, MetaSimConfig, DEFAULT_ACCESS_TOKEN};
+use dataout_sim::meta::{AccessTier, MetaFault, MetaSim, MetaSimConfig, DEFAULT_ACCESS_TOKEN};
 use dataout_sim::webhook::{self as webhook_sim, WebhookSimConfig, WebhookState};
 use dataout_sim::RunningSim;
 use rand::rngs::StdRng;

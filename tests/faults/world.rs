@@ -71,10 +71,14 @@ pub(super) async fn start_sims(scale: &Scale) -> Result<Sims> {
     if scale.faults {
         clevertap.set_unprocessed_share(0.01, scale.seed + 1);
     }
+    // A brand in production runs an app past App Review: Meta's standard
+    // access tier (190,000 + 40 × audiences calls an hour). The development
+    // tier's 5,000 would be spent by the 100,000-change bench, whose drain
+    // would then wait for the next hour.
     let (meta_server, meta) = MetaSim::start(MetaSimConfig {
         unmatched_share: 0.1,
         apply_delay: Duration::from_millis(300),
-        ..MetaSimConfig::default()
+        ..MetaSimConfig::for_tier(AccessTier::Standard)
     })
     .await?;
     meta.create_audience(META_CART);
