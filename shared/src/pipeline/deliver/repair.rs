@@ -34,12 +34,10 @@
 //! record's `source_ts`), so a redelivered attempt makes the same repair
 //! and delivery's claim sends it once.
 
-use std::collections::BTreeMap;
-
 use tracing::{info, warn};
 
 use super::{superseded, Claimed};
-use crate::domain::model::{DeliveryJob, DeliveryOp, MembershipRecord, OpKind, PersonKey};
+use crate::domain::model::{DeliveryJob, DeliveryOp, MembershipRecord, OpKind};
 use crate::pipeline::changes::new_job;
 use crate::pipeline::Deps;
 
@@ -117,23 +115,9 @@ pub(super) async fn repair_late_ops(
     destination: &str,
     claimed: &mut [(usize, Claimed<'_>)],
 ) {
-    let mut by_export: BTreeMap<String, Vec<(usize, usize)>> = BTreeMap::new();
-    for (ci, (_, c)) in claimed.iter().enumerate() {
-        for oi in (0..c.ops.len()).filter(|oi| may_have_landed(c, *oi)) {
-            by_export
-                .entry(c.received.job.export.clone())
-                .or_default()
-                .push((ci, oi));
-        }
-    }
-    for (export, refs) in by_export {
-        let mut people: Vec<PersonKey> = refs
-            .iter()
-            .map(|(ci, oi)| claimed[*ci].1.ops[*oi].person_key.clone())
-            .collect();
-        people.sort();
-        people.dedup();
-        let records = match deps.state.get_memberships(&export, &people).await {
+    let reads = super::superseded::read_records(deps, claimed, may_have_landed).await;
+    for (export, refs, records) in reads {
+        let current = match records {
             Ok(r) => r,
             Err(e) => {
                 warn!(%export, destination, error = %e, "could not read the records of the ops sent: their jobs go again");
@@ -144,11 +128,6 @@ pub(super) async fn repair_late_ops(
                 continue;
             }
         };
-        let current: BTreeMap<&PersonKey, &MembershipRecord> = people
-            .iter()
-            .zip(records.iter())
-            .filter_map(|(k, r)| r.as_ref().map(|r| (k, r)))
-            .collect();
         for (ci, oi) in refs {
             let c = &claimed[ci].1;
             let op = &c.ops[oi];

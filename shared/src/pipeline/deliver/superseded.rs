@@ -9,6 +9,7 @@ use crate::destinations::DestinationError;
 use crate::domain::model::{DeliveryOp, MembershipRecord, OpKind, PersonKey};
 use crate::domain::spec::DestinationKind;
 use crate::pipeline::Deps;
+use crate::ports::StateError;
 
 /// Read the records of the people with open membership ops (one read per
 /// export) and mark each op a newer change in state has overtaken; where
@@ -20,25 +21,12 @@ pub(super) async fn check_superseded(
     destination: &str,
     claimed: &mut [(usize, Claimed<'_>)],
 ) {
-    let mut by_export: BTreeMap<String, Vec<(usize, usize)>> = BTreeMap::new();
-    for (ci, (_, c)) in claimed.iter().enumerate() {
-        for (oi, op) in c.ops.iter().enumerate() {
-            if op.op != OpKind::Event && c.open(oi) {
-                by_export
-                    .entry(c.received.job.export.clone())
-                    .or_default()
-                    .push((ci, oi));
-            }
-        }
-    }
-    for (export, refs) in by_export {
-        let mut people: Vec<PersonKey> = refs
-            .iter()
-            .map(|(ci, oi)| claimed[*ci].1.ops[*oi].person_key.clone())
-            .collect();
-        people.sort();
-        people.dedup();
-        let records = match deps.state.get_memberships(&export, &people).await {
+    let reads = read_records(deps, claimed, |c, oi| {
+        c.ops[oi].op != OpKind::Event && c.open(oi)
+    })
+    .await;
+    for (export, refs, records) in reads {
+        let current = match records {
             Ok(r) => r,
             Err(e) => {
                 warn!(%export, destination, error = %e, "could not read the records of the ops to send");
@@ -54,11 +42,6 @@ pub(super) async fn check_superseded(
                 continue;
             }
         };
-        let current: BTreeMap<&PersonKey, &MembershipRecord> = people
-            .iter()
-            .zip(records.iter())
-            .filter_map(|(k, r)| r.as_ref().map(|r| (k, r)))
-            .collect();
         let mut refreshed = Vec::new();
         for (ci, oi) in refs {
             let op = &claimed[ci].1.ops[oi];
@@ -79,7 +62,7 @@ pub(super) async fn check_superseded(
             } else if record.source_ts > op.source_ts
                 && matches!(op.op, OpKind::Add | OpKind::Update)
             {
-                refreshed.push((ci, oi, (*record).clone()));
+                refreshed.push((ci, oi, record.clone()));
             }
         }
         for (ci, oi, record) in refreshed {
@@ -88,6 +71,55 @@ pub(super) async fn check_superseded(
             op.attributes = record.current.attributes;
         }
     }
+}
+
+/// One export's picked ops (job index, op index) with their people's
+/// records, or the error reading them.
+type ExportRecords = (
+    String,
+    Vec<(usize, usize)>,
+    Result<BTreeMap<PersonKey, MembershipRecord>, StateError>,
+);
+
+/// The ops `pick` selects, grouped by export, with the records of their
+/// people read in one call per export: shared by the check before sending
+/// and the read again after it.
+pub(super) async fn read_records(
+    deps: &Deps,
+    claimed: &[(usize, Claimed<'_>)],
+    pick: impl Fn(&Claimed<'_>, usize) -> bool,
+) -> Vec<ExportRecords> {
+    let mut by_export: BTreeMap<String, Vec<(usize, usize)>> = BTreeMap::new();
+    for (ci, (_, c)) in claimed.iter().enumerate() {
+        for oi in (0..c.ops.len()).filter(|oi| pick(c, *oi)) {
+            by_export
+                .entry(c.received.job.export.clone())
+                .or_default()
+                .push((ci, oi));
+        }
+    }
+    let mut out = Vec::with_capacity(by_export.len());
+    for (export, refs) in by_export {
+        let mut people: Vec<PersonKey> = refs
+            .iter()
+            .map(|(ci, oi)| claimed[*ci].1.ops[*oi].person_key.clone())
+            .collect();
+        people.sort();
+        people.dedup();
+        let records = deps
+            .state
+            .get_memberships(&export, &people)
+            .await
+            .map(|records| {
+                people
+                    .into_iter()
+                    .zip(records)
+                    .filter_map(|(k, r)| r.map(|r| (k, r)))
+                    .collect()
+            });
+        out.push((export, refs, records));
+    }
+    out
 }
 
 /// Destinations that record every change with its `source_ts` (readers
