@@ -117,6 +117,9 @@ struct Inner {
     plan: FaultPlan,
     rng: StdRng,
     counts: FaultCounts,
+    /// Bodies of forwarded requests whose client could not know the
+    /// upstream applied them (see [`FaultProxyState::ambiguous`]).
+    ambiguous: Vec<Bytes>,
 }
 
 /// Shared state of a running fault proxy.
@@ -148,6 +151,7 @@ impl FaultProxyState {
                 plan,
                 rng: StdRng::seed_from_u64(plan.seed),
                 counts: FaultCounts::default(),
+                ambiguous: Vec::new(),
             }),
         })
     }
@@ -171,6 +175,15 @@ impl FaultProxyState {
 
     pub fn counts(&self) -> FaultCounts {
         self.lock().counts
+    }
+
+    /// Bodies of the requests the upstream applied while the client got no
+    /// success: answered 500 or held past its timeout after forwarding, or
+    /// the client hung up before its answer. A platform that keeps every
+    /// record (events without an id) may hold these twice once the client
+    /// sends them again; nothing else may.
+    pub fn ambiguous(&self) -> Vec<Bytes> {
+        self.lock().ambiguous.clone()
     }
 
     /// The upstream base URL requests are forwarded to.
@@ -278,6 +291,13 @@ async fn proxy(
         Fault::None | Fault::ServerErrorAfterApply | Fault::Timeout => {}
     }
 
+    // Until the success goes out, the request counts as applied without the
+    // client knowing (the guard records it if this future is dropped, e.g.
+    // by a client hanging up).
+    let mut pending = Unanswered {
+        state: state.clone(),
+        body: Some(body.clone()),
+    };
     // Forward on a task of its own: once decided, the request reaches the
     // upstream even if the client hangs up meanwhile.
     let forwarding = tokio::spawn(forward(state.clone(), method, uri, headers, body));
@@ -297,7 +317,27 @@ async fn proxy(
                 "injected 504 after the upstream applied the request".into(),
             )
         }
-        _ => upstream.unwrap_or_else(|e| plain(StatusCode::BAD_GATEWAY, e)),
+        _ => {
+            if upstream.as_ref().is_ok_and(|r| r.status().is_success()) {
+                pending.body = None;
+            }
+            upstream.unwrap_or_else(|e| plain(StatusCode::BAD_GATEWAY, e))
+        }
+    }
+}
+
+/// A forwarded request not yet answered with a success (see
+/// [`FaultProxyState::ambiguous`]).
+struct Unanswered {
+    state: Arc<FaultProxyState>,
+    body: Option<Bytes>,
+}
+
+impl Drop for Unanswered {
+    fn drop(&mut self) {
+        if let Some(body) = self.body.take() {
+            self.state.lock().ambiguous.push(body);
+        }
     }
 }
 
@@ -498,6 +538,51 @@ mod tests {
                 ..Default::default()
             }
         );
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn only_requests_applied_without_a_success_reaching_the_client_are_ambiguous(
+    ) -> anyhow::Result<()> {
+        let (_up, proxy, state, _hits) = proxied(FaultPlan::default()).await?;
+        let client = reqwest::Client::new();
+        let url = format!("{}/x", proxy.base_url);
+        client.post(&url).body("answered").send().await?;
+        state.set_plan(FaultPlan {
+            server_error_after_apply: 1.0,
+            ..Default::default()
+        });
+        client.post(&url).body("answered 500").send().await?;
+        state.set_plan(FaultPlan {
+            timeout: 1.0,
+            timeout_hold: Duration::from_secs(5),
+            ..Default::default()
+        });
+        // The client gives up first: the proxy's answer never reaches it.
+        let gone = client
+            .post(&url)
+            .body("client gone")
+            .timeout(Duration::from_millis(300))
+            .send()
+            .await;
+        assert!(gone.is_err());
+        state.set_plan(FaultPlan {
+            server_error: 1.0,
+            ..Default::default()
+        });
+        client.post(&url).body("never forwarded").send().await?;
+        // The dropped request is noted as its handler is dropped.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while state.ambiguous().len() < 2 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let mut bodies: Vec<String> = state
+            .ambiguous()
+            .iter()
+            .map(|b| String::from_utf8_lossy(b).into_owned())
+            .collect();
+        bodies.sort();
+        assert_eq!(bodies, ["answered 500", "client gone"]);
         Ok(())
     }
 

@@ -10,9 +10,17 @@
 
 use super::*;
 
-/// A person's membership changes in the order they happened: `true` an
-/// add, `false` a remove. By person key.
-pub(super) type Changes = BTreeMap<String, Vec<bool>>;
+/// One change to a person at an audience.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) enum Change {
+    Add,
+    Remove,
+    /// Still a member; an attribute or an identifier changed.
+    Update,
+}
+
+/// A person's changes in the order they happened, by person key.
+pub(super) type Changes = BTreeMap<String, Vec<Change>>;
 
 /// The changes the realtime webhooks of `export` made: an enter for
 /// someone outside, an exit for someone inside (a repeated enter changes
@@ -31,56 +39,75 @@ pub(super) fn realtime_changes(webhooks: &[Webhook], export: &str) -> Changes {
         }
         out.entry(key_of(&realtime_id(w.person)))
             .or_default()
-            .push(w.enter);
+            .push(if w.enter { Change::Add } else { Change::Remove });
     }
     out
 }
 
 /// The changes a batch export's runs made: between the segment's members
-/// before one round and before the next, those who joined and those who
-/// left (the first round starts from nobody).
+/// before one round and before the next, those who joined, those who left
+/// (the first round starts from nobody), and those who stayed while their
+/// email changed, or their lifetime value if the export carries it.
 pub(super) fn batch_changes(
     rounds: &[BTreeSet<usize>],
+    profiles: &[Vec<Profile>],
+    carries_lifetime_value: bool,
     id_of: impl Fn(usize) -> String,
 ) -> Changes {
     let mut out = Changes::new();
     let empty = BTreeSet::new();
     let mut before = &empty;
-    for now in rounds {
+    for (r, now) in rounds.iter().enumerate() {
         for i in now.difference(before) {
-            out.entry(key_of(&id_of(*i))).or_default().push(true);
+            out.entry(key_of(&id_of(*i))).or_default().push(Change::Add);
         }
         for i in before.difference(now) {
-            out.entry(key_of(&id_of(*i))).or_default().push(false);
+            out.entry(key_of(&id_of(*i)))
+                .or_default()
+                .push(Change::Remove);
+        }
+        if r > 0 {
+            for i in now.intersection(before) {
+                let (was, is) = (&profiles[r - 1][*i], &profiles[r][*i]);
+                if was.email != is.email
+                    || (carries_lifetime_value && was.lifetime_value != is.lifetime_value)
+                {
+                    out.entry(key_of(&id_of(*i)))
+                        .or_default()
+                        .push(Change::Update);
+                }
+            }
         }
         before = now;
     }
     out
 }
 
-/// One add or remove as a destination received it.
+/// One add, remove or update as a destination received it.
 pub(super) struct Arrival {
     pub(super) person: String,
-    pub(super) add: bool,
+    pub(super) change: Change,
     pub(super) source_ts: i64,
     /// The op's id, where the destination gets one to drop repeats by.
     pub(super) op_id: Option<String>,
 }
 
 impl Arrival {
-    /// An add or remove row or op of `audience` (anything else: `None`).
+    /// An add, remove or update row or op of `audience` (anything else:
+    /// `None`).
     pub(super) fn of(v: &Value, audience: &str) -> Option<Arrival> {
         if v.get("audience")?.as_str()? != audience {
             return None;
         }
-        let add = match v.get("op")?.as_str()? {
-            "add" => true,
-            "remove" => false,
+        let change = match v.get("op")?.as_str()? {
+            "add" => Change::Add,
+            "remove" => Change::Remove,
+            "update" => Change::Update,
             _ => return None,
         };
         Some(Arrival {
             person: v.get("person_key")?.as_str()?.to_string(),
-            add,
+            change,
             source_ts: v.get("source_ts")?.as_i64()?,
             op_id: v.get("op_id").and_then(Value::as_str).map(str::to_string),
         })
@@ -106,12 +133,12 @@ pub(super) fn check(
         }
     }
     let repeats = arrivals.len() - kept.len();
-    // The same change (person, add or remove, source time) arriving twice
-    // under different ids, or in two rows: counted twice downstream.
-    let mut times: BTreeMap<(&str, i64, bool), usize> = BTreeMap::new();
+    // The same change (person, kind, source time) arriving twice under
+    // different ids, or in two rows: counted twice downstream.
+    let mut times: BTreeMap<(&str, i64, Change), usize> = BTreeMap::new();
     for a in &kept {
         *times
-            .entry((a.person.as_str(), a.source_ts, a.add))
+            .entry((a.person.as_str(), a.source_ts, a.change))
             .or_default() += 1;
     }
     let twice: Vec<_> = times.iter().filter(|(_, n)| **n > 1).collect();
@@ -123,9 +150,9 @@ pub(super) fn check(
         ));
     }
     // Each person's distinct changes in source order against the world's.
-    let mut got: BTreeMap<&str, Vec<(i64, bool)>> = BTreeMap::new();
-    for (person, ts, add) in times.keys() {
-        got.entry(person).or_default().push((*ts, *add));
+    let mut got: BTreeMap<&str, Vec<(i64, Change)>> = BTreeMap::new();
+    for (person, ts, change) in times.keys() {
+        got.entry(person).or_default().push((*ts, *change));
     }
     let mut wrong = Vec::new();
     for person in expected
@@ -136,7 +163,7 @@ pub(super) fn check(
     {
         let mut arrived = got.get(person).cloned().unwrap_or_default();
         arrived.sort();
-        let arrived: Vec<bool> = arrived.into_iter().map(|(_, add)| add).collect();
+        let arrived: Vec<Change> = arrived.into_iter().map(|(_, c)| c).collect();
         let want = expected.get(person).cloned().unwrap_or_default();
         if arrived != want {
             wrong.push(format!("{person}: world {want:?}, arrived {arrived:?}"));
@@ -150,8 +177,13 @@ pub(super) fn check(
         ));
     }
     let changes: usize = expected.values().map(Vec::len).sum();
+    let updates = expected
+        .values()
+        .flatten()
+        .filter(|c| **c == Change::Update)
+        .count();
     format!(
-        "{what}: {} arrivals, {repeats} repeats of an op id, {} distinct changes for the world's {changes}",
+        "{what}: {} arrivals, {repeats} repeats of an op id, {} distinct changes for the world's {changes} ({updates} of them updates)",
         arrivals.len(),
         times.len()
     )

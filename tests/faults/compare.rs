@@ -5,7 +5,10 @@ use super::arrivals::{self, Arrival};
 use super::*;
 
 /// Every (export, destination) the fault suite's spec routes.
-const ROUTES: [(&str, &str); 11] = [
+const ROUTES: [(&str, &str); 14] = [
+    ("orders", "clevertap"),
+    ("orders", "warehouse"),
+    ("purchases", "capi"),
     ("cart", "meta"),
     ("cart", "clevertap"),
     ("purchasers", "google"),
@@ -22,7 +25,9 @@ const ROUTES: [(&str, &str); 11] = [
 /// The world's changes to `export`'s membership, by person key.
 fn world_changes(history: &History, export: &str) -> arrivals::Changes {
     match history.rounds.get(export) {
-        Some(rounds) => arrivals::batch_changes(rounds, batch_id),
+        Some(rounds) => {
+            arrivals::batch_changes(rounds, &history.profiles, export == "vip", batch_id)
+        }
         None => arrivals::realtime_changes(&history.webhooks, export),
     }
 }
@@ -64,11 +69,15 @@ fn diff(out: &mut Outcome, what: &str, expected: &BTreeSet<String>, got: &BTreeS
 }
 
 /// Replay add/remove rows (warehouse objects, webhook deliveries) in
-/// source order: who is in each audience at the end.
+/// source order: who is in each audience at the end. An update row says
+/// nothing about membership.
 fn replay(rows: &[(String, String, String, i64)]) -> BTreeMap<String, BTreeSet<String>> {
     // (audience, person) → (source_ts, in)
     let mut last: HashMap<(String, String), (i64, bool)> = HashMap::new();
     for (audience, person, op, ts) in rows {
+        if op != "add" && op != "remove" {
+            continue;
+        }
         let entry = last
             .entry((audience.clone(), person.clone()))
             .or_insert((i64::MIN, false));
@@ -177,6 +186,13 @@ pub(super) async fn compare(
             .collect()
     };
     let id_of = |key: &str| key.trim_start_matches("id:").to_string();
+    // Each person's email as the source holds it at the end.
+    let email_now = |id: &str| -> Option<String> {
+        match id.strip_prefix('r') {
+            Some(n) => realtime_email(n.parse().ok()?),
+            None => ws.people[ws.index_of_id(id)?].email.clone(),
+        }
+    };
 
     // 2. Meta: members by EXTERN_ID; the population leaves some unmatched.
     for (export, audience) in [("cart", META_CART), ("winback", META_WINBACK)] {
@@ -203,6 +219,32 @@ pub(super) async fn compare(
             &expected,
             &got,
         );
+        // A changed email must leave with the old address: every EMAIL a
+        // member carries is the digest of the person's email now.
+        let stale: Vec<String> = sims
+            .meta
+            .members(audience)
+            .iter()
+            .flat_map(|m| {
+                let id = m
+                    .iter()
+                    .find(|(k, _)| k == "EXTERN_ID")
+                    .map(|(_, v)| v.clone())
+                    .unwrap_or_default();
+                let now = email_now(&id).map(|e| sha256_hex(&e));
+                m.iter()
+                    .filter(|(k, v)| k == "EMAIL" && Some(v) != now.as_ref())
+                    .map(|(_, v)| format!("{id}: EMAIL {}…", &v[..v.len().min(12)]))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        if !stale.is_empty() {
+            out.mismatches.push(format!(
+                "Meta audience of `{export}`: {} members carry an email that is not theirs now (e.g. {:?})",
+                stale.len(),
+                &stale[..stale.len().min(3)]
+            ));
+        }
     }
 
     // 3. CleverTap: the membership property on each profile.
@@ -234,38 +276,126 @@ pub(super) async fn compare(
         );
     }
 
-    // 4. Google: the lists' members by hashed email.
+    // 3b. The `vip` tier by lifetime value, and the properties a batch run
+    // carries to CleverTap: each member's lifetime value and email now.
+    let vip_now: BTreeSet<usize> = ws.members(BATCH[0].1).into_iter().collect();
+    let ltv = |i: usize| {
+        ws.people[i]
+            .attributes
+            .get("lifetime_value")
+            .and_then(|v| v.parse::<f64>().ok())
+    };
+    let expected_high: BTreeSet<String> = vip_now
+        .iter()
+        .filter(|i| ltv(**i).is_some_and(|v| v >= f64::from(VIP_HIGH_MIN)))
+        .map(|i| key_of(&batch_id(*i)))
+        .collect();
+    let got_high: BTreeSet<String> = (0..ws.people.len())
+        .map(batch_id)
+        .filter(|id| {
+            sims.clevertap
+                .profile(id)
+                .is_some_and(|p| p.data.get(VIP_HIGH_PROPERTY) == Some(&Value::Bool(true)))
+        })
+        .map(|id| key_of(&id))
+        .collect();
+    diff(
+        out,
+        &format!("CleverTap tier property `{VIP_HIGH_PROPERTY}`"),
+        &expected_high,
+        &got_high,
+    );
+    let mut stale = Vec::new();
+    for &i in &vip_now {
+        let id = batch_id(i);
+        let profile = sims.clevertap.profile(&id);
+        let data = profile.as_ref().map(|p| &p.data);
+        let got_ltv = data
+            .and_then(|d| d.get("lifetime_value"))
+            .and_then(Value::as_f64);
+        if got_ltv != ltv(i) {
+            stale.push(format!(
+                "{id}: lifetime_value {got_ltv:?}, source {:?}",
+                ltv(i)
+            ));
+        }
+        // A malformed email is refused (515) and the record sent without it.
+        let email = ws.people[i].email.clone().unwrap_or_default();
+        let got_email = data.and_then(|d| d.get("Email")).and_then(Value::as_str);
+        if !email.contains("@@") && got_email != Some(email.as_str()) {
+            stale.push(format!("{id}: Email is not the source's"));
+        }
+    }
+    if !stale.is_empty() {
+        out.mismatches.push(format!(
+            "CleverTap profiles of `vip`: {} properties differ from the source's (e.g. {:?})",
+            stale.len(),
+            &stale[..stale.len().min(3)]
+        ));
+    }
+
+    // 4. Google: the lists' members by hashed email, every digest the list
+    // holds (an old address left behind is one too many).
+    let mut whose: BTreeMap<String, String> = BTreeMap::new();
+    for p in 0..scale.realtime_people {
+        if let Some(e) = realtime_email(p) {
+            whose.insert(sha256_hex(&e), key_of(&realtime_id(p)));
+        }
+    }
+    for i in 0..ws.people.len() {
+        let emails = history.emails_of(i);
+        for (n, e) in emails.iter().enumerate() {
+            let label = if n + 1 == emails.len() {
+                key_of(&batch_id(i))
+            } else {
+                format!("{} (old email)", key_of(&batch_id(i)))
+            };
+            whose.insert(sha256_hex(e), label);
+        }
+    }
+    let label = |digest: &String| {
+        whose
+            .get(digest)
+            .cloned()
+            .unwrap_or_else(|| format!("unknown digest {}…", &digest[..digest.len().min(12)]))
+    };
     for (export, list) in [("purchasers", GOOGLE_PURCHASERS), ("vip", GOOGLE_VIP)] {
-        let values: BTreeSet<String> = sims
+        let got: BTreeSet<String> = sims
             .google
             .members(GOOGLE_ACCOUNT, list)
             .into_iter()
             .flatten()
-            .map(|(_, v)| v)
+            .map(|(_, v)| label(&v))
             .collect();
-        let candidates: Vec<String> = (0..scale.realtime_people)
-            .map(realtime_id)
-            .chain(ws.people.iter().filter_map(|p| p.id.clone()))
-            .map(|id| key_of(&id))
+        let expected: BTreeSet<String> = expected_at(export, "google")
+            .iter()
+            .filter_map(|k| email_now(&id_of(k)))
+            .map(|e| label(&sha256_hex(&e)))
             .collect();
-        let got: BTreeSet<String> = candidates
-            .into_iter()
-            .filter(|k| values.contains(&sha256_hex(&format!("{}@example.com", id_of(k)))))
-            .collect();
-        diff(
-            out,
-            &format!("Google list of `{export}`"),
-            &expected_at(export, "google"),
-            &got,
-        );
+        diff(out, &format!("Google list of `{export}`"), &expected, &got);
     }
 
     // 5. Warehouse: replay every row written.
     let mut values = Vec::new();
     for key in warehouse.list("").await? {
-        let Some(bytes) = warehouse.get(&key).await? else {
+        let Some(mut bytes) = warehouse.get(&key).await? else {
             continue;
         };
+        // Event objects are gzip-compressed JSON lines.
+        if key.ends_with(".gz") {
+            let mut plain = Vec::new();
+            match std::io::Read::read_to_end(
+                &mut flate2::read::GzDecoder::new(bytes.as_slice()),
+                &mut plain,
+            ) {
+                Ok(_) => bytes = plain,
+                Err(e) => {
+                    out.mismatches
+                        .push(format!("warehouse object {key}: not gzip: {e}"));
+                    continue;
+                }
+            }
+        }
         for line in String::from_utf8_lossy(&bytes).lines() {
             match serde_json::from_str::<Value>(line) {
                 Ok(v) => values.push(v),
@@ -298,6 +428,8 @@ pub(super) async fn compare(
         );
     }
 
+    super::events::compare(sims, history, &values, out);
+
     // 6. Webhook: replay every op received.
     let ops = sims.hook.ops();
     let rows: Vec<_> = ops.iter().filter_map(row_of).collect();
@@ -328,6 +460,7 @@ pub(super) async fn compare(
         .iter()
         .copied()
         .chain(BATCH.iter().map(|(e, _)| *e))
+        .chain(EVENT_EXPORTS)
         .collect();
     let mut line = Vec::new();
     for destination in DESTINATIONS {

@@ -4,8 +4,31 @@
 
 use super::*;
 
+/// The orders (`ord_…`) a worker is delivering right now: if it is killed
+/// mid-delivery, a platform may hold what it sent without the pipeline
+/// knowing.
+pub(super) type InFlight = Arc<Mutex<Vec<String>>>;
+
+fn orders_in(jobs: &[dataout::ports::ReceivedJob]) -> Vec<String> {
+    let mut out = Vec::new();
+    for job in jobs {
+        let text = serde_json::to_string(&job.job).unwrap_or_default();
+        for (at, _) in text.match_indices("ord_") {
+            out.push(text[at..(at + 10).min(text.len())].to_string());
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
 /// One delivery worker: the deliver Lambda's loop, until `stop`.
-pub(super) async fn worker(pipeline: Arc<Pipeline>, name: &'static str, stop: Arc<AtomicBool>) {
+pub(super) async fn worker(
+    pipeline: Arc<Pipeline>,
+    name: &'static str,
+    stop: Arc<AtomicBool>,
+    in_flight: InFlight,
+) {
     let Ok(destination) = pipeline.destination(name) else {
         return;
     };
@@ -25,7 +48,25 @@ pub(super) async fn worker(pipeline: Arc<Pipeline>, name: &'static str, stop: Ar
             tokio::time::sleep(Duration::from_millis(250)).await;
             continue;
         }
+        let carried = orders_in(&jobs);
+        in_flight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone_from(&carried);
+        let started = Instant::now();
         let (dispositions, _) = deliver_jobs(&pipeline.deps, &destination, &jobs, &opts).await;
+        in_flight.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        // An attempt that outlived its claim may have been taken over by
+        // another worker that sent the same jobs. (The deliver Lambda's
+        // timeout is far below its claim; this loop has no timeout.)
+        if started.elapsed() >= VISIBILITY {
+            pipeline.outlived_claim.fetch_add(1, Ordering::Relaxed);
+            pipeline
+                .killed_carrying
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend(carried.into_iter().map(|o| (name, o)));
+        }
         for (job, d) in jobs.iter().zip(dispositions) {
             // A failed ack or delay leaves the message to come back by itself.
             let _ = match d {
@@ -50,12 +91,25 @@ pub(super) async fn send_webhook(deps: &Deps, cfg: &IntakeConfig, w: &Webhook) -
     if let Some(email) = realtime_email(w.person) {
         person["email"] = json!(email);
     }
-    let body = json!({
-        "action": if w.enter { "enter" } else { "exit" },
-        "export": w.export,
-        "person": person,
-        "sent_at": w.sent_at_ms,
-    });
+    let body = match w.order {
+        Some(n) => json!({
+            "action": "event",
+            "id": format!("order_placed:{}", order_id(n)),
+            "person": person,
+            "event": {
+                "name": "order_placed",
+                "id": order_id(n),
+                "data": {"order_id": order_id(n), "total": order_total(n), "currency": "EUR"},
+            },
+            "sent_at": w.sent_at_ms,
+        }),
+        None => json!({
+            "action": if w.enter { "enter" } else { "exit" },
+            "export": w.export,
+            "person": person,
+            "sent_at": w.sent_at_ms,
+        }),
+    };
     let body = serde_json::to_vec(&body)?;
     let headers: BTreeMap<String, String> =
         [("x-dataout-token".to_string(), ACTION_SECRET.to_string())].into();
@@ -113,8 +167,22 @@ pub(super) async fn batch_round(pipeline: &Pipeline, source: &AppApiClient) -> R
     Ok(changes)
 }
 
+/// Between rounds: people join and leave the segments, some lifetime
+/// values change (moving people across the `vip` tier), and some emails
+/// change (an identifier ad platforms match on).
 pub(super) fn churn(sims: &Sims, scale: &Scale, round: usize) {
     let mut rng = StdRng::seed_from_u64(scale.seed + 100 + round as u64);
+    for i in 0..scale.batch_people {
+        if rng.random::<f64>() < 0.05 {
+            let value = rng.random_range(0..1_000u32).to_string();
+            sims.cio.handle.set_attribute(i, "lifetime_value", value);
+        }
+        if rng.random::<f64>() < 0.03 {
+            if let Some(email) = changed_email(i, round + 1) {
+                sims.cio.handle.set_attribute(i, "email", email);
+            }
+        }
+    }
     for (_, segment) in BATCH {
         let members: BTreeSet<usize> = sims
             .cio

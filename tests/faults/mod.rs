@@ -20,6 +20,7 @@ mod arrivals;
 mod backend;
 mod compare;
 mod drive;
+mod events;
 mod floors;
 mod world;
 pub mod wrappers;
@@ -68,8 +69,10 @@ use dataout_sim::aws_faults::AwsFaultPlan;
 use wrappers::{FaultyQueue, FaultyState, QueueFaults, StoreFaults};
 
 /// The destinations, one of each audience kind.
-pub const DESTINATIONS: [&str; 5] = ["clevertap", "meta", "google", "warehouse", "hook"];
+pub const DESTINATIONS: [&str; 6] = ["clevertap", "meta", "google", "warehouse", "hook", "capi"];
 const REALTIME: [&str; 3] = ["cart", "purchasers", "newsletter"];
+/// Exports fed by the `order_placed` event.
+const EVENT_EXPORTS: [&str; 2] = ["orders", "purchases"];
 const BATCH: [(&str, u64); 2] = [("vip", 201), ("winback", 202)];
 const META_CART: &str = "23850000000000901";
 const META_WINBACK: &str = "23850000000000902";
@@ -197,7 +200,7 @@ pub struct Outcome {
 type Rejections = BTreeMap<(String, String), BTreeMap<String, String>>;
 
 /// The running delivery workers, by destination.
-type Workers = Arc<Mutex<Vec<(&'static str, JoinHandle<()>)>>>;
+type Workers = Arc<Mutex<Vec<(&'static str, JoinHandle<()>, InFlight)>>>;
 
 /// The log layer that collects each op's per-person outcome.
 #[derive(Clone, Default)]
@@ -266,6 +269,11 @@ struct Pipeline {
     http: reqwest::Client,
     /// Google destinations built (each mints its own first token).
     google_clients: AtomicU64,
+    /// Delivery attempts that lasted longer than their claim.
+    outlived_claim: AtomicU64,
+    /// Orders an attempt carried as it was killed or outlived its claim,
+    /// by destination.
+    killed_carrying: Mutex<Vec<(&'static str, String)>>,
 }
 
 impl Pipeline {
@@ -365,6 +373,8 @@ pub async fn run(scale: Scale, log: OutcomeLog) -> Result<Outcome> {
         secrets,
         warehouse: warehouse.clone(),
         google_clients: AtomicU64::new(0),
+        outlived_claim: AtomicU64::new(0),
+        killed_carrying: Mutex::default(),
         // The deliver Lambda's client: every request bounded in time.
         http: reqwest::Client::builder()
             .timeout(Duration::from_secs(3))
@@ -376,11 +386,17 @@ pub async fn run(scale: Scale, log: OutcomeLog) -> Result<Outcome> {
     let workers: Workers = Arc::new(Mutex::new(Vec::new()));
     for name in DESTINATIONS {
         for _ in 0..scale.workers {
-            let h = tokio::spawn(worker(pipeline.clone(), name, stop.clone()));
+            let in_flight = InFlight::default();
+            let h = tokio::spawn(worker(
+                pipeline.clone(),
+                name,
+                stop.clone(),
+                in_flight.clone(),
+            ));
             workers
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .push((name, h));
+                .push((name, h, in_flight));
         }
     }
     let kills = Arc::new(AtomicU64::new(0));
@@ -407,10 +423,26 @@ pub async fn run(scale: Scale, log: OutcomeLog) -> Result<Outcome> {
                     }
                     let i = rng.random_range(0..w.len());
                     let name = w[i].0;
-                    let fresh = tokio::spawn(worker(pipeline.clone(), name, stop.clone()));
-                    std::mem::replace(&mut w[i].1, fresh)
+                    let fresh_in_flight = InFlight::default();
+                    let fresh = tokio::spawn(worker(
+                        pipeline.clone(),
+                        name,
+                        stop.clone(),
+                        fresh_in_flight.clone(),
+                    ));
+                    let in_flight = std::mem::replace(&mut w[i].2, fresh_in_flight);
+                    let killed = std::mem::replace(&mut w[i].1, fresh);
+                    killed.abort();
+                    // What it carried as it was aborted (it may have just
+                    // finished: an allowance, never a hidden duplicate).
+                    let carried = in_flight.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                    pipeline
+                        .killed_carrying
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .extend(carried.into_iter().map(|o| (name, o)));
+                    killed
                 };
-                killed.abort();
                 // Counted once the task is known to have ended cancelled.
                 let kills = kills.clone();
                 tokio::spawn(async move {
@@ -567,7 +599,7 @@ pub async fn run(scale: Scale, log: OutcomeLog) -> Result<Outcome> {
     progress.abort();
     outage.abort();
     let bursts = bursts.await.unwrap_or(0);
-    for (_, h) in workers.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
+    for (_, h, _) in workers.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
         h.abort();
     }
     // Read the results without faults: Google's last request statuses, then state.
@@ -608,6 +640,14 @@ pub async fn run(scale: Scale, log: OutcomeLog) -> Result<Outcome> {
         ..Outcome::default()
     };
     let rejections = log.0.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let history = History {
+        killed_carrying: pipeline
+            .killed_carrying
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone(),
+        ..history
+    };
     compare(
         &sims,
         &scale,
@@ -676,8 +716,9 @@ pub async fn run(scale: Scale, log: OutcomeLog) -> Result<Outcome> {
         ));
     }
     out.figures.push(format!(
-        "workers killed {}, Meta answered 80003 {} times in {bursts} bursts, Google minted {} tokens for {} clients and ended {} requests PARTIAL_SUCCESS or FAILED, webhook receiver down for {} requests, dead-lettered jobs redriven {redriven}, CleverTap records answered unprocessed {}",
+        "workers killed {}, delivery attempts that outlived their claim {}, Meta answered 80003 {} times in {bursts} bursts, Google minted {} tokens for {} clients and ended {} requests PARTIAL_SUCCESS or FAILED, webhook receiver down for {} requests, dead-lettered jobs redriven {redriven}, CleverTap records answered unprocessed {}",
         observed.workers_killed,
+        pipeline.outlived_claim.load(Ordering::Relaxed),
         observed.meta_80003,
         observed.google_tokens,
         observed.google_clients,

@@ -37,7 +37,10 @@ pub(super) fn workspace(people: usize, seed: u64) -> CioWorkspace {
             id: Some(batch_id(i)),
             email: Some(batch_email(i)),
             cio_id: format!("cio_b{i:06}"),
-            attributes: BTreeMap::new(),
+            attributes: BTreeMap::from([(
+                "lifetime_value".to_string(),
+                rng.random_range(0..1_000u32).to_string(),
+            )]),
             created_at: now - 86_400,
             unsubscribed: false,
         });
@@ -82,6 +85,7 @@ pub(super) async fn start_sims(scale: &Scale) -> Result<Sims> {
     })
     .await?;
     meta.create_audience(META_CART);
+    meta.create_pixel(META_PIXEL);
     meta.create_audience(META_WINBACK);
     let mut dm = DataManagerSimConfig {
         processing_delay: Duration::from_millis(500),
@@ -181,6 +185,14 @@ destinations:
     kind: warehouse
     location: s3://fault-suite/warehouse
     max_attempts: {MAX_ATTEMPTS}
+  capi:
+    kind: meta_conversions
+    api_version: v27.0
+    pixel_id: "{META_PIXEL}"
+    access_token_env: META_TOKEN
+    action_source: system_generated
+    base_url: {meta}
+    max_attempts: {MAX_ATTEMPTS}
   hook:
     kind: webhook
     url: {hook}/hooks/dataout
@@ -193,6 +205,7 @@ exports:
     mode: membership
     cadence: {{realtime: true}}
     identity: {{golden: id, fallbacks: [email]}}
+    exit_on: [order_placed]
     suppress: [purchasers]
     destinations:
       meta:
@@ -226,12 +239,18 @@ exports:
     mode: membership
     cadence: {{every: 1h}}
     identity: {{golden: id, fallbacks: [email]}}
+    attributes:
+      lifetime_value: number
+    tiers:
+      - {{name: high_value, attribute: lifetime_value, min: {VIP_HIGH_MIN}}}
     destinations:
       google:
         audience: "{GOOGLE_VIP}"
         keys: [email]
       clevertap:
         audience: cio_vip
+        tier_audiences:
+          high_value: {VIP_HIGH_PROPERTY}
       warehouse:
         audience: vip
   winback:
@@ -245,17 +264,61 @@ exports:
         keys: [email, extern_id]
       hook:
         audience: winback
+  orders:
+    source: {{events: [order_placed]}}
+    mode: events
+    cadence: {{realtime: true}}
+    identity: {{golden: id, fallbacks: [email]}}
+    destinations:
+      clevertap:
+        audience: {CT_ORDER_EVENT}
+      warehouse:
+        audience: orders
+  purchases:
+    source: {{events: [order_placed]}}
+    mode: conversions
+    cadence: {{realtime: true}}
+    identity: {{golden: id, fallbacks: [email]}}
+    destinations:
+      capi:
+        audience: Purchase
+events:
+  order_placed:
+    required: [order_id, total, currency]
+    properties:
+      order_id:
+      total: number
+      currency:
+    value: total
+    currency: currency
+    order_id: order_id
 "#
     )
 }
 
-/// One realtime webhook, in the order a person's changes happened.
+/// One realtime webhook, in the order a person's changes happened: an
+/// enter or exit of `export`, or (with `order`) an `order_placed` event,
+/// which takes the person out of the cart (`exit_on`).
 #[derive(Clone, Debug)]
 pub(super) struct Webhook {
     pub(super) export: &'static str,
     pub(super) person: usize,
     pub(super) enter: bool,
     pub(super) sent_at_ms: i64,
+    pub(super) order: Option<usize>,
+}
+
+/// The event name CleverTap gets for `order_placed`, and the Meta pixel.
+pub(super) const CT_ORDER_EVENT: &str = "Placed Order";
+pub(super) const META_PIXEL: &str = "555000901";
+
+/// Order `n`'s id, and its total as Customer.io sends it (a string).
+pub(super) fn order_id(n: usize) -> String {
+    format!("ord_{n:06}")
+}
+
+pub(super) fn order_total(n: usize) -> String {
+    format!("{}.{:02}", 10 + n % 190, n % 100)
 }
 
 /// The realtime changes, and each realtime export's final members by the
@@ -272,9 +335,22 @@ pub(super) fn realtime_plan(
     for i in 0..scale.realtime_changes {
         let person = rng.random_range(0..scale.realtime_people);
         let u: f64 = rng.random();
-        let export = if u < 0.5 {
+        if u >= 0.9 {
+            out.push(Webhook {
+                export: "orders",
+                person,
+                enter: false,
+                sent_at_ms: base + i as i64,
+                order: Some(i),
+            });
+            if let Some(cart) = inside.get_mut("cart") {
+                cart.remove(&person);
+            }
+            continue;
+        }
+        let export = if u < 0.45 {
             "cart"
-        } else if u < 0.85 {
+        } else if u < 0.77 {
             "newsletter"
         } else {
             "purchasers"
@@ -285,6 +361,7 @@ pub(super) fn realtime_plan(
             person,
             enter,
             sent_at_ms: base + i as i64,
+            order: None,
         });
         let set = inside.get_mut(export).expect("export");
         if enter {
@@ -327,6 +404,20 @@ pub(super) fn batch_email(i: usize) -> String {
     }
 }
 
+/// A batch person's email after the world changed it in `round` (every
+/// change gives a new address; never for the people whose email is
+/// malformed or whose Google processing fails by design, so those designs
+/// stay as they are).
+pub(super) fn changed_email(i: usize, round: usize) -> Option<String> {
+    (!i.is_multiple_of(31) && !i.is_multiple_of(37))
+        .then(|| format!("b{i:06}.r{round}@example.com"))
+}
+
+/// The tier of `vip` by lifetime value (CleverTap only): its threshold and
+/// the profile property it sets.
+pub(super) const VIP_HIGH_MIN: u32 = 500;
+pub(super) const VIP_HIGH_PROPERTY: &str = "cio_vip_high";
+
 pub(super) fn key_of(id: &str) -> String {
     format!("id:{id}")
 }
@@ -335,12 +426,22 @@ pub(super) fn batch_id(i: usize) -> String {
     format!("b{i:06}")
 }
 
+/// A batch person as a round of runs found them: email and lifetime value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct Profile {
+    pub(super) email: Option<String>,
+    pub(super) lifetime_value: Option<String>,
+}
+
 /// What the world did: the webhooks sent, and each batch export's segment
-/// members before each round of runs.
+/// members (and every batch person's profile) before each round of runs.
 #[derive(Default)]
 pub(super) struct History {
     pub(super) webhooks: Vec<Webhook>,
     pub(super) rounds: BTreeMap<&'static str, Vec<BTreeSet<usize>>>,
+    pub(super) profiles: Vec<Vec<Profile>>,
+    /// Orders a delivery worker carried as it was killed, by destination.
+    pub(super) killed_carrying: Vec<(&'static str, String)>,
 }
 
 impl History {
@@ -353,6 +454,28 @@ impl History {
                 .or_default()
                 .push(ws.members(segment).into_iter().collect());
         }
+        self.profiles.push(
+            ws.people
+                .iter()
+                .map(|p| Profile {
+                    email: p.email.clone(),
+                    lifetime_value: p.attributes.get("lifetime_value").cloned(),
+                })
+                .collect(),
+        );
+    }
+
+    /// Every email batch person `i` ever had, the current one last.
+    pub(super) fn emails_of(&self, i: usize) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for round in &self.profiles {
+            if let Some(email) = round.get(i).and_then(|p| p.email.clone()) {
+                if out.last() != Some(&email) {
+                    out.push(email);
+                }
+            }
+        }
+        out
     }
 
     /// Everyone ever a member of `export`.

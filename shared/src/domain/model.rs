@@ -300,8 +300,16 @@ impl DeliveryJob {
             h.update(part.as_bytes());
             h.update([0]);
         }
+        // When intake received the change is not part of the work: a source
+        // that sends the same change again (Customer.io retrying a webhook
+        // whose answer it lost) must make the same job, which delivery then
+        // knows as done instead of sending it twice.
         for op in ops {
-            h.update(serde_json::to_vec(op).unwrap_or_default());
+            let received_whenever = DeliveryOp {
+                intake_ts: 0,
+                ..op.clone()
+            };
+            h.update(serde_json::to_vec(&received_whenever).unwrap_or_default());
             h.update([0]);
         }
         format!("job_{}", hex::encode(&h.finalize()[..12]))
@@ -615,9 +623,33 @@ mod tests {
         };
         let a = DeliveryJob::derive_id("e", "d", "evt1", std::slice::from_ref(&op));
         let b = DeliveryJob::derive_id("e", "d", "evt1", std::slice::from_ref(&op));
-        let c = DeliveryJob::derive_id("e", "d", "evt2", &[op]);
+        let c = DeliveryJob::derive_id("e", "d", "evt2", std::slice::from_ref(&op));
         assert_eq!(a, b);
         assert_ne!(a, c);
+        let later = DeliveryOp {
+            source_ts: 5,
+            ..op.clone()
+        };
+        assert_ne!(a, DeliveryJob::derive_id("e", "d", "evt1", &[later]));
+    }
+
+    #[test]
+    fn the_same_change_received_again_later_makes_the_same_job() {
+        let op = |intake_ts| DeliveryOp {
+            op: OpKind::Event,
+            person_key: PersonKey("id:1".into()),
+            ids: Identifiers::default(),
+            audience: "Placed Order".into(),
+            tier: None,
+            attributes: Attributes::new(),
+            event: None,
+            source_ts: 1,
+            intake_ts,
+        };
+        assert_eq!(
+            DeliveryJob::derive_id("orders", "ct", "event:ord_1", &[op(2)]),
+            DeliveryJob::derive_id("orders", "ct", "event:ord_1", &[op(9_000)])
+        );
     }
 
     #[test]

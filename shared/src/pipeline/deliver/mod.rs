@@ -41,7 +41,7 @@ use super::Deps;
 use crate::destinations::{Destination, DestinationError, OpOutcome};
 use crate::domain::model::{counter, CounterScope, DeliveryJob, DeliveryOp, Millis};
 use crate::domain::spec::DestinationKind;
-use crate::ports::{IdempotencyStart, JobSettlement, ReceivedJob};
+use crate::ports::{IdempotencyStart, JobSettlement, ReceivedJob, StateError};
 
 /// What to do with a received job.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -95,6 +95,32 @@ pub fn backoff(receive_count: u32) -> Duration {
     let base = 2u64.saturating_pow(receive_count.min(10)).min(900);
     let jitter = rand::random::<u64>() % 1000;
     Duration::from_millis(base * 1000 / 2 + jitter)
+}
+
+/// Tries of one settle write before its jobs go again.
+const SETTLE_TRIES: u32 = 4;
+
+/// Settle a group, trying a throttled or failed write again at once: the
+/// requests already went out, and a job that goes again is sent again,
+/// which a platform keeping every record (CleverTap's events) counts twice.
+/// A try after one whose answer was lost finds the claims gone: those jobs
+/// come back as taken over and their redelivery finds them done.
+async fn settle(
+    deps: &Deps,
+    settlements: &[JobSettlement],
+    duplicates: &[(String, Vec<(String, i64)>)],
+) -> Result<Vec<String>, StateError> {
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match deps.state.settle_jobs(settlements, duplicates).await {
+            Err(e) if e.is_retryable() && tries < SETTLE_TRIES => {
+                warn!(error = %e, tries, "settle write failed: trying again");
+                tokio::time::sleep(Duration::from_millis(50 << tries)).await;
+            }
+            other => return other,
+        }
+    }
 }
 
 /// Jobs settled per state-store transaction (each job is one write, each
@@ -399,7 +425,7 @@ pub async fn deliver_jobs(
         .collect();
     for group in groups {
         let settlements: Vec<JobSettlement> = group.iter().map(|(_, _, s, _)| s.clone()).collect();
-        match deps.state.settle_jobs(&settlements, &duplicates).await {
+        match settle(deps, &settlements, &duplicates).await {
             Ok(lost) => {
                 duplicates.clear();
                 for (i, _, settlement, disposition) in group {
