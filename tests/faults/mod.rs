@@ -684,9 +684,10 @@ pub async fn run(scale: Scale, log: OutcomeLog) -> Result<Outcome> {
     let sc = state.counts();
     let qc = queue.counts();
     out.figures.push(format!(
-        "{} membership changes ({} webhooks, {} batch adds and removes in {} finished runs of {} rounds) in {:.1} s, drained in {:.1} s more",
+        "{} changes ({} membership webhooks, {} order events, {} batch adds and removes in {} finished runs of {} rounds) in {:.1} s, drained in {:.1} s more",
         out.changes,
-        webhooks.len(),
+        webhooks.iter().filter(|w| w.order.is_none()).count(),
+        webhooks.iter().filter(|w| w.order.is_some()).count(),
         batch_changes,
         batch_runs,
         scale.churn_rounds + 1,
