@@ -1,7 +1,6 @@
 //! Adapters: the AWS and embedded implementations of each port.
 
 pub mod dynamodb;
-pub mod dynamodb_budget;
 pub mod embedded;
 pub mod local_fs;
 pub mod overlay;

@@ -127,5 +127,4 @@ pub async fn forward_event(
 }
 
 #[cfg(test)]
-#[path = "forward_tests.rs"]
 mod tests;

@@ -233,7 +233,6 @@ where
     })
 }
 
-#[path = "state_jobs.rs"]
 mod jobs;
 
 #[async_trait]
@@ -935,5 +934,4 @@ impl StateStore for EmbeddedStateStore {
 }
 
 #[cfg(test)]
-#[path = "state_tests.rs"]
 mod tests;

@@ -20,7 +20,6 @@ use super::spec::{
     MatchKey, ReportingFeed, TierRule, TierSpec, Transform,
 };
 
-#[path = "config_google.rs"]
 mod google;
 // `exports.<name>.latency_slo`: parsed and checked in its own file.
 mod slo;

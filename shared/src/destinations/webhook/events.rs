@@ -29,8 +29,8 @@
 
 use serde_json::{json, Map, Value};
 
-pub use super::warehouse_events::invalid_event;
-use super::warehouse_events::{reporting_metric, rfc3339_utc};
+pub use crate::destinations::warehouse::events::invalid_event;
+use crate::destinations::warehouse::events::{reporting_metric, rfc3339_utc};
 use crate::domain::model::{DeliveryOp, EventPayload};
 
 /// The `"type"` of an event payload.

@@ -62,8 +62,8 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tokio::task::JoinSet;
 
-use super::warehouse::WarehouseDestination;
-use super::{Destination, DestinationError, OpOutcome};
+use super::WarehouseDestination;
+use crate::destinations::{Destination, DestinationError, OpOutcome};
 use crate::domain::identity::{normalize_email, normalize_phone_e164, sha256_hex};
 use crate::domain::model::{DeliveryOp, EventPayload, Millis, OpKind};
 use crate::domain::spec::{ExportDestination, ExportMode, ExportSpec};
@@ -450,5 +450,4 @@ impl WarehouseDestination {
 }
 
 #[cfg(test)]
-#[path = "warehouse_events_tests.rs"]
 mod tests;

@@ -50,11 +50,11 @@ use async_trait::async_trait;
 use chrono::{TimeZone, Utc};
 use serde_json::{json, Map, Value};
 
-use super::meta::{
+use super::meta_audience::{
     retry_after, ErrorClass, GraphError, DEFAULT_API_VERSION, DEFAULT_BASE_URL,
     DEPRECATED_VERSION_CODE,
 };
-use super::{Destination, DestinationAlert, DestinationError, OpOutcome};
+use crate::destinations::{Destination, DestinationAlert, DestinationError, OpOutcome};
 use crate::domain::identity::{
     is_sha256_hex, meta_capi_external_id, meta_row, meta_schema, normalize_date_of_birth,
     normalize_email, sha256_hex, IdentityOptions,
@@ -207,11 +207,11 @@ impl MetaConversionsDestination {
                 "settings are not of kind meta_conversions".into(),
             ));
         };
-        let access_token = super::required_secret(secrets, &name, access_token_env)?;
+        let access_token = crate::destinations::required_secret(secrets, &name, access_token_env)?;
         // A named test code that is not set is a mistake, not "no code":
         // events meant for the Test Events tool would count for real.
         let test_event_code = match test_event_code_env {
-            Some(env) => Some(super::required_secret(secrets, &name, env)?),
+            Some(env) => Some(crate::destinations::required_secret(secrets, &name, env)?),
             None => None,
         };
         if !SUPPORTED_ACTION_SOURCES.contains(&action_source.as_str()) {
@@ -773,5 +773,4 @@ impl Destination for MetaConversionsDestination {
 }
 
 #[cfg(test)]
-#[path = "meta_capi_tests.rs"]
 mod tests;

@@ -15,7 +15,7 @@
 //! `update` carrying the allow-listed attributes to upsert, never a
 //! membership change (leaving the segment sends nothing).
 //! Event ops (events exports) travel in `ops` as event payloads
-//! (`{"type":"event","event_id",…}`; see `webhook_events`).
+//! (`{"type":"event","event_id",…}`; see `events`).
 //! `id` and `cio_id` travel as given. Email and phone never travel raw: they
 //! are normalised (email trimmed and lowercased; phone E.164 with `+`) and
 //! sent as lowercase SHA-256 hex (`email_sha256`, `phone_sha256`); a value
@@ -35,6 +35,8 @@
 //! Permanent. People with no identifier the export's identity spec lists are
 //! Unmatched and never sent.
 
+pub mod events;
+
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -42,8 +44,8 @@ use hmac::{Hmac, Mac};
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
-use super::clevertap::golden_identity;
-use super::{status_is_retryable, Destination, DestinationError, OpOutcome};
+use crate::destinations::clevertap::golden_identity;
+use crate::destinations::{status_is_retryable, Destination, DestinationError, OpOutcome};
 use crate::domain::identity::{normalize_email, normalize_phone_e164, sha256_hex};
 use crate::domain::model::{DeliveryOp, OpKind};
 use crate::domain::spec::{
@@ -118,7 +120,7 @@ impl WebhookDestination {
         else {
             return Err(permanent("settings are not of kind webhook".to_string()));
         };
-        let secret = super::required_secret(secrets, &name, secret_env)?;
+        let secret = crate::destinations::required_secret(secrets, &name, secret_env)?;
         let url = spec.base_url.clone().unwrap_or_else(|| url.clone());
         if !(url.starts_with("https://") || url.starts_with("http://")) {
             return Err(permanent(format!("webhook url must be http(s): {url:?}")));
@@ -128,10 +130,10 @@ impl WebhookDestination {
         let http = if *allow_private_network {
             http
         } else {
-            if let Some(why) = super::net_guard::refuse_private_url(&url) {
+            if let Some(why) = crate::destinations::net_guard::refuse_private_url(&url) {
                 return Err(permanent(format!("webhook url {why}")));
             }
-            super::net_guard::guarded_client(REQUEST_TIMEOUT)
+            crate::destinations::net_guard::guarded_client(REQUEST_TIMEOUT)
                 .map_err(|e| permanent(format!("http client: {e}")))?
         };
         Ok(Self {
@@ -179,7 +181,7 @@ impl WebhookDestination {
             ids.insert("phone_sha256".into(), json!(sha256_hex(&phone)));
         }
         if let (OpKind::Event, Some(event)) = (op.op, op.event.as_ref()) {
-            return super::webhook_events::event_json(op, event, ids, op_id(export, op));
+            return events::event_json(op, event, ids, op_id(export, op));
         }
         let event = op
             .event
@@ -285,7 +287,7 @@ impl Destination for WebhookDestination {
         let mut to_send = Vec::new();
         for (index, op) in ops.iter().enumerate() {
             let invalid = (op.op == OpKind::Event)
-                .then(|| super::webhook_events::invalid_event(op))
+                .then(|| events::invalid_event(op))
                 .flatten();
             if let Some(reason) = invalid {
                 outcomes.push(OpOutcome::Invalid { reason });

@@ -7,7 +7,9 @@
 //!
 //! Event ops (events exports) go to the `events` table instead, one gzip
 //! JSON Lines object per event under `events/export=<name>/dt=<day>/`: see
-//! `warehouse_events` for its layout, row schema and Athena DDL.
+//! `events` for its layout, row schema and Athena DDL.
+
+pub mod events;
 
 use std::sync::Arc;
 
@@ -16,7 +18,7 @@ use chrono::DateTime;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use super::{Destination, DestinationError, OpOutcome};
+use crate::destinations::{Destination, DestinationError, OpOutcome};
 use crate::domain::model::{Attributes, DeliveryOp, EventPayload, Millis, OpKind};
 use crate::domain::spec::{
     DestinationKind, DestinationSpec, ExportDestination, ExportMode, ExportSpec,
@@ -214,14 +216,14 @@ impl Destination for WarehouseDestination {
         export: &ExportSpec,
         _binding: &ExportDestination,
         op: &DeliveryOp,
-    ) -> Result<super::ReadBack, DestinationError> {
+    ) -> Result<crate::destinations::ReadBack, DestinationError> {
         if op.op == OpKind::Event {
-            return Ok(super::ReadBack::NotReadable(
+            return Ok(crate::destinations::ReadBack::NotReadable(
                 "event rows are checked by the events table's own tests".into(),
             ));
         }
         let Some(dt) = utc_date(op.source_ts) else {
-            return Ok(super::ReadBack::NotReadable(
+            return Ok(crate::destinations::ReadBack::NotReadable(
                 "the op's time is out of range".into(),
             ));
         };
@@ -251,17 +253,22 @@ impl Destination for WarehouseDestination {
             }
         }
         Ok(match found {
-            1 => super::ReadBack::Agrees(format!("one row under {}", self.store.locate(&prefix))),
-            0 => super::ReadBack::Disagrees(format!(
+            1 => crate::destinations::ReadBack::Agrees(format!(
+                "one row under {}",
+                self.store.locate(&prefix)
+            )),
+            0 => crate::destinations::ReadBack::Disagrees(format!(
                 "no row for the op under {}",
                 self.store.locate(&prefix)
             )),
-            n => super::ReadBack::Disagrees(format!("the op's row is there {n} times")),
+            n => {
+                crate::destinations::ReadBack::Disagrees(format!("the op's row is there {n} times"))
+            }
         })
     }
 
     fn describe_output(&self, export: &ExportSpec, _binding: &ExportDestination) -> String {
-        if let Some(prefix) = super::warehouse_events::output_prefix(export) {
+        if let Some(prefix) = events::output_prefix(export) {
             return self.store.locate(&prefix);
         }
         self.store.locate(&format!("export={}/", export.name))

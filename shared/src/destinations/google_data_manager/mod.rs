@@ -43,7 +43,7 @@
 //! settled at that list's next delivery, or by anyone calling `settle`.)
 //!
 //! Conversions: an `events` / `conversions` export sends its event ops to
-//! `events:ingest` instead (`google_dm_events.rs`), same client and settings.
+//! `events:ingest` instead (`events.rs`), same client and settings.
 //!
 //! Limits: 300 requests per minute per Cloud project, and as many status
 //! reads, enforced in-process by `governor` (a wait over 5 s becomes

@@ -48,7 +48,6 @@ where
     destination_records_write_conditionally_and_list_by_prefix(fresh().await).await;
 }
 
-#[path = "state_claims.rs"]
 pub mod claims;
 
 // ---------------------------------------------------------------- fixtures

@@ -844,5 +844,4 @@ impl JobQueue for RecordingQueue {
 }
 
 #[cfg(test)]
-#[path = "overlay_tests.rs"]
 mod tests;

@@ -889,5 +889,4 @@ fn to_person(asked: &Identifiers, customer: WireCustomer) -> Person {
 }
 
 #[cfg(test)]
-#[path = "app_api_tests.rs"]
 mod tests;

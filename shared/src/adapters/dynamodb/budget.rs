@@ -26,9 +26,7 @@ use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use aws_sdk_dynamodb::Client;
 
-use super::dynamodb::{
-    describe_sdk_error, retry_counted, sdk_error_is_transient, PK, SK, TTL_ATTRIBUTE,
-};
+use super::{describe_sdk_error, retry_counted, sdk_error_is_transient, PK, SK, TTL_ATTRIBUTE};
 use crate::customerio::budget::{BudgetError, RequestBudget};
 
 const NEXT: &str = "next_us";

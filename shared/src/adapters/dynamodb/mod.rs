@@ -113,9 +113,8 @@ const TRANSIENT_CODES: &[&str] = &[
     "KmsThrottled",
 ];
 
-#[path = "dynamodb_items.rs"]
+pub mod budget;
 mod items;
-#[path = "dynamodb_writes.rs"]
 mod writes;
 use items::*;
 pub(crate) use items::{backoff, describe_sdk_error, retry_counted, sdk_error_is_transient};
@@ -377,7 +376,6 @@ const COUNTERS_SK: &str = "COUNTERS";
 const REPORTS_PK: &str = "REPORTS";
 const QUARANTINE_PK: &str = "QUARANTINE";
 
-#[path = "dynamodb_jobs.rs"]
 mod jobs;
 
 #[async_trait]
