@@ -1,5 +1,6 @@
 //! Adapters: the AWS and embedded implementations of each port.
 
+mod aws_errors;
 pub mod dynamodb;
 pub mod embedded;
 pub mod local_fs;

@@ -26,7 +26,8 @@ use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use aws_sdk_dynamodb::Client;
 
-use super::{describe_sdk_error, retry_counted, sdk_error_is_transient, PK, SK, TTL_ATTRIBUTE};
+use super::{PK, SK, TTL_ATTRIBUTE};
+use crate::adapters::aws_errors::{retry_counted, SdkFailure};
 use crate::customerio::budget::{BudgetError, RequestBudget};
 
 const NEXT: &str = "next_us";
@@ -36,11 +37,11 @@ fn classify<E>(what: &str, err: SdkError<E>) -> BudgetError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
-    let message = format!("{what}: {}", describe_sdk_error(&err));
-    if sdk_error_is_transient(&err) {
-        BudgetError::Retryable(message)
+    let f = SdkFailure::of(what, err);
+    if f.retryable {
+        BudgetError::Retryable(f.message)
     } else {
-        BudgetError::Permanent(message)
+        BudgetError::Permanent(f.message)
     }
 }
 

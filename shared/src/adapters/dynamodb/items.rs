@@ -1,35 +1,6 @@
-//! Item codec, SDK error classification and retries of the DynamoDB
-//! store, shared by the other AWS adapters (SQS, S3).
+//! Item codec and error mapping of the DynamoDB store.
 
 use super::*;
-
-/// Whether an SDK error is worth retrying: throttling, 5xx, timeouts and IO
-/// failures. Shared by the AWS adapters (DynamoDB, SQS, S3).
-pub(crate) fn sdk_error_is_transient<E: ProvideErrorMetadata>(err: &SdkError<E>) -> bool {
-    match err {
-        SdkError::TimeoutError(_) | SdkError::ResponseError(_) => true,
-        SdkError::DispatchFailure(failure) => !failure.is_user(),
-        SdkError::ServiceError(ctx) => {
-            ctx.raw().status().as_u16() >= 500
-                || ctx.raw().status().as_u16() == 429
-                || err.code().is_some_and(|c| TRANSIENT_CODES.contains(&c))
-        }
-        _ => false,
-    }
-}
-
-/// One line describing an SDK error: code and message when the service sent
-/// them, else the whole cause chain.
-pub(crate) fn describe_sdk_error<E>(err: &SdkError<E>) -> String
-where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
-{
-    match (err.code(), err.message()) {
-        (Some(code), Some(message)) => format!("{code}: {message}"),
-        (Some(code), None) => code.to_string(),
-        _ => DisplayErrorContext(err).to_string(),
-    }
-}
 
 pub(super) fn build_err(what: &str, err: aws_sdk_dynamodb::error::BuildError) -> StateError {
     StateError::Permanent {
@@ -42,13 +13,17 @@ pub(super) fn classify<E>(what: &str, err: SdkError<E>) -> StateError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
-    let transient = sdk_error_is_transient(&err);
-    let message = format!("{what}: {}", describe_sdk_error(&err));
-    let source: Option<Box<dyn std::error::Error + Send + Sync>> = Some(Box::new(err));
-    if transient {
-        StateError::Retryable { message, source }
+    let f = SdkFailure::of(what, err);
+    if f.retryable {
+        StateError::Retryable {
+            message: f.message,
+            source: Some(f.source),
+        }
     } else {
-        StateError::Permanent { message, source }
+        StateError::Permanent {
+            message: f.message,
+            source: Some(f.source),
+        }
     }
 }
 
@@ -131,49 +106,6 @@ pub(super) fn decode_cursor(cursor: &str) -> Result<String, StateError> {
 
 pub(super) fn limit_i32(limit: usize) -> i32 {
     i32::try_from(limit).unwrap_or(i32::MAX)
-}
-
-/// Backoff of in-adapter retries of transient failures.
-pub(crate) fn backoff() -> ExponentialBuilder {
-    ExponentialBuilder::default()
-        .with_min_delay(Duration::from_millis(50))
-        .with_max_delay(Duration::from_secs(2))
-        .with_max_times(3)
-        .with_jitter()
-}
-
-/// Run one AWS request with in-adapter retries of transient failures,
-/// counting every attempt in `requests` (it sizes the bill). `port` names
-/// the caller in the retry log. Shared by the AWS adapters.
-pub(crate) async fn retry_counted<T, E, F, Fut>(
-    requests: &AtomicU64,
-    port: &'static str,
-    what: &'static str,
-    is_retryable: fn(&E) -> bool,
-    mut f: F,
-) -> Result<T, E>
-where
-    E: std::fmt::Display,
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, E>>,
-{
-    (move || {
-        requests.fetch_add(1, Ordering::Relaxed);
-        f()
-    })
-    .retry(backoff())
-    .sleep(tokio::time::sleep)
-    .when(is_retryable)
-    .notify(|e, delay| {
-        tracing::warn!(
-            operation = what,
-            error = %e,
-            delay_ms = delay.as_millis() as u64,
-            "{} call failed; retrying",
-            port
-        );
-    })
-    .await
 }
 
 /// Backoff of BatchWriteItem's unprocessed items.
