@@ -10,8 +10,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use dataout::adapters::dynamodb::budget::DynamoBudget;
 use dataout::adapters::dynamodb::DynamoStateStore;
-use dataout::adapters::dynamodb_budget::DynamoBudget;
 use dataout::adapters::embedded::queue::{EmbeddedQueue, QueueSettings};
 use dataout::adapters::embedded::state::EmbeddedStateStore;
 use dataout::customerio::app_api::{AppApiClient, AppApiConfig};

@@ -15,7 +15,7 @@ use axum::Router;
 use serde_json::{json, Value};
 
 use dataout::adapters::embedded::state::EmbeddedStateStore;
-use dataout::destinations::google::GoogleCustomerMatchDestination;
+use dataout::destinations::google_customer_match::GoogleCustomerMatchDestination;
 use dataout::destinations::{Destination, OpOutcome};
 use dataout::domain::model::{DeliveryOp, Identifiers, OpKind, PersonKey};
 use dataout::domain::spec::{

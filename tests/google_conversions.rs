@@ -288,7 +288,7 @@ async fn a_500_after_google_accepted_is_retried_and_each_transaction_counts_once
     s.enqueue(&jobs(20, "f")).await;
     s.deliver_all().await;
     // Google counts each conversion once: the retry carried the same
-    // transaction ids (see google_dm_events.rs on unknown outcomes).
+    // transaction ids (see shared/src/destinations/google_data_manager/events.rs on unknown outcomes).
     assert_eq!(s.sim.conversions(ACCOUNT, ACTION).len(), 20);
     for i in 0..20 {
         let tx = format!("f-{i}");

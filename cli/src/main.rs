@@ -1,31 +1,15 @@
 //! `dataout`: the operator tool of the Customer.io Data Out bundle.
 
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::ExitCode;
-use std::sync::Arc;
-use std::time::Duration;
+mod commands;
 
-use anyhow::{bail, Context};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
 use clap::{Parser, Subcommand};
 
-use dataout::customerio::actions::{ActionAuthConfig, ActionAuthMode, BasicCredentials};
-use dataout::customerio::app_api::{AppApiClient, AppApiConfig};
-use dataout::customerio::budget::LocalBudget;
-use dataout::customerio::webhook::SignatureConfig;
-use dataout::domain::config::load_spec_file;
-use dataout::local::LocalRuntime;
-use dataout::pipeline::intake::IntakeConfig;
-use dataout::ports::{EnvSecrets, Secret, SegmentSource, SystemClock};
-use dataout::telemetry::{self, LogFormat};
-
-use dataout_cli::demo;
-use dataout_cli::ops::{self, DlqCmd, QuarantineCmd, ReconcileCmd, RunsCmd, Target};
+use dataout_cli::ops::{DlqCmd, QuarantineCmd, ReconcileCmd, RunsCmd};
 use dataout_cli::stack::TargetArgs;
-
-/// `dataout export` exit status for a run a guard rail held: nothing was
-/// committed and it waits for `dataout runs approve` (1 stays "failed").
-const EXIT_HELD: u8 = 3;
 
 #[derive(Parser)]
 #[command(
@@ -213,357 +197,50 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    use commands as c;
     match cli.command {
-        Command::Demo { people, out } => {
-            telemetry::init(LogFormat::Text, "warn");
-            demo::run(people, &out).await?;
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Demo { people, out } => c::demo::run(people, &out).await,
         Command::Preview {
             config,
             export,
             destination,
             people,
-        } => {
-            telemetry::init(LogFormat::Text, "error");
-            preview(&config, &export, &destination, &people).await
-        }
+        } => c::preview::run(&config, &export, &destination, &people).await,
         Command::Export {
             name,
             config,
             dry_run,
             state_dir,
             json,
-        } => {
-            telemetry::init(LogFormat::Text, "warn");
-            let held = export(&name, &config, dry_run, &state_dir, json).await?;
-            // A script must tell a held run from a finished one.
-            Ok(if held {
-                ExitCode::from(EXIT_HELD)
-            } else {
-                ExitCode::SUCCESS
-            })
-        }
+        } => c::export::run(&name, &config, dry_run, &state_dir, json).await,
         Command::Qa {
             export,
             config,
             state_dir,
             json,
-        } => {
-            telemetry::init(LogFormat::Text, "warn");
-            qa(&export, &config, &state_dir, json).await
-        }
-        Command::Validate { file } => Ok(validate(&file)),
-        Command::Template { config, arch, out } => {
-            let arch = dataout_cli::template::Arch::parse(&arch)
-                .ok_or_else(|| anyhow::anyhow!("--arch is arm64 or x86_64, not `{arch}`"))?;
-            let text = dataout_cli::template::render_file_for(
-                &config,
-                &config.display().to_string(),
-                arch,
-            )?;
-            match out {
-                Some(path) => std::fs::write(&path, text)
-                    .with_context(|| format!("writing {}", path.display()))?,
-                None => print!("{text}"),
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        } => c::qa::run(&export, &config, &state_dir, json).await,
+        Command::Validate { file } => Ok(c::validate::run(&file)),
+        Command::Template { config, arch, out } => c::template::run(&config, &arch, out),
         Command::Serve {
             config,
             addr,
             state_dir,
-        } => {
-            telemetry::init(LogFormat::Text, "info");
-            serve(&config, addr, &state_dir).await?;
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Quarantine { action, target } => {
-            telemetry::init(LogFormat::Text, "warn");
-            ops::quarantine(&Target::open(&target).await?, action).await?;
-            Ok(ExitCode::SUCCESS)
-        }
+        } => c::serve::run(&config, addr, &state_dir).await,
+        Command::Quarantine { action, target } => c::quarantine::run(action, &target).await,
         Command::Rollback {
             export,
             to,
             destination,
             target,
-        } => {
-            telemetry::init(LogFormat::Text, "warn");
-            let deps = Target::open(&target).await?.deps().await?;
-            let run = dataout::pipeline::rollback::prepare(
-                &deps,
-                &export,
-                to.as_deref(),
-                destination.as_deref(),
-            )
-            .await?;
-            if let dataout::domain::model::RunStatus::Held { reason } = &run.status {
-                println!("{} held: {reason}", run.run_id);
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Runs { action, target } => {
-            telemetry::init(LogFormat::Text, "warn");
-            ops::runs(&Target::open(&target).await?, action).await?;
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Dlq { action, target } => {
-            telemetry::init(LogFormat::Text, "warn");
-            ops::dlq(&Target::open(&target).await?, action).await?;
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Reconcile { action, target } => {
-            telemetry::init(LogFormat::Text, "warn");
-            ops::reconcile(&Target::open(&target).await?, action).await?;
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Report { html, days, target } => {
-            telemetry::init(LogFormat::Text, "warn");
-            dataout_cli::html_report::write(&Target::open(&target).await?, &html, days).await?;
-            Ok(ExitCode::SUCCESS)
-        }
+        } => c::rollback::run(&export, to.as_deref(), destination.as_deref(), &target).await,
+        Command::Runs { action, target } => c::runs::run(action, &target).await,
+        Command::Dlq { action, target } => c::dlq::run(action, &target).await,
+        Command::Reconcile { action, target } => c::reconcile::run(action, &target).await,
+        Command::Report { html, days, target } => c::report::run(&html, days, &target).await,
         Command::Check {
             grace_pct,
             min_grace_minutes,
             target,
-        } => {
-            telemetry::init(LogFormat::Text, "warn");
-            let opts = dataout_cli::check::CheckOptions {
-                grace_pct,
-                min_grace_minutes,
-                ..Default::default()
-            };
-            dataout_cli::check::command(&Target::open(&target).await?, &opts).await
-        }
+        } => c::check::run(grace_pct, min_grace_minutes, &target).await,
     }
-}
-
-fn validate(file: &Path) -> ExitCode {
-    match load_spec_file(file) {
-        Ok(spec) => {
-            println!(
-                "{}: valid — {} exports, {} destinations, config hash {}",
-                file.display(),
-                spec.exports.len(),
-                spec.destinations.len(),
-                &spec.config_hash[..12.min(spec.config_hash.len())]
-            );
-            ExitCode::SUCCESS
-        }
-        Err(errors) => {
-            for issue in errors.to_string().lines() {
-                eprintln!("{issue}");
-            }
-            eprintln!("{} error(s)", errors.issues.len());
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn env_secret(name: &str) -> Option<Secret> {
-    dataout::ports::Secrets::get(&EnvSecrets, name)
-}
-
-/// Intake settings from the environment (secrets never from files).
-pub fn intake_config_from_env() -> anyhow::Result<IntakeConfig> {
-    let Some(signing) = env_secret("CIO_WEBHOOK_SIGNING_SECRET") else {
-        bail!("CIO_WEBHOOK_SIGNING_SECRET is not set: the reporting-webhook signing key from Customer.io");
-    };
-    let action_secret = env_secret("DATAOUT_ACTION_SECRET").unwrap_or_else(|| signing.clone());
-    let tolerance = std::env::var("DATAOUT_WEBHOOK_TOLERANCE_SECS")
-        .ok()
-        .map(|v| {
-            v.parse::<u64>()
-                .context("DATAOUT_WEBHOOK_TOLERANCE_SECS must be whole seconds")
-        })
-        .transpose()?
-        .unwrap_or(300);
-    let mode = match std::env::var("DATAOUT_ACTION_AUTH").as_deref() {
-        Ok("hmac") => ActionAuthMode::Hmac,
-        _ => ActionAuthMode::SharedSecret,
-    };
-    let basic = env_secret("DATAOUT_ACTION_BASIC_AUTH")
-        .map(|raw| BasicCredentials::parse(&raw))
-        .transpose()
-        .context("DATAOUT_ACTION_BASIC_AUTH")?;
-    Ok(IntakeConfig {
-        reporting: SignatureConfig {
-            secret: signing,
-            tolerance: Duration::from_secs(tolerance),
-        },
-        actions: ActionAuthConfig {
-            header_name: std::env::var("DATAOUT_ACTION_HEADER")
-                .unwrap_or_else(|_| "x-dataout-token".into())
-                .to_ascii_lowercase(),
-            secret: action_secret,
-            mode,
-            tolerance: Duration::from_secs(tolerance),
-            basic,
-        },
-        dedup_ttl: Duration::from_secs(7 * 24 * 3600),
-        in_progress_ttl: Duration::from_secs(5),
-    })
-}
-
-fn open_runtime(
-    config: &Path,
-    state_dir: &Path,
-    intake: IntakeConfig,
-) -> anyhow::Result<LocalRuntime> {
-    let spec = load_spec_file(config).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let base = config
-        .parent()
-        .and_then(Path::parent)
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("."));
-    Ok(LocalRuntime::open(
-        spec,
-        state_dir,
-        &EnvSecrets,
-        Arc::new(SystemClock),
-        intake,
-        &base,
-    )?)
-}
-
-async fn serve(config: &Path, addr: SocketAddr, state_dir: &Path) -> anyhow::Result<()> {
-    let intake = intake_config_from_env()?;
-    let rt = Arc::new(open_runtime(config, state_dir, intake)?);
-    rt.start_workers().await?;
-    if env_secret("CIO_APP_API_KEY").is_some() {
-        let source = AppApiClient::new(
-            AppApiConfig::from_lookup(|name| std::env::var(name).ok())?,
-            &EnvSecrets,
-            reqwest::Client::new(),
-        )?
-        // Every export's schedule shares this one client: one budget.
-        .with_budget(Arc::new(LocalBudget::new()));
-        let source: Arc<dyn SegmentSource> = Arc::new(source);
-        rt.start_schedules(source);
-    } else {
-        tracing::warn!("CIO_APP_API_KEY is not set: batch schedules are off, webhooks only");
-    }
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("could not listen on {addr}"))?;
-    tracing::info!(%addr, state_dir = %state_dir.display(), "serving intake: POST /webhooks/customerio, POST /webhooks/actions, GET /healthz");
-    axum::serve(listener, rt.router())
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await?;
-    rt.shutdown().await;
-    Ok(())
-}
-
-async fn qa(export: &str, config: &Path, state_dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
-    // qa serves no webhooks: the runtime's intake settings are never used.
-    let rt = open_runtime(config, state_dir, dataout_cli::demo::intake_config())?;
-    let source = if env_secret("CIO_APP_API_KEY").is_some() {
-        Some(app_api_source()?)
-    } else {
-        None
-    };
-    let verdicts = dataout_cli::qa::run(
-        &rt,
-        source.as_ref().map(|s| s as &dyn SegmentSource),
-        export,
-    )
-    .await;
-    rt.shutdown().await;
-    let verdicts = verdicts?;
-    if json {
-        println!("{}", serde_json::to_string_pretty(&verdicts)?);
-    } else {
-        print!("{}", dataout_cli::qa::render(export, &verdicts));
-    }
-    Ok(if verdicts.iter().all(|v| v.pass) {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
-}
-
-async fn preview(
-    config: &Path,
-    export: &str,
-    destination: &str,
-    people: &Path,
-) -> anyhow::Result<ExitCode> {
-    let spec = load_spec_file(config).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let file =
-        std::fs::File::open(people).with_context(|| format!("opening {}", people.display()))?;
-    let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::new(stdout.lock());
-    let summary = dataout_cli::preview::preview(
-        &spec,
-        export,
-        destination,
-        std::io::BufReader::new(file),
-        &mut out,
-    )
-    .await?;
-    drop(out);
-    eprint!(
-        "{}",
-        dataout_cli::preview::render_summary(destination, &summary)
-    );
-    Ok(if summary.bad_lines.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
-}
-
-/// The batch source as `serve` configures it (the App API, from the environment).
-fn app_api_source() -> anyhow::Result<AppApiClient> {
-    if env_secret("CIO_APP_API_KEY").is_none() {
-        bail!("CIO_APP_API_KEY is not set: the export reads its segment from the App API");
-    }
-    Ok(AppApiClient::new(
-        AppApiConfig::from_lookup(|name| std::env::var(name).ok())?,
-        &EnvSecrets,
-        reqwest::Client::new(),
-    )?
-    .with_budget(Arc::new(LocalBudget::new())))
-}
-
-async fn export(
-    name: &str,
-    config: &Path,
-    dry_run: bool,
-    state_dir: &Path,
-    json: bool,
-) -> anyhow::Result<bool> {
-    let spec = load_spec_file(config).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let source = app_api_source()?;
-    let mut plan = if dry_run {
-        let snapshot = dataout_cli::dry_run::open_local_state(state_dir)?;
-        dataout_cli::dry_run::plan(
-            Arc::new(spec),
-            snapshot.state.clone(),
-            &source,
-            name,
-            Arc::new(SystemClock),
-        )
-        .await?
-    } else {
-        let deps = dataout_cli::dry_run::open_local_deps(spec, state_dir, Arc::new(SystemClock))?;
-        dataout_cli::dry_run::run(&deps, &source, name).await?
-    };
-    let held = !dry_run && plan.held_reason.is_some();
-    if held {
-        plan.approve_with = Some(dataout_cli::dry_run::approve_command(
-            &plan.run_id,
-            config,
-            state_dir,
-        ));
-    }
-    if json {
-        println!("{}", serde_json::to_string_pretty(&plan)?);
-    } else {
-        print!("{}", dataout_cli::dry_run::render(&plan));
-    }
-    Ok(held)
 }

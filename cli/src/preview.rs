@@ -459,13 +459,13 @@ fn real_base(dest: &DestinationSpec) -> Result<String, String> {
             destinations::clevertap::base_url_for_region(region)?
         }
         DestinationSettings::MetaAudience { .. } | DestinationSettings::MetaConversions { .. } => {
-            destinations::meta::DEFAULT_BASE_URL.to_string()
+            destinations::meta_audience::DEFAULT_BASE_URL.to_string()
         }
         DestinationSettings::GoogleDataManager { .. } => {
-            destinations::google_dm::DEFAULT_BASE_URL.to_string()
+            destinations::google_data_manager::DEFAULT_BASE_URL.to_string()
         }
         DestinationSettings::GoogleCustomerMatch { .. } => {
-            destinations::google::DEFAULT_BASE_URL.to_string()
+            destinations::google_customer_match::DEFAULT_BASE_URL.to_string()
         }
         DestinationSettings::Webhook { url, .. } => url.clone(),
         DestinationSettings::Warehouse { location } => location.clone(),

@@ -11,7 +11,7 @@
 use super::yaml::{att, iff, l, ls, m, r#ref, s, sub, sub_with, Y};
 
 /// DynamoDB calls of the state adapters (`adapters/dynamodb.rs`, the App
-/// API budget in `adapters/dynamodb_budget.rs`): no Scan, no table reads of
+/// API budget in `adapters/dynamodb/budget.rs`): no Scan, no table reads of
 /// other tables, no DescribeTable.
 pub const STATE_ACTIONS: &[&str] = &[
     "dynamodb:GetItem",

@@ -7,7 +7,7 @@ use std::time::{Instant, SystemTime};
 use anyhow::{anyhow, Context};
 use batch_export::config::ExportSettings;
 use batch_export::handler::{handle, metrics_lines, parse_trigger, ExportError, ExportOutcome};
-use dataout::adapters::dynamodb_budget::DynamoBudget;
+use dataout::adapters::dynamodb::budget::DynamoBudget;
 use dataout::customerio::app_api::AppApiClient;
 use dataout::pipeline::export::ExportOptions;
 use dataout::pipeline::Deps;

@@ -1,7 +1,7 @@
 //! Adapters: the AWS and embedded implementations of each port.
 
+mod aws_errors;
 pub mod dynamodb;
-pub mod dynamodb_budget;
 pub mod embedded;
 pub mod local_fs;
 pub mod overlay;

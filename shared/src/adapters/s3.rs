@@ -9,18 +9,18 @@ use aws_sdk_s3::Client;
 
 use async_trait::async_trait;
 
-use crate::adapters::dynamodb::{describe_sdk_error, sdk_error_is_transient};
+use crate::adapters::aws_errors::SdkFailure;
 use crate::ports::{ObjectStore, ObjectStoreError};
 
 fn classify<E>(what: &str, key: &str, err: SdkError<E>) -> ObjectStoreError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
-    let message = format!("{what} `{key}`: {}", describe_sdk_error(&err));
-    if sdk_error_is_transient(&err) {
-        ObjectStoreError::Retryable { message }
+    let f = SdkFailure::of(&format!("{what} `{key}`"), err);
+    if f.retryable {
+        ObjectStoreError::Retryable { message: f.message }
     } else {
-        ObjectStoreError::Permanent { message }
+        ObjectStoreError::Permanent { message: f.message }
     }
 }
 

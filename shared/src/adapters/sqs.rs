@@ -32,9 +32,7 @@ use aws_sdk_sqs::types::{
 use aws_sdk_sqs::Client;
 use backon::BackoffBuilder;
 
-use crate::adapters::dynamodb::{
-    backoff, describe_sdk_error, retry_counted, sdk_error_is_transient,
-};
+use crate::adapters::aws_errors::{backoff, retry_counted, SdkFailure};
 use crate::domain::model::DeliveryJob;
 use crate::ports::{JobQueue, QueueDepth, QueueError, ReceivedJob};
 
@@ -67,13 +65,17 @@ fn classify<E>(what: &str, err: SdkError<E>) -> QueueError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
-    let transient = sdk_error_is_transient(&err);
-    let message = format!("{what}: {}", describe_sdk_error(&err));
-    let source: Option<Box<dyn std::error::Error + Send + Sync>> = Some(Box::new(err));
-    if transient {
-        QueueError::Retryable { message, source }
+    let f = SdkFailure::of(what, err);
+    if f.retryable {
+        QueueError::Retryable {
+            message: f.message,
+            source: Some(f.source),
+        }
     } else {
-        QueueError::Permanent { message, source }
+        QueueError::Permanent {
+            message: f.message,
+            source: Some(f.source),
+        }
     }
 }
 

@@ -19,7 +19,7 @@
 //!
 //! Adapters: [`LocalBudget`] (in memory, for the local runtime where every
 //! export shares one process) and
-//! [`DynamoBudget`](crate::adapters::dynamodb_budget::DynamoBudget) (one
+//! [`DynamoBudget`](crate::adapters::dynamodb::budget::DynamoBudget) (one
 //! item per workspace in the state table, two atomic updates at most per
 //! request, for the Lambda functions). Both pass
 //! [`conformance::budget`](crate::conformance::budget).

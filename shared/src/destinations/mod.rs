@@ -11,17 +11,15 @@ use crate::domain::model::{DeliveryOp, OpKind, PersonKey};
 use crate::domain::spec::{DestinationKind, ExportDestination, ExportSpec};
 
 pub mod clevertap;
-pub mod google;
 pub mod google_auth;
 pub mod google_consent;
-pub mod google_dm;
-pub mod meta;
-pub mod meta_capi;
+pub mod google_customer_match;
+pub mod google_data_manager;
+pub mod meta_audience;
+pub mod meta_conversions;
 pub mod net_guard;
 pub mod warehouse;
-pub mod warehouse_events;
 pub mod webhook;
-pub mod webhook_events;
 
 /// What happened to one op.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -321,20 +319,24 @@ pub fn build(
         K::Clevertap => std::sync::Arc::new(clevertap::ClevertapDestination::new(
             name, spec, secrets, http,
         )?),
-        K::MetaAudience => std::sync::Arc::new(meta::MetaAudienceDestination::new(
+        K::MetaAudience => std::sync::Arc::new(meta_audience::MetaAudienceDestination::new(
             name, spec, secrets, http,
         )?),
-        K::GoogleCustomerMatch => std::sync::Arc::new(google::GoogleCustomerMatchDestination::new(
-            name, spec, secrets, http, clock, state,
-        )?),
-        K::GoogleDataManager => std::sync::Arc::new(google_dm::DataManagerDestination::new(
-            name, spec, secrets, http, clock, state,
-        )?),
+        K::GoogleCustomerMatch => {
+            std::sync::Arc::new(google_customer_match::GoogleCustomerMatchDestination::new(
+                name, spec, secrets, http, clock, state,
+            )?)
+        }
+        K::GoogleDataManager => {
+            std::sync::Arc::new(google_data_manager::DataManagerDestination::new(
+                name, spec, secrets, http, clock, state,
+            )?)
+        }
         K::Webhook => {
             std::sync::Arc::new(webhook::WebhookDestination::new(name, spec, secrets, http)?)
         }
-        K::MetaConversions => std::sync::Arc::new(meta_capi::MetaConversionsDestination::new(
-            name, spec, secrets, http, clock,
-        )?),
+        K::MetaConversions => std::sync::Arc::new(
+            meta_conversions::MetaConversionsDestination::new(name, spec, secrets, http, clock)?,
+        ),
     })
 }

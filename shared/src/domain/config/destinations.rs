@@ -262,7 +262,9 @@ impl Checker {
                 // contract against (v22-v24 have expired; 2635 alarms).
                 let api_version = match fields.get("api_version") {
                     Some(n) => self.api_version(n, &here.child("api_version"), "v27.0"),
-                    None => Some(crate::destinations::meta::DEFAULT_API_VERSION.to_string()),
+                    None => {
+                        Some(crate::destinations::meta_audience::DEFAULT_API_VERSION.to_string())
+                    }
                 };
                 let ad_account_id = self.require(fields, "ad_account_id", here).and_then(|n| {
                     self.digits(
@@ -325,23 +327,23 @@ impl Checker {
         fields: &Fields<'_, '_>,
         here: &Here<'_>,
     ) -> Option<DestinationSettings> {
-        use crate::destinations::meta_capi;
+        use crate::destinations::meta_conversions;
         let api_version = match fields.get("api_version") {
             Some(n) => self.api_version(n, &here.child("api_version"), "v27.0"),
-            None => Some(crate::destinations::meta::DEFAULT_API_VERSION.to_string()),
+            None => Some(crate::destinations::meta_audience::DEFAULT_API_VERSION.to_string()),
         };
         let pixel_id = self
             .require(fields, "pixel_id", here)
             .and_then(|n| self.digits(n, &here.child("pixel_id"), "pixel_id (the dataset id)"));
         let access_token_env = self.required_env(fields, "access_token_env", here);
         let action_source = match fields.get("action_source") {
-            None => Some(meta_capi::DEFAULT_ACTION_SOURCE.to_string()),
+            None => Some(meta_conversions::DEFAULT_ACTION_SOURCE.to_string()),
             Some(n) => {
                 let at = here.child("action_source");
                 self.string(n, &at).and_then(|v| {
-                    if meta_capi::SUPPORTED_ACTION_SOURCES.contains(&v.as_str()) {
+                    if meta_conversions::SUPPORTED_ACTION_SOURCES.contains(&v.as_str()) {
                         Some(v)
-                    } else if let Some(why) = meta_capi::unsupported_action_source(&v) {
+                    } else if let Some(why) = meta_conversions::unsupported_action_source(&v) {
                         self.issue(n, &at, format!("action_source `{v}` cannot be sent: {why}"));
                         None
                     } else {
@@ -350,7 +352,7 @@ impl Checker {
                             &at,
                             format!(
                                 "unknown action_source `{v}`; expected one of: {}",
-                                meta_capi::SUPPORTED_ACTION_SOURCES.join(", ")
+                                meta_conversions::SUPPORTED_ACTION_SOURCES.join(", ")
                             ),
                         );
                         None

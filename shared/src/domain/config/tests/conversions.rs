@@ -43,7 +43,7 @@ fn meta_conversions_defaults_version_action_source_and_batch() {
     assert_eq!(
         capi_settings(&spec),
         DestinationSettings::MetaConversions {
-            api_version: crate::destinations::meta::DEFAULT_API_VERSION.into(),
+            api_version: crate::destinations::meta_audience::DEFAULT_API_VERSION.into(),
             pixel_id: "555000111".into(),
             access_token_env: "META_CAPI_TOKEN".into(),
             action_source: "system_generated".into(),
