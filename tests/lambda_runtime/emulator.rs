@@ -194,7 +194,7 @@ impl Emulator {
             .envs(env)
             .env(
                 "AWS_LAMBDA_RUNTIME_API",
-                format!("127.0.0.1:{}/.rt", self.port),
+                format!("http://127.0.0.1:{}/.rt", self.port),
             )
             .env("AWS_LAMBDA_FUNCTION_NAME", "_")
             .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
