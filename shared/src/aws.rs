@@ -155,8 +155,7 @@ pub async fn load_secrets(settings: &AwsSettings) -> Result<Arc<dyn Secrets>, Se
     let Some(id) = &settings.secrets_id else {
         return Ok(Arc::new(crate::ports::EnvSecrets));
     };
-    let port =
-        std::env::var(settings::SECRETS_EXTENSION_PORT).unwrap_or_else(|_| "2773".into());
+    let port = std::env::var(settings::SECRETS_EXTENSION_PORT).unwrap_or_else(|_| "2773".into());
     let token = std::env::var("AWS_SESSION_TOKEN").unwrap_or_default();
     let fail = |reason: String| SetupError::Secrets {
         id: id.clone(),

@@ -4,5 +4,5 @@
 //! shares (`dataout::settings::intake`); a missing secret fails it.
 
 pub use dataout::settings::intake::{intake_config, DEDUP_TTL, IN_PROGRESS_TTL};
-pub use dataout::settings::{ACTION_BASIC_SECRET, ACTION_SECRET, REPORTING_SECRET};
 pub use dataout::settings::SettingsError as ConfigError;
+pub use dataout::settings::{ACTION_BASIC_SECRET, ACTION_SECRET, REPORTING_SECRET};

@@ -54,13 +54,12 @@ pub fn intake_config(
             new: SIGNATURE_TOLERANCE_SECS,
         });
     }
-    let reporting_secret =
-        secrets
-            .get(REPORTING_SECRET)
-            .ok_or(SettingsError::MissingSecret {
-                name: REPORTING_SECRET,
-                hint: "the signing key of Customer.io's reporting webhooks",
-            })?;
+    let reporting_secret = secrets
+        .get(REPORTING_SECRET)
+        .ok_or(SettingsError::MissingSecret {
+            name: REPORTING_SECRET,
+            hint: "the signing key of Customer.io's reporting webhooks",
+        })?;
     let action_secret = secrets
         .get(ACTION_SECRET)
         .ok_or(SettingsError::MissingSecret {

@@ -109,10 +109,7 @@ pub const SETTINGS: &[Setting] = &[
 
 /// The default [`SETTINGS`] (and so the README) gives `name`.
 pub fn default_of(name: &str) -> Option<&'static str> {
-    SETTINGS
-        .iter()
-        .find(|s| s.name == name)
-        .map(|s| s.default)
+    SETTINGS.iter().find(|s| s.name == name).map(|s| s.default)
 }
 
 /// A variable's value; blank counts as unset.

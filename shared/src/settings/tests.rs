@@ -157,7 +157,10 @@ fn zero_or_words_as_tolerance_are_refused() {
         let err = intake_config(env(&[("DATAOUT_SIGNATURE_TOLERANCE_SECS", bad)]), &both())
             .unwrap_err()
             .to_string();
-        assert!(err.contains("DATAOUT_SIGNATURE_TOLERANCE_SECS"), "{bad}: {err}");
+        assert!(
+            err.contains("DATAOUT_SIGNATURE_TOLERANCE_SECS"),
+            "{bad}: {err}"
+        );
     }
 }
 
