@@ -15,9 +15,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use serde_json::Value;
 
-use dataout::customerio::actions::{ActionAuthConfig, ActionAuthMode};
 use dataout::customerio::app_api::{AppApiClient, AppApiConfig, Region};
-use dataout::customerio::webhook::{sign, SignatureConfig};
+use dataout::customerio::webhook::sign;
 use dataout::domain::config::parse_spec;
 use dataout::domain::model::{counter, CounterScope, RunStatus};
 use dataout::domain::spec::{
@@ -502,21 +501,7 @@ fn held(status: &RunStatus) -> String {
 
 /// Intake settings of the demo: the secrets the replay signs with.
 pub fn intake_config() -> IntakeConfig {
-    IntakeConfig {
-        reporting: SignatureConfig {
-            secret: Secret::new(SIGNING_SECRET),
-            tolerance: Duration::from_secs(300),
-        },
-        actions: ActionAuthConfig {
-            header_name: "x-dataout-token".into(),
-            secret: Secret::new(ACTION_SECRET),
-            mode: ActionAuthMode::SharedSecret,
-            tolerance: Duration::from_secs(300),
-            basic: None,
-        },
-        dedup_ttl: Duration::from_secs(7 * 24 * 3600),
-        in_progress_ttl: Duration::from_secs(5),
-    }
+    dataout::settings::intake::defaults(Secret::new(SIGNING_SECRET), Secret::new(ACTION_SECRET))
 }
 
 /// The simulators' credentials under the names the spec gives.
@@ -705,5 +690,20 @@ fn mirror_into_workspace(
             }
         }
         _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    #[test]
+    fn demo_and_replay_keep_event_ids_and_claims_as_long_as_the_lambda() {
+        // Customer.io retries for up to 7 days (docs/customerio.md): event
+        // ids are kept 8 days; a claim holds 30 s, past one 8 s request.
+        for cfg in [super::intake_config(), crate::ops::replay_intake()] {
+            assert_eq!(cfg.dedup_ttl, Duration::from_secs(691_200));
+            assert_eq!(cfg.in_progress_ttl, Duration::from_secs(30));
+        }
     }
 }

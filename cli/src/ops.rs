@@ -26,8 +26,6 @@ use dataout::adapters::dynamodb::DynamoStateStore;
 use dataout::adapters::embedded::queue::{EmbeddedQueue, QueueSettings};
 use dataout::adapters::embedded::state::EmbeddedStateStore;
 use dataout::adapters::sqs::SqsJobQueue;
-use dataout::customerio::actions::{ActionAuthConfig, ActionAuthMode};
-use dataout::customerio::webhook::SignatureConfig;
 use dataout::domain::config::load_spec_file;
 use dataout::domain::model::{Identifiers, Person, RunRecord, RunStatus};
 use dataout::domain::spec::ActivationSpec;
@@ -430,22 +428,7 @@ async fn unreadable_body(deps: &Deps, id: &str) -> anyhow::Result<Option<String>
 /// was verified when it came in): it needs intake's dedup and claim
 /// durations only, which are these on every runtime.
 pub fn replay_intake() -> IntakeConfig {
-    let tolerance = Duration::from_secs(300);
-    IntakeConfig {
-        reporting: SignatureConfig {
-            secret: Secret::new(""),
-            tolerance,
-        },
-        actions: ActionAuthConfig {
-            header_name: "x-dataout-token".into(),
-            secret: Secret::new(""),
-            mode: ActionAuthMode::SharedSecret,
-            tolerance,
-            basic: None,
-        },
-        dedup_ttl: Duration::from_secs(7 * 24 * 3600),
-        in_progress_ttl: Duration::from_secs(5),
-    }
+    dataout::settings::intake::defaults(Secret::new(""), Secret::new(""))
 }
 
 pub async fn dlq(target: &Target, cmd: DlqCmd) -> anyhow::Result<()> {

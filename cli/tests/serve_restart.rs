@@ -28,6 +28,8 @@ fn spawn_serve(config: &Path, state: &Path, port: u16) -> Child {
         .args(["--addr", &format!("127.0.0.1:{port}"), "--state-dir"])
         .arg(state)
         .env("CIO_WEBHOOK_SIGNING_SECRET", SECRET)
+        // The action token is required as on Lambda (no fallback to the signing key).
+        .env("DATAOUT_ACTION_SECRET", SECRET)
         .env("META_ACCESS_TOKEN", DEFAULT_ACCESS_TOKEN)
         .env("RUST_LOG", "warn")
         .env_remove("CIO_APP_API_KEY")

@@ -13,6 +13,7 @@
 //!   environment.
 //! * `AWS_ENDPOINT_URL` — honoured by the SDK (tests point it at moto).
 
+use crate::settings;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -70,17 +71,17 @@ fn var(name: &'static str, hint: &'static str) -> Result<String, SetupError> {
 
 impl AwsSettings {
     pub fn from_env() -> Result<Self, SetupError> {
-        let table = var("DATAOUT_TABLE", "the DynamoDB state table name")?;
+        let table = var(settings::TABLE, "the DynamoDB state table name")?;
         let queues_json = var(
-            "DATAOUT_QUEUES",
+            settings::QUEUES,
             "JSON map of destination name to {queue_url, dlq_url}",
         )?;
         let queues = parse_queues(&queues_json)?;
         let config = var(
-            "DATAOUT_CONFIG",
+            settings::CONFIG,
             "s3://bucket/key or a file path of the activation spec",
         )?;
-        let secrets_id = std::env::var("DATAOUT_SECRETS_ID")
+        let secrets_id = std::env::var(settings::SECRETS_ID)
             .ok()
             .filter(|v| !v.trim().is_empty());
         Ok(AwsSettings {
@@ -95,7 +96,7 @@ impl AwsSettings {
 pub fn parse_queues(json: &str) -> Result<BTreeMap<String, QueueUrls>, SetupError> {
     let raw: BTreeMap<String, QueueEntry> =
         serde_json::from_str(json).map_err(|e| SetupError::Malformed {
-            name: "DATAOUT_QUEUES",
+            name: settings::QUEUES,
             reason: e.to_string(),
         })?;
     Ok(raw
@@ -154,8 +155,7 @@ pub async fn load_secrets(settings: &AwsSettings) -> Result<Arc<dyn Secrets>, Se
     let Some(id) = &settings.secrets_id else {
         return Ok(Arc::new(crate::ports::EnvSecrets));
     };
-    let port =
-        std::env::var("PARAMETERS_SECRETS_EXTENSION_HTTP_PORT").unwrap_or_else(|_| "2773".into());
+    let port = std::env::var(settings::SECRETS_EXTENSION_PORT).unwrap_or_else(|_| "2773".into());
     let token = std::env::var("AWS_SESSION_TOKEN").unwrap_or_default();
     let fail = |reason: String| SetupError::Secrets {
         id: id.clone(),

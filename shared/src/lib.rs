@@ -21,4 +21,5 @@ pub mod local;
 pub mod pipeline;
 pub mod ports;
 pub mod report;
+pub mod settings;
 pub mod telemetry;

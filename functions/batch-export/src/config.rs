@@ -1,5 +1,6 @@
 //! Settings of the batch-export function, read once at cold start.
 
+use dataout::settings;
 use std::time::Duration;
 
 use dataout::customerio::app_api::{AppApiConfig, AppApiError};
@@ -13,7 +14,7 @@ pub enum ConfigError {
     AppApi(#[from] AppApiError),
 }
 
-pub const DEFAULT_NAMESPACE: &str = "DataOut";
+pub const DEFAULT_NAMESPACE: &str = settings::DEFAULT_METRICS_NAMESPACE;
 /// Time kept back before the Lambda deadline to save the checkpoint.
 pub const DEFAULT_DEADLINE_MARGIN: Duration = Duration::from_secs(60);
 
@@ -42,11 +43,11 @@ impl ExportSettings {
         };
         let app_api = AppApiConfig::from_lookup(&get)?;
         let deadline_margin =
-            match value("DATAOUT_DEADLINE_MARGIN_SECS") {
+            match value(settings::DEADLINE_MARGIN_SECS) {
                 None => DEFAULT_DEADLINE_MARGIN,
                 Some(v) => v.parse::<u64>().map(Duration::from_secs).map_err(|_| {
                     ConfigError::Malformed {
-                        name: "DATAOUT_DEADLINE_MARGIN_SECS",
+                        name: settings::DEADLINE_MARGIN_SECS,
                         reason: format!("`{v}` is not a whole number of seconds"),
                     }
                 })?,
@@ -54,7 +55,7 @@ impl ExportSettings {
         Ok(ExportSettings {
             app_api,
             deadline_margin,
-            metrics_namespace: value("DATAOUT_METRICS_NAMESPACE")
+            metrics_namespace: value(settings::METRICS_NAMESPACE)
                 .unwrap_or_else(|| DEFAULT_NAMESPACE.to_string()),
             http_timeout: Duration::from_secs(30),
         })
@@ -93,6 +94,19 @@ mod tests {
         assert_eq!(s.app_api.region, Region::Eu);
         assert_eq!(s.deadline_margin, Duration::from_secs(30));
         assert_eq!(s.app_api.base_url.as_deref(), Some("http://127.0.0.1:9"));
+    }
+
+    #[test]
+    fn defaults_are_the_ones_the_settings_list_shows() {
+        let s = from(&[]).unwrap();
+        assert_eq!(
+            dataout::settings::default_of("DATAOUT_DEADLINE_MARGIN_SECS"),
+            Some(s.deadline_margin.as_secs().to_string().as_str())
+        );
+        assert_eq!(
+            dataout::settings::default_of("DATAOUT_METRICS_NAMESPACE"),
+            Some(s.metrics_namespace.as_str())
+        );
     }
 
     #[test]

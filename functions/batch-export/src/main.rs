@@ -11,6 +11,7 @@ use dataout::adapters::dynamodb::budget::DynamoBudget;
 use dataout::customerio::app_api::AppApiClient;
 use dataout::pipeline::export::ExportOptions;
 use dataout::pipeline::Deps;
+use dataout::settings::fail_cold_start;
 use dataout::telemetry::{self, LogFormat};
 use lambda_runtime::{service_fn, LambdaEvent};
 
@@ -45,11 +46,9 @@ async fn invoke(
     Ok(outcome)
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    telemetry::init(LogFormat::Json, "info");
+async fn cold_start() -> anyhow::Result<Function> {
     let settings = ExportSettings::from_env()?;
-    let wiring = dataout::aws::wire().await.context("cold start")?;
+    let wiring = dataout::aws::wire().await?;
     let http = reqwest::Client::builder()
         .timeout(settings.http_timeout)
         .build()
@@ -64,11 +63,20 @@ async fn main() -> anyhow::Result<()> {
         page_limit: settings.app_api.page_limit,
         ..ExportOptions::default()
     };
-    let function = Function {
+    Ok(Function {
         deps: wiring.deps,
         source,
         opts,
         settings,
+    })
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    telemetry::init(LogFormat::Json, "info");
+    let function = match cold_start().await {
+        Ok(f) => f,
+        Err(e) => fail_cold_start("batch-export", &e),
     };
     let function = &function;
     lambda_runtime::run(service_fn(move |event| invoke(function, event)))

@@ -1,5 +1,6 @@
 //! Settings of the deliver function, read once at cold start.
 
+use dataout::settings;
 use thiserror::Error;
 
 #[derive(Debug, Error)]
@@ -25,7 +26,7 @@ pub struct DeliverSettings {
     pub metrics_namespace: String,
 }
 
-pub const DEFAULT_NAMESPACE: &str = "DataOut";
+pub const DEFAULT_NAMESPACE: &str = settings::DEFAULT_METRICS_NAMESPACE;
 
 impl DeliverSettings {
     pub fn from_env() -> Result<Self, ConfigError> {
@@ -39,21 +40,21 @@ impl DeliverSettings {
                 .map(|v| v.trim().to_string())
                 .filter(|v| !v.is_empty())
         };
-        let destination = value("DATAOUT_DESTINATION").ok_or(ConfigError::Missing {
-            name: "DATAOUT_DESTINATION",
+        let destination = value(settings::DESTINATION).ok_or(ConfigError::Missing {
+            name: settings::DESTINATION,
             hint: "the destination whose queue this function consumes",
         })?;
-        let max_receive_count = value("DATAOUT_MAX_RECEIVE_COUNT")
+        let max_receive_count = value(settings::MAX_RECEIVE_COUNT)
             .map(|v| match v.parse::<u32>() {
                 Ok(n) if n >= 1 => Ok(n),
                 _ => Err(ConfigError::Malformed {
-                    name: "DATAOUT_MAX_RECEIVE_COUNT",
+                    name: settings::MAX_RECEIVE_COUNT,
                     reason: format!("`{v}` is not a whole number of at least 1"),
                 }),
             })
             .transpose()?;
         let metrics_namespace =
-            value("DATAOUT_METRICS_NAMESPACE").unwrap_or_else(|| DEFAULT_NAMESPACE.to_string());
+            value(settings::METRICS_NAMESPACE).unwrap_or_else(|| DEFAULT_NAMESPACE.to_string());
         Ok(DeliverSettings {
             destination,
             max_receive_count,

@@ -4,11 +4,12 @@
 
 use std::sync::Arc;
 
-use anyhow::{anyhow, Context};
+use anyhow::anyhow;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use dataout::destinations::Destination;
 use dataout::pipeline::deliver::DeliveryOptions;
 use dataout::pipeline::Deps;
+use dataout::settings::fail_cold_start;
 use dataout::telemetry::{self, LogFormat};
 use deliver::config::DeliverSettings;
 use deliver::event::{batch_response, records};
@@ -54,14 +55,10 @@ async fn invoke(
     result.map(|o| batch_response(&o.failed_message_ids))
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    telemetry::init(LogFormat::Json, "info");
+async fn cold_start() -> anyhow::Result<Function> {
     let settings = DeliverSettings::from_env()?;
-    let wiring = dataout::aws::wire().await.context("cold start")?;
-    let destination = wiring
-        .destination(&settings.destination)
-        .context("cold start")?;
+    let wiring = dataout::aws::wire().await?;
+    let destination = wiring.destination(&settings.destination)?;
     let spec_attempts = wiring
         .deps
         .spec
@@ -77,7 +74,7 @@ async fn main() -> anyhow::Result<()> {
             "the queue's maxReceiveCount differs from the spec's max_attempts; the queue's count applies"
         );
     }
-    let function = Function {
+    Ok(Function {
         deps: wiring.deps,
         destination,
         opts: DeliveryOptions {
@@ -85,6 +82,15 @@ async fn main() -> anyhow::Result<()> {
             ..DeliveryOptions::default()
         },
         settings,
+    })
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    telemetry::init(LogFormat::Json, "info");
+    let function = match cold_start().await {
+        Ok(f) => f,
+        Err(e) => fail_cold_start("deliver", &e),
     };
     let function = &function;
     lambda_runtime::run(service_fn(move |event| invoke(function, event)))

@@ -1,5 +1,6 @@
 //! Settings of the reconcile function, read once at cold start.
 
+use dataout::settings;
 use std::time::Duration;
 
 use dataout::customerio::app_api::{AppApiConfig, AppApiError};
@@ -13,7 +14,7 @@ pub enum ConfigError {
     AppApi(#[from] AppApiError),
 }
 
-pub const DEFAULT_NAMESPACE: &str = "DataOut";
+pub const DEFAULT_NAMESPACE: &str = settings::DEFAULT_METRICS_NAMESPACE;
 /// Drift share above which a row alarms (2 %), unless `DATAOUT_DRIFT_ALARM` says otherwise.
 pub const DEFAULT_DRIFT_ALARM: f64 = 0.02;
 
@@ -44,24 +45,24 @@ impl ReconcileSettings {
                 .filter(|v| !v.is_empty())
         };
         let app_api = AppApiConfig::from_lookup(&get)?;
-        let drift_alarm = match value("DATAOUT_DRIFT_ALARM") {
+        let drift_alarm = match value(settings::DRIFT_ALARM) {
             None => DEFAULT_DRIFT_ALARM,
             Some(v) => match v.parse::<f64>() {
                 Ok(x) if (0.0..=1.0).contains(&x) => x,
                 _ => {
                     return Err(ConfigError::Malformed {
-                        name: "DATAOUT_DRIFT_ALARM",
+                        name: settings::DRIFT_ALARM,
                         reason: format!("`{v}` is not a share between 0 and 1"),
                     })
                 }
             },
         };
-        let report_location = match value("DATAOUT_REPORT_LOCATION") {
+        let report_location = match value(settings::REPORT_LOCATION) {
             None => None,
             Some(v) => {
                 Some(
                     dataout::aws::parse_s3_uri(&v).ok_or_else(|| ConfigError::Malformed {
-                        name: "DATAOUT_REPORT_LOCATION",
+                        name: settings::REPORT_LOCATION,
                         reason: format!("`{v}` is not s3://bucket/prefix"),
                     })?,
                 )
@@ -71,7 +72,7 @@ impl ReconcileSettings {
             report_location,
             app_api,
             drift_alarm,
-            metrics_namespace: value("DATAOUT_METRICS_NAMESPACE")
+            metrics_namespace: value(settings::METRICS_NAMESPACE)
                 .unwrap_or_else(|| DEFAULT_NAMESPACE.to_string()),
             http_timeout: Duration::from_secs(30),
         })
@@ -123,6 +124,17 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("DATAOUT_REPORT_LOCATION"), "{e}");
+    }
+
+    #[test]
+    fn defaults_are_the_ones_the_settings_list_shows() {
+        let s = from(&[]).unwrap();
+        assert_eq!(
+            dataout::settings::default_of("DATAOUT_DRIFT_ALARM"),
+            Some(s.drift_alarm.to_string().as_str())
+        );
+        assert_eq!(dataout::settings::default_of("CIO_REGION"), Some("us"));
+        assert_eq!(s.app_api.region, Region::Us);
     }
 
     #[test]

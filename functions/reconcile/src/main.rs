@@ -10,6 +10,7 @@ use dataout::customerio::app_api::AppApiClient;
 use dataout::destinations::Destination;
 use dataout::pipeline::reconcile::ReconcileOptions;
 use dataout::pipeline::Deps;
+use dataout::settings::fail_cold_start;
 use dataout::telemetry::{self, LogFormat};
 use lambda_runtime::{service_fn, LambdaEvent};
 use reconcile::config::ReconcileSettings;
@@ -52,19 +53,17 @@ async fn invoke(
     Ok(outcome.summary)
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    telemetry::init(LogFormat::Json, "info");
+async fn cold_start() -> anyhow::Result<Function> {
     let settings = ReconcileSettings::from_env()?;
-    let wiring = dataout::aws::wire().await.context("cold start")?;
-    let destinations = wiring.destinations().context("cold start")?;
+    let wiring = dataout::aws::wire().await?;
+    let destinations = wiring.destinations()?;
     let http = reqwest::Client::builder()
         .timeout(settings.http_timeout)
         .build()
         .context("HTTP client")?;
     let source = AppApiClient::new(settings.app_api.clone(), wiring.secrets.as_ref(), http)
         .context("Customer.io App API client")?;
-    let function = Function {
+    Ok(Function {
         deps: wiring.deps,
         source,
         destinations,
@@ -76,6 +75,15 @@ async fn main() -> anyhow::Result<()> {
         reports: settings.report_location.map(|(bucket, prefix)| {
             S3ObjectStore::new(aws_sdk_s3::Client::new(&wiring.sdk), bucket, prefix)
         }),
+    })
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    telemetry::init(LogFormat::Json, "info");
+    let function = match cold_start().await {
+        Ok(f) => f,
+        Err(e) => fail_cold_start("reconcile", &e),
     };
     let function = &function;
     lambda_runtime::run(service_fn(move |event| invoke(function, event)))

@@ -3,9 +3,10 @@
 
 use std::convert::Infallible;
 
-use anyhow::{anyhow, Context};
+use anyhow::anyhow;
 use dataout::pipeline::intake::IntakeConfig;
 use dataout::pipeline::Deps;
+use dataout::settings::fail_cold_start;
 use dataout::telemetry::{self, LogFormat};
 use lambda_http::{service_fn, Body, Request, Response};
 use webhook_intake::config::intake_config;
@@ -22,15 +23,21 @@ async fn invoke(f: &Function, req: Request) -> Result<Response<Body>, Infallible
     Ok(http_response(&handle_request(&f.deps, &f.cfg, &req).await))
 }
 
+async fn cold_start() -> anyhow::Result<Function> {
+    let wiring = dataout::aws::wire().await?;
+    let cfg = intake_config(|name| std::env::var(name).ok(), wiring.secrets.as_ref())?;
+    Ok(Function {
+        deps: wiring.deps,
+        cfg,
+    })
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     telemetry::init(LogFormat::Json, "info");
-    let wiring = dataout::aws::wire().await.context("cold start")?;
-    let cfg = intake_config(|name| std::env::var(name).ok(), wiring.secrets.as_ref())
-        .context("cold start")?;
-    let function = Function {
-        deps: wiring.deps,
-        cfg,
+    let function = match cold_start().await {
+        Ok(f) => f,
+        Err(e) => fail_cold_start("webhook-intake", &e),
     };
     let function = &function;
     lambda_http::run(service_fn(move |req| invoke(function, req)))

@@ -14,6 +14,7 @@
 //! Attribute lookups go by `id`, else `cio_id`, else email (`id_type=email`
 //! must be enabled in the workspace, or the API answers 400).
 
+use crate::settings;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -106,7 +107,7 @@ impl AppApiConfig {
                 .map(|v| v.trim().to_string())
                 .filter(|v| !v.is_empty())
         };
-        let region = match value("CIO_REGION")
+        let region = match value(settings::CIO_REGION)
             .map(|r| r.to_ascii_lowercase())
             .as_deref()
         {
@@ -119,7 +120,7 @@ impl AppApiConfig {
             }
         };
         Ok(AppApiConfig {
-            base_url: value("CIO_APP_API_BASE_URL"),
+            base_url: value(settings::CIO_APP_API_BASE_URL),
             region,
             ..AppApiConfig::default()
         })
