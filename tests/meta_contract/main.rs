@@ -300,19 +300,29 @@ async fn the_simulator_serves_exactly_the_contracts_routes_and_answers_only_in_m
     // Every code, subcode, error type and usage name the simulator's source
     // can answer with is one the contract defines.
     let src_dir = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../sim/src/meta"));
-    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(src_dir)
-        .unwrap()
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.extension().is_some_and(|e| e == "rs")
-                && p.file_name()
+    // Every source file of the simulator, in its folders too.
+    let mut dirs = vec![src_dir.to_path_buf()];
+    let mut files: Vec<std::path::PathBuf> = Vec::new();
+    while let Some(dir) = dirs.pop() {
+        for path in std::fs::read_dir(&dir)
+            .unwrap()
+            .filter_map(|e| e.ok().map(|e| e.path()))
+        {
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs")
+                && path
+                    .file_name()
                     .and_then(|n| n.to_str())
                     .is_some_and(|n| !n.contains("tests"))
-        })
-        .collect();
+            {
+                files.push(path);
+            }
+        }
+    }
     files.sort();
     assert!(
-        files.len() >= 4,
+        files.iter().any(|f| f.ends_with("capi/mod.rs")) && files.len() >= 4,
         "the simulator's source was not found: {files:?}"
     );
     let codes = c["codes"].as_object().unwrap();

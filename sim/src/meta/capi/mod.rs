@@ -533,5 +533,4 @@ pub fn distinct_ids(events: &[CapiEvent]) -> BTreeSet<(String, String)> {
 }
 
 #[cfg(test)]
-#[path = "capi_tests.rs"]
 mod tests;
