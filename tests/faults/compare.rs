@@ -428,7 +428,15 @@ pub(super) async fn compare(
         );
     }
 
-    super::events::compare(sims, history, &values, out);
+    let cut_short: Vec<String> = pipeline
+        .killed_carrying
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .filter(|(d, _)| *d == "clevertap")
+        .map(|(_, o)| o.clone())
+        .collect();
+    super::events::compare(sims, history, &values, &cut_short, out);
 
     // 6. Webhook: replay every op received.
     let ops = sims.hook.ops();

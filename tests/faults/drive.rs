@@ -10,16 +10,10 @@ use super::*;
 pub(super) type InFlight = Arc<Mutex<Vec<String>>>;
 
 fn orders_in(jobs: &[dataout::ports::ReceivedJob]) -> Vec<String> {
-    let mut out = Vec::new();
-    for job in jobs {
-        let text = serde_json::to_string(&job.job).unwrap_or_default();
-        for (at, _) in text.match_indices("ord_") {
-            out.push(text[at..(at + 10).min(text.len())].to_string());
-        }
-    }
-    out.sort();
-    out.dedup();
-    out
+    jobs.iter()
+        .flat_map(|j| &j.job.ops)
+        .filter_map(|op| op.event.as_ref()?.order_id.clone())
+        .collect()
 }
 
 /// One delivery worker: the deliver Lambda's loop, until `stop`.

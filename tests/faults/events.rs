@@ -66,7 +66,15 @@ fn check_orders(
         .collect()
 }
 
-pub(super) fn compare(sims: &Sims, history: &History, warehouse_rows: &[Value], out: &mut Outcome) {
+/// `cut_short`: the orders CleverTap attempts carried as they were killed
+/// or outlived their claim (one entry per attempt).
+pub(super) fn compare(
+    sims: &Sims,
+    history: &History,
+    warehouse_rows: &[Value],
+    cut_short: &[String],
+    out: &mut Outcome,
+) {
     let world = world_orders(history);
 
     // The warehouse: each order exactly once.
@@ -193,11 +201,7 @@ pub(super) fn compare(sims: &Sims, history: &History, warehouse_rows: &[Value], 
                 .iter()
                 .filter(|b| String::from_utf8_lossy(b).contains(&needle))
                 .count();
-            let killed = history
-                .killed_carrying
-                .iter()
-                .filter(|(d, o)| *d == "clevertap" && o == order)
-                .count();
+            let killed = cut_short.iter().filter(|o| *o == order).count();
             (*n > 1 + lost_answers + killed).then_some((order, *n, lost_answers + killed))
         })
         .collect();
@@ -217,10 +221,6 @@ pub(super) fn compare(sims: &Sims, history: &History, warehouse_rows: &[Value], 
         sims.meta.capi_received(META_PIXEL),
         held.len(),
         ambiguous.len(),
-        history
-            .killed_carrying
-            .iter()
-            .filter(|(d, _)| *d == "clevertap")
-            .count()
+        cut_short.len()
     ));
 }

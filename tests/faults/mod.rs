@@ -640,14 +640,6 @@ pub async fn run(scale: Scale, log: OutcomeLog) -> Result<Outcome> {
         ..Outcome::default()
     };
     let rejections = log.0.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    let history = History {
-        killed_carrying: pipeline
-            .killed_carrying
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone(),
-        ..history
-    };
     compare(
         &sims,
         &scale,

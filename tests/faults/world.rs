@@ -440,8 +440,6 @@ pub(super) struct History {
     pub(super) webhooks: Vec<Webhook>,
     pub(super) rounds: BTreeMap<&'static str, Vec<BTreeSet<usize>>>,
     pub(super) profiles: Vec<Vec<Profile>>,
-    /// Orders a delivery worker carried as it was killed, by destination.
-    pub(super) killed_carrying: Vec<(&'static str, String)>,
 }
 
 impl History {
